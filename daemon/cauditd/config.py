@@ -1,0 +1,210 @@
+"""The daemon's configuration: one TOML file, every key optional, checked against dataclasses.
+
+Each section is a dataclass; its fields are the keys, their annotations the accepted types, and
+their `doc` metadata the text `docs/configuration.md` carries. Unknown keys and wrong types raise
+`ConfigError` naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_PATH = Path("/etc/cauditd/cauditd.toml")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+def doc(text: str, **kwargs: Any) -> Any:
+    """A dataclass field carrying its documentation."""
+    return field(metadata={"doc": text}, **kwargs)
+
+
+@dataclass(slots=True, kw_only=True)
+class DaemonConfig:
+    state_dir: str = doc("Where findings, the alert outbox and state live.", default="/var/lib/cauditd")
+    log_level: str = doc("debug, info, warning or error.", default="info")
+    log_format: str = doc('"text" (one line per record) or "json" (one object per line).', default="text")
+    hostname: str = doc("Host name put on findings; empty means the system's.", default="")
+
+
+@dataclass(slots=True, kw_only=True)
+class ProbesConfig:
+    enabled: bool = doc("Attach the syscall probes. Off only for API-only test set-ups.", default=True)
+    track_host: bool = doc("Also report processes outside containers (container.id = host).", default=False)
+    ringbuf_pages: int = doc("Ring buffer size in pages per probe (a power of two).", default=1024)
+    poll_interval_ms: int = doc("How often the ring buffers are drained, in milliseconds.", default=2)
+    max_args: int = doc("argv entries captured per exec (the kernel side caps it at 16).", default=16)
+    process_table_size: int = doc("Processes the process table keeps at most.", default=65536)
+    cgroup_root: str = doc("cgroup v2 mount; empty means detect (/sys/fs/cgroup or /sys/fs/cgroup/unified).", default="")
+    docker_socket: str = doc("Docker Engine API socket.", default="/var/run/docker.sock")
+    containerd_socket: str = doc("containerd socket, used where it exists.", default="/run/containerd/containerd.sock")
+    crio_socket: str = doc("CRI-O socket, used where it exists.", default="/var/run/crio/crio.sock")
+
+
+@dataclass(slots=True, kw_only=True)
+class NetworkConfig:
+    enabled: bool = doc("Attach tc programs to containers' host-side veth interfaces.", default=True)
+    flow_scrape_interval_s: float = doc("How often the kernel flow table is read.", default=5.0)
+    flow_idle_timeout_s: float = doc("A flow idle this long is reported as ended.", default=30.0)
+    flow_log_size: int = doc("Flows kept in memory for the API.", default=10000)
+    dns_capture_bytes: int = doc("Bytes of each DNS packet copied to user space.", default=512)
+
+
+@dataclass(slots=True, kw_only=True)
+class RulesConfig:
+    default_rules: bool = doc("Load the rules shipped with cauditd.", default=True)
+    paths: list[str] = doc(
+        "Rule files or directories loaded after the defaults, in order.",
+        default_factory=lambda: ["/etc/cauditd/rules.d"],
+    )
+    min_priority: str = doc("Rules below this priority are not loaded.", default="debug")
+    suppress_window_s: float = doc("Repeats of one finding within this window are merged.", default=60.0)
+
+
+@dataclass(slots=True, kw_only=True)
+class StoreConfig:
+    retention_days: float = doc("Findings older than this are deleted.", default=30.0)
+    max_findings: int = doc("At most this many findings are kept; the oldest go first.", default=1_000_000)
+    batch_ms: int = doc("Findings are written in batches at most this old (what a SIGKILL may lose).", default=200)
+
+
+@dataclass(slots=True, kw_only=True)
+class TokenConfig:
+    file: str = doc("A file holding the bearer token (its first line).")
+    role: str = doc('"read" or "admin".', default="read")
+
+
+@dataclass(slots=True, kw_only=True)
+class ApiConfig:
+    enabled: bool = doc("Serve the HTTP API.", default=True)
+    listen: str = doc("host:port of the HTTP API; without tokens it must be loopback.", default="127.0.0.1:7411")
+    unix_socket: str = doc("Also serve on this unix socket; empty for none.", default="")
+    tokens: list[TokenConfig] = doc("Bearer tokens and their roles.", default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class SinkConfig:
+    name: str = doc("Name of the sink in logs, metrics and the API.")
+    kind: str = doc("slack, mattermost, rocketchat, discord, teams, googlechat, webhook or exec.")
+    url: str = doc("Webhook URL (prefer url_file for secrets).", default="")
+    url_file: str = doc("File holding the webhook URL.", default="")
+    command: list[str] = doc("For kind = exec: the program and its arguments.", default_factory=list)
+    min_priority: str = doc("Findings below this priority are not sent.", default="warning")
+    rules: list[str] = doc("Only these rules (empty: all).", default_factory=list)
+    tags: list[str] = doc("Only findings with one of these tags (empty: all).", default_factory=list)
+    containers: list[str] = doc("Only these container names or ids (empty: all).", default_factory=list)
+    template: str = doc("Message text with %field placeholders; empty for the default.", default="")
+    rate_limit: str = doc('At most this many messages, e.g. "20/min"; the rest are summarised.', default="20/min")
+    timeout_s: float = doc("Timeout of one delivery.", default=10.0)
+    max_in_flight: int = doc("Deliveries under way at once for this sink.", default=1)
+
+
+@dataclass(slots=True, kw_only=True)
+class AlertsConfig:
+    sinks: list[SinkConfig] = doc("Where findings are sent.", default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class Config:
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    path: str = field(default="", metadata={"internal": True})
+
+
+def load(path: Path | str | None = None, *, missing_ok: bool = True) -> Config:
+    """Load and check a config file; a missing default file means all defaults."""
+    target = Path(path) if path is not None else DEFAULT_PATH
+    try:
+        raw = target.read_bytes()
+    except FileNotFoundError:
+        if path is None and missing_ok:
+            return Config()
+        raise ConfigError(f"{target}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{target}: {exc.strerror}") from None
+    try:
+        table = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{target}: not valid TOML: {exc}") from None
+    config = from_table(Config, table, str(target), "")
+    config.path = str(target)
+    return config
+
+
+def from_table(cls: type[T], table: Any, source: str, prefix: str) -> T:
+    """Build dataclass `cls` from a TOML table, checking keys and types."""
+    where = prefix or "the top level"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: {where} must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        name = ".".join(filter(None, (prefix, unknown[0])))
+        raise ConfigError(f"{source}: unknown key {name!r} (known: {', '.join(sorted(fields))})")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for name, value in table.items():
+        key = ".".join(filter(None, (prefix, name)))
+        values[name] = _convert(hints[name], value, source, key)
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{source}: {prefix or 'table'} needs key {missing[0]!r}")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_table(hint, value, source, key)  # type: ignore[arg-type]
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list, not {_tname(value)}")
+        return [_convert(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported config type {hint}")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool):
+        raise ConfigError(f"{source}: {key} must be an integer, not a boolean")
+    if not isinstance(value, hint):
+        raise ConfigError(f"{source}: {key} must be {_tname_of(hint)}, not {_tname(value)}")
+    return value
+
+
+def _tname_of(hint: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}.get(
+        hint, hint.__name__
+    )
+
+
+def _tname(value: Any) -> str:
+    return _tname_of(type(value)) if not isinstance(value, list | dict) else (
+        "a list" if isinstance(value, list) else "a table"
+    )
+
+
+def sections() -> list[tuple[str, type]]:
+    """The config sections in file order, for docs and `check-config`."""
+    return [(f.name, f.type) for f in dataclasses.fields(Config) if not f.metadata.get("internal")]  # type: ignore[misc]

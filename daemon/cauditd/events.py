@@ -1,0 +1,245 @@
+"""Typed events: what the probes saw, decoded once at the boundary.
+
+Nothing past the probe loaders touches ctypes or raw bytes: the decoders turn kernel records into
+these dataclasses, the rule engine reads their attributes through the field registry.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+HOST_ID = "host"
+
+
+@dataclass(slots=True, kw_only=True)
+class ContainerInfo:
+    """A container as the runtime describes it; `id` is the full id, or "host"."""
+
+    id: str
+    cgroup_id: int = 0
+    name: str = ""
+    image: str = ""
+    image_id: str = ""
+    runtime: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    privileged: bool = False
+    pid: int = 0
+    started_ns: int = 0
+
+    @property
+    def short_id(self) -> str:
+        return self.id if self.id == HOST_ID else self.id[:12]
+
+    @property
+    def is_host(self) -> bool:
+        return self.id == HOST_ID
+
+    @property
+    def image_repository(self) -> str:
+        image = self.image.split("@", 1)[0]
+        slash = image.rfind("/")
+        colon = image.rfind(":")
+        return image[:colon] if colon > slash else image
+
+    @property
+    def image_tag(self) -> str:
+        image = self.image.split("@", 1)[0]
+        slash = image.rfind("/")
+        colon = image.rfind(":")
+        return image[colon + 1 :] if colon > slash else ""
+
+    @property
+    def pod_name(self) -> str:
+        return self.labels.get("io.kubernetes.pod.name", "")
+
+    @property
+    def pod_namespace(self) -> str:
+        return self.labels.get("io.kubernetes.pod.namespace", "")
+
+
+HOST = ContainerInfo(id=HOST_ID, name="host", runtime="host")
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class ProcessInfo:
+    """One process as the process table knows it; `parent` links up the tree."""
+
+    pid: int
+    ppid: int = 0
+    exe: str = ""
+    args: tuple[str, ...] = ()
+    comm: str = ""
+    cwd: str = ""
+    uid: int = 0
+    gid: int = 0
+    tty: int = 0
+    start_ns: int = 0
+    container_id: str = HOST_ID
+    is_exe_upper_layer: bool = False
+    is_exe_from_memfd: bool = False
+    parent: ProcessInfo | None = None
+
+    @property
+    def name(self) -> str:
+        """Falco's proc.name: the basename of the executable, else the comm."""
+        return self.exe.rsplit("/", 1)[-1] if self.exe else self.comm
+
+    @property
+    def cmdline(self) -> str:
+        return " ".join((self.name, *self.args[1:])) if self.args else self.name
+
+    def ancestor(self, level: int) -> ProcessInfo | None:
+        """The ancestor `level` generations up (1 = parent), as Falco's proc.aname[N]."""
+        proc: ProcessInfo | None = self
+        for _ in range(level):
+            proc = proc.parent if proc is not None else None
+        return proc
+
+    def ancestors(self, limit: int = 16) -> list[ProcessInfo]:
+        chain: list[ProcessInfo] = []
+        proc = self.parent
+        while proc is not None and len(chain) < limit:
+            chain.append(proc)
+            proc = proc.parent
+        return chain
+
+
+@dataclass(slots=True, kw_only=True)
+class Event:
+    """Base of every event: its type (Falco's evt.type), kernel time and container."""
+
+    source: ClassVar[str] = ""
+    type: str
+    ts_ns: int
+    container: ContainerInfo = HOST
+
+    @property
+    def wall_ns(self) -> int:
+        """Wall-clock time of the event (the kernel stamps CLOCK_MONOTONIC)."""
+        return self.ts_ns + _MONO_TO_WALL_NS
+
+
+def _mono_to_wall_ns() -> int:
+    return time.time_ns() - time.monotonic_ns()
+
+
+_MONO_TO_WALL_NS = _mono_to_wall_ns()
+
+
+@dataclass(slots=True, kw_only=True)
+class SyscallEvent(Event):
+    """An event of the syscall source: a process in a cgroup did something.
+
+    `args` holds the syscall's decoded arguments by name (Falco's evt.arg.*) for the kinds that
+    have no typed subclass (ptrace, setns, unshare, mount, capset, bpf, memfd_create, ...).
+    """
+
+    source: ClassVar[str] = "syscall"
+    cgroup_id: int = 0
+    pid: int = 0
+    tid: int = 0
+    uid: int = 0
+    gid: int = 0
+    comm: str = ""
+    ret: int = 0
+    args: dict[str, int | str] = field(default_factory=dict)
+    process: ProcessInfo | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class ExecEvent(SyscallEvent):
+    """A successful execve/execveat (sched_process_exec)."""
+
+    exe: str = ""
+    argv: tuple[str, ...] = ()
+    cwd: str = ""
+    tty: int = 0
+    is_exe_upper_layer: bool = False
+    is_exe_from_memfd: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class ForkEvent(SyscallEvent):
+    """fork/vfork/clone/clone3 seen by sched_process_fork: `pid` is the parent."""
+
+    child_pid: int = 0
+    child_tid: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class ExitEvent(SyscallEvent):
+    """A process (thread group leader) exited; `ret` is the exit status."""
+
+
+@dataclass(slots=True, kw_only=True)
+class FileEvent(SyscallEvent):
+    """open/openat/openat2/creat, unlink, rename, mkdir, symlink, link, chmod and chown family.
+
+    `path` is the file acted on (for rename/link/symlink, the source: Falco's oldpath/target);
+    `target` is the second path (the new name). `flags` are open flags, `mode` the mode argument.
+    """
+
+    path: str = ""
+    target: str = ""
+    dirfd: int = -100
+    flags: int = 0
+    mode: int = 0
+    owner_uid: int = -1
+    owner_gid: int = -1
+
+
+@dataclass(slots=True, kw_only=True)
+class NetSyscallEvent(SyscallEvent):
+    """connect, bind, listen, accept/accept4, sendto: the socket address involved.
+
+    For connect/sendto the address is the peer (fd.dip/fd.dport); for bind/listen/accept the
+    local one (fd.sip/fd.sport); accept's `peer_*` is the connecting client when known.
+    """
+
+    fd: int = -1
+    family: int = 0
+    sock_type: int = 0
+    addr: str = ""
+    port: int = 0
+    peer_addr: str = ""
+    peer_port: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class NetworkEvent(Event):
+    """An event of the network source, seen on a container's host-side veth."""
+
+    source: ClassVar[str] = "network"
+    ifindex: int = 0
+    direction: str = ""  # "egress" (from the container) or "ingress" (to it)
+    l4proto: str = ""  # "tcp", "udp", "icmp", "icmpv6", or the number as text
+    sip: str = ""
+    sport: int = 0
+    dip: str = ""
+    dport: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class FlowEvent(NetworkEvent):
+    """type "flow_new" (first packet) or "flow_end" (idle or final totals)."""
+
+    packets: int = 0
+    bytes: int = 0
+    tcp_flags: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    peer_names: tuple[str, ...] = ()
+
+
+@dataclass(slots=True, kw_only=True)
+class DnsEvent(NetworkEvent):
+    """type "dns_query" or "dns_response", parsed from a DNS packet."""
+
+    qname: str = ""
+    qtype: str = ""
+    rcode: str = ""
+    dns_id: int = 0
+    answers: tuple[str, ...] = ()
+    ttls: tuple[int, ...] = ()

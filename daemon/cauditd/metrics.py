@@ -1,0 +1,60 @@
+"""Prometheus metrics of the daemon, in one registry that `/metrics` serves.
+
+Every metric is declared here so the names stay consistent; components import the objects.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.process_collector import ProcessCollector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+
+EVENTS = Counter(
+    "cauditd_events", "Events decoded from the probes.", ["probe", "type"], registry=REGISTRY
+)
+EVENTS_LOST = Counter(
+    "cauditd_events_lost",
+    "Events the kernel could not hand over (ring buffer full), per probe.",
+    ["probe"],
+    registry=REGISTRY,
+)
+FINDINGS = Counter(
+    "cauditd_findings",
+    "Findings produced, by rule and priority (suppressed repeats not counted).",
+    ["rule", "priority"],
+    registry=REGISTRY,
+)
+RULE_ERRORS = Counter(
+    "cauditd_rule_errors", "Rule evaluations that raised, by rule.", ["rule"], registry=REGISTRY
+)
+API_REQUESTS = Counter(
+    "cauditd_api_requests",
+    "HTTP API requests, by route and status.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+ALERT_DELIVERIES = Counter(
+    "cauditd_alert_deliveries",
+    "Alert deliveries by sink and outcome (ok, retry, failed).",
+    ["sink", "outcome"],
+    registry=REGISTRY,
+)
+ALERT_QUEUE = Gauge(
+    "cauditd_alert_queue_depth", "Findings waiting in the outbox, per sink.", ["sink"],
+    registry=REGISTRY,
+)
+TRACKED_CONTAINERS = Gauge(
+    "cauditd_tracked_containers", "Containers whose cgroups the probes watch.", registry=REGISTRY
+)
+PROBES_ATTACHED = Gauge(
+    "cauditd_probes_attached", "1 when the probe is loaded and attached.", ["probe"],
+    registry=REGISTRY,
+)
+DETECTION_LATENCY = Histogram(
+    "cauditd_detection_latency_seconds",
+    "From the kernel timestamp of an event to its finding being accepted by the store.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
