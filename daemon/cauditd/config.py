@@ -107,6 +107,16 @@ class SinkConfig:
     rate_limit: str = doc('At most this many messages, e.g. "20/min"; the rest are summarised.', default="20/min")
     timeout_s: float = doc("Timeout of one delivery.", default=10.0)
     max_in_flight: int = doc("Deliveries under way at once for this sink.", default=1)
+    format: str = doc(
+        'For kind = teams: "adaptive" (Workflows webhook) or "messagecard" (legacy connector); '
+        "empty picks by URL (webhook.office.com means messagecard).",
+        default="",
+    )
+    retry_base_s: float = doc("First retry delay; it doubles per attempt, with jitter.", default=1.0)
+    retry_max_s: float = doc(
+        "Longest retry delay (a service's Retry-After is honoured).", default=300.0
+    )
+    max_attempts: int = doc("Attempts before a delivery is marked failed; 0: retry for ever.", default=0)
 
 
 @dataclass(slots=True, kw_only=True)

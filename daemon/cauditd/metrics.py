@@ -41,6 +41,12 @@ ALERT_DELIVERIES = Counter(
     ["sink", "outcome"],
     registry=REGISTRY,
 )
+ALERT_RETRIES = Counter(
+    "cauditd_alert_retries",
+    "Alert delivery attempts that will be retried, by sink and reason (status or error).",
+    ["sink", "reason"],
+    registry=REGISTRY,
+)
 ALERT_QUEUE = Gauge(
     "cauditd_alert_queue_depth", "Findings waiting in the outbox, per sink.", ["sink"],
     registry=REGISTRY,
