@@ -116,7 +116,7 @@ class SinkConfig:
     retry_max_s: float = doc(
         "Longest retry delay (a service's Retry-After is honoured).", default=300.0
     )
-    max_attempts: int = doc("Attempts before a delivery is marked failed; 0: retry for ever.", default=0)
+    max_attempts: int = doc("Attempts before a delivery is marked failed (0: no limit).", default=0)
 
 
 @dataclass(slots=True, kw_only=True)
