@@ -13,9 +13,12 @@ from typing import ClassVar
 HOST_ID = "host"
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, eq=False)
 class ContainerInfo:
-    """A container as the runtime describes it; `id` is the full id, or "host"."""
+    """A container as the runtime describes it; `id` is the full id, or "host".
+
+    One object per container, shared by its events and updated in place when the runtime's
+    metadata arrives (so it compares by identity)."""
 
     id: str
     cgroup_id: int = 0
@@ -243,3 +246,24 @@ class DnsEvent(NetworkEvent):
     dns_id: int = 0
     answers: tuple[str, ...] = ()
     ttls: tuple[int, ...] = ()
+
+
+def event_to_json(event: Event) -> dict[str, object]:
+    """A JSON-ready view of an event, for `cauditd events` and debugging rules."""
+    doc: dict[str, object] = {"source": event.source}
+    for name in event.__dataclass_fields__:
+        if name in ("container", "process"):
+            continue
+        value = getattr(event, name)
+        doc[name] = list(value) if isinstance(value, tuple) else value
+    c = event.container
+    doc["container"] = {"id": c.short_id, "full_id": c.id, "name": c.name, "image": c.image}
+    proc = getattr(event, "process", None)
+    if proc is not None:
+        doc["process"] = {
+            "pid": proc.pid,
+            "exe": proc.exe,
+            "cmdline": proc.cmdline,
+            "parents": [{"pid": p.pid, "name": p.name} for p in proc.ancestors(4)],
+        }
+    return doc

@@ -1,0 +1,137 @@
+"""The cgroup v2 tree: cgroup ids (directory inodes) to paths, and paths to container ids.
+
+Handles pure cgroup v2 (/sys/fs/cgroup) and the hybrid layout (/sys/fs/cgroup/unified), with the
+path shapes of Docker (/docker/<id>, docker-<id>.scope), containerd (cri-containerd-<id>.scope,
+/k8s.io/<id>), CRI-O (crio-<id>.scope), Podman (libpod-<id>.scope) and kubepods trees.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_RUNTIME_PREFIXES = {
+    "docker": "docker",
+    "cri-containerd": "containerd",
+    "containerd": "containerd",
+    "crio": "crio",
+    "libpod": "podman",
+}
+_CONTAINER_DIR = re.compile(
+    r"^(?:(?P<prefix>docker|cri-containerd|containerd|crio|libpod)-)?(?P<id>[0-9a-f]{64})(?:\.scope)?$"
+)
+# Parents under which container cgroups are created, by runtime and cgroup driver.
+WATCH_ROOT_NAMES = (
+    "docker",
+    "system.slice",
+    "machine.slice",
+    "kubepods",
+    "kubepods.slice",
+    "k8s.io",
+    "default",
+    "libpod_parent",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerCgroup:
+    """A container's cgroup as its path names it."""
+
+    container_id: str
+    runtime: str
+
+
+def container_from_path(path: str) -> ContainerCgroup | None:
+    """The container a cgroup path belongs to, or None for a host cgroup.
+
+    A container's own nested cgroups (systemd inside a container) belong to it too, so the
+    innermost component that looks like a container wins.
+    """
+    parts = [p for p in path.split("/") if p]
+    for index in range(len(parts) - 1, -1, -1):
+        match = _CONTAINER_DIR.match(parts[index])
+        if match is None:
+            continue
+        prefix = match.group("prefix")
+        parent = parts[index - 1] if index else ""
+        if prefix:
+            runtime = _RUNTIME_PREFIXES[prefix]
+        elif parent == "docker":
+            runtime = "docker"
+        elif parent in ("k8s.io", "default") or parent.startswith("kubepods"):
+            runtime = "containerd"
+        else:
+            runtime = "unknown"
+        return ContainerCgroup(match.group("id"), runtime)
+    return None
+
+
+def find_cgroup2_root(configured: str = "") -> Path:
+    """The cgroup v2 mount point: the configured one, else /sys/fs/cgroup/unified or /sys/fs/cgroup."""
+    if configured:
+        return Path(configured)
+    with open("/proc/self/mounts") as mounts:
+        found = [line.split()[1] for line in mounts if line.split()[2:3] == ["cgroup2"]]
+    for candidate in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        if candidate in found:
+            return Path(candidate)
+    if found:
+        return Path(found[0])
+    raise FileNotFoundError("no cgroup2 file system is mounted")
+
+
+class CgroupTree:
+    """Maps cgroup ids to paths relative to the cgroup2 root, rescanning on a miss."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._paths: dict[int, str] = {}
+
+    def cgroup_id(self, path: str) -> int:
+        return os.stat(self.root / path.lstrip("/")).st_ino
+
+    def path(self, cgroup_id: int) -> str | None:
+        """The path of a cgroup id, rescanning the tree once when it is not known."""
+        found = self._paths.get(cgroup_id)
+        if found is None:
+            self.scan()
+            found = self._paths.get(cgroup_id)
+        return found
+
+    def scan(self) -> dict[int, str]:
+        """Walk the whole tree (a few thousand directories on a busy node)."""
+        paths: dict[int, str] = {}
+        root = str(self.root)
+        for dirpath, _dirs, _files in os.walk(root):
+            try:
+                inode = os.stat(dirpath).st_ino
+            except FileNotFoundError:
+                continue
+            paths[inode] = "/" + os.path.relpath(dirpath, root) if dirpath != root else "/"
+        self._paths = paths
+        return paths
+
+    def forget(self, cgroup_id: int) -> None:
+        self._paths.pop(cgroup_id, None)
+
+    def watch_roots(self) -> dict[int, str]:
+        """Existing parents of container cgroups (see WATCH_ROOT_NAMES), by cgroup id."""
+        roots: dict[int, str] = {}
+        for name in WATCH_ROOT_NAMES:
+            path = self.root / name
+            if path.is_dir():
+                roots[path.stat().st_ino] = "/" + name
+        return roots
+
+    def containers(self) -> dict[int, tuple[str, ContainerCgroup]]:
+        """Every container cgroup in the tree now: cgroup id to (path, container)."""
+        found = {}
+        for cgroup_id, path in self.scan().items():
+            container = container_from_path(path)
+            if container is not None and path.rstrip("/").endswith(
+                container.container_id + (".scope" if path.endswith(".scope") else "")
+            ):
+                found[cgroup_id] = (path, container)
+        return found

@@ -1,0 +1,84 @@
+"""A small Docker Engine API client over its unix socket: inspect, list, and the event stream."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from cauditd.events import ContainerInfo
+
+log = logging.getLogger(__name__)
+
+API = "http://docker/v1.41"
+
+
+class DockerClient:
+    """Reads container metadata from dockerd; every call fails soft (None / empty) when it is down."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=self.socket_path),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=2, sock_read=None),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None:
+        try:
+            async with self._http().get(
+                f"{API}/containers/{container_id}/json", timeout=aiohttp.ClientTimeout(total=3)
+            ) as resp:
+                if resp.status != 200:
+                    return None
+                return container_info(await resp.json())
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.debug("docker inspect %s: %s", container_id[:12], exc)
+            return None
+
+    async def running_ids(self) -> list[str]:
+        try:
+            async with self._http().get(
+                f"{API}/containers/json", timeout=aiohttp.ClientTimeout(total=5)
+            ) as resp:
+                return [c["Id"] for c in await resp.json()] if resp.status == 200 else []
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return []
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Container lifecycle events (start, die, destroy) as dockerd streams them."""
+        filters = json.dumps({"type": ["container"], "event": ["start", "die", "destroy"]})
+        async with self._http().get(f"{API}/events", params={"filters": filters}) as resp:
+            resp.raise_for_status()
+            async for line in resp.content:
+                if line.strip():
+                    yield json.loads(line)
+
+
+def container_info(doc: dict[str, Any]) -> ContainerInfo:
+    """ContainerInfo from a /containers/{id}/json document."""
+    config = doc.get("Config") or {}
+    host_config = doc.get("HostConfig") or {}
+    state = doc.get("State") or {}
+    return ContainerInfo(
+        id=doc["Id"],
+        name=(doc.get("Name") or "").lstrip("/"),
+        image=config.get("Image") or "",
+        image_id=doc.get("Image") or "",
+        runtime="docker",
+        labels=dict(config.get("Labels") or {}),
+        privileged=bool(host_config.get("Privileged")),
+        pid=int(state.get("Pid") or 0),
+    )

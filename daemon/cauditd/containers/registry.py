@@ -1,0 +1,155 @@
+"""The container registry: cgroup id to ContainerInfo, kept in step with the probes' cgroup map."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+from cauditd import metrics
+from cauditd.config import ProbesConfig
+from cauditd.containers.cgroups import CgroupTree, container_from_path, find_cgroup2_root
+from cauditd.containers.docker import DockerClient
+from cauditd.events import HOST_ID, ContainerInfo
+from cauditd.tasks import create_task
+
+log = logging.getLogger(__name__)
+
+
+class CgroupFilter(Protocol):
+    """The in-kernel cgroup filter the registry keeps up to date (SyscallProbes)."""
+
+    def track(self, cgroup_id: int) -> None: ...
+    def ignore(self, cgroup_id: int) -> None: ...
+    def forget(self, cgroup_id: int) -> None: ...
+    def add_watch_root(self, cgroup_id: int) -> None: ...
+
+
+class ContainerRegistry:
+    """Resolves cgroup ids to containers; fills in runtime metadata in the background.
+
+    `resolve` is on the per-event path: a dict lookup for a known cgroup. A new cgroup costs a
+    rescan of the cgroup tree once, then it is tracked or ignored in the kernel too.
+    """
+
+    def __init__(self, config: ProbesConfig, filters: list[CgroupFilter]) -> None:
+        self._config = config
+        self._filters = filters
+        self.tree = CgroupTree(find_cgroup2_root(config.cgroup_root))
+        self.docker = DockerClient(config.docker_socket)
+        self._by_cgroup: dict[int, ContainerInfo | None] = {}
+        self._by_id: dict[str, ContainerInfo] = {}
+        self._metadata_pending: set[str] = set()
+        self._events_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        for cgroup_id, path in self.tree.watch_roots().items():
+            log.debug("watch root %s (cgroup id %d)", path, cgroup_id)
+            for f in self._filters:
+                f.add_watch_root(cgroup_id)
+        for cgroup_id, (path, cgroup) in self.tree.containers().items():
+            self._add(cgroup_id, cgroup.container_id, cgroup.runtime)
+        await asyncio.gather(*(self._fetch_metadata(cid) for cid in list(self._by_id)))
+        self._events_task = create_task(self._follow_docker(), name="docker-events")
+
+    async def stop(self) -> None:
+        if self._events_task is not None:
+            self._events_task.cancel()
+            await asyncio.gather(self._events_task, return_exceptions=True)
+        await self.docker.close()
+
+    def resolve(self, cgroup_id: int) -> ContainerInfo | None:
+        """The container of a cgroup, HOST (when host tracking is on), or None to drop."""
+        try:
+            return self._by_cgroup[cgroup_id]
+        except KeyError:
+            return self._classify(cgroup_id)
+
+    def containers(self) -> list[ContainerInfo]:
+        return list(self._by_id.values())
+
+    def get(self, container_id: str) -> ContainerInfo | None:
+        return self._by_id.get(container_id)
+
+    def _classify(self, cgroup_id: int) -> ContainerInfo | None:
+        path = self.tree.path(cgroup_id)
+        cgroup = container_from_path(path) if path is not None else None
+        if cgroup is not None:
+            return self._add(cgroup_id, cgroup.container_id, cgroup.runtime)
+        if self._config.track_host:
+            info = ContainerInfo(id=HOST_ID, name="host", runtime="host", cgroup_id=cgroup_id)
+            self._by_cgroup[cgroup_id] = info
+            return info
+        if path is not None:  # a cgroup that vanished before we looked may be a container's
+            self._by_cgroup[cgroup_id] = None
+            for f in self._filters:
+                f.ignore(cgroup_id)
+        return None
+
+    def _add(self, cgroup_id: int, container_id: str, runtime: str) -> ContainerInfo:
+        info = self._by_id.get(container_id)
+        if info is None:
+            info = ContainerInfo(id=container_id, runtime=runtime, cgroup_id=cgroup_id)
+            self._by_id[container_id] = info
+            self._schedule_metadata(container_id)
+        self._by_cgroup[cgroup_id] = info
+        for f in self._filters:
+            f.track(cgroup_id)
+        metrics.TRACKED_CONTAINERS.set(len(self._by_id))
+        return info
+
+    def _remove(self, container_id: str) -> None:
+        info = self._by_id.pop(container_id, None)
+        if info is None:
+            return
+        for cgroup_id in [c for c, i in self._by_cgroup.items() if i is info]:
+            del self._by_cgroup[cgroup_id]
+            self.tree.forget(cgroup_id)
+            for f in self._filters:
+                f.forget(cgroup_id)
+        metrics.TRACKED_CONTAINERS.set(len(self._by_id))
+
+    def _schedule_metadata(self, container_id: str) -> None:
+        if container_id in self._metadata_pending:
+            return
+        self._metadata_pending.add(container_id)
+        try:
+            create_task(self._fetch_metadata(container_id), name=f"inspect-{container_id[:12]}")
+        except RuntimeError:  # no running loop (tests calling resolve directly)
+            self._metadata_pending.discard(container_id)
+
+    async def _fetch_metadata(self, container_id: str) -> None:
+        try:
+            found = await self.docker.inspect(container_id)
+        finally:
+            self._metadata_pending.discard(container_id)
+        info = self._by_id.get(container_id)
+        if found is None or info is None:
+            return
+        info.name, info.image, info.image_id = found.name, found.image, found.image_id
+        info.labels, info.privileged, info.pid = found.labels, found.privileged, found.pid
+        info.runtime = "docker"
+        info.started_ns = info.started_ns or time.time_ns()
+
+    async def _follow_docker(self) -> None:
+        while True:
+            try:
+                async for event in self.docker.events():
+                    await self._on_docker_event(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("docker event stream: %s; retrying", exc)
+            await asyncio.sleep(2)
+
+    async def _on_docker_event(self, event: dict[str, object]) -> None:
+        container_id = str(event.get("id") or event.get("Actor", {}).get("ID", ""))  # type: ignore[union-attr]
+        action = event.get("Action") or event.get("status")
+        if action == "start":
+            for cgroup_id, (_path, cgroup) in self.tree.containers().items():
+                if cgroup.container_id == container_id:
+                    self._add(cgroup_id, container_id, cgroup.runtime)
+            await self._fetch_metadata(container_id)
+        elif action == "destroy":
+            self._remove(container_id)

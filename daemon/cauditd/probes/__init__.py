@@ -1,0 +1,1 @@
+"""eBPF probes: loading the C programs with BCC and moving their records into asyncio."""
