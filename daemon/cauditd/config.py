@@ -31,29 +31,48 @@ def doc(text: str, **kwargs: Any) -> Any:
 
 @dataclass(slots=True, kw_only=True)
 class DaemonConfig:
-    state_dir: str = doc("Where findings, the alert outbox and state live.", default="/var/lib/cauditd")
+    state_dir: str = doc(
+        "Where findings, the alert outbox and state live.", default="/var/lib/cauditd"
+    )
     log_level: str = doc("debug, info, warning or error.", default="info")
-    log_format: str = doc('"text" (one line per record) or "json" (one object per line).', default="text")
+    log_format: str = doc(
+        '"text" (one line per record) or "json" (one object per line).', default="text"
+    )
     hostname: str = doc("Host name put on findings; empty means the system's.", default="")
 
 
 @dataclass(slots=True, kw_only=True)
 class ProbesConfig:
-    enabled: bool = doc("Attach the syscall probes. Off only for API-only test set-ups.", default=True)
-    track_host: bool = doc("Also report processes outside containers (container.id = host).", default=False)
+    enabled: bool = doc(
+        "Attach the syscall probes. Off only for API-only test set-ups.", default=True
+    )
+    track_host: bool = doc(
+        "Also report processes outside containers (container.id = host).", default=False
+    )
     ringbuf_pages: int = doc("Ring buffer size in pages per probe (a power of two).", default=1024)
-    poll_interval_ms: int = doc("How often the ring buffers are drained, in milliseconds.", default=2)
-    max_args: int = doc("argv entries captured per exec (the kernel side caps it at 16).", default=16)
+    poll_interval_ms: int = doc(
+        "How often the ring buffers are drained, in milliseconds.", default=2
+    )
+    max_args: int = doc(
+        "argv entries captured per exec (the kernel side caps it at 16).", default=16
+    )
     process_table_size: int = doc("Processes the process table keeps at most.", default=65536)
-    cgroup_root: str = doc("cgroup v2 mount; empty means detect (/sys/fs/cgroup or /sys/fs/cgroup/unified).", default="")
+    cgroup_root: str = doc(
+        "cgroup v2 mount; empty means detect (/sys/fs/cgroup or /sys/fs/cgroup/unified).",
+        default="",
+    )
     docker_socket: str = doc("Docker Engine API socket.", default="/var/run/docker.sock")
-    containerd_socket: str = doc("containerd socket, used where it exists.", default="/run/containerd/containerd.sock")
+    containerd_socket: str = doc(
+        "containerd socket, used where it exists.", default="/run/containerd/containerd.sock"
+    )
     crio_socket: str = doc("CRI-O socket, used where it exists.", default="/var/run/crio/crio.sock")
 
 
 @dataclass(slots=True, kw_only=True)
 class NetworkConfig:
-    enabled: bool = doc("Attach tc programs to containers' host-side veth interfaces.", default=True)
+    enabled: bool = doc(
+        "Attach tc programs to containers' host-side veth interfaces.", default=True
+    )
     flow_scrape_interval_s: float = doc("How often the kernel flow table is read.", default=5.0)
     flow_idle_timeout_s: float = doc("A flow idle this long is reported as ended.", default=30.0)
     flow_log_size: int = doc("Flows kept in memory for the API.", default=10000)
@@ -68,14 +87,20 @@ class RulesConfig:
         default_factory=lambda: ["/etc/cauditd/rules.d"],
     )
     min_priority: str = doc("Rules below this priority are not loaded.", default="debug")
-    suppress_window_s: float = doc("Repeats of one finding within this window are merged.", default=60.0)
+    suppress_window_s: float = doc(
+        "Repeats of one finding within this window are merged.", default=60.0
+    )
 
 
 @dataclass(slots=True, kw_only=True)
 class StoreConfig:
     retention_days: float = doc("Findings older than this are deleted.", default=30.0)
-    max_findings: int = doc("At most this many findings are kept; the oldest go first.", default=1_000_000)
-    batch_ms: int = doc("Findings are written in batches at most this old (what a SIGKILL may lose).", default=200)
+    max_findings: int = doc(
+        "At most this many findings are kept; the oldest go first.", default=1_000_000
+    )
+    batch_ms: int = doc(
+        "Findings are written in batches at most this old (what a SIGKILL may lose).", default=200
+    )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -87,7 +112,9 @@ class TokenConfig:
 @dataclass(slots=True, kw_only=True)
 class ApiConfig:
     enabled: bool = doc("Serve the HTTP API.", default=True)
-    listen: str = doc("host:port of the HTTP API; without tokens it must be loopback.", default="127.0.0.1:7411")
+    listen: str = doc(
+        "host:port of the HTTP API; without tokens it must be loopback.", default="127.0.0.1:7411"
+    )
     unix_socket: str = doc("Also serve on this unix socket; empty for none.", default="")
     tokens: list[TokenConfig] = doc("Bearer tokens and their roles.", default_factory=list)
 
@@ -98,13 +125,21 @@ class SinkConfig:
     kind: str = doc("slack, mattermost, rocketchat, discord, teams, googlechat, webhook or exec.")
     url: str = doc("Webhook URL (prefer url_file for secrets).", default="")
     url_file: str = doc("File holding the webhook URL.", default="")
-    command: list[str] = doc("For kind = exec: the program and its arguments.", default_factory=list)
+    command: list[str] = doc(
+        "For kind = exec: the program and its arguments.", default_factory=list
+    )
     min_priority: str = doc("Findings below this priority are not sent.", default="warning")
     rules: list[str] = doc("Only these rules (empty: all).", default_factory=list)
-    tags: list[str] = doc("Only findings with one of these tags (empty: all).", default_factory=list)
-    containers: list[str] = doc("Only these container names or ids (empty: all).", default_factory=list)
+    tags: list[str] = doc(
+        "Only findings with one of these tags (empty: all).", default_factory=list
+    )
+    containers: list[str] = doc(
+        "Only these container names or ids (empty: all).", default_factory=list
+    )
     template: str = doc("Message text with %field placeholders; empty for the default.", default="")
-    rate_limit: str = doc('At most this many messages, e.g. "20/min"; the rest are summarised.', default="20/min")
+    rate_limit: str = doc(
+        'At most this many messages, e.g. "20/min"; the rest are summarised.', default="20/min"
+    )
     timeout_s: float = doc("Timeout of one delivery.", default=10.0)
     max_in_flight: int = doc("Deliveries under way at once for this sink.", default=1)
     format: str = doc(
@@ -112,7 +147,9 @@ class SinkConfig:
         "empty picks by URL (webhook.office.com means messagecard).",
         default="",
     )
-    retry_base_s: float = doc("First retry delay; it doubles per attempt, with jitter.", default=1.0)
+    retry_base_s: float = doc(
+        "First retry delay; it doubles per attempt, with jitter.", default=1.0
+    )
     retry_max_s: float = doc(
         "Longest retry delay (a service's Retry-After is honoured).", default=300.0
     )
@@ -210,8 +247,10 @@ def _tname_of(hint: type) -> str:
 
 
 def _tname(value: Any) -> str:
-    return _tname_of(type(value)) if not isinstance(value, list | dict) else (
-        "a list" if isinstance(value, list) else "a table"
+    return (
+        _tname_of(type(value))
+        if not isinstance(value, list | dict)
+        else ("a list" if isinstance(value, list) else "a table")
     )
 
 

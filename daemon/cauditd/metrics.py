@@ -48,14 +48,18 @@ ALERT_RETRIES = Counter(
     registry=REGISTRY,
 )
 ALERT_QUEUE = Gauge(
-    "cauditd_alert_queue_depth", "Findings waiting in the outbox, per sink.", ["sink"],
+    "cauditd_alert_queue_depth",
+    "Findings waiting in the outbox, per sink.",
+    ["sink"],
     registry=REGISTRY,
 )
 TRACKED_CONTAINERS = Gauge(
     "cauditd_tracked_containers", "Containers whose cgroups the probes watch.", registry=REGISTRY
 )
 PROBES_ATTACHED = Gauge(
-    "cauditd_probes_attached", "1 when the probe is loaded and attached.", ["probe"],
+    "cauditd_probes_attached",
+    "1 when the probe is loaded and attached.",
+    ["probe"],
     registry=REGISTRY,
 )
 DETECTION_LATENCY = Histogram(

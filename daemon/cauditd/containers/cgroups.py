@@ -69,7 +69,7 @@ def container_from_path(path: str) -> ContainerCgroup | None:
 
 
 def find_cgroup2_root(configured: str = "") -> Path:
-    """The cgroup v2 mount point: the configured one, else /sys/fs/cgroup/unified or /sys/fs/cgroup."""
+    """The cgroup v2 mount: the configured one, else /sys/fs/cgroup or /sys/fs/cgroup/unified."""
     if configured:
         return Path(configured)
     with open("/proc/self/mounts") as mounts:

@@ -17,7 +17,7 @@ API = "http://docker/v1.41"
 
 
 class DockerClient:
-    """Reads container metadata from dockerd; every call fails soft (None / empty) when it is down."""
+    """Reads container metadata from dockerd; calls fail soft (None, empty) when it is down."""
 
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path

@@ -48,7 +48,7 @@ class ContainerRegistry:
             log.debug("watch root %s (cgroup id %d)", path, cgroup_id)
             for f in self._filters:
                 f.add_watch_root(cgroup_id)
-        for cgroup_id, (path, cgroup) in self.tree.containers().items():
+        for cgroup_id, (_path, cgroup) in self.tree.containers().items():
             self._add(cgroup_id, cgroup.container_id, cgroup.runtime)
         await asyncio.gather(*(self._fetch_metadata(cid) for cid in list(self._by_id)))
         self._events_task = create_task(self._follow_docker(), name="docker-events")

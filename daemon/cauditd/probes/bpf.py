@@ -48,9 +48,10 @@ def check_environment() -> None:
     """Fail early, with the reason, when this host cannot run BCC tracepoint probes."""
     if os.geteuid() != 0:
         raise ProbeError("eBPF probes need root (or CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)")
-    if not Path("/sys/kernel/tracing/events/sched").exists() and not Path(
-        "/sys/kernel/debug/tracing/events/sched"
-    ).exists():
+    if (
+        not Path("/sys/kernel/tracing/events/sched").exists()
+        and not Path("/sys/kernel/debug/tracing/events/sched").exists()
+    ):
         raise ProbeError("tracefs is not mounted: mount -t tracefs tracefs /sys/kernel/tracing")
     build = Path(f"/lib/modules/{os.uname().release}/build")
     if not (build / "include").exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 from collections.abc import Callable
@@ -82,10 +83,8 @@ class SyscallProbes:
 
     def forget(self, cgroup_id: int) -> None:
         if self._bpf is not None:
-            try:
+            with contextlib.suppress(KeyError):
                 del self._bpf["cgroup_state"][ctypes.c_uint64(cgroup_id)]
-            except KeyError:
-                pass
 
     def add_watch_root(self, cgroup_id: int) -> None:
         if self._bpf is not None:
