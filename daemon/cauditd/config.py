@@ -8,6 +8,7 @@ their `doc` metadata the text `docs/configuration.md` carries. Unknown keys and 
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import types
 import typing
@@ -256,4 +257,55 @@ def _tname(value: Any) -> str:
 
 def sections() -> list[tuple[str, type]]:
     """The config sections in file order, for docs and `check-config`."""
-    return [(f.name, f.type) for f in dataclasses.fields(Config) if not f.metadata.get("internal")]  # type: ignore[misc]
+    hints = typing.get_type_hints(Config)
+    return [
+        (f.name, hints[f.name])
+        for f in dataclasses.fields(Config)
+        if not f.metadata.get("internal")
+    ]
+
+
+def reference_markdown() -> str:
+    """The key reference of docs/configuration.md, generated from the section dataclasses."""
+    out: list[str] = []
+    for section, cls in sections():
+        out.extend(_section_markdown(section, cls))
+    return "\n".join(out) + "\n"
+
+
+def _section_markdown(title: str, cls: type) -> list[str]:
+    hints = typing.get_type_hints(cls)
+    lines = [f"### `[{title}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+    nested: list[tuple[str, type]] = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        hint = hints[f.name]
+        item = (typing.get_args(hint) or (None,))[0]
+        if dataclasses.is_dataclass(item):
+            nested.append((f"{title}.{f.name}", item))
+        lines.append(
+            f"| `{f.name}` | {_type_text(hint)} | {_default_text(f)} | {f.metadata.get('doc', '')} |"
+        )
+    lines.append("")
+    for name, item in nested:
+        lines.extend(_section_markdown(f"[{name}]", item))
+    return lines
+
+
+def _type_text(hint: Any) -> str:
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        inner = "table" if dataclasses.is_dataclass(item) else _type_text(item)
+        return f"list of {inner}"
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(hint, str(hint))
+
+
+def _default_text(f: dataclasses.Field[Any]) -> str:
+    if f.default is not dataclasses.MISSING:
+        return f"`{json.dumps(f.default)}`"
+    if f.default_factory is not dataclasses.MISSING:
+        return f"`{json.dumps(f.default_factory())}`"
+    return "required"
+
+
+if __name__ == "__main__":  # python -m cauditd.config > regenerates the reference
+    print(reference_markdown(), end="")

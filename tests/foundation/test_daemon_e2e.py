@@ -1,0 +1,133 @@
+"""The daemon end to end: start, see a container's exec with its id, stop cleanly, leave nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Containers, unavailable
+
+pytestmark = pytest.mark.usefixtures("ebpf", "docker")
+
+CAUDITD = [sys.executable, "-m", "cauditd.cli"]
+
+
+class DaemonProcess:
+    """`cauditd run` in a subprocess, its stderr collected line by line."""
+
+    def __init__(self, config: Path) -> None:
+        self.proc = subprocess.Popen(
+            [*CAUDITD, "run", "--config", str(config)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if regex.search(line):
+                    return line
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(
+            f"no log line matching {pattern!r}; got:\n" + "\n".join(self.lines[-40:])
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "cauditd.toml"
+    path.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+        f"[rules]\npaths = []\n"
+        f'[api]\nlisten = "127.0.0.1:0"\n'
+    )
+    return path
+
+
+@pytest.fixture
+def daemon(config: Path) -> Iterator[DaemonProcess]:
+    proc = DaemonProcess(config)
+    try:
+        proc.wait_for(r"cauditd ready")
+        yield proc
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait()
+
+
+def our_bpf_programs() -> list[str]:
+    """Names of loaded BPF programs that are ours (BCC names them after the probe functions)."""
+    try:
+        out = subprocess.run(
+            ["bpftool", "prog", "show", "-j"], capture_output=True, text=True, check=True
+        )
+    except FileNotFoundError:
+        unavailable("bpftool missing (apt-get install bpftool)")
+    names = [p.get("name", "") for p in json.loads(out.stdout or "[]")]
+    return [n for n in names if n.startswith(("tracepoint__", "sched_", "tc_", "cauditd"))]
+
+
+def test_exec_in_container_is_reported_with_its_id(
+    daemon: DaemonProcess, containers: Containers
+) -> None:
+    result = containers.run("/bin/true", name="cauditd-t-exec")
+    assert result.returncode == 0, result.stderr
+    full_id = containers.inspect_id("cauditd-t-exec")
+    line = daemon.wait_for(rf"exec container={full_id[:12]} pid=\d+ exe=/bin/true")
+    assert "exe=/bin/true" in line
+
+
+def test_host_processes_are_not_reported(daemon: DaemonProcess) -> None:
+    subprocess.run(["/bin/true"], check=True)
+    subprocess.run(["/usr/bin/env", "true"], check=True)
+    time.sleep(0.5)
+    assert not [line for line in daemon.lines if "exec container=" in line and "/bin/true" in line]
+
+
+def test_sigterm_stops_cleanly_and_detaches(daemon: DaemonProcess) -> None:
+    assert our_bpf_programs(), "the daemon should have programs loaded while it runs"
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert any("cauditd stopped" in line for line in daemon.lines)
+    assert our_bpf_programs() == []
+
+
+def test_sighup_reloads(daemon: DaemonProcess) -> None:
+    os.kill(daemon.proc.pid, signal.SIGHUP)
+    daemon.wait_for("reloaded")
+    assert daemon.proc.poll() is None
+
+
+def test_sigkill_leaves_nothing_attached(daemon: DaemonProcess) -> None:
+    daemon.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while our_bpf_programs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert our_bpf_programs() == []
