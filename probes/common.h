@@ -26,6 +26,44 @@ BPF_ARRAY(settings, u64, SETTING_COUNT);
 BPF_PERCPU_ARRAY(lost_events, u64, 1);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
+/* Per-thread state between a syscall's entry and its exit (and the scheduler tracepoints that
+ * fire in between: fork, exec). LRU so threads killed mid-syscall cannot fill it. */
+struct pending_syscall {
+    u64 args[6];
+    u64 deref;  /* a u64 read through a pointer argument at entry (open_how.flags, clone3 flags) */
+    u32 nr;
+    u32 _pad;
+};
+BPF_TABLE("lru_hash", u32, struct pending_syscall, pending, 16384);
+
+/* argv captured at execve entry (user memory is gone once exec succeeds), joined to the
+ * sched_process_exec record by the old thread id. Too big for the stack: built in a per-CPU
+ * scratch slot, then copied into the per-thread map. */
+#define ARGV_MAX 16
+#define ARG_LEN 128
+#define EXEC_FROM_MEMFD 1
+struct exec_args {
+    u32 argc;
+    u32 flags;
+    char argv[ARGV_MAX][ARG_LEN];
+};
+BPF_PERCPU_ARRAY(exec_scratch, struct exec_args, 1);
+BPF_TABLE("lru_hash", u32, struct exec_args, exec_args, 4096);
+
+/* exit_group()/exit() status by thread group, read at sched_process_exit. */
+BPF_TABLE("lru_hash", u32, s32, exit_codes, 8192);
+
+/* Sockets and memfds by (tgid << 32 | fd), learnt from socket/accept/memfd_create results:
+ * lets connect/dup2 say what kind of fd they act on and exec say it runs a memfd, without
+ * reading kernel structs. Values: family << 16 | type for sockets, 1 for memfds. */
+BPF_TABLE("lru_hash", u64, u32, socket_fds, 65536);
+BPF_TABLE("lru_hash", u64, u32, memfd_fds, 4096);
+
+#define EVENT_EXEC 1
+#define EVENT_SYSCALL 2
+#define EVENT_FORK 3
+#define EVENT_EXIT 4
+
 struct event_header {
     u64 ts_ns;
     u64 cgroup_id;
@@ -53,7 +91,13 @@ static __always_inline int cgroup_traced(u64 cgroup_id)
     }
     int key = SETTING_TRACK_HOST;
     u64 *track_host = settings.lookup(&key);
-    return track_host && *track_host;
+    if (track_host && *track_host)
+        return 1;
+    /* Remember the verdict so a busy host process costs one lookup per event from now on;
+     * user space overrides it with track() when the runtime reports a container here. */
+    u8 ignored = CGROUP_IGNORED;
+    cgroup_state.insert(&cgroup_id, &ignored);
+    return 0;
 }
 
 static __always_inline void count_lost(void)

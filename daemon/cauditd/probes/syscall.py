@@ -13,13 +13,14 @@ from cauditd import metrics
 from cauditd.config import ProbesConfig
 from cauditd.events import Event
 from cauditd.probes import bpf as bpfmod
+from cauditd.probes import catalog
 from cauditd.probes.records import decode
 from cauditd.probes.ringbuf import RingBufferReader
 
 log = logging.getLogger(__name__)
 
 PROBE_NAME = "syscall"
-SOURCES = ("process.c",)
+SOURCES = ("syscalls.c", "process.c")
 CGROUP_TRACKED = 1
 CGROUP_IGNORED = 2
 SETTING_TRACK_HOST = 0
@@ -39,10 +40,37 @@ class SyscallProbes:
         self._bpf: Any = None
         self._reader: RingBufferReader | None = None
         self._lost_seen = 0
+        self._syscalls: set[str] | None = None
 
     @property
     def defines(self) -> dict[str, int | str]:
-        return {"RINGBUF_PAGES": self._config.ringbuf_pages}
+        return {"RINGBUF_PAGES": self._config.ringbuf_pages, **catalog.nr_defines()}
+
+    @property
+    def enabled_syscalls(self) -> set[str]:
+        """The syscalls whose records are emitted now (the always-on ones included)."""
+        return {name for name, (_on, emit) in catalog.plan(self._syscalls).items() if emit}
+
+    def set_syscalls(self, names: set[str] | None) -> None:
+        """Emit only these syscalls (the rules' needed_syscalls; None: every known one).
+
+        Exec, fork, exit and chdir stay on for the process table; unknown names are ignored.
+        Takes effect at once when loaded, else at start.
+        """
+        self._syscalls = None if names is None else set(names)
+        if self._bpf is not None:
+            self._write_specs()
+
+    def _write_specs(self) -> None:
+        table = self._bpf["syscall_spec"]
+        plan = catalog.plan(self._syscalls)
+        for spec in catalog.SYSCALLS:
+            enabled, emit = plan.get(spec.name, (False, False))
+            leaf = table.Leaf(
+                int(enabled), int(emit), spec.path1, spec.path2, spec.str3,
+                spec.addr, spec.addrlen, spec.deref, spec.opts, 0,
+            )  # fmt: skip
+            table[ctypes.c_int(spec.nr)] = leaf
 
     def dump(self) -> str:
         return bpfmod.source(SOURCES, self.defines)
@@ -52,6 +80,7 @@ class SyscallProbes:
         self._bpf = await asyncio.to_thread(bpfmod.load, SOURCES, self.defines)
         settings = self._bpf["settings"]
         settings[ctypes.c_int(SETTING_TRACK_HOST)] = ctypes.c_uint64(int(self._config.track_host))
+        self._write_specs()
         self._reader = RingBufferReader(
             self._bpf,
             "events",

@@ -1,0 +1,253 @@
+/* syscalls.c: the file, privilege, isolation and network syscalls of traced cgroups.
+ *
+ * raw_syscalls sys_enter stashes the arguments per thread; sys_exit pairs them with the return
+ * value and emits one record. What to capture is data, not code: user space fills syscall_spec
+ * (by syscall number) with which arguments are C strings, which is a socket address, which is a
+ * pointer to dereference, and whether the syscall is enabled at all (from the rules'
+ * needed_syscalls; exec, fork and exit are always on for the process table).
+ *
+ * Cost: an array lookup per syscall on the whole host (disabled syscalls stop there), then one
+ * cgroup_state lookup; a traced syscall adds a pending-map update and a ~650-byte record.
+ * Caveats: x86_64 syscall numbers only (32-bit compat syscalls are not traced); strings are read
+ * at exit (a racing thread could change them in between: the same TOCTOU every tracer has);
+ * paths are cut at 256 bytes, mount's fstype at 64, socket addresses at 128.
+ */
+#include "common.h"
+
+#define ARG_NONE 255
+#define OPT_ADDRLEN_PTR 1
+#define OPT_REQUIRE_ADDR 2
+#define OPT_SOCKET_RESULT 4
+#define OPT_SOCK_FD0 8
+#define OPT_LOW_NEWFD 16
+#define OPT_MEMFD_RESULT 32
+#define SOCKET_KNOWN 0x80000000U
+#define AT_EMPTY_PATH_FLAG 0x1000
+#define STR_LEN 256
+#define ADDR_LEN 128
+
+struct syscall_spec {
+    u8 enabled;  /* stash at entry (side effects only when emit is 0) */
+    u8 emit;
+    u8 path1;
+    u8 path2;
+    u8 str3;
+    u8 addr;
+    u8 addrlen;
+    u8 deref;
+    u32 opts;
+    u32 _pad;
+};
+BPF_ARRAY(syscall_spec, struct syscall_spec, SYSCALL_MAX);
+
+struct syscall_record {
+    struct event_header h;
+    u32 nr;
+    u32 sock_info;
+    s64 ret;
+    u64 args[6];
+    u64 deref;
+    u32 addr_len;
+    u32 _pad;
+    char path1[STR_LEN];
+    char tail[STR_LEN]; /* second path, or socket address; mount's fstype at +192 */
+};
+
+static __always_inline u64 arg_at(const u64 *args, u8 index)
+{
+    switch (index) {
+    case 0: return args[0];
+    case 1: return args[1];
+    case 2: return args[2];
+    case 3: return args[3];
+    case 4: return args[4];
+    case 5: return args[5];
+    }
+    return 0;
+}
+
+static __always_inline void capture_argv(const char *const *argv, u32 flags)
+{
+    int zero = 0;
+    struct exec_args *scratch = exec_scratch.lookup(&zero);
+    if (!scratch)
+        return;
+    scratch->argc = 0;
+    scratch->flags = flags;
+#pragma unroll
+    for (int i = 0; i < ARGV_MAX; i++) {
+        const char *arg = NULL;
+        if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) || !arg)
+            break;
+        if (bpf_probe_read_user_str(scratch->argv[i], ARG_LEN, arg) < 0)
+            break;
+        scratch->argc = i + 1;
+    }
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    exec_args.update(&tid, scratch);
+}
+
+static __always_inline u32 exec_flags(u64 tgid, u64 dirfd, u64 at_flags)
+{
+    if (!(at_flags & AT_EMPTY_PATH_FLAG))
+        return 0;
+    u64 key = tgid << 32 | (u32)dirfd;
+    return memfd_fds.lookup(&key) ? EXEC_FROM_MEMFD : 0;
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+{
+    long id = args->id;
+    if (id < 0 || id >= SYSCALL_MAX)
+        return 0;
+    u32 nr = id;
+    struct syscall_spec *spec = syscall_spec.lookup(&nr);
+    if (!spec || !spec->enabled)
+        return 0;
+    u64 cgroup_id = bpf_get_current_cgroup_id();
+    if (!cgroup_traced(cgroup_id))
+        return 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (nr == NR_EXECVE) {
+        capture_argv((const char *const *)args->args[1], 0);
+        return 0;
+    }
+    if (nr == NR_EXECVEAT) {
+        capture_argv((const char *const *)args->args[2],
+                     exec_flags(pid_tgid >> 32, args->args[0], args->args[4]));
+        return 0;
+    }
+    if (nr == NR_EXIT_GROUP || (nr == NR_EXIT && (u32)pid_tgid == pid_tgid >> 32)) {
+        u32 tgid = pid_tgid >> 32;
+        s32 code = args->args[0] & 0xff;
+        exit_codes.update(&tgid, &code);
+        return 0;
+    }
+    struct pending_syscall p = {};
+    p.nr = nr;
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        p.args[i] = args->args[i];
+    if (spec->deref < 6) {
+        u64 ptr = arg_at(p.args, spec->deref);
+        if (ptr)
+            bpf_probe_read_user(&p.deref, sizeof(p.deref), (void *)ptr);
+    }
+    u32 tid = (u32)pid_tgid;
+    pending.update(&tid, &p);
+    return 0;
+}
+
+static __always_inline void remember_fd(struct syscall_spec *spec, struct pending_syscall *p,
+                                        u64 tgid, s64 ret)
+{
+    if (ret < 0)
+        return;
+    u64 key = tgid << 32 | (u32)ret;
+    if (spec->opts & OPT_MEMFD_RESULT) {
+        u32 one = 1;
+        memfd_fds.update(&key, &one);
+    }
+    if (spec->opts & OPT_SOCKET_RESULT) {
+        u32 info = SOCKET_KNOWN;
+        if (p->nr == NR_SOCKET) {
+            info |= (u32)(p->args[0] & 0xffff) << 16 | (u32)(p->args[1] & 0xff);
+        } else {
+            u64 listener = tgid << 32 | (u32)p->args[0];
+            u32 *known = socket_fds.lookup(&listener);
+            if (known)
+                info = *known;
+        }
+        socket_fds.update(&key, &info);
+    }
+}
+
+static __always_inline u32 read_addr(struct syscall_record *rec, struct syscall_spec *spec,
+                                     struct pending_syscall *p)
+{
+    u64 ptr = arg_at(p->args, spec->addr);
+    u64 len_arg = arg_at(p->args, spec->addrlen);
+    u32 len = len_arg;
+    if (spec->opts & OPT_ADDRLEN_PTR) {
+        len = 0;
+        if (len_arg)
+            bpf_probe_read_user(&len, sizeof(len), (void *)len_arg);
+    }
+    if (!ptr)
+        return 0;
+    if (len > ADDR_LEN)
+        len = ADDR_LEN;
+    len &= 0xff;
+    if (len == 0 || bpf_probe_read_user(rec->tail, len, (void *)ptr))
+        return 0;
+    return len;
+}
+
+static __always_inline void read_strings(struct syscall_record *rec, struct syscall_spec *spec,
+                                         struct pending_syscall *p)
+{
+    rec->path1[0] = 0;
+    rec->tail[0] = 0;
+    rec->addr_len = 0;
+    if (spec->path1 < 6)
+        bpf_probe_read_user_str(rec->path1, STR_LEN, (void *)arg_at(p->args, spec->path1));
+    if (spec->str3 < 6) {
+        bpf_probe_read_user_str(rec->tail, 192, (void *)arg_at(p->args, spec->path2));
+        bpf_probe_read_user_str(rec->tail + 192, 64, (void *)arg_at(p->args, spec->str3));
+    } else if (spec->path2 < 6) {
+        bpf_probe_read_user_str(rec->tail, STR_LEN, (void *)arg_at(p->args, spec->path2));
+    } else if (spec->addr < 6) {
+        rec->addr_len = read_addr(rec, spec, p);
+    }
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = (u32)pid_tgid;
+    struct pending_syscall *stashed = pending.lookup(&tid);
+    if (!stashed)
+        return 0;
+    struct pending_syscall p = *stashed;
+    pending.delete(&tid);
+    if (p.nr != args->id)
+        return 0;
+    struct syscall_spec *spec = syscall_spec.lookup(&p.nr);
+    if (!spec)
+        return 0;
+    s64 ret = args->ret;
+    u64 tgid = pid_tgid >> 32;
+    remember_fd(spec, &p, tgid, ret);
+    if (!spec->emit)
+        return 0;
+    if (spec->opts & OPT_LOW_NEWFD) {
+        s64 newfd = p.nr == NR_DUP ? ret : (s64)(s32)p.args[1];
+        if (newfd < 0 || newfd > 2)
+            return 0;
+    }
+    if ((spec->opts & OPT_REQUIRE_ADDR) && !arg_at(p.args, spec->addr))
+        return 0;
+    struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
+    if (!rec) {
+        count_lost();
+        return 0;
+    }
+    fill_header(&rec->h, EVENT_SYSCALL, bpf_get_current_cgroup_id());
+    rec->nr = p.nr;
+    rec->ret = ret;
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        rec->args[i] = p.args[i];
+    rec->deref = p.deref;
+    rec->_pad = 0;
+    rec->sock_info = 0;
+    if (spec->opts & OPT_SOCK_FD0) {
+        u64 key = tgid << 32 | (u32)p.args[0];
+        u32 *known = socket_fds.lookup(&key);
+        if (known)
+            rec->sock_info = *known;
+    }
+    read_strings(rec, spec, &p);
+    events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+    return 0;
+}
