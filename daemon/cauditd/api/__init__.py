@@ -1,0 +1,30 @@
+"""The HTTP JSON API: findings, rules, containers, stats, alerts, flows, metrics and OpenAPI."""
+
+from cauditd.api.app import ROUTES, ApiServer, make_app, serve
+from cauditd.api.auth import ApiConfigError
+from cauditd.api.context import (
+    CONTEXT,
+    AlertsView,
+    ApiContext,
+    ContainersView,
+    NetworkFilter,
+    NetworkView,
+    RulesView,
+    StatsView,
+)
+
+__all__ = [
+    "CONTEXT",
+    "ROUTES",
+    "AlertsView",
+    "ApiConfigError",
+    "ApiContext",
+    "ApiServer",
+    "ContainersView",
+    "NetworkFilter",
+    "NetworkView",
+    "RulesView",
+    "StatsView",
+    "make_app",
+    "serve",
+]

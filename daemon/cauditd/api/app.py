@@ -1,0 +1,182 @@
+"""The aiohttp application: route table, middlewares (metrics, JSON errors, auth) and `serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from cauditd import metrics
+from cauditd.api import handlers, openapi, sse
+from cauditd.api.auth import ApiConfigError, Token, allows, is_loopback, load_tokens, role_of
+from cauditd.api.context import CONTEXT, ApiContext
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route: method, path pattern, handler and the role it needs (None: open)."""
+
+    method: str
+    path: str
+    handler: Handler
+    role: str | None
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document())
+
+
+ROUTES = (
+    Route("GET", "/v1/findings", handlers.list_findings, "read"),
+    Route("GET", "/v1/findings/stream", sse.stream_findings, "read"),
+    Route("GET", "/v1/findings/{id}", handlers.get_finding, "read"),
+    Route("GET", "/v1/rules", handlers.list_rules, "read"),
+    Route("POST", "/v1/rules/reload", handlers.reload_rules, "admin"),
+    Route("GET", "/v1/containers", handlers.list_containers, "read"),
+    Route("GET", "/v1/containers/{id}", handlers.get_container, "read"),
+    Route("GET", "/v1/stats", handlers.get_stats, "read"),
+    Route("GET", "/v1/alerts", handlers.list_alerts, "read"),
+    Route("POST", "/v1/alerts/{sink}/test", handlers.test_alert, "admin"),
+    Route("GET", "/v1/flows", handlers.list_flows, "read"),
+    Route("GET", "/v1/dns", handlers.list_dns, "read"),
+    Route("GET", "/healthz", handlers.healthz, None),
+    Route("GET", "/readyz", handlers.readyz, None),
+    Route("GET", "/metrics", handlers.prometheus_metrics, "read"),
+    Route("GET", "/openapi.json", _openapi, None),
+)
+
+TOKENS = web.AppKey("tokens", list[Token])
+ROLES = web.AppKey("roles", dict[tuple[str, str], str | None])
+
+
+def _route_label(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """API_REQUESTS by route pattern (never the raw path), method and status."""
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        metrics.API_REQUESTS.labels(_route_label(request), request.method, str(status)).inc()
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as JSON {"error", "detail"}; an unexpected exception is a logged 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items()
+                   if k.lower() not in ("content-type", "content-length")}
+        if exc.content_type == "application/json":
+            return web.Response(status=exc.status, text=exc.text, headers=headers,
+                                content_type="application/json")
+        detail = f"{request.method} {request.path}: {exc.reason}"
+        return web.json_response({"error": exc.reason.lower(), "detail": detail},
+                                 status=exc.status, headers=headers)
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, _route_label(request))
+        return handlers.error_response(500, "internal error", "see the daemon's log")
+
+
+@web.middleware
+async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With tokens configured: 401 without a valid bearer token, 403 for a too-low role."""
+    tokens = request.app[TOKENS]
+    needed = request.app[ROLES].get((request.method, _route_label(request)))
+    if not tokens or needed is None or request.match_info.http_exception is not None:
+        return await handler(request)
+    role = role_of(tokens, request.headers.get("Authorization"))
+    if role is None:
+        return handlers.error_response(401, "unauthorized", "send Authorization: Bearer <token>")
+    if not allows(role, needed):
+        return handlers.error_response(403, "forbidden", f"this route needs the {needed} role")
+    return await handler(request)
+
+
+def make_app(ctx: ApiContext) -> web.Application:
+    """The application; reads the token files now (ApiConfigError when one is unusable)."""
+    app = web.Application(middlewares=[count_requests, json_errors, authorize])
+    app[CONTEXT] = ctx
+    app[TOKENS] = load_tokens(ctx.config)
+    app[ROLES] = {(r.method, r.path): r.role for r in ROUTES}
+    app[sse.STREAMS] = set()
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+    app.on_shutdown.append(sse.cancel_streams)
+    return app
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """host:port or [v6]:port; ApiConfigError when malformed."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ApiConfigError(f"api.listen {listen!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+class ApiServer:
+    """A running API: its bound TCP port and an async close()."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, socket_path: str) -> None:
+        self.runner = runner
+        self.host = host
+        self.port = port
+        self.socket_path = socket_path
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        """Stop accepting, end open streams and release the sockets."""
+        await self.runner.cleanup()
+
+
+async def serve(ctx: ApiContext) -> ApiServer:
+    """Bind config.listen (and the unix socket); refuses a non-loopback address without tokens."""
+    host, port = parse_listen(ctx.config.listen)
+    if not ctx.config.tokens and not is_loopback(host):
+        raise ApiConfigError(
+            f"api.listen {ctx.config.listen!r} is not loopback and api.tokens is empty: "
+            "configure tokens or listen on 127.0.0.1 / a unix socket"
+        )
+    runner = web.AppRunner(make_app(ctx), handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, shutdown_timeout=2.0)
+        await site.start()
+        if ctx.config.unix_socket:
+            await web.UnixSite(runner, ctx.config.unix_socket, shutdown_timeout=2.0).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = _bound_port(runner, port)
+    log.info("API listening on %s:%d%s", host, bound,
+             f" and {ctx.config.unix_socket}" if ctx.config.unix_socket else "")
+    return ApiServer(runner, host, bound, ctx.config.unix_socket)
+
+
+def _bound_port(runner: web.AppRunner, fallback: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return int(address[1])
+    return fallback
