@@ -1,0 +1,263 @@
+"""One worker per sink: takes the sink's outbox rows in order, applies flood control, delivers
+with retries, and records the outcome in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import aiohttp
+
+from cauditd import metrics
+from cauditd.alerts import outbox
+from cauditd.alerts.message import Message, for_finding, for_summary
+from cauditd.alerts.outbox import OutboxRow, SinkCounters
+from cauditd.alerts.ratelimit import TokenBucket, parse_rate
+from cauditd.alerts.sinks import Delivery, Outcome, Sink
+from cauditd.findings import Finding, rfc3339_ns
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRY_AFTER_CAP_S = 3600.0
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class AlertStore(Protocol):
+    """What the alerts need from the findings store (FindingStore provides it)."""
+
+    def add_schema(self, sql: str) -> None: ...
+
+    def add_write_hook(self, fn: Callable[[sqlite3.Connection, list[Finding]], None]) -> None: ...
+
+    async def run_in_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Outbox rows sent as one message: one finding, or a summary of several."""
+
+    rows: list[OutboxRow]
+    summary: bool
+
+    @property
+    def seqs(self) -> list[int]:
+        return [row.seq for row in self.rows]
+
+
+def delivery_key(hostname: str, first_id: int, last_id: int | None, sink: str) -> str:
+    """Stable per sink and finding(s): cauditd-<host>-<finding id>-<sink> (ids a-b: a summary)."""
+    ids = str(first_id) if last_id is None else f"{first_id}-{last_id}-summary"
+    return _KEY_UNSAFE.sub("_", f"cauditd-{hostname}-{ids}-{sink}")
+
+
+class SinkWorker:
+    """Delivers one sink's outbox in order; a failing head blocks only this sink."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        store: AlertStore,
+        *,
+        poll_interval_s: float = 5.0,
+        max_summary: int = 5000,
+    ) -> None:
+        self.sink = sink
+        self.config = sink.config
+        self.store = store
+        self.poll_interval_s = poll_interval_s
+        self.max_summary = max_summary
+        self.bucket = TokenBucket(parse_rate(sink.config.rate_limit))
+        self.wake = asyncio.Event()
+        self.session: aiohttp.ClientSession | None = None
+        self.counters = SinkCounters()
+        self._depth = 0
+        self._depth_lock = threading.Lock()
+
+    @property
+    def depth(self) -> int:
+        """Findings waiting in the outbox for this sink."""
+        return self._depth
+
+    def add_depth(self, n: int) -> None:
+        """Count `n` rows queued (positive) or done (negative); safe from the writer thread."""
+        with self._depth_lock:
+            self._depth = max(0, self._depth + n)
+            metrics.ALERT_QUEUE.labels(self.sink.name).set(self._depth)
+
+    async def run(self) -> None:
+        """Deliver until cancelled; undelivered rows stay in the outbox."""
+        while True:
+            self.wake.clear()
+            try:
+                window = await self._next_window()
+                if window:
+                    done = await asyncio.gather(
+                        *(self._deliver(batch) for batch in window), return_exceptions=True
+                    )
+                    self._log_errors(done)
+                    continue
+            except Exception:  # a broken outbox read must not end the worker
+                log.exception("alert sink %s: outbox error; retrying later", self.sink.name)
+            await self._idle()
+
+    def _log_errors(self, results: list[BaseException | None]) -> None:
+        for result in results:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, BaseException):
+                log.error(
+                    "alert sink %s: delivery error; the rows stay pending",
+                    self.sink.name,
+                    exc_info=result,
+                )
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), self.poll_interval_s)
+
+    async def _db(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.store.run_in_writer(fn)
+
+    async def _next_window(self) -> list[Batch]:
+        window: list[Batch] = []
+        after = 0
+        for _ in range(max(1, self.config.max_in_flight)):
+            batch = await self._next_batch(after, may_wait=not window)
+            if batch is None:
+                break
+            window.append(batch)
+            after = batch.rows[-1].seq
+        return window
+
+    async def _next_batch(self, after: int, *, may_wait: bool) -> Batch | None:
+        name = self.sink.name
+        rows = await self._db(lambda c: outbox.pending(c, name, after_seq=after, limit=1))
+        if not rows:
+            return None
+        head = rows[0]
+        if head.batch is not None:  # a summary formed before a retry or restart: same rows
+            batch_id = head.batch
+            self.bucket.try_take()
+            return Batch(await self._db(lambda c: outbox.batch_rows(c, name, batch_id)), True)
+        if self.bucket.try_take():
+            return Batch([head], False)
+        if not may_wait:
+            return None
+        while True:  # hold findings back until the rate allows one more message
+            if self.bucket.try_take():
+                break
+            await asyncio.sleep(self.bucket.wait_s())
+        limit = self.max_summary
+        rows = await self._db(lambda c: outbox.pending(c, name, after_seq=after, limit=limit))
+        if len(rows) == 1:
+            return Batch(rows, False)
+        first, last = rows[0].seq, rows[-1].seq
+        await self._db(lambda c: outbox.form_batch(c, name, first, last))
+        return Batch(rows, True)
+
+    def message(self, batch: Batch) -> Delivery:
+        """The message and idempotency key for a batch (the same on every retry)."""
+        name = self.sink.name
+        findings = [row.finding for row in batch.rows]
+        first = findings[0]
+        message: Message
+        if batch.summary:
+            message = for_summary(findings, self.config.rate_limit)
+            key = delivery_key(first.hostname, first.id or 0, findings[-1].id or 0, name)
+        else:
+            message = for_finding(first, self.config.template)
+            key = delivery_key(first.hostname, first.id or 0, None, name)
+        return Delivery(key=key, message=message)
+
+    async def _deliver(self, batch: Batch) -> None:
+        delivery = self.message(batch)
+        attempt = 0
+        prior = max(row.attempts for row in batch.rows)
+        while True:
+            assert self.session is not None, "worker started without a session"
+            outcome = await self.sink.send(delivery, self.session)
+            if outcome.ok:
+                await self._record_success(batch)
+                return
+            limit = self.config.max_attempts
+            if not outcome.retry or (limit and prior + attempt + 1 >= limit):
+                await self._record_failure(batch, outcome)
+                return
+            await self._record_retry(batch, outcome, attempt)
+            await asyncio.sleep(self.retry_delay_s(attempt, outcome.retry_after_s))
+            attempt += 1
+
+    def retry_delay_s(self, attempt: int, retry_after_s: float | None) -> float:
+        """Retry-After when the service gave one, else capped exponential backoff with jitter."""
+        if retry_after_s is not None:
+            return min(retry_after_s, RETRY_AFTER_CAP_S)
+        delay = min(self.config.retry_max_s, self.config.retry_base_s * 2.0**attempt)
+        return delay * random.uniform(0.5, 1.0)
+
+    async def _record_success(self, batch: Batch) -> None:
+        now, seqs, name = time.time_ns(), batch.seqs, self.sink.name
+        await self._db(lambda c: outbox.ack(c, name, seqs, now))
+        self.counters.delivered += len(seqs)
+        self.counters.messages += 1
+        self.counters.last_success_ns = now
+        self.add_depth(-len(seqs))
+        metrics.ALERT_DELIVERIES.labels(name, "ok").inc()
+
+    async def _record_failure(self, batch: Batch, outcome: Outcome) -> None:
+        now, seqs, name = time.time_ns(), batch.seqs, self.sink.name
+        log.warning(
+            "alert sink %s: permanent failure (status %s) for %d finding(s), kept as failed: %s",
+            name, outcome.status, len(seqs), outcome.error,
+        )  # fmt: skip
+        await self._db(lambda c: outbox.fail(c, name, seqs, outcome.error, now))
+        self.counters.failed += len(seqs)
+        self._note_error(outcome.error, now)
+        self.add_depth(-len(seqs))
+        metrics.ALERT_DELIVERIES.labels(name, "failed").inc()
+
+    async def _record_retry(self, batch: Batch, outcome: Outcome, attempt: int) -> None:
+        now, seqs, name = time.time_ns(), batch.seqs, self.sink.name
+        level = logging.WARNING if attempt == 0 else logging.DEBUG
+        log.log(
+            level,
+            "alert sink %s: attempt %d failed, will retry: %s",
+            name,
+            attempt + 1,
+            outcome.error,
+        )
+        await self._db(lambda c: outbox.note_retry(c, name, seqs, outcome.error, now))
+        self.counters.retries += 1
+        self._note_error(outcome.error, now)
+        metrics.ALERT_DELIVERIES.labels(name, "retry").inc()
+        metrics.ALERT_RETRIES.labels(name, outcome.reason).inc()
+
+    def _note_error(self, error: str, now: int) -> None:
+        self.counters.last_error = error
+        self.counters.last_error_ns = now
+
+    def status(self) -> dict[str, Any]:
+        """This sink's line in GET /v1/alerts."""
+        c = self.counters
+        return {
+            "name": self.sink.name,
+            "kind": self.config.kind,
+            "queue_depth": self.depth,
+            "rate_limit": self.config.rate_limit,
+            "last_success": rfc3339_ns(c.last_success_ns) if c.last_success_ns else None,
+            "last_error": c.last_error or None,
+            "last_error_time": rfc3339_ns(c.last_error_ns) if c.last_error_ns else None,
+            "delivered": c.delivered,
+            "messages": c.messages,
+            "failed": c.failed,
+            "retries": c.retries,
+        }
