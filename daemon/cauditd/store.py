@@ -36,6 +36,7 @@ WriteHook = Callable[[sqlite3.Connection, list[Finding]], None]
 MAX_BATCH = 5000
 DELETE_CHUNK = 500
 RETENTION_INTERVAL_S = 60.0
+RETENTION_FIRST_S = 10.0  # not in the start-up burst
 SUBSCRIBER_QUEUE = 1000
 
 SCHEMA = """
@@ -477,6 +478,7 @@ class FindingStore:
     # -- retention -----------------------------------------------------------------------------
 
     async def _retention_loop(self) -> None:
+        await asyncio.sleep(min(self._retention_interval_s, RETENTION_FIRST_S))
         while True:
             try:
                 deleted = await self.apply_retention()
