@@ -37,13 +37,19 @@ class DockerClient:
             self._session = None
 
     async def inspect(self, container_id: str) -> ContainerInfo | None:
+        doc = await self.inspect_doc(container_id)
+        return container_info(doc) if doc is not None else None
+
+    async def inspect_doc(self, container_id: str) -> dict[str, Any] | None:
+        """The raw /containers/{id}/json document, or None (gone, or dockerd down)."""
         try:
             async with self._http().get(
                 f"{API}/containers/{container_id}/json", timeout=aiohttp.ClientTimeout(total=3)
             ) as resp:
                 if resp.status != 200:
                     return None
-                return container_info(await resp.json())
+                doc: dict[str, Any] = await resp.json()
+                return doc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.debug("docker inspect %s: %s", container_id[:12], exc)
             return None
@@ -82,3 +88,9 @@ def container_info(doc: dict[str, Any]) -> ContainerInfo:
         privileged=bool(host_config.get("Privileged")),
         pid=int(state.get("Pid") or 0),
     )
+
+
+def upper_dir(doc: dict[str, Any]) -> str:
+    """The container's writable overlay layer on the host (overlay2's UpperDir), or ""."""
+    driver = doc.get("GraphDriver") or {}
+    return str((driver.get("Data") or {}).get("UpperDir") or "")

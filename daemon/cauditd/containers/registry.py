@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from cauditd import metrics
 from cauditd.config import ProbesConfig
 from cauditd.containers.cgroups import CgroupTree, container_from_path, find_cgroup2_root
-from cauditd.containers.docker import DockerClient
+from cauditd.containers.docker import DockerClient, container_info, upper_dir
 from cauditd.events import HOST_ID, ContainerInfo
 from cauditd.tasks import create_task
 
@@ -41,6 +42,8 @@ class ContainerRegistry:
         self._by_cgroup: dict[int, ContainerInfo | None] = {}
         self._by_id: dict[str, ContainerInfo] = {}
         self._metadata_pending: set[str] = set()
+        self._upper_dirs: dict[str, str] = {}
+        self.on_metadata: list[Callable[[str], None]] = []
         self._events_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -72,6 +75,14 @@ class ContainerRegistry:
     def get(self, container_id: str) -> ContainerInfo | None:
         return self._by_id.get(container_id)
 
+    def metadata_pending(self, container_id: str) -> bool:
+        """True while the runtime has not answered for this container yet."""
+        return container_id in self._metadata_pending
+
+    def upper_dir(self, container_id: str) -> str | None:
+        """The container's overlay upper dir on the host, when the runtime said."""
+        return self._upper_dirs.get(container_id)
+
     def _classify(self, cgroup_id: int) -> ContainerInfo | None:
         path = self.tree.path(cgroup_id)
         cgroup = container_from_path(path) if path is not None else None
@@ -101,6 +112,7 @@ class ContainerRegistry:
 
     def _remove(self, container_id: str) -> None:
         info = self._by_id.pop(container_id, None)
+        self._upper_dirs.pop(container_id, None)
         if info is None:
             return
         for cgroup_id in [c for c, i in self._by_cgroup.items() if i is info]:
@@ -121,12 +133,19 @@ class ContainerRegistry:
 
     async def _fetch_metadata(self, container_id: str) -> None:
         try:
-            found = await self.docker.inspect(container_id)
+            doc = await self.docker.inspect_doc(container_id)
+            info = self._by_id.get(container_id)
+            if doc is not None and info is not None:
+                self._apply_metadata(info, doc)
         finally:
             self._metadata_pending.discard(container_id)
-        info = self._by_id.get(container_id)
-        if found is None or info is None:
-            return
+            for callback in self.on_metadata:
+                callback(container_id)
+
+    def _apply_metadata(self, info: ContainerInfo, doc: dict[str, Any]) -> None:
+        found = container_info(doc)
+        if upper := upper_dir(doc):
+            self._upper_dirs[info.id] = upper
         info.name, info.image, info.image_id = found.name, found.image, found.image_id
         info.labels, info.privileged, info.pid = found.labels, found.privileged, found.pid
         info.runtime = "docker"
@@ -143,8 +162,8 @@ class ContainerRegistry:
                 log.debug("docker event stream: %s; retrying", exc)
             await asyncio.sleep(2)
 
-    async def _on_docker_event(self, event: dict[str, object]) -> None:
-        container_id = str(event.get("id") or event.get("Actor", {}).get("ID", ""))  # type: ignore[union-attr]
+    async def _on_docker_event(self, event: dict[str, Any]) -> None:
+        container_id = str(event.get("id") or (event.get("Actor") or {}).get("ID", ""))
         action = event.get("Action") or event.get("status")
         if action == "start":
             for cgroup_id, (_path, cgroup) in self.tree.containers().items():

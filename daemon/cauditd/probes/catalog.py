@@ -44,6 +44,7 @@ def _s(name: str, nr: int, args: str, family: str, **kw: int) -> Syscall:
 
 
 _NET = OPT_SOCK_FD0
+# fmt: off
 SYSCALLS: tuple[Syscall, ...] = (
     # process lifecycle: captured at entry, emitted by process.c
     _s("execve", 59, "filename argv envp", "process"),
@@ -111,6 +112,7 @@ SYSCALLS: tuple[Syscall, ...] = (
     _s("dup2", 33, "oldfd newfd", "priv", opts=OPT_LOW_NEWFD | OPT_SOCK_FD0),
     _s("dup3", 292, "oldfd newfd flags", "priv", opts=OPT_LOW_NEWFD | OPT_SOCK_FD0),
 )
+# fmt: on
 
 BY_NAME: dict[str, Syscall] = {s.name: s for s in SYSCALLS}
 BY_NR: dict[int, Syscall] = {s.nr: s for s in SYSCALLS}
@@ -139,7 +141,7 @@ SIDE_EFFECTS = {
 
 def nr_defines() -> dict[str, int | str]:
     """The NR_* constants syscalls.c and process.c test against."""
-    names = ("execve execveat exit exit_group clone clone3 socket dup").split()
+    names = ("execve", "execveat", "exit", "exit_group", "clone", "clone3", "socket", "dup")
     defines: dict[str, int | str] = {f"NR_{n.upper()}": BY_NAME[n].nr for n in names}
     defines["SYSCALL_MAX"] = SYSCALL_MAX
     return defines

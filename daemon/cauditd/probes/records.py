@@ -46,9 +46,9 @@ SYSCALL = struct.Struct(HEADER.format + "IIq6QQII256s256s")
 
 _FORK_TYPES = {0: "clone", 56: "clone", 57: "fork", 58: "vfork", 435: "clone3"}
 _SIGNED_ARGS = frozenset(
-    "fd oldfd newfd uid gid ruid euid suid rgid egid sgid pid dirfd domain type protocol nstype "
-    "cmd request olddirfd newdirfd".split()
-)
+    ("fd", "oldfd", "newfd", "uid", "gid", "ruid", "euid", "suid", "rgid", "egid", "sgid", "pid",
+     "dirfd", "domain", "type", "protocol", "nstype", "cmd", "request", "olddirfd", "newdirfd")
+)  # fmt: skip
 _NO_ARGS = frozenset(("capset",))
 
 
@@ -137,8 +137,9 @@ def sockaddr(raw: bytes) -> tuple[int, str, int]:
 
 
 def decode_syscall(raw: bytes) -> SyscallEvent | None:
-    (ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, nr, sock_info, ret,
-     a0, a1, a2, a3, a4, a5, deref, addr_len, _p2, path1, tail) = SYSCALL.unpack_from(raw)  # fmt: skip
+    fields = SYSCALL.unpack_from(raw)
+    ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, nr, sock_info, ret = fields[:12]
+    a0, a1, a2, a3, a4, a5, deref, addr_len, _p2, path1, tail = fields[12:]
     spec = catalog.BY_NR.get(nr)
     if spec is None:
         return None
@@ -151,7 +152,7 @@ def decode_syscall(raw: bytes) -> SyscallEvent | None:
         return _file_event(spec.name, a, deref, cstr(path1), cstr(tail), common)
     if spec.family == "net":
         return _net_event(spec.name, a, sock_info, tail[:addr_len], common)
-    return SyscallEvent(**common, args=_args(spec, a, path1, tail, sock_info))  # type: ignore[arg-type]
+    return SyscallEvent(**common, args=_args(spec, a, path1, tail, sock_info))
 
 
 def _args(

@@ -1,0 +1,276 @@
+"""The process table: pid to ProcessInfo (exe, argv, cwd, parent links), fed by fork/exec/exit.
+
+Seeded from /proc at start, bounded in size, exited processes kept for a grace period so late
+events of their children still name them. It also completes events with what only user space
+knows: absolute paths (from the process's cwd), exec's cwd and tty, fileless and upper-layer
+executables, and the local address of a listening socket (from its bind).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from cauditd.containers.cgroups import container_from_path
+from cauditd.events import (
+    HOST_ID,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    FileEvent,
+    ForkEvent,
+    NetSyscallEvent,
+    ProcessInfo,
+    SyscallEvent,
+)
+
+AT_FDCWD = -100
+_FD_PATH_PREFIXES = ("/dev/fd/", "/proc/self/fd/")
+_NO_RESOLVE = frozenset(("symlink", "symlinkat"))
+UpperDirOf = Callable[[str], str | None]
+
+
+class ProcessTable:
+    """pid -> ProcessInfo for the processes the probes report (and /proc showed at start).
+
+    `apply(event)` is the per-event entry: it updates the table from fork/exec/exit/chdir and
+    sets `event.process`. `upper_dir_of(container_id)` gives a container's overlay upper dir on
+    the host (None when unknown) for `is_exe_upper_layer`.
+    """
+
+    def __init__(
+        self,
+        max_size: int = 65536,
+        *,
+        exit_grace_s: float = 5.0,
+        upper_dir_of: UpperDirOf | None = None,
+        proc_root: str = "/proc",
+    ) -> None:
+        self.max_size = max_size
+        self.exit_grace_s = exit_grace_s
+        self._upper_dir_of = upper_dir_of or (lambda _cid: None)
+        self._proc = Path(proc_root)
+        self._procs: dict[int, ProcessInfo] = {}
+        self._exited: deque[tuple[float, int, ProcessInfo]] = deque()
+        self._sockets: dict[tuple[int, int], tuple[str, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+    def get(self, pid: int) -> ProcessInfo | None:
+        return self._procs.get(pid)
+
+    # --- seeding -------------------------------------------------------------------------
+
+    def seed(self, found: dict[int, ProcessInfo] | None = None) -> int:
+        """Add the processes of /proc (or `found`, from read_proc in a thread); entries the
+        probes created meanwhile win. Returns the table size."""
+        for pid, info in (self.read_proc() if found is None else found).items():
+            if len(self._procs) >= self.max_size:
+                break
+            self._procs.setdefault(pid, info)
+        for info in self._procs.values():
+            if info.parent is None:
+                info.parent = self._procs.get(info.ppid)
+        return len(self._procs)
+
+    def read_proc(self) -> dict[int, ProcessInfo]:
+        """Every process of /proc now (pid, parent, exe, argv, cwd, container); no table change."""
+        found: dict[int, ProcessInfo] = {}
+        for entry in self._proc.iterdir():
+            if entry.name.isdigit() and len(found) < self.max_size:
+                info = self._from_proc(int(entry.name))
+                if info is not None:
+                    found[info.pid] = info
+        return found
+
+    def _from_proc(self, pid: int) -> ProcessInfo | None:
+        base = self._proc / str(pid)
+        try:
+            stat = (base / "stat").read_text()
+            cmdline = (base / "cmdline").read_bytes()
+        except OSError:
+            return None
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2 :].split()
+        args = tuple(a.decode("utf-8", "surrogateescape") for a in cmdline.split(b"\0")[:-1])
+        info = ProcessInfo(
+            pid=pid,
+            ppid=int(fields[1]),
+            comm=comm,
+            args=args,
+            tty=int(fields[4]),
+            start_ns=int(fields[19]) * (1_000_000_000 // os.sysconf("SC_CLK_TCK")),
+            exe=_readlink(base / "exe"),
+            cwd=_readlink(base / "cwd"),
+            container_id=self._container_of(base),
+        )
+        try:
+            status = (base / "status").read_text()
+            for line in status.splitlines():
+                if line.startswith(("Uid:", "Gid:")):
+                    setattr(info, "uid" if line[0] == "U" else "gid", int(line.split()[2]))
+        except OSError:
+            pass
+        return info
+
+    def _container_of(self, base: Path) -> str:
+        try:
+            for line in (base / "cgroup").read_text().splitlines():
+                if line.startswith("0::"):
+                    found = container_from_path(line[3:])
+                    return found.container_id if found else HOST_ID
+        except OSError:
+            pass
+        return HOST_ID
+
+    # --- the per-event path --------------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        """Update the table from `event` and attach the event's process (and complete it)."""
+        if not isinstance(event, SyscallEvent):
+            return
+        if isinstance(event, ExecEvent):
+            event.process = self._on_exec(event)
+            return
+        proc = self._lookup(event)
+        event.process = proc
+        if isinstance(event, ForkEvent):
+            self._on_fork(event, proc)
+        elif isinstance(event, ExitEvent):
+            self._exited.append((time.monotonic() + self.exit_grace_s, proc.pid, proc))
+        elif isinstance(event, FileEvent):
+            self._absolute_paths(event, proc)
+        elif isinstance(event, NetSyscallEvent):
+            self._socket_addresses(event)
+        elif event.type == "chdir" and event.ret == 0:
+            proc.cwd = self._absolute(event.pid, proc.cwd, AT_FDCWD, str(event.args["path"]))
+        if len(self._procs) > self.max_size:
+            self._shrink()
+
+    def expire(self, now: float | None = None) -> int:
+        """Forget processes that exited more than the grace period ago; returns how many."""
+        now = time.monotonic() if now is None else now
+        gone = 0
+        while self._exited and self._exited[0][0] <= now:
+            _deadline, pid, proc = self._exited.popleft()
+            if self._procs.get(pid) is proc:
+                del self._procs[pid]
+                gone += 1
+        if gone:
+            live = set(self._procs)
+            self._sockets = {k: v for k, v in self._sockets.items() if k[0] in live}
+        return gone
+
+    def _lookup(self, event: SyscallEvent) -> ProcessInfo:
+        proc = self._procs.get(event.pid)
+        if proc is None:
+            proc = self._from_proc(event.pid) or ProcessInfo(
+                pid=event.pid, comm=event.comm, uid=event.uid, gid=event.gid
+            )
+            proc.container_id = event.container.id
+            proc.parent = self._procs.get(proc.ppid)
+            self._procs[proc.pid] = proc
+        return proc
+
+    def _on_fork(self, event: ForkEvent, parent: ProcessInfo) -> None:
+        child = ProcessInfo(
+            pid=event.child_pid,
+            ppid=parent.pid,
+            exe=parent.exe,
+            args=parent.args,
+            comm=event.comm,
+            cwd=parent.cwd,
+            uid=event.uid,
+            gid=event.gid,
+            tty=parent.tty,
+            start_ns=event.ts_ns,
+            container_id=event.container.id,
+            is_exe_upper_layer=parent.is_exe_upper_layer,
+            is_exe_from_memfd=parent.is_exe_from_memfd,
+            parent=parent,
+        )
+        self._procs[child.pid] = child
+
+    def _on_exec(self, event: ExecEvent) -> ProcessInfo:
+        proc = self._lookup(event)
+        base = self._proc / str(event.pid)
+        live_cwd = _readlink(base / "cwd")  # empty once the process is gone
+        cwd = live_cwd or proc.cwd
+        exe = event.exe
+        if not exe.startswith("/"):
+            exe = posixpath.normpath(posixpath.join(cwd or "/", exe))
+        real = _readlink(base / "exe") if live_cwd else ""
+        if real.startswith("/memfd:"):
+            event.is_exe_from_memfd = True
+            exe = real
+        event.cwd = cwd
+        event.tty = _tty(base) if live_cwd else proc.tty
+        event.is_exe_upper_layer = self._in_upper_layer(event.container.id, exe)
+        proc.exe, proc.args, proc.comm = exe, event.argv, event.comm
+        proc.cwd, proc.tty = cwd, event.tty
+        proc.uid, proc.gid, proc.container_id = event.uid, event.gid, event.container.id
+        proc.is_exe_upper_layer = event.is_exe_upper_layer
+        proc.is_exe_from_memfd = event.is_exe_from_memfd
+        proc.start_ns = proc.start_ns or event.ts_ns
+        return proc
+
+    def _in_upper_layer(self, container_id: str, exe: str) -> bool:
+        upper = self._upper_dir_of(container_id) if container_id != HOST_ID else None
+        if not upper or not exe.startswith("/"):
+            return False
+        try:
+            os.lstat(upper + exe)
+        except OSError:
+            return False
+        return True
+
+    def _absolute_paths(self, event: FileEvent, proc: ProcessInfo) -> None:
+        if not event.path and event.dirfd >= 0:  # fchmod/fchown: the fd's path, while it lives
+            event.path = _readlink(self._proc / str(event.pid) / "fd" / str(event.dirfd))
+        elif event.type not in _NO_RESOLVE:
+            event.path = self._absolute(event.pid, proc.cwd, event.dirfd, event.path)
+        if event.target:
+            newdirfd = int(event.args.get("newdirfd", event.dirfd))
+            event.target = self._absolute(event.pid, proc.cwd, newdirfd, event.target)
+
+    def _absolute(self, pid: int, cwd: str, dirfd: int, path: str) -> str:
+        if not path or path.startswith("/"):
+            return path
+        if dirfd == AT_FDCWD:
+            base = _readlink(self._proc / str(pid) / "cwd") or cwd
+        else:
+            base = _readlink(self._proc / str(pid) / "fd" / str(dirfd))
+        return posixpath.normpath(posixpath.join(base, path)) if base.startswith("/") else path
+
+    def _socket_addresses(self, event: NetSyscallEvent) -> None:
+        key = (event.pid, event.fd)
+        if event.type == "bind" and event.ret == 0 and event.addr:
+            self._sockets[key] = (event.addr, event.port)
+        elif event.type == "listen" and not event.addr and key in self._sockets:
+            event.addr, event.port = self._sockets[key]
+
+    def _shrink(self) -> None:
+        self.expire(float("inf"))
+        while len(self._procs) > self.max_size:
+            del self._procs[next(iter(self._procs))]
+
+
+def _readlink(path: Path) -> str:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return ""
+    return target.removesuffix(" (deleted)")
+
+
+def _tty(base: Path) -> int:
+    try:
+        stat = (base / "stat").read_text()
+    except OSError:
+        return 0
+    return int(stat[stat.rfind(")") + 2 :].split()[4])
