@@ -12,9 +12,11 @@ import time
 from cauditd import config as configmod
 from cauditd import metrics, sdnotify
 from cauditd.config import Config
+from cauditd.containers.holdback import MetadataHoldBack
 from cauditd.containers.registry import ContainerRegistry
 from cauditd.events import Event, ExecEvent, event_to_json
 from cauditd.probes.syscall import SyscallProbes
+from cauditd.proctable import ProcessTable
 from cauditd.tasks import cancel_all, create_task
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,10 @@ class Daemon:
         self.events_seen = 0
         self.probes = SyscallProbes(config.probes, self._on_events)
         self.registry = ContainerRegistry(config.probes, [self.probes])
+        self.proctable = ProcessTable(
+            config.probes.process_table_size, upper_dir_of=self.registry.upper_dir
+        )
+        self.holdback = MetadataHoldBack(self.registry, self._deliver)
         self._stopping = asyncio.Event()
         self._ready = False
 
@@ -51,6 +57,7 @@ class Daemon:
     async def start(self) -> None:
         if self.config.probes.enabled:
             await self.probes.start()
+            self.proctable.seed(await asyncio.to_thread(self.proctable.read_proc))
             await self.registry.start()
             create_task(self._watch_losses(), name="lost-events")
         self._ready = True
@@ -86,9 +93,13 @@ class Daemon:
             if container is None:
                 continue
             event.container = container
-            self.events_seen += 1
-            metrics.EVENTS.labels("syscall", event.type).inc()
-            self._handle(event)
+            self.holdback.submit(event)
+
+    def _deliver(self, event: Event) -> None:
+        self.proctable.apply(event)
+        self.events_seen += 1
+        metrics.EVENTS.labels("syscall", event.type).inc()
+        self._handle(event)
 
     def _handle(self, event: Event) -> None:
         if self.print_events:
@@ -116,6 +127,7 @@ class Daemon:
     async def _watch_losses(self) -> None:
         while True:
             await asyncio.sleep(LOST_POLL_INTERVAL)
+            self.proctable.expire()
             lost = self.probes.poll_lost()
             if lost:
                 log.warning("syscall probes lost %d events (ring buffer full)", lost)
