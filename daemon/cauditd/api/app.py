@@ -162,10 +162,10 @@ async def serve(ctx: ApiContext) -> ApiServer:
     runner = web.AppRunner(make_app(ctx), handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=2.0)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         if ctx.config.unix_socket:
-            await web.UnixSite(runner, ctx.config.unix_socket, shutdown_timeout=2.0).start()
+            await web.UnixSite(runner, ctx.config.unix_socket).start()
     except BaseException:
         await runner.cleanup()
         raise
