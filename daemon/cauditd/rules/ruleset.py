@@ -1,0 +1,74 @@
+"""Compiled rules and the rule set: rules indexed by evt.type, built once, swapped whole."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cauditd.events import Event
+from cauditd.findings import Priority
+from cauditd.rules.errors import Where
+from cauditd.rules.fields import EVENT_TYPES, SYSCALL_TYPES
+from cauditd.rules.output import OutputTemplate
+from cauditd.rules.threshold import Threshold
+
+
+@dataclass(slots=True, eq=False)
+class Rule:
+    """One compiled rule. `event_types` is None when the condition does not constrain evt.type."""
+
+    name: str
+    description: str
+    condition: str
+    priority: Priority
+    source: str
+    tags: tuple[str, ...]
+    enabled: bool
+    predicate: Callable[[Event], bool]
+    output: OutputTemplate
+    event_types: frozenset[str] | None
+    suppress_by: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
+    threshold: Threshold | None = None
+    where: Where = field(default_factory=Where)
+
+
+class RuleSet:
+    """The enabled rules indexed by evt.type; `candidates(event)` is one dict lookup."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = tuple(rules)
+        enabled = [r for r in rules if r.enabled]
+        self.wildcard: dict[str, tuple[Rule, ...]] = {
+            source: tuple(r for r in enabled if r.source == source and r.event_types is None)
+            for source in EVENT_TYPES
+        }
+        self.by_type: dict[str, tuple[Rule, ...]] = {}
+        for source, types in EVENT_TYPES.items():
+            for evt_type in types:
+                self.by_type[evt_type] = tuple(
+                    r for r in enabled
+                    if r.source == source
+                    and (r.event_types is None or evt_type in r.event_types)
+                )
+
+    def candidates(self, event: Event) -> tuple[Rule, ...]:
+        """The enabled rules that can match `event` (by its type and source)."""
+        rules = self.by_type.get(event.type)
+        if rules is None:
+            return self.wildcard.get(event.source, ())
+        return rules
+
+    def needed_syscalls(self) -> set[str]:
+        """evt.type values the enabled syscall rules can match (all known ones if unbounded)."""
+        needed: set[str] = set()
+        for rule in self.rules:
+            if not rule.enabled or rule.source != "syscall":
+                continue
+            if rule.event_types is None:
+                return set(SYSCALL_TYPES)
+            needed |= rule.event_types
+        return needed
+
+    def __len__(self) -> int:
+        return len(self.rules)

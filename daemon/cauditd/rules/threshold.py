@@ -1,0 +1,109 @@
+"""Threshold rules: fire once when `count` matches (or distinct values) occur `within` a window.
+
+Memory is bounded: at most `max_keys` `by` keys (least recently seen evicted), and per key at
+most `count` timestamps or distinct values. Time is the events' own (kernel) clock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cauditd.events import Event
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdSpec:
+    """`threshold = { count, within, by, distinct }` of a rule, with resolved extractors."""
+
+    count: int
+    within_ns: int
+    by: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
+    distinct: tuple[str, Callable[[Event], Any]] | None = None
+    max_keys: int = 10000
+
+
+@dataclass(slots=True)
+class _Window:
+    times: deque[int] = field(default_factory=deque)
+    distinct: dict[Any, int] = field(default_factory=dict)
+    muted_until: int = 0
+
+
+class Threshold:
+    """Per-rule threshold state; `observe(event)` is True on the match that reaches the count."""
+
+    def __init__(self, spec: ThresholdSpec) -> None:
+        self.spec = spec
+        self.windows: OrderedDict[tuple[Any, ...], _Window] = OrderedDict()
+
+    def key(self, event: Event) -> tuple[Any, ...]:
+        return tuple(get(event) for _, get in self.spec.by)
+
+    def observe(self, event: Event) -> bool:
+        """Count one match; True exactly once per window per key when the threshold is met."""
+        key = self.key(event)
+        window = self.windows.get(key)
+        if window is None:
+            window = self.windows[key] = _Window(times=deque(maxlen=self.spec.count))
+            if len(self.windows) > self.spec.max_keys:
+                self.windows.popitem(last=False)
+        else:
+            self.windows.move_to_end(key)
+        now = event.ts_ns
+        if now < window.muted_until:
+            return False
+        if self.spec.distinct is None:
+            return self._count(window, now)
+        return self._distinct(window, now, self.spec.distinct[1](event))
+
+    def _count(self, window: _Window, now: int) -> bool:
+        window.times.append(now)
+        if len(window.times) < self.spec.count or now - window.times[0] > self.spec.within_ns:
+            return False
+        return self._fire(window, now)
+
+    def _distinct(self, window: _Window, now: int, value: Any) -> bool:
+        if value is None:
+            return False
+        seen = window.distinct
+        seen.pop(value, None)
+        seen[value] = now
+        horizon = now - self.spec.within_ns
+        for old, when in list(seen.items()):
+            if when >= horizon:
+                break
+            del seen[old]
+        if len(seen) < self.spec.count:
+            return False
+        return self._fire(window, now)
+
+    def _fire(self, window: _Window, now: int) -> bool:
+        window.times.clear()
+        window.distinct.clear()
+        window.muted_until = now + self.spec.within_ns
+        return True
+
+
+def parse_duration(text: str | int | float) -> int:
+    """"10s", "500ms", "5m", "1h" or a number of seconds, as nanoseconds."""
+    if isinstance(text, bool):
+        raise ValueError("a duration, not a boolean")
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+        body = text.strip()
+        for unit in ("ms", "s", "m", "h"):
+            if body.endswith(unit):
+                seconds = float(body[: -len(unit)]) * units[unit]
+                break
+        else:
+            seconds = float(body)
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return int(seconds * NS)
