@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_IMAGE = os.environ.get("CAUDITD_TEST_IMAGE", "cauditd-test:latest")
+T = TypeVar("T")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -115,3 +120,86 @@ def containers(docker: None) -> Iterator[Containers]:
         yield box
     finally:
         box.remove_all()
+
+
+class DaemonThread:
+    """The whole Daemon in-process, on its own event loop in a thread; its events are recorded.
+
+    For e2e tests that read decoded events (probes, process table, container metadata) without
+    a subprocess: `wait_for(predicate)` returns the first recorded event that matches.
+    """
+
+    def __init__(self, config: Any) -> None:
+        from cauditd.daemon import Daemon
+
+        seen: list[Any] = []
+        self.events = seen
+
+        class RecordingDaemon(Daemon):
+            def _handle(self, event: Any) -> None:
+                name = event.container.name
+                if not name or name.startswith("cauditd-t-"):  # not other helpers' containers
+                    seen.append(event)
+                super()._handle(event)
+
+        self.daemon = RecordingDaemon(config)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.daemon.start(), self.loop).result(timeout=60)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.daemon.stop(), self.loop).result(timeout=60)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+        self.loop.close()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the daemon's loop (its state is not thread-safe) and return its result."""
+
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=10)
+
+    def wait_for(self, predicate: Callable[[Any], bool], timeout: float = 20) -> Any:
+        deadline = time.monotonic() + timeout
+        checked = 0
+        while time.monotonic() < deadline:
+            events = list(self.events)
+            for event in events[checked:]:
+                if predicate(event):
+                    return event
+            checked = len(events)
+            time.sleep(0.05)
+        raise AssertionError(f"no matching event among {len(self.events)} recorded")
+
+
+def daemon_config(tmp_path: Path, **probes: Any) -> Any:
+    """A Config for an in-process daemon: state under tmp_path, no rules, API on a free port."""
+    from cauditd.config import Config
+
+    config = Config()
+    config.daemon.state_dir = str(tmp_path / "state")
+    config.rules.paths = []
+    config.api.listen = "127.0.0.1:0"
+    for key, value in probes.items():
+        setattr(config.probes, key, value)
+    return config
+
+
+@pytest.fixture(scope="module")
+def running_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonThread]:
+    """One in-process Daemon for a whole test module (a BCC compile is ~0.5 s and ~135 MB)."""
+    for problem in (ebpf_problem(), docker_problem()):
+        if problem:
+            unavailable(problem)
+    runner = DaemonThread(daemon_config(tmp_path_factory.mktemp("daemon")))
+    runner.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()

@@ -1,0 +1,239 @@
+"""The probes end to end: real containers, real kernel, one in-process Daemon for the module.
+
+Each test runs a container doing one thing and finds the decoded event with the right
+container id, name and image, process and parent, arguments and result.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from typing import Any
+
+import pytest
+
+from cauditd.events import (
+    ExecEvent,
+    ExitEvent,
+    FileEvent,
+    ForkEvent,
+    NetSyscallEvent,
+    SyscallEvent,
+)
+from tests.conftest import TEST_IMAGE, Containers, DaemonThread
+
+pytestmark = pytest.mark.usefixtures("ebpf", "docker")
+
+CLONE_NEWUTS = 0x04000000
+PTRACE_ATTACH = 16
+PROBE = "cauditd_probe"
+PRIV = ("--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined")
+
+
+def run(containers: Containers, *args: str, options: tuple[str, ...] = ()) -> str:
+    """Run a container to completion; returns its full id."""
+    name = f"cauditd-t-{uuid.uuid4().hex[:10]}"
+    result = containers.run(*args, name=name, options=("--network", "none", *options))
+    assert result.returncode == 0, result.stderr
+    return containers.inspect_id(name)
+
+
+def in_container(container_id: str, kind: type, evt_type: str, **fields: Any) -> Any:
+    def match(ev: Any) -> bool:
+        return (
+            isinstance(ev, kind)
+            and ev.type == evt_type
+            and ev.container.id == container_id
+            and all(getattr(ev, k) == v for k, v in fields.items())
+        )
+
+    return match
+
+
+def assert_named(ev: SyscallEvent, container_id: str) -> None:
+    assert ev.container.id == container_id
+    assert ev.container.name.startswith("cauditd-t-")
+    assert ev.container.image == TEST_IMAGE
+    assert ev.process is not None and ev.process.pid == ev.pid
+
+
+def test_first_exec_of_a_container_carries_name_and_image(
+    running_daemon: DaemonThread, containers: Containers
+) -> None:
+    cid = run(containers, "cat", "/etc/shadow")
+    ev = running_daemon.wait_for(in_container(cid, ExecEvent, "execve"))
+    assert_named(ev, cid)
+    assert ev.argv == ("cat", "/etc/shadow")
+    assert ev.exe == "/bin/cat"
+    assert ev.cwd == "/"
+    assert not ev.is_exe_upper_layer and not ev.is_exe_from_memfd
+
+
+def test_cat_etc_shadow_is_an_open_with_its_result(
+    running_daemon: DaemonThread, containers: Containers
+) -> None:
+    cid = run(containers, "cat", "/etc/shadow")
+    ev = running_daemon.wait_for(in_container(cid, FileEvent, "openat", path="/etc/shadow"))
+    assert_named(ev, cid)
+    assert ev.ret >= 0 and ev.flags & 0o3 == 0  # O_RDONLY, got a descriptor
+    assert ev.process.exe == "/bin/cat"
+    assert ev.process.args == ("cat", "/etc/shadow")
+
+
+def test_shell_exec_into_a_running_container_names_its_parent(
+    running_daemon: DaemonThread, containers: Containers
+) -> None:
+    name = f"cauditd-t-{uuid.uuid4().hex[:10]}"
+    started = containers.run("sleep", "30", name=name, detach=True)
+    assert started.returncode == 0, started.stderr
+    cid = containers.inspect_id(name)
+    subprocess.run(["docker", "exec", name, "sh", "-c", "/bin/echo hi; true"], check=True)
+    shell = running_daemon.wait_for(in_container(cid, ExecEvent, "execve", exe="/bin/sh"))
+    assert shell.argv == ("sh", "-c", "/bin/echo hi; true")
+    echo = running_daemon.wait_for(in_container(cid, ExecEvent, "execve", argv=("/bin/echo", "hi")))
+    assert_named(echo, cid)
+    assert echo.process.parent is shell.process
+    fork = running_daemon.wait_for(in_container(cid, ForkEvent, "clone", child_pid=echo.pid))
+    assert fork.pid == shell.pid
+
+
+def test_write_below_etc_relative_to_cwd_is_made_absolute(
+    running_daemon: DaemonThread, containers: Containers
+) -> None:
+    cid = run(containers, "sh", "-c", "echo x > cauditd-rel", options=("-w", "/etc"))
+    ev = running_daemon.wait_for(in_container(cid, FileEvent, "openat", path="/etc/cauditd-rel"))
+    assert ev.flags & 0o1 and ev.flags & 0o100  # O_WRONLY | O_CREAT
+    assert ev.ret >= 0
+
+
+def test_symlink_and_chmod_setuid(running_daemon: DaemonThread, containers: Containers) -> None:
+    cid = run(containers, "sh", "-c", "ln -s /etc/shadow /tmp/l; touch /tmp/f; chmod u+s /tmp/f")
+    link = running_daemon.wait_for(in_container(cid, FileEvent, "symlink"))
+    assert (link.path, link.target, link.ret) == ("/etc/shadow", "/tmp/l", 0)
+    assert link.process.parent is not None and link.process.parent.name == "sh"
+    chmod = running_daemon.wait_for(
+        lambda ev: (
+            in_container(cid, FileEvent, ev.type, path="/tmp/f")(ev)
+            and ev.type in ("chmod", "fchmodat", "fchmodat2")
+        )
+    )
+    assert chmod.mode & 0o4000 and chmod.ret == 0
+
+
+def test_exit_status(running_daemon: DaemonThread, containers: Containers) -> None:
+    name = f"cauditd-t-{uuid.uuid4().hex[:10]}"
+    containers.run("sh", "-c", "exit 3", name=name)
+    cid = containers.inspect_id(name)
+    shell = running_daemon.wait_for(in_container(cid, ExecEvent, "execve", exe="/bin/sh"))
+    ev = running_daemon.wait_for(in_container(cid, ExitEvent, "procexit", pid=shell.pid))
+    assert ev.ret == 3
+
+
+@pytest.mark.parametrize(
+    ("mode", "evt_type", "args"),
+    [
+        ("setns", "setns", {"nstype": CLONE_NEWUTS}),
+        ("unshare", "unshare", {"flags": CLONE_NEWUTS}),
+    ],
+)
+def test_setns_and_unshare_with_sys_admin(
+    running_daemon: DaemonThread, containers: Containers, mode: str, evt_type: str, args: dict
+) -> None:
+    cid = run(containers, "cauditd_probe", mode, options=PRIV)
+    ev = running_daemon.wait_for(in_container(cid, SyscallEvent, evt_type, comm=PROBE))
+    assert_named(ev, cid)
+    assert {k: ev.args[k] for k in args} == args
+    assert ev.ret == 0
+
+
+def test_ptrace_attach(running_daemon: DaemonThread, containers: Containers) -> None:
+    cid = run(containers, "cauditd_probe", "ptrace", options=("--cap-add", "SYS_PTRACE"))
+    ev = running_daemon.wait_for(
+        lambda e: (
+            in_container(cid, SyscallEvent, "ptrace")(e) and e.args["request"] == PTRACE_ATTACH
+        )
+    )
+    assert ev.ret == 0 and ev.args["pid"] > 0
+    assert ev.process.exe == "/usr/bin/cauditd_probe"
+
+
+def test_memfd_exec_is_fileless(running_daemon: DaemonThread, containers: Containers) -> None:
+    cid = run(containers, "cauditd_probe", "memfd")
+    created = running_daemon.wait_for(in_container(cid, SyscallEvent, "memfd_create"))
+    assert created.args["name"] == "cauditd-payload" and created.ret >= 0
+    ev = running_daemon.wait_for(in_container(cid, ExecEvent, "execve", argv=("sleep", "1")))
+    assert ev.is_exe_from_memfd
+    assert ev.process.is_exe_from_memfd
+    assert ev.process.parent is not None
+
+
+def test_exe_written_into_the_container_is_upper_layer(
+    running_daemon: DaemonThread, containers: Containers
+) -> None:
+    cid = run(containers, "sh", "-c", "cp /bin/busybox /tmp/true && /tmp/true; true")
+    ev = running_daemon.wait_for(in_container(cid, ExecEvent, "execve", exe="/tmp/true"))
+    assert ev.is_exe_upper_layer
+    shell = running_daemon.wait_for(in_container(cid, ExecEvent, "execve", exe="/bin/sh"))
+    assert not shell.is_exe_upper_layer
+
+
+def test_connect_without_a_network_is_seen(
+    running_daemon: DaemonThread, containers: Containers
+) -> None:
+    cid = run(containers, "cauditd_probe", "connect", "10.99.0.1", "3333")
+    ev = running_daemon.wait_for(in_container(cid, NetSyscallEvent, "connect", comm=PROBE))
+    assert_named(ev, cid)
+    assert (ev.family, ev.addr, ev.port, ev.sock_type) == (2, "10.99.0.1", 3333, 1)
+    assert ev.ret < 0  # no route: the syscall happened, no packet left
+
+
+def test_bind_and_listen(running_daemon: DaemonThread, containers: Containers) -> None:
+    cid = run(containers, "cauditd_probe", "listen", "4444")
+    bind = running_daemon.wait_for(in_container(cid, NetSyscallEvent, "bind", comm=PROBE))
+    assert (bind.addr, bind.port, bind.ret) == ("127.0.0.1", 4444, 0)
+    listen = running_daemon.wait_for(in_container(cid, NetSyscallEvent, "listen", comm=PROBE))
+    assert (listen.fd, listen.addr, listen.port, listen.ret) == (bind.fd, "127.0.0.1", 4444, 0)
+
+
+def test_dup2_of_a_socket_onto_stderr(running_daemon: DaemonThread, containers: Containers) -> None:
+    cid = run(containers, "cauditd_probe", "dupsock")
+    ev = running_daemon.wait_for(in_container(cid, SyscallEvent, "dup2", comm=PROBE))
+    assert ev.args["newfd"] == 2 and ev.args["oldfd_is_socket"] == 1 and ev.ret == 2
+    sock = running_daemon.wait_for(in_container(cid, SyscallEvent, "socket", comm=PROBE))
+    assert sock.args == {"domain": 2, "type": 1, "protocol": 0}
+
+
+def test_host_processes_are_not_reported(
+    running_daemon: DaemonThread, containers: Containers
+) -> None:
+    marker = f"/tmp/cauditd-host-{uuid.uuid4().hex}"
+    subprocess.run(["/bin/sh", "-c", f"echo x > {marker}; cat {marker}"], check=True)
+    cid = run(containers, "true")
+    running_daemon.wait_for(in_container(cid, ExecEvent, "execve"))  # the pipeline caught up
+    host = [ev for ev in running_daemon.events if getattr(ev, "path", "") == marker]
+    assert host == []
+    assert all(not ev.container.is_host for ev in running_daemon.events)
+
+
+def test_a_busy_host_process_costs_no_container_events(
+    running_daemon: DaemonThread, containers: Containers
+) -> None:
+    lost_before = running_daemon.call(lambda: running_daemon.daemon.probes.poll_lost())
+    lost_before = running_daemon.daemon.probes.lost_total
+    flood = subprocess.Popen(
+        ["python3", "-c", "import time\nend=time.time()+3\nwhile time.time()<end:\n"
+         "  open('/etc/passwd').close()"]
+    )  # fmt: skip
+    try:
+        script = "touch /tmp/m; for i in $(seq 200); do cat /tmp/m; done"
+        cid = run(containers, "sh", "-c", script)
+    finally:
+        flood.wait()
+    running_daemon.wait_for(in_container(cid, ExitEvent, "procexit"))
+    opens = [
+        ev for ev in running_daemon.events
+        if in_container(cid, FileEvent, "openat", path="/tmp/m")(ev) and ev.flags & 0o3 == 0
+    ]  # fmt: skip
+    assert len(opens) == 200
+    assert running_daemon.call(lambda: running_daemon.daemon.probes.poll_lost()) == 0
+    assert running_daemon.daemon.probes.lost_total == lost_before
