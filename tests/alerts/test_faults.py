@@ -92,9 +92,7 @@ async def test_every_finding_arrives_once_in_order_through_faults_and_a_restart(
     assert [i for item in calm.unique("discord") for i in [int(item.key.split("-")[-2])]] == (
         expected
     )
-    raw_duplicates = len(faulty.received) - sum(
-        len(faulty.unique(s)) for s in ("webhook", "slack")
-    )
+    raw_duplicates = len(faulty.received) - sum(len(faulty.unique(s)) for s in ("webhook", "slack"))
     assert raw_duplicates >= 2  # the two hung requests were retried and de-duplicated
     for name in faulty_names:
         status = daemon.status(name)

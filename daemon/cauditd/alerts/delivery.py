@@ -106,6 +106,7 @@ class SinkWorker:
                     )
                     self._log_errors(done)
                     continue
+                await self._resync_depth()
             except Exception:  # a broken outbox read must not end the worker
                 log.exception("alert sink %s: outbox error; retrying later", self.sink.name)
             await self._idle()
@@ -120,6 +121,14 @@ class SinkWorker:
                     self.sink.name,
                     exc_info=result,
                 )
+
+    async def _resync_depth(self) -> None:
+        """With nothing pending seen, set the depth from the outbox (corrects start-up races)."""
+        name = self.sink.name
+        pending = await self._db(lambda c: outbox.depth(c, name))
+        with self._depth_lock:
+            self._depth = pending
+            metrics.ALERT_QUEUE.labels(name).set(pending)
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):

@@ -203,6 +203,14 @@ def depths(conn: sqlite3.Connection) -> dict[str, int]:
     return {sink: n for sink, n in cursor.fetchall()}
 
 
+def depth(conn: sqlite3.Connection, sink: str) -> int:
+    """Pending rows of one sink."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM alert_outbox WHERE sink = ? AND state = 'pending'", (sink,)
+    ).fetchone()
+    return int(row[0])
+
+
 def counters(conn: sqlite3.Connection) -> dict[str, SinkCounters]:
     """The persisted counters of every sink that ever delivered or failed."""
     cursor = conn.execute(
