@@ -134,6 +134,8 @@ class ProcessTable:
         """Update the table from `event` and attach the event's process (and complete it)."""
         if not isinstance(event, SyscallEvent):
             return
+        if len(self._procs) >= self.max_size:
+            self._shrink()
         if isinstance(event, ExecEvent):
             event.process = self._on_exec(event)
             return
@@ -149,8 +151,6 @@ class ProcessTable:
             self._socket_addresses(event)
         elif event.type == "chdir" and event.ret == 0:
             proc.cwd = self._absolute(event.pid, proc.cwd, AT_FDCWD, str(event.args["path"]))
-        if len(self._procs) > self.max_size:
-            self._shrink()
 
     def expire(self, now: float | None = None) -> int:
         """Forget processes that exited more than the grace period ago; returns how many."""
@@ -255,8 +255,9 @@ class ProcessTable:
             event.addr, event.port = self._sockets[key]
 
     def _shrink(self) -> None:
+        """Make room for one: exited processes go first, then the oldest entries."""
         self.expire(float("inf"))
-        while len(self._procs) > self.max_size:
+        while len(self._procs) >= self.max_size:
             del self._procs[next(iter(self._procs))]
 
 

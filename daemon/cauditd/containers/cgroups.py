@@ -60,7 +60,7 @@ def container_from_path(path: str) -> ContainerCgroup | None:
             runtime = _RUNTIME_PREFIXES[prefix]
         elif parent == "docker":
             runtime = "docker"
-        elif parent in ("k8s.io", "default") or parent.startswith("kubepods"):
+        elif parent in ("k8s.io", "default") or any(p.startswith("kubepods") for p in parts):
             runtime = "containerd"
         else:
             runtime = "unknown"
