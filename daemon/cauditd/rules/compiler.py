@@ -160,7 +160,8 @@ class Compiler:
     def test(self, ftype: FieldType, op: str, values: list[Value], cond: Condition) -> Test:
         literals = [self.convert(ftype, v, op, cond) for v in values]
         if ftype in (FieldType.IPADDR, FieldType.IPLIST):
-            return _ip_test(literals)
+            inside = _ip_test(literals)
+            return (lambda v: not inside(v)) if op == "!=" else inside
         if op in ("=", "in", "intersects"):
             if len(literals) == 1:
                 only = literals[0]

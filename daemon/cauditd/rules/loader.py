@@ -324,12 +324,15 @@ def compile_state(state: State, min_priority: Priority) -> tuple[list[Rule], lis
     errors = list(state.errors)
     lists = _expand_lists(state)
     macros: dict[str, Condition] = {}
+    unparsed: set[str] = set()
     for name, text in state.macros.items():
         try:
             macros[name] = parse_condition(text.text, text.where, text.line)
         except RuleError as exc:
             errors.append(exc)
+            unparsed.add(name)
     compiler = Compiler(macros, lists)
+    compiler.broken |= unparsed
     for name in macros:
         try:
             compiler.macro_by_name(name)
