@@ -46,6 +46,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)  # PNG paths relative to docs/
     unavailable: str = ""
+    data: dict[str, object] = field(default_factory=dict)  # figures run.py summarises
 
     def markdown(self) -> str:
         lines = [f"### {self.title}", ""]
@@ -241,12 +242,15 @@ def free_port() -> int:
 class CauditdProcess:
     """`cauditd run --config <generated>` in a scratch state dir; ready when it logs so.
 
-    `extra_toml` is appended to the generated config (sections the caller wants to set).
+    `extra_toml` is appended to the generated config (sections the caller wants to set);
+    `rules_options` are extra lines of its [rules] section.
     """
 
     READY = "cauditd ready"
 
-    def __init__(self, extra_toml: str = "", *, rules_paths: Sequence[str] = ()) -> None:
+    def __init__(
+        self, extra_toml: str = "", *, rules_paths: Sequence[str] = (), rules_options: str = ""
+    ) -> None:
         self.port = free_port()
         self._tmp = tempfile.TemporaryDirectory(prefix="cauditd-bench-")
         self.dir = Path(self._tmp.name)
@@ -255,7 +259,7 @@ class CauditdProcess:
         self.config.write_text(
             f'[daemon]\nstate_dir = "{self.dir / "state"}"\n\n'
             f'[api]\nlisten = "127.0.0.1:{self.port}"\n\n'
-            f"[rules]\npaths = [{paths}]\n\n{extra_toml}"
+            f"[rules]\npaths = [{paths}]\n{rules_options}\n\n{extra_toml}"
         )
         self.proc: subprocess.Popen[str] | None = None
         self.startup_s = 0.0
@@ -328,8 +332,12 @@ def proc_rss_mb(pid: int) -> float:
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of all the process's threads, in ns resolution (schedstat), as seconds."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 # --- peers run as helper processes ------------------------------------------------------------

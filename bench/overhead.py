@@ -315,6 +315,9 @@ def table_result(
 ) -> Result:
     present = [w for w in WATCHERS if w in rates and w not in failures]
     result = Result(title=TITLE, columns=["workload", "bare ops/s", *present])
+    result.data["ratios"] = {
+        w: {k: median(ratios(rates, w, k)) for k in rates["bare"]} for w in present
+    }
     for workload in rates["bare"]:
         row = [workload, rate_text(rates["bare"][workload])]
         row += [ratio_text(ratios(rates, w, workload)) for w in present]
