@@ -186,6 +186,7 @@ def daemon_config(tmp_path: Path, **probes: Any) -> Any:
     config.daemon.state_dir = str(tmp_path / "state")
     config.rules.paths = []
     config.api.listen = "127.0.0.1:0"
+    config.probes.all_syscalls = True
     for key, value in probes.items():
         setattr(config.probes, key, value)
     return config

@@ -47,6 +47,11 @@ class ProbesConfig:
     enabled: bool = doc(
         "Attach the syscall probes. Off only for API-only test set-ups.", default=True
     )
+    all_syscalls: bool = doc(
+        "Emit every syscall the probes know, not only those the loaded rules use "
+        "(what `cauditd events` does; costs more).",
+        default=False,
+    )
     track_host: bool = doc(
         "Also report processes outside containers (container.id = host).", default=False
     )
@@ -282,9 +287,8 @@ def _section_markdown(title: str, cls: type) -> list[str]:
         item = (typing.get_args(hint) or (None,))[0]
         if dataclasses.is_dataclass(item):
             nested.append((f"{title}.{f.name}", item))
-        lines.append(
-            f"| `{f.name}` | {_type_text(hint)} | {_default_text(f)} | {f.metadata.get('doc', '')} |"
-        )
+        meaning = f.metadata.get("doc", "")
+        lines.append(f"| `{f.name}` | {_type_text(hint)} | {_default_text(f)} | {meaning} |")
     lines.append("")
     for name, item in nested:
         lines.extend(_section_markdown(f"[{name}]", item))

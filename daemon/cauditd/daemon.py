@@ -1,45 +1,69 @@
-"""The daemon: starts the components in order, routes events, stops cleanly on a signal."""
+"""The daemon: starts the components in order, routes events, stops cleanly on a signal.
+
+Start order: store, alerts, rules, probes, containers, API; stop is the reverse, so every event
+the probes still held is matched and every finding accepted is on disk before exit.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from cauditd import config as configmod
 from cauditd import metrics, sdnotify
+from cauditd.alerts import AlertDispatcher
+from cauditd.api import ApiContext, ApiServer, serve
 from cauditd.config import Config
 from cauditd.containers.holdback import MetadataHoldBack
 from cauditd.containers.registry import ContainerRegistry
+from cauditd.detection import Detector
 from cauditd.events import Event, ExecEvent, event_to_json
 from cauditd.probes.syscall import SyscallProbes
 from cauditd.proctable import ProcessTable
+from cauditd.store import FindingStore
 from cauditd.tasks import cancel_all, create_task
+from cauditd.views import EventCounts, RegistryContainers
 
 log = logging.getLogger(__name__)
 
-LOST_POLL_INTERVAL = 1.0
+HOUSEKEEPING_INTERVAL = 1.0
 
 
 class Daemon:
-    """Owns the components and the event path: probes -> registry -> (rules -> findings)."""
+    """Owns the components and the event path: probes -> registry -> rules -> store."""
 
     def __init__(self, config: Config, *, print_events: bool = False) -> None:
         self.config = config
         self.print_events = print_events
         self.started = time.monotonic()
-        self.events_seen = 0
+        self.counts = EventCounts()
+        state_dir = Path(config.daemon.state_dir)
+        self.store = FindingStore(state_dir / "findings.db", config.store)
+        self.alerts = AlertDispatcher(config.alerts, self.store)
+        self.alerts.register(self.store)
         self.probes = SyscallProbes(config.probes, self._on_events)
+        self.detector = Detector(
+            config.rules,
+            self.store,
+            hostname=config.daemon.hostname,
+            on_rules_changed=self._rules_changed,
+        )
         self.registry = ContainerRegistry(config.probes, [self.probes])
         self.proctable = ProcessTable(
             config.probes.process_table_size, upper_dir_of=self.registry.upper_dir
         )
         self.holdback = MetadataHoldBack(self.registry, self._deliver)
+        self.api: ApiServer | None = None
         self._stopping = asyncio.Event()
         self._ready = False
+        self._counted: dict[tuple[str, str], int] = {}
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; SIGHUP reloads. Returns the process exit code."""
@@ -55,36 +79,59 @@ class Daemon:
         return 0
 
     async def start(self) -> None:
+        await self.store.start()
+        await self.alerts.start()
+        self.detector.rules_changed()
         if self.config.probes.enabled:
             await self.probes.start()
             self.proctable.seed(await asyncio.to_thread(self.proctable.read_proc))
             await self.registry.start()
-            create_task(self._watch_losses(), name="lost-events")
+        create_task(self._housekeeping(), name="housekeeping")
+        if self.config.api.enabled:
+            self.api = await serve(self._api_context())
         self._ready = True
         sdnotify.notify("READY=1")
         interval = sdnotify.watchdog_interval()
         if interval:
             create_task(self._watchdog(interval), name="watchdog")
         log.info(
-            "cauditd ready: %d containers tracked, started in %.2fs",
+            "cauditd ready: %d rules, %d containers tracked, API %s, started in %.2fs",
+            len(self.detector.rules_info()),
             len(self.registry.containers()),
+            f"on {self.api.host}:{self.api.port}" if self.api else "off",
             time.monotonic() - self.started,
         )
 
     async def stop(self) -> None:
         sdnotify.notify("STOPPING=1")
         self._ready = False
+        if self.api is not None:
+            await self.api.close()
         await self.probes.stop()
+        self.holdback.release_all()
+        self.detector.flush_updates()
         await self.registry.stop()
+        await self.alerts.stop()
+        await self.store.stop()
         await cancel_all()
-        log.info("cauditd stopped: %d events seen", self.events_seen)
+        self._sync_counts()
+        log.info("cauditd stopped: %d events seen", sum(self.counts.seen.values()))
 
     def request_stop(self) -> None:
         self._stopping.set()
 
-    @property
-    def ready(self) -> bool:
-        return self._ready
+    def _api_context(self) -> ApiContext:
+        return ApiContext(
+            store=self.store,
+            rules=self,
+            containers=RegistryContainers(self.registry),
+            stats=self,
+            alerts=self.alerts,
+            network=self,
+            config=self.config.api,
+        )
+
+    # --- the event path ----------------------------------------------------------------------
 
     def _on_events(self, batch: list[Event]) -> None:
         resolve = self.registry.resolve
@@ -94,43 +141,103 @@ class Daemon:
                 continue
             event.container = container
             self.holdback.submit(event)
+        self.detector.flush_updates()
 
     def _deliver(self, event: Event) -> None:
         self.proctable.apply(event)
-        self.events_seen += 1
-        metrics.EVENTS.labels("syscall", event.type).inc()
+        self.counts.seen[(event.source, event.type)] += 1
         self._handle(event)
 
     def _handle(self, event: Event) -> None:
+        """Print (with --print-events) and match one event that has its container and process."""
         if self.print_events:
             sys.stdout.write(json.dumps(event_to_json(event)) + "\n")
             sys.stdout.flush()
-        elif isinstance(event, ExecEvent):
-            log.info(
+        if isinstance(event, ExecEvent) and log.isEnabledFor(logging.DEBUG):
+            log.debug(
                 "exec container=%s pid=%d exe=%s", event.container.short_id, event.pid, event.exe
             )
+        self.detector.process(event)
 
-    def _on_sighup(self) -> None:
-        create_task(self.reload(), name="reload")
+    def _rules_changed(self, needed: set[str]) -> None:
+        """Tell the probes which syscalls the rules need (all of them for --print-events)."""
+        every = self.print_events or self.config.probes.all_syscalls
+        self.probes.set_syscalls(None if every else needed)
 
-    async def reload(self) -> None:
-        """Re-read the config file; what cannot change at run time is reported, not applied."""
+    # --- API views (RulesView, StatsView, NetworkView) ---------------------------------------
+
+    def rules_info(self) -> list[dict[str, Any]]:
+        return self.detector.rules_info()
+
+    async def reload(self) -> list[str]:
+        """Re-read the config file and the rules; a broken set is refused, the old one stays."""
         try:
             fresh = configmod.load(self.config.path or None)
         except configmod.ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
-            return
-        self.config.rules = fresh.rules
-        self.config.alerts = fresh.alerts
-        log.info("configuration reloaded from %s", self.config.path or configmod.DEFAULT_PATH)
+            return [str(exc)]
+        errors = await self.detector.reload(fresh.rules)
+        if not errors:
+            self.config.rules = fresh.rules
+            log.info("configuration reloaded from %s", self.config.path or configmod.DEFAULT_PATH)
+        return errors
 
-    async def _watch_losses(self) -> None:
+    def stats(self) -> dict[str, Any]:
+        return {
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "ready": self._ready,
+            "probes": {
+                "syscall": {
+                    "attached": self._ready and self.config.probes.enabled,
+                    "events": sum(
+                        n for (src, _), n in self.counts.seen.items() if src == "syscall"
+                    ),
+                    "lost": self.probes.lost_total,
+                    "syscalls_enabled": sorted(self.probes.enabled_syscalls),
+                },
+            },
+            "events_by_type": {f"{s}:{t}": n for (s, t), n in sorted(self.counts.seen.items())},
+            "findings_by_rule": {
+                r["name"]: r["matches"] for r in self.rules_info() if r["matches"]
+            },
+            "containers_tracked": len(self.registry.containers()),
+            "processes_tracked": len(self.proctable),
+            "pid": os.getpid(),
+        }
+
+    def ready(self) -> bool:
+        """True once the probes are attached (GET /readyz)."""
+        return self._ready
+
+    def flows(self, filters: Any) -> list[dict[str, Any]]:
+        return []
+
+    def dns(self, filters: Any) -> list[dict[str, Any]]:
+        return []
+
+    # --- background --------------------------------------------------------------------------
+
+    def _on_sighup(self) -> None:
+        create_task(self.reload(), name="reload")
+
+    async def _housekeeping(self) -> None:
         while True:
-            await asyncio.sleep(LOST_POLL_INTERVAL)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             self.proctable.expire()
+            self.detector.flush_updates()
+            self._sync_counts()
             lost = self.probes.poll_lost()
             if lost:
                 log.warning("syscall probes lost %d events (ring buffer full)", lost)
+                self.detector.report_drops("syscall", lost)
+
+    def _sync_counts(self) -> None:
+        """Move the per-event counts into Prometheus (kept off the per-event path)."""
+        for key, total in self.counts.seen.items():
+            delta = total - self._counted.get(key, 0)
+            if delta:
+                metrics.EVENTS.labels(*key).inc(delta)
+                self._counted[key] = total
 
     async def _watchdog(self, interval: float) -> None:
         while True:

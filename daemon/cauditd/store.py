@@ -242,7 +242,7 @@ class FindingStore:
     async def start(self) -> None:
         """Create the schema, seed the id counter and start the writer and retention."""
         self._loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._next_id = await asyncio.to_thread(self._init_db) + 1
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-read")
         self._writer = threading.Thread(target=self._writer_main, name="store-writer", daemon=True)

@@ -64,7 +64,7 @@ class DaemonProcess:
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "cauditd.toml"
     path.write_text(
-        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\nlog_level = "debug"\n'
         f"[rules]\npaths = []\n"
         f'[api]\nlisten = "127.0.0.1:0"\n'
     )
@@ -83,16 +83,27 @@ def daemon(config: Path) -> Iterator[DaemonProcess]:
             proc.proc.wait()
 
 
-def our_bpf_programs() -> list[str]:
-    """Names of loaded BPF programs that are ours (BCC names them after the probe functions)."""
+def loaded_program_ids() -> set[int]:
+    """Ids of every BPF program loaded in the kernel now."""
     try:
         out = subprocess.run(
             ["bpftool", "prog", "show", "-j"], capture_output=True, text=True, check=True
         )
     except FileNotFoundError:
         unavailable("bpftool missing (apt-get install bpftool)")
-    names = [p.get("name", "") for p in json.loads(out.stdout or "[]")]
-    return [n for n in names if n.startswith(("tracepoint__", "sched_", "tc_", "cauditd"))]
+    return {p["id"] for p in json.loads(out.stdout or "[]")}
+
+
+def programs_held_by(pid: int) -> set[int]:
+    """Ids of the BPF programs whose file descriptors process `pid` holds (from fdinfo)."""
+    ids = set()
+    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            text = info.read_text()
+        except OSError:
+            continue
+        ids.update(int(m) for m in re.findall(r"^prog_id:\s*(\d+)", text, re.M))
+    return ids
 
 
 def test_exec_in_container_is_reported_with_its_id(
@@ -113,10 +124,12 @@ def test_host_processes_are_not_reported(daemon: DaemonProcess) -> None:
 
 
 def test_sigterm_stops_cleanly_and_detaches(daemon: DaemonProcess) -> None:
-    assert our_bpf_programs(), "the daemon should have programs loaded while it runs"
+    ours = programs_held_by(daemon.proc.pid)
+    assert ours, "the daemon should hold BPF programs while it runs"
+    assert ours <= loaded_program_ids()
     assert daemon.stop(signal.SIGTERM) == 0
     assert any("cauditd stopped" in line for line in daemon.lines)
-    assert our_bpf_programs() == []
+    assert ours & loaded_program_ids() == set()
 
 
 def test_sighup_reloads(daemon: DaemonProcess) -> None:
@@ -126,8 +139,10 @@ def test_sighup_reloads(daemon: DaemonProcess) -> None:
 
 
 def test_sigkill_leaves_nothing_attached(daemon: DaemonProcess) -> None:
+    ours = programs_held_by(daemon.proc.pid)
+    assert ours
     daemon.stop(signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while our_bpf_programs() and time.monotonic() < deadline:
+    while ours & loaded_program_ids() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert our_bpf_programs() == []
+    assert ours & loaded_program_ids() == set()

@@ -1,0 +1,58 @@
+"""Read-only views of the running daemon that the API serves (containers, stats)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from cauditd.containers.registry import ContainerRegistry
+from cauditd.events import ContainerInfo
+
+
+def container_doc(info: ContainerInfo) -> dict[str, Any]:
+    """A container as the API shows it."""
+    return {
+        "id": info.id,
+        "short_id": info.short_id,
+        "name": info.name,
+        "image": info.image,
+        "image_id": info.image_id,
+        "runtime": info.runtime,
+        "privileged": info.privileged,
+        "pod": info.pod_name,
+        "namespace": info.pod_namespace,
+        "labels": info.labels,
+        "cgroup_id": info.cgroup_id,
+        "pid": info.pid,
+    }
+
+
+class RegistryContainers:
+    """ContainersView over the container registry."""
+
+    def __init__(self, registry: ContainerRegistry) -> None:
+        self._registry = registry
+
+    def containers(self) -> list[dict[str, Any]]:
+        return [container_doc(info) for info in self._registry.containers()]
+
+    def container(self, id_or_name: str) -> dict[str, Any] | None:
+        for info in self._registry.containers():
+            if id_or_name in (info.id, info.short_id, info.name):
+                return container_doc(info)
+        return None
+
+
+class EventCounts:
+    """Events seen per probe and type, kept by the daemon on the per-event path."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.seen: Counter[tuple[str, str]] = Counter()
+
+    def by_probe(self) -> dict[str, dict[str, int]]:
+        probes: dict[str, dict[str, int]] = {}
+        for (probe, event_type), count in self.seen.items():
+            probes.setdefault(probe, {})[event_type] = count
+        return probes
