@@ -37,6 +37,16 @@ def parser() -> argparse.ArgumentParser:
     )
     with_config(sub.add_parser("events", help="print decoded events live as JSON lines"))
     with_config(sub.add_parser("check-config", help="check the config file and exit"))
+    rules = sub.add_parser("rules", help="work with rule files")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    check = with_config(
+        rules_sub.add_parser(
+            "check",
+            help="report every problem in the rule files (default: the configured ones)",
+        )
+    )
+    check.add_argument("paths", nargs="*", type=Path, help="rule files or directories")
+    sub.add_parser("fields", help="list the fields conditions and outputs can use")
     sub.add_parser("version", help="print the version")
     return top
 
@@ -46,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"cauditd {__version__}")
         return 0
+    if args.command == "fields":
+        from cauditd.rules import format_fields
+
+        print(format_fields())
+        return 0
     try:
         config = configmod.load(args.config)
     except configmod.ConfigError as exc:
@@ -54,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{config.path or configmod.DEFAULT_PATH}: ok")
         return 0
+    if args.command == "rules":
+        return check_rules(args.paths or rule_paths(config.rules))
     log.setup(config.daemon.log_level, config.daemon.log_format)
     from cauditd.daemon import Daemon  # BCC and aiohttp load only for commands that need them
 
@@ -67,6 +84,27 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a start-up failure: say why in one line, exit non-zero
         print(f"cauditd: {exc}", file=sys.stderr)
         return 1
+
+
+def rule_paths(config: configmod.RulesConfig) -> list[Path]:
+    from cauditd.detection import rule_paths as configured
+
+    return configured(config)
+
+
+def check_rules(paths: list[Path]) -> int:
+    """Print every problem in every file; exit 1 when there is one."""
+    from cauditd.rules import check
+
+    errors = check(paths)
+    for error in errors:
+        print(error, file=sys.stderr)
+    names = ", ".join(str(p) for p in paths)
+    if errors:
+        print(f"{len(errors)} problem(s) in {names}", file=sys.stderr)
+        return 1
+    print(f"{names}: ok")
+    return 0
 
 
 if __name__ == "__main__":
