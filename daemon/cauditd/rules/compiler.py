@@ -132,6 +132,9 @@ class Compiler:
                                     cond.where, text=cond.text, pos=check.pos,
                                     length=len(check.name), text_line=cond.text_line)
         test = self.test(ftype, check.op, values, cond)
+        if ftype not in MULTI and ftype not in (FieldType.IPADDR, FieldType.DYN) \
+                and check.op in ("=", "in", "intersects"):
+            return _member(get, [self.convert(ftype, v, check.op, cond) for v in values])
         return _lift(get, test, ftype in MULTI, check.op == "!=")
 
     def check_event_types(self, values: list[Value], cond: Condition) -> None:
@@ -252,7 +255,10 @@ def _all(parts: tuple[Pred, ...]) -> Pred:
         return lambda ev: a(ev) and b(ev)
 
     def all_(ev: Event) -> bool:
-        return all(part(ev) for part in parts)
+        for part in parts:  # noqa: SIM110 (a loop is faster than all() over a generator)
+            if not part(ev):
+                return False
+        return True
 
     return all_
 
@@ -263,9 +269,21 @@ def _any(parts: tuple[Pred, ...]) -> Pred:
         return lambda ev: a(ev) or b(ev)
 
     def any_(ev: Event) -> bool:
-        return any(part(ev) for part in parts)
+        for part in parts:  # noqa: SIM110 (a loop is faster than any() over a generator)
+            if part(ev):
+                return True
+        return False
 
     return any_
+
+
+def _member(get: Callable[[Event], Any], literals: list[Any]) -> Pred:
+    """Equality or membership without a wrapper: a missing value (None) is never a member."""
+    if len(literals) == 1:
+        only = literals[0]
+        return lambda ev: get(ev) == only
+    members = frozenset(literals)
+    return lambda ev: get(ev) in members
 
 
 def _lift(get: Callable[[Event], Any], test: Test, multi: bool, negated: bool) -> Pred:
