@@ -10,6 +10,7 @@ from typing import Any
 from cauditd import metrics
 from cauditd.events import Event, SyscallEvent
 from cauditd.findings import ContainerRef, Finding, ProcessRef
+from cauditd.rules import fields
 from cauditd.rules.output import format_value
 from cauditd.rules.ruleset import Rule, RuleSet
 from cauditd.rules.suppress import Suppressor
@@ -125,8 +126,6 @@ def container_ref(event: Event) -> ContainerRef:
 def process_ref(event: Event) -> ProcessRef | None:
     if not isinstance(event, SyscallEvent):
         return None
-    from cauditd.rules import fields
-
     proc = event.process
     parents = [] if proc is None else [
         {"pid": p.pid, "exe": p.exe, "name": p.name} for p in proc.ancestors(MAX_PARENTS)
