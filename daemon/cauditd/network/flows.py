@@ -1,0 +1,200 @@
+"""The flow log: kernel flow-table entries decoded, attributed to containers, aged into
+flow_end events, and kept in bounded memory for GET /v1/flows."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cauditd.events import ContainerInfo, FlowEvent
+
+FLOW_KEY = struct.Struct("<IBBBx16s16sHH")  # struct flow_key in probes/net.c
+FLOW_STATS = struct.Struct("<QQQQIB3x")  # struct flow_stats
+DIRECTIONS = {1: "egress", 2: "ingress"}
+PROTOS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+FLOW_REPLY = 1
+FLOW_MIDSTREAM = 2
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+TCP_FLAG_NAMES = ((TCP_FIN, "FIN"), (TCP_SYN, "SYN"), (TCP_RST, "RST"), (TCP_PSH, "PSH"),
+                  (TCP_ACK, "ACK"), (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR"))
+FIN_LINGER_NS = 2_000_000_000  # a closed TCP flow ends this long after its last packet
+RawBytes = bytes  # FlowStats has a field named bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """A flow as the kernel keys it: interface, the container's direction, and the 5-tuple."""
+
+    ifindex: int
+    direction: str
+    l4proto: str
+    sip: str
+    sport: int
+    dip: str
+    dport: int
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> FlowKey:
+        ifindex, direction, family, proto, saddr, daddr, sport, dport = FLOW_KEY.unpack(
+            raw[: FLOW_KEY.size])
+        size = 4 if family == 4 else 16
+        return cls(
+            ifindex=ifindex, direction=DIRECTIONS.get(direction, str(direction)),
+            l4proto=PROTOS.get(proto, str(proto)),
+            sip=str(ipaddress.ip_address(saddr[:size])), sport=sport,
+            dip=str(ipaddress.ip_address(daddr[:size])), dport=dport,
+        )
+
+    @property
+    def peer(self) -> str:
+        """The other end's address (not the container's)."""
+        return self.dip if self.direction == "egress" else self.sip
+
+
+@dataclass(frozen=True, slots=True)
+class FlowStats:
+    """Counters of one kernel flow entry."""
+
+    packets: int
+    bytes: int
+    first_ns: int
+    last_ns: int
+    flags: int
+    tcp_flags: int
+
+    @classmethod
+    def unpack(cls, raw: RawBytes) -> FlowStats:
+        return cls(*FLOW_STATS.unpack(raw[: FLOW_STATS.size]))
+
+
+def tcp_flag_text(flags: int) -> str:
+    return ",".join(name for bit, name in TCP_FLAG_NAMES if flags & bit)
+
+
+@dataclass(slots=True)
+class FlowRecord:
+    """One flow in the log, attributed to a container; counters follow the kernel's."""
+
+    container: ContainerInfo
+    key: FlowKey
+    first_ns: int
+    last_ns: int = 0
+    packets: int = 0
+    bytes: int = 0
+    tcp_flags: int = 0
+    reply: bool = False
+    midstream: bool = False
+    ended: bool = False
+    peer_names: tuple[str, ...] = ()
+
+    @property
+    def service_port(self) -> int:
+        """The port the conversation is about: the destination of an opening flow."""
+        return self.key.sport if self.reply else self.key.dport
+
+    def to_dict(self, mono_to_wall_ns: int) -> dict[str, Any]:
+        k = self.key
+        return {
+            "container": self.container.short_id, "container_id": self.container.id,
+            "container_name": self.container.name, "direction": k.direction,
+            "proto": k.l4proto, "sip": k.sip, "sport": k.sport, "dip": k.dip, "dport": k.dport,
+            "peer": k.peer, "port": self.service_port, "peer_names": list(self.peer_names),
+            "packets": self.packets, "bytes": self.bytes,
+            "tcp_flags": tcp_flag_text(self.tcp_flags), "reply": self.reply,
+            "midstream": self.midstream, "active": not self.ended,
+            "first_ns": self.first_ns + mono_to_wall_ns,
+            "last_ns": (self.last_ns or self.first_ns) + mono_to_wall_ns,
+        }
+
+    def event(self, kind: str, ts_ns: int) -> FlowEvent:
+        k = self.key
+        return FlowEvent(
+            type=kind, ts_ns=ts_ns, container=self.container, ifindex=k.ifindex,
+            direction=k.direction, l4proto=k.l4proto, sip=k.sip, sport=k.sport, dip=k.dip,
+            dport=k.dport, packets=self.packets, bytes=self.bytes, tcp_flags=self.tcp_flags,
+            first_ns=self.first_ns, last_ns=self.last_ns or self.first_ns,
+            peer_names=self.peer_names,
+        )
+
+
+@dataclass
+class FlowLog:
+    """Flows by (key, first_ns), oldest evicted first beyond `capacity`."""
+
+    capacity: int
+    idle_timeout_ns: int
+    records: OrderedDict[tuple[FlowKey, int], FlowRecord] = field(default_factory=OrderedDict)
+    ended_total: int = 0
+
+    def opened(self, record: FlowRecord) -> None:
+        """A flow the kernel reported on its first packet."""
+        self._put(record)
+
+    def scrape(
+        self,
+        entries: Iterable[tuple[FlowKey, FlowStats]],
+        container_of: Callable[[int], ContainerInfo | None],
+        names_of: Callable[[ContainerInfo, str], tuple[str, ...]],
+        now_ns: int,
+        *,
+        final: bool = False,
+    ) -> tuple[list[FlowEvent], list[FlowKey]]:
+        """Fold kernel entries in; flow_end events for flows that ended, and their keys to
+        delete from the kernel table (all of them when `final`)."""
+        events: list[FlowEvent] = []
+        done: list[FlowKey] = []
+        for key, stats in entries:
+            record = self._record(key, stats, container_of, names_of)
+            if record is None:
+                done.append(key)  # an interface we no longer watch
+                continue
+            record.packets, record.bytes = stats.packets, stats.bytes
+            record.last_ns, record.tcp_flags = stats.last_ns, stats.tcp_flags
+            if final or self._idle(stats, now_ns):
+                record.ended = True
+                self.ended_total += 1
+                events.append(record.event("flow_end", stats.last_ns))
+                done.append(key)
+        return events, done
+
+    def _idle(self, stats: FlowStats, now_ns: int) -> bool:
+        idle = now_ns - stats.last_ns
+        closed = stats.tcp_flags & (TCP_FIN | TCP_RST)
+        return idle >= self.idle_timeout_ns or bool(closed and idle >= FIN_LINGER_NS)
+
+    def _record(
+        self, key: FlowKey, stats: FlowStats,
+        container_of: Callable[[int], ContainerInfo | None],
+        names_of: Callable[[ContainerInfo, str], tuple[str, ...]],
+    ) -> FlowRecord | None:
+        record = self.records.get((key, stats.first_ns))
+        if record is not None:
+            return record
+        container = container_of(key.ifindex)
+        if container is None:
+            return None
+        record = FlowRecord(
+            container=container, key=key, first_ns=stats.first_ns,
+            reply=bool(stats.flags & FLOW_REPLY), midstream=bool(stats.flags & FLOW_MIDSTREAM),
+            peer_names=names_of(container, key.peer),
+        )
+        self._put(record)
+        return record
+
+    def _put(self, record: FlowRecord) -> None:
+        self.records[(record.key, record.first_ns)] = record
+        while len(self.records) > self.capacity:
+            self.records.popitem(last=False)
+
+    def active(self) -> int:
+        return sum(1 for r in self.records.values() if not r.ended)
+
+    def query(self, match: Callable[[FlowRecord], bool], limit: int) -> list[FlowRecord]:
+        """Newest first (by first packet), at most `limit`."""
+        found = [r for r in self.records.values() if match(r)]
+        found.sort(key=lambda r: r.first_ns, reverse=True)
+        return found[:limit]

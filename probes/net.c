@@ -1,0 +1,300 @@
+/* net.c: flows and DNS packets on containers' host-side veth interfaces (tc clsact, SCHED_CLS).
+ *
+ * Two programs: net_egress on the host veth's ingress hook (packets *from* the container) and
+ * net_ingress on its egress hook (packets *to* the container); direction is always the
+ * container's. Each packet (IPv4 or IPv6; ARP and others are ignored) updates the flow table,
+ * an LRU hash keyed by (ifindex, direction, 5-tuple): packets (GSO segments), bytes (skb->len,
+ * Ethernet header included, as the interface counters count), TCP flags seen, first and last
+ * time. The first packet of a flow that *opens* a conversation emits a ring buffer record at once;
+ * a flow whose reverse was seen first (or whose first TCP packet is a SYN-ACK) is marked
+ * FLOW_REPLY and emits nothing, so a server answering many clients does not look like it
+ * connects out to many ports. The container's DNS as a client (queries to port 53 out, answers
+ * from port 53 in, UDP and TCP) is copied, up to DNS_CAPTURE bytes, to user space for parsing.
+ *
+ * Returns TC_ACT_UNSPEC, not TC_ACT_OK: with direct_action, TC_ACT_OK ends the filter chain at
+ * our filter, so a CNI's or an admin's filter behind ours would silently stop running.
+ * TC_ACT_UNSPEC hands the packet on to the next filter and, with none, it passes exactly as with
+ * TC_ACT_OK. The program never drops, redirects or writes a packet.
+ *
+ * Caveats: IPv6 extension headers are not walked (the flow takes the first next-header value
+ * and ports 0); IPv4 fragments after the first have ports 0; ICMP flows have ports 0 (one flow per
+ * peer and direction); ICMPv6 neighbour/router discovery is not counted. Headers are read with
+ * bpf_skb_load_bytes (works on non-linear skbs, uapi header layouts only, no kernel structs).
+ * Cost per packet: 2-4 small skb loads and one hash lookup; a new flow adds one more lookup, an
+ * insert and a 72-byte record; a DNS packet a DNS_CAPTURE-byte record.
+ */
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/pkt_cls.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include <uapi/linux/in.h>
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define NET_HTONS(x) ((u16)__builtin_bswap16(x))
+#else
+#define NET_HTONS(x) ((u16)(x))
+#endif
+
+#define DIR_EGRESS 1
+#define DIR_INGRESS 2
+
+#define FLOW_REPLY 1
+#define FLOW_MIDSTREAM 2
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+#define REC_FLOW 1
+#define REC_DNS 2
+
+#define LOST_FLOW 0
+#define LOST_DNS 1
+
+#define DNS_PORT 53
+
+struct flow_key {
+    u32 ifindex;
+    u8 direction;
+    u8 family; /* 4 or 6 */
+    u8 proto;
+    u8 _pad;
+    u8 saddr[16];
+    u8 daddr[16];
+    u16 sport; /* host byte order */
+    u16 dport;
+};
+
+struct flow_stats {
+    u64 packets;
+    u64 bytes;
+    u64 first_ns;
+    u64 last_ns;
+    u32 flags;
+    u8 tcp_flags;
+    u8 _pad[3];
+};
+
+struct flow_record {
+    u32 kind;
+    u32 flags;
+    u64 ts_ns;
+    struct flow_key key;
+    u32 len;
+    u8 tcp_flags;
+    u8 _pad[3];
+};
+
+/* DNS_CAPTURE must be a power of two (user space rounds the configured size up). */
+struct dns_record {
+    u32 kind;
+    u32 caplen;
+    u64 ts_ns;
+    struct flow_key key;
+    u32 len; /* DNS payload length in this packet (may exceed caplen) */
+    u8 tcp_flags;
+    u8 _pad[3];
+    u8 payload[DNS_CAPTURE];
+};
+
+BPF_TABLE("lru_hash", struct flow_key, struct flow_stats, flows, FLOW_TABLE_SIZE);
+BPF_RINGBUF_OUTPUT(net_events, NET_RINGBUF_PAGES);
+/* Failed ring buffer reserves per CPU: [LOST_FLOW] new-flow records, [LOST_DNS] DNS copies. */
+BPF_PERCPU_ARRAY(net_lost, u64, 2);
+
+static __always_inline void count_net_lost(int which)
+{
+    u64 *lost = net_lost.lookup(&which);
+    if (lost)
+        (*lost)++;
+}
+
+/* Fills the key's addresses, protocol and ports; returns the L4 payload offset, or 0 when the
+ * packet is not IP (or is one we do not count). */
+static __always_inline u32 parse_packet(struct __sk_buff *skb, struct flow_key *key, u8 *tcp_flags)
+{
+    u32 off = ETH_HLEN;
+    if (skb->protocol == NET_HTONS(ETH_P_IP)) {
+        struct iphdr ip;
+        if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
+            return 0;
+        key->family = 4;
+        key->proto = ip.protocol;
+        __builtin_memcpy(key->saddr, &ip.saddr, 4);
+        __builtin_memcpy(key->daddr, &ip.daddr, 4);
+        if (ip.frag_off & NET_HTONS(0x1fff))
+            return off + ip.ihl * 4; /* a later fragment: no L4 header, ports stay 0 */
+        off += ip.ihl * 4;
+    } else if (skb->protocol == NET_HTONS(ETH_P_IPV6)) {
+        struct ipv6hdr ip6;
+        if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
+            return 0;
+        key->family = 6;
+        key->proto = ip6.nexthdr;
+        __builtin_memcpy(key->saddr, &ip6.saddr, 16);
+        __builtin_memcpy(key->daddr, &ip6.daddr, 16);
+        off += sizeof(ip6);
+    } else {
+        return 0;
+    }
+    if (key->proto == IPPROTO_TCP) {
+        u8 tcp[14];
+        if (bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)) < 0)
+            return off;
+        key->sport = (u16)tcp[0] << 8 | tcp[1];
+        key->dport = (u16)tcp[2] << 8 | tcp[3];
+        *tcp_flags = tcp[13];
+        return off + (tcp[12] >> 4) * 4;
+    }
+    if (key->proto == IPPROTO_UDP) {
+        u8 udp[4];
+        if (bpf_skb_load_bytes(skb, off, udp, sizeof(udp)) < 0)
+            return off;
+        key->sport = (u16)udp[0] << 8 | udp[1];
+        key->dport = (u16)udp[2] << 8 | udp[3];
+        return off + 8;
+    }
+    if (key->proto == IPPROTO_ICMPV6) {
+        u8 type = 0;
+        if (bpf_skb_load_bytes(skb, off, &type, 1) == 0 && type >= 133 && type <= 137)
+            return 0; /* neighbour and router discovery: link housekeeping, not traffic */
+    }
+    return off;
+}
+
+static __always_inline u32 first_flags(struct flow_key *key, u8 tcp_flags)
+{
+    struct flow_key rev = {};
+    rev.ifindex = key->ifindex;
+    rev.direction = DIR_EGRESS + DIR_INGRESS - key->direction;
+    rev.family = key->family;
+    rev.proto = key->proto;
+    __builtin_memcpy(rev.saddr, key->daddr, 16);
+    __builtin_memcpy(rev.daddr, key->saddr, 16);
+    rev.sport = key->dport;
+    rev.dport = key->sport;
+    u32 flags = flows.lookup(&rev) ? FLOW_REPLY : 0;
+    if (key->proto == IPPROTO_TCP) {
+        if (!(tcp_flags & TCP_SYN))
+            flags |= FLOW_MIDSTREAM;
+        else if (tcp_flags & TCP_ACK)
+            flags |= FLOW_REPLY;
+    }
+    return flags;
+}
+
+static __always_inline void emit_flow(struct flow_key *key, u32 flags, u32 len, u8 tcp_flags,
+                                      u64 now)
+{
+    struct flow_record *rec = net_events.ringbuf_reserve(sizeof(*rec));
+    if (!rec) {
+        count_net_lost(LOST_FLOW);
+        return;
+    }
+    rec->kind = REC_FLOW;
+    rec->flags = flags;
+    rec->ts_ns = now;
+    __builtin_memcpy(&rec->key, key, sizeof(*key));
+    rec->len = len;
+    rec->tcp_flags = tcp_flags;
+    rec->_pad[0] = rec->_pad[1] = rec->_pad[2] = 0;
+    net_events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, u8 tcp_flags,
+                                       u64 now)
+{
+    struct flow_stats *st = flows.lookup(key);
+    if (st) {
+        __sync_fetch_and_add(&st->packets, segs);
+        __sync_fetch_and_add(&st->bytes, len);
+        st->last_ns = now;
+        st->tcp_flags |= tcp_flags; /* a racing CPU may lose a bit; flags are advisory */
+        return;
+    }
+    struct flow_stats fresh = {};
+    fresh.packets = segs;
+    fresh.bytes = len;
+    fresh.first_ns = now;
+    fresh.last_ns = now;
+    fresh.flags = first_flags(key, tcp_flags);
+    fresh.tcp_flags = tcp_flags;
+    if (flows.insert(key, &fresh) != 0) {
+        /* another CPU created it between our lookup and insert: count there, emit nothing */
+        st = flows.lookup(key);
+        if (st) {
+            __sync_fetch_and_add(&st->packets, segs);
+            __sync_fetch_and_add(&st->bytes, len);
+        }
+        return;
+    }
+    /* replies and lone RSTs (answers to a flow we already reported, or noise) emit nothing */
+    if ((fresh.flags & FLOW_REPLY) || (tcp_flags & TCP_RST))
+        return;
+    emit_flow(key, fresh.flags, len, tcp_flags, now);
+}
+
+static __always_inline void copy_dns(struct __sk_buff *skb, struct flow_key *key, u32 off,
+                                     u8 tcp_flags, u64 now)
+{
+    if (off >= skb->len)
+        return; /* no payload (a bare TCP ACK) */
+    u32 len = skb->len - off;
+    u32 caplen = len;
+    if (caplen > DNS_CAPTURE)
+        caplen = DNS_CAPTURE;
+    struct dns_record *rec = net_events.ringbuf_reserve(sizeof(*rec));
+    if (!rec) {
+        count_net_lost(LOST_DNS);
+        return;
+    }
+    rec->kind = REC_DNS;
+    rec->ts_ns = now;
+    __builtin_memcpy(&rec->key, key, sizeof(*key));
+    rec->len = len;
+    rec->tcp_flags = tcp_flags;
+    rec->_pad[0] = rec->_pad[1] = rec->_pad[2] = 0;
+    /* The verifier needs the length provably in [1, DNS_CAPTURE] at the call, and clang's
+     * range checks do not survive its register reuse: a mask does (DNS_CAPTURE is a power of
+     * two, and caplen is already in [1, DNS_CAPTURE], so the mask changes nothing). */
+    u64 n = ((u64)(caplen - 1) & (DNS_CAPTURE - 1)) + 1;
+    if (bpf_skb_load_bytes(skb, off, rec->payload, n) < 0)
+        n = 0;
+    rec->caplen = n;
+    net_events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline int observe(struct __sk_buff *skb, u8 direction)
+{
+    struct flow_key key = {};
+    u8 tcp_flags = 0;
+    key.ifindex = skb->ifindex;
+    key.direction = direction;
+    u32 off = parse_packet(skb, &key, &tcp_flags);
+    if (off == 0)
+        return TC_ACT_UNSPEC;
+    u64 now = bpf_ktime_get_ns();
+    u32 segs = skb->gso_segs ? skb->gso_segs : 1;
+    count_flow(&key, skb->len, segs, tcp_flags, now);
+    /* the container as a DNS client only: its queries out, the answers in (a DNS server in a
+     * container is not audited here; its clients are, on their own veths) */
+    if ((key.proto == IPPROTO_UDP || key.proto == IPPROTO_TCP) &&
+        ((direction == DIR_EGRESS && key.dport == DNS_PORT) ||
+         (direction == DIR_INGRESS && key.sport == DNS_PORT)))
+        copy_dns(skb, &key, off, tcp_flags, now);
+    return TC_ACT_UNSPEC;
+}
+
+/* host veth ingress hook (ffff:fff2): the container sent it */
+int net_egress(struct __sk_buff *skb)
+{
+    return observe(skb, DIR_EGRESS);
+}
+
+/* host veth egress hook (ffff:fff3): it goes to the container */
+int net_ingress(struct __sk_buff *skb)
+{
+    return observe(skb, DIR_INGRESS);
+}
