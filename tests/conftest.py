@@ -100,6 +100,11 @@ class Containers:
         ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
+    def exec(self, name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`docker exec` in one of our containers."""
+        cmd = ["docker", "exec", name, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
     def inspect_id(self, name: str) -> str:
         out = subprocess.run(
             ["docker", "inspect", "-f", "{{.Id}}", name], capture_output=True, text=True, check=True

@@ -7,8 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,71 +14,23 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Containers, unavailable
+from tests.harness import DaemonProcess, write_config
 
 pytestmark = pytest.mark.usefixtures("ebpf", "docker")
-
-CAUDITD = [sys.executable, "-m", "cauditd.cli"]
-
-
-class DaemonProcess:
-    """`cauditd run` in a subprocess, its stderr collected line by line."""
-
-    def __init__(self, config: Path) -> None:
-        self.proc = subprocess.Popen(
-            [*CAUDITD, "run", "--config", str(config)],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        regex = re.compile(pattern)
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if regex.search(line):
-                    return line
-            if self.proc.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.05)
-        raise AssertionError(
-            f"no log line matching {pattern!r}; got:\n" + "\n".join(self.lines[-40:])
-        )
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "cauditd.toml"
-    path.write_text(
-        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\nlog_level = "debug"\n'
-        f"[rules]\npaths = []\n"
-        f'[api]\nlisten = "127.0.0.1:0"\n'
-    )
-    return path
+    return write_config(tmp_path / "cauditd.toml", tmp_path / "state", "[rules]\npaths = []\n")
 
 
 @pytest.fixture
 def daemon(config: Path) -> Iterator[DaemonProcess]:
     proc = DaemonProcess(config)
     try:
-        proc.wait_for(r"cauditd ready")
-        yield proc
+        yield proc.wait_ready()
     finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait()
+        proc.kill()
 
 
 def loaded_program_ids() -> set[int]:
