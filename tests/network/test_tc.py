@@ -1,0 +1,101 @@
+"""tc attach/detach on a veth of our own netns: container lifecycle, stop, and the leftovers of
+a SIGKILLed daemon removed at the next start. No packet is sent."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+from cauditd.config import NetworkConfig
+from cauditd.events import ContainerInfo
+from cauditd.network import tc, veth
+from tests.conftest import REPO
+from tests.network.conftest import MonitorThread, OwnVeth, StaticRegistry
+
+
+def test_veth_found_from_netns(ebpf: None, own_veth: OwnVeth) -> None:
+    net = veth.container_net(own_veth.pid)
+    assert net.host_ifindexes == [own_veth.ifindex]
+    assert not veth.same_netns_as_host(own_veth.pid)
+
+
+def test_attach_detach_follow_the_registry(ebpf: None, own_veth: OwnVeth) -> None:
+    registry = StaticRegistry()
+    runner = MonitorThread(NetworkConfig(), registry)
+    runner.start()
+    try:
+        container = ContainerInfo(id="c0" * 32, name="netns-box", pid=own_veth.pid)
+        registry.items.append(container)
+        runner.wait_until(lambda: runner.monitor.attached().get(container.id), "attach")
+        assert sorted(tc.ours(own_veth.ifindex)) == ["cauditd-net-egress", "cauditd-net-ingress"]
+        registry.items.clear()
+        runner.wait_until(lambda: not runner.monitor.attached(), "detach")
+        assert tc.ours(own_veth.ifindex) == []
+        registry.items.append(container)
+        runner.wait_until(lambda: runner.monitor.attached().get(container.id), "re-attach")
+    finally:
+        runner.stop()
+    assert tc.ours(own_veth.ifindex) == []  # stop removes them
+
+
+def test_host_network_process_is_not_attached(ebpf: None) -> None:
+    registry = StaticRegistry()
+    runner = MonitorThread(NetworkConfig(), registry)
+    runner.start()
+    try:
+        proc = subprocess.Popen(["sleep", "60"])
+        try:
+            registry.items.append(ContainerInfo(id="d0" * 32, pid=proc.pid))
+            runner.wait_until(lambda: runner.monitor.counters["host_network"], "host network seen")
+            assert runner.monitor.attached() == {}
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        runner.stop()
+
+
+LEAVE_FILTERS = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {daemon!r})
+    from bcc import BPF
+    from cauditd.network import tc
+    from cauditd.probes.bpf import source
+    b = BPF(text=source(["net.c"], {{"NET_RINGBUF_PAGES": 16, "DNS_CAPTURE": 512,
+                                    "FLOW_TABLE_SIZE": 1024}}))
+    programs = [tc.TcProgram(b.load_func("net_" + d, BPF.SCHED_CLS).fd, d)
+                for d in ("egress", "ingress")]
+    tc.attach({ifindex}, programs)
+    print("attached", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_killed_daemon_leftovers_removed_at_start(ebpf: None, own_veth: OwnVeth) -> None:
+    script = LEAVE_FILTERS.format(daemon=str(REPO / "daemon"), ifindex=own_veth.ifindex)
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert killed.returncode == -signal.SIGKILL and "attached" in killed.stdout, killed.stderr
+    assert len(tc.ours(own_veth.ifindex)) == 2  # the kernel keeps them past the process
+    runner = MonitorThread(NetworkConfig(), StaticRegistry())
+    runner.start()
+    try:
+        assert tc.ours(own_veth.ifindex) == []
+        assert runner.monitor.stats()["leftovers_cleaned"] >= 1
+    finally:
+        runner.stop()
+
+
+def test_detach_keeps_foreign_filters(ebpf: None, own_veth: OwnVeth) -> None:
+    """Another tool's filter on the same clsact survives our detach and our cleanup."""
+    dev = own_veth.host_name
+    subprocess.run(["tc", "qdisc", "add", "dev", dev, "clsact"], check=True)
+    subprocess.run(["tc", "filter", "add", "dev", dev, "ingress", "prio", "7", "bpf",
+                    "bytecode", "1,6 0 0 0,", "classid", "1"], check=True)  # classic BPF, no name
+    tc.clean_leftovers()
+    tc.detach(own_veth.ifindex, remove_clsact=True)
+    shown = subprocess.run(["tc", "filter", "show", "dev", dev, "ingress"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "pref 7 bpf" in shown and "bytecode" in shown
