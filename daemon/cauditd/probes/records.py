@@ -22,6 +22,8 @@ from cauditd.events import (
 )
 from cauditd.probes import catalog
 
+Record = bytes | memoryview  # one record's bytes; the mmap reader passes views of its batch copy
+
 # struct event_header: ts_ns, cgroup_id, kind, pid, tid, uid, gid, _pad, comm[16]
 HEADER = struct.Struct("<QQIIIIII16s")
 KIND_OFFSET = 16
@@ -63,7 +65,7 @@ def s32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
-def decode_exec(raw: bytes) -> ExecEvent:
+def decode_exec(raw: Record) -> ExecEvent:
     ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, _old_pid, argc, flags, _p2, filename, argv = (
         EXEC.unpack_from(raw)
     )
@@ -84,7 +86,7 @@ def decode_exec(raw: bytes) -> ExecEvent:
     )
 
 
-def decode_fork(raw: bytes) -> ForkEvent:
+def decode_fork(raw: Record) -> ForkEvent:
     ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, parent, child, flags, nr, _p2 = (
         FORK.unpack_from(raw)
     )
@@ -104,7 +106,7 @@ def decode_fork(raw: bytes) -> ForkEvent:
     )
 
 
-def decode_exit(raw: bytes) -> ExitEvent:
+def decode_exit(raw: Record) -> ExitEvent:
     ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, status, _p2 = EXIT.unpack_from(raw)
     return ExitEvent(
         type="procexit",
@@ -136,7 +138,7 @@ def sockaddr(raw: bytes) -> tuple[int, str, int]:
     return family, "", 0
 
 
-def decode_syscall(raw: bytes) -> SyscallEvent | None:
+def decode_syscall(raw: Record) -> SyscallEvent | None:
     fields = SYSCALL.unpack_from(raw)
     ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, nr, sock_info, ret = fields[:12]
     a0, a1, a2, a3, a4, a5, deref, addr_len, _p2, path1, tail = fields[12:]
@@ -221,7 +223,7 @@ def _net_event(
     return ev
 
 
-DECODERS: dict[int, Callable[[bytes], Event | None]] = {
+DECODERS: dict[int, Callable[[Record], Event | None]] = {
     EVENT_EXEC: decode_exec,
     EVENT_SYSCALL: decode_syscall,
     EVENT_FORK: decode_fork,
@@ -229,7 +231,7 @@ DECODERS: dict[int, Callable[[bytes], Event | None]] = {
 }
 
 
-def decode(raw: bytes) -> Event | None:
+def decode(raw: Record) -> Event | None:
     """Decode one record by its kind; unknown kinds are skipped (None)."""
     (kind,) = struct.unpack_from("<I", raw, KIND_OFFSET)
     decoder = DECODERS.get(kind)

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from cauditd.events import Event
 
@@ -20,6 +20,16 @@ log = logging.getLogger(__name__)
 
 Decoder = Callable[[bytes], Event | None]
 BatchSink = Callable[[list[Event]], None]
+
+
+class Reader(Protocol):
+    """What a probe needs from a ring buffer reader (this one, or mmap_ringbuf.MmapRingBuffer)."""
+
+    decode_errors: int
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class RingBufferReader:
