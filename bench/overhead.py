@@ -315,6 +315,10 @@ def table_result(
 ) -> Result:
     present = [w for w in WATCHERS if w in rates and w not in failures]
     result = Result(title=TITLE, columns=["workload", "bare ops/s", *present])
+    result.data["bare_spread"] = {
+        k: (max(v) - min(v)) / median(v) if v and median(v) else 1.0
+        for k, v in rates["bare"].items()
+    }
     result.data["ratios"] = {
         w: {k: median(ratios(rates, w, k)) for k in rates["bare"]} for w in present
     }
