@@ -1,0 +1,224 @@
+"""End to end with two real containers on a test bridge of our own (only their addresses):
+a TCP transfer as one flow, DNS parsed and attributed, a 200-port scan, benign HTTP, and
+no tc filter of ours left after stop."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from cauditd.config import NetworkConfig, ProbesConfig
+from cauditd.events import DnsEvent, Event, FlowEvent
+from cauditd.findings import Priority
+from cauditd.network import tc
+from tests.conftest import REPO, TEST_IMAGE, docker_problem, ebpf_problem, unavailable
+from tests.network.conftest import MonitorThread
+
+TRANSFER_BYTES = 1_000_000
+HEADERS_PER_PACKET = 14 + 20 + 32  # Ethernet, IPv4, TCP with timestamps
+DNS_NAME = "web.cauditd.test"
+
+
+@dataclass
+class Pair:
+    """Client A and server B on our bridge, and the monitor watching both."""
+
+    runner: MonitorThread
+    subnet: str
+    a_ip: str
+    b_ip: str
+    a_id: str
+    b_id: str
+    a_pid: int
+
+    def exec(self, who: str, script: str, *, detach: bool = False, timeout: float = 60) -> str:
+        name = self.a_name if who == "a" else self.b_name
+        cmd = ["docker", "exec", *(["-d"] if detach else []), name, "sh", "-c", script]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    @property
+    def a_name(self) -> str:
+        return f"cauditd-t-a-{self.subnet.split('.')[2]}"
+
+    @property
+    def b_name(self) -> str:
+        return f"cauditd-t-b-{self.subnet.split('.')[2]}"
+
+    def events(self, start: int = 0) -> list[Event]:
+        return list(self.runner.events[start:])
+
+    def wait_listen(self, port: int) -> None:
+        for _ in range(50):
+            if f":{port} " in self.exec("b", "netstat -ltnu"):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"B never listened on {port}")
+
+    def scrape(self) -> None:
+        self.runner.run(self.runner.monitor.scrape_now())
+
+
+def _docker(*args: str) -> str:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    for problem in (ebpf_problem(), docker_problem()):
+        if problem:
+            unavailable(problem)
+    forward = open("/proc/sys/net/ipv4/ip_forward").read().strip()
+    assert forward == "0", "net.ipv4.ip_forward must be 0 (ENVIRONMENT.md network safety)"
+    third = random.randint(1, 250)
+    subnet = f"10.213.{third}.0/24"
+    net = f"cauditd-t-net-{uuid.uuid4().hex[:8]}"
+    a_ip, b_ip = f"10.213.{third}.2", f"10.213.{third}.3"
+    names = [f"cauditd-t-a-{third}", f"cauditd-t-b-{third}"]
+    _docker("network", "create", "--subnet", subnet, net)
+    from cauditd.containers.registry import ContainerRegistry
+
+    runner = MonitorThread(NetworkConfig(flow_scrape_interval_s=0.5, flow_idle_timeout_s=600),
+                           ContainerRegistry(ProbesConfig(), []))
+    try:
+        runner.start()
+        a_id = _docker("run", "-d", "--name", names[0], "--network", net, "--ip", a_ip,
+                       TEST_IMAGE, "sleep", "600")
+        b_id = _docker("run", "-d", "--name", names[1], "--network", net, "--ip", b_ip,
+                       TEST_IMAGE, "sh", "-c", f"dnsd {DNS_NAME}={b_ip} & exec sleep 600")
+        a_pid = int(_docker("inspect", "-f", "{{.State.Pid}}", a_id))
+        runner.wait_until(lambda: {a_id, b_id} <= set(runner.monitor.attached()), "attach")
+        yield Pair(runner, subnet, a_ip, b_ip, a_id, b_id, a_pid)
+    finally:
+        runner.stop()
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=120)
+        subprocess.run(["docker", "network", "rm", net], capture_output=True, timeout=60)
+
+
+def _flow_news(events: list[Event], container_id: str) -> list[FlowEvent]:
+    return [e for e in events if isinstance(e, FlowEvent) and e.type == "flow_new"
+            and e.container.id == container_id]
+
+
+def _rule_engine() -> Any:
+    from cauditd.rules.engine import RuleEngine
+    from cauditd.rules.loader import load_ruleset
+
+    files = sorted((REPO / "rules").glob("*.toml"))
+    return RuleEngine(load_ruleset(files), suppress_window_s=60)
+
+
+def test_tcp_transfer_is_one_flow_with_matching_bytes(pair: Pair) -> None:
+    pair.exec("b", "sleep 20 | nc -l -p 5001 > /tmp/got", detach=True)
+    pair.wait_listen(5001)
+    mark = len(pair.runner.events)
+    pair.exec("a", f"dd if=/dev/zero of=/tmp/f bs=1000 count=1000 2>/dev/null; "
+                   f"nc {pair.b_ip} 5001 < /tmp/f")
+    for _ in range(50):
+        if pair.exec("b", "wc -c < /tmp/got").strip() == str(TRANSFER_BYTES):
+            break
+        time.sleep(0.1)
+    pair.scrape()
+    opened = [e for e in _flow_news(pair.events(mark), pair.a_id) if e.dport == 5001]
+    assert [(e.direction, e.l4proto, e.dip) for e in opened] == [("egress", "tcp", pair.b_ip)]
+    for container, direction in ((pair.a_id, "egress"), (pair.b_id, "ingress")):
+        flows = [f for f in pair.runner.call(lambda c=container: pair.runner.monitor.flows(
+            {"container": c, "port": 5001})) if not f["reply"]]
+        assert len(flows) == 1, flows
+        flow = flows[0]
+        assert (flow["direction"], flow["sip"], flow["dip"]) == (direction, pair.a_ip, pair.b_ip)
+        assert TRANSFER_BYTES <= flow["bytes"] <= TRANSFER_BYTES + flow["packets"] * \
+            HEADERS_PER_PACKET, flow
+        assert "SYN" in flow["tcp_flags"] and "FIN" in flow["tcp_flags"]
+
+
+def test_dns_query_parsed_and_attributed(pair: Pair) -> None:
+    mark = len(pair.runner.events)
+    out = pair.exec("a", f"nslookup {DNS_NAME} {pair.b_ip}")
+    assert pair.b_ip in out
+
+    def answered() -> list[DnsEvent]:
+        return [e for e in pair.runner.events[mark:] if isinstance(e, DnsEvent)
+                and e.type == "dns_response" and pair.b_ip in e.answers]
+
+    response = pair.runner.wait_until(answered, "the DNS response")[0]
+    assert response.container.id == pair.a_id
+    assert (response.qname, response.qtype, response.rcode) == (DNS_NAME, "A", "NOERROR")
+    assert response.ttls == (60,) and (response.sip, response.sport) == (pair.b_ip, 53)
+    dns_events = [e for e in pair.events(mark) if isinstance(e, DnsEvent)]
+    queries = [e for e in dns_events if e.type == "dns_query" and e.qname == DNS_NAME]
+    assert queries and all(q.container.id == pair.a_id and q.direction == "egress"
+                           for q in queries)
+    assert all(e.container.id == pair.a_id for e in dns_events)  # the server's side is not copied
+    logged = pair.runner.call(lambda: pair.runner.monitor.dns(
+        {"container": pair.a_id[:12], "name": "cauditd.test"}))
+    assert any(d["type"] == "dns_response" and d["answers"] == [pair.b_ip] for d in logged)
+    # a flow to the answered address now carries the name
+    pair.exec("a", f"nc -w 1 {pair.b_ip} 5999 < /dev/null || true")
+    named = pair.runner.wait_until(lambda: [
+        e for e in _flow_news(pair.runner.events[mark:], pair.a_id) if e.dport == 5999],
+        "the flow to 5999")
+    assert DNS_NAME in named[0].peer_names
+
+
+def test_port_scan_gives_200_destination_ports(pair: Pair) -> None:
+    mark = len(pair.runner.events)
+    scan = subprocess.run(
+        ["nsenter", "-t", str(pair.a_pid), "-n", "nmap", "-n", "-Pn", "-sS", "-p", "1-200",
+         "--max-retries", "1", pair.b_ip], capture_output=True, text=True, timeout=120)
+    assert scan.returncode == 0, scan.stderr
+
+    def ports() -> set[int]:
+        return {e.dport for e in _flow_news(pair.runner.events[mark:], pair.a_id)
+                if e.dip == pair.b_ip and e.l4proto == "tcp" and e.direction == "egress"}
+
+    pair.runner.wait_until(lambda: len(ports()) >= 200, "200 scanned ports")
+    assert ports() == set(range(1, 201))
+    engine = _rule_engine()
+    findings = [f for e in pair.events(mark) for f in engine.match(e)]
+    scans = [f for f in findings if f.rule == "Port scan from container"]
+    assert len(scans) == 1 and scans[0].container.full_id == pair.a_id
+
+
+def test_benign_http_fetch_gives_only_its_flows(pair: Pair) -> None:
+    pair.exec("b", "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && "
+                   "httpd -f -p 8080 -h /tmp/www", detach=True)
+    pair.wait_listen(8080)
+    time.sleep(1)  # settle: earlier tests' stragglers (late FIN/ACKs) land before the mark
+    mark = len(pair.runner.events)
+    assert pair.exec("a", f"wget -q -O - http://{pair.b_ip}:8080/index.html").strip() == "hello"
+    pair.runner.wait_until(lambda: _flow_news(pair.runner.events[mark:], pair.b_id),
+                           "B's side of the fetch")
+    pair.scrape()
+    events = pair.events(mark)
+    opened = {(e.container.id, e.direction, e.sip, e.dip, e.dport)
+              for e in events if isinstance(e, FlowEvent) and e.type == "flow_new"}
+    assert opened == {(pair.a_id, "egress", pair.a_ip, pair.b_ip, 8080),
+                      (pair.b_id, "ingress", pair.a_ip, pair.b_ip, 8080)}
+    assert not [e for e in events if isinstance(e, DnsEvent)]
+    engine = _rule_engine()
+    findings = [f for e in events for f in engine.match(e)]
+    assert [f.rule for f in findings if f.priority <= Priority.WARNING] == []  # lower: severer
+    assert engine.ruleset.candidates(next(e for e in events if e.type == "flow_new"))
+
+
+def test_stop_ends_flows_and_leaves_no_filters(pair: Pair) -> None:
+    ifindexes = [i for ifs in pair.runner.monitor.attached().values() for i in ifs]
+    assert ifindexes
+    mark = len(pair.runner.events)
+    pair.runner.stop()
+    assert all(tc.ours(i) == [] for i in ifindexes)
+    ended = [e for e in pair.events(mark) if isinstance(e, FlowEvent) and e.type == "flow_end"]
+    transfer = [e for e in ended if e.container.id == pair.a_id and e.dport == 5001
+                and e.direction == "egress"]
+    assert len(transfer) == 1 and transfer[0].bytes >= TRANSFER_BYTES
