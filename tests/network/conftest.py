@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -103,7 +104,7 @@ def own_veth() -> Iterator[OwnVeth]:
         sh("ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", netns)
         sh("ip", "link", "set", host, "up")
         proc = subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "300"])
-        ifindex = int(open(f"/sys/class/net/{host}/ifindex").read())
+        ifindex = int(Path(f"/sys/class/net/{host}/ifindex").read_text())
         time.sleep(0.2)  # let `ip netns exec` become sleep
         yield OwnVeth(netns, host, ifindex, proc.pid)
     finally:

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,7 +79,7 @@ def pair() -> Iterator[Pair]:
     for problem in (ebpf_problem(), docker_problem()):
         if problem:
             unavailable(problem)
-    forward = open("/proc/sys/net/ipv4/ip_forward").read().strip()
+    forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
     assert forward == "0", "net.ipv4.ip_forward must be 0 (ENVIRONMENT.md network safety)"
     third = random.randint(1, 250)
     subnet = f"10.213.{third}.0/24"
