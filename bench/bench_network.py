@@ -1,0 +1,143 @@
+"""Network probe cost and capacity: iperf3 TCP throughput between two test containers with the
+tc programs attached versus detached (alternating, in one run), and DNS queries per second
+parsed without loss. Traffic stays on a test bridge of our own. Run as root:
+    .venv/bin/python bench/bench_network.py [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "daemon"), str(REPO)]
+
+from cauditd.config import NetworkConfig  # noqa: E402
+from cauditd.events import ContainerInfo, DnsEvent, Event  # noqa: E402
+from cauditd.network import veth  # noqa: E402
+from cauditd.network.monitor import NetworkMonitor  # noqa: E402
+
+IMAGE = "cauditd-test:latest"
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.items: list[ContainerInfo] = []
+
+    def containers(self) -> list[ContainerInfo]:
+        return list(self.items)
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True,
+                          timeout=120).stdout.strip()
+
+
+def iperf(client_pid: int, server_ip: str, seconds: int) -> float:
+    out = subprocess.run(["nsenter", "-t", str(client_pid), "-n", "iperf3", "-J", "-c",
+                          server_ip, "-t", str(seconds)], capture_output=True, text=True,
+                         check=True, timeout=seconds + 30).stdout
+    return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
+
+
+def dns_blast(client_pid: int, server_ip: str, count: int) -> tuple[int, float]:
+    """Send `count` A queries from the client's netns, one in flight per 64; answers received."""
+    result: list[tuple[int, float]] = []
+
+    def run() -> None:
+        fd = open(f"/proc/{client_pid}/ns/net")  # noqa: SIM115
+        veth._setns(fd.fileno())
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(1.0)
+        start, got = time.monotonic(), 0
+        for i in range(count):
+            query = i.to_bytes(2, "big") + bytes.fromhex("01000001000000000000")
+            query += b"\x03web\x07cauditd\x04test\x00\x00\x01\x00\x01"
+            sock.sendto(query, (server_ip, 53))
+            if i % 64 == 63 or i == count - 1:
+                for _ in range(64 if i % 64 == 63 else count % 64):
+                    try:
+                        sock.recv(512)
+                        got += 1
+                    except TimeoutError:
+                        break
+        result.append((got, time.monotonic() - start))
+
+    thread = threading.Thread(target=run)  # the thread ends in the client's netns; it exits
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def main(quick: bool) -> None:
+    third = 200 + uuid.uuid4().int % 50
+    net = f"cauditd-t-net-{uuid.uuid4().hex[:8]}"
+    names = [f"cauditd-t-bench-a-{third}", f"cauditd-t-bench-b-{third}"]
+    a_ip, b_ip = f"10.213.{third}.2", f"10.213.{third}.3"
+    docker("network", "create", "--subnet", f"10.213.{third}.0/24", net)
+    events: list[Event] = []
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    registry = Registry()
+    monitor = NetworkMonitor(NetworkConfig(flow_scrape_interval_s=1), registry,  # type: ignore[arg-type]
+                             events.extend)
+
+    def on_loop(coro: object) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(120)  # type: ignore[arg-type]
+
+    try:
+        ids = [docker("run", "-d", "--name", names[0], "--network", net, "--ip", a_ip, IMAGE,
+                      "sleep", "900"),
+               docker("run", "-d", "--name", names[1], "--network", net, "--ip", b_ip, IMAGE,
+                      "sh", "-c", f"dnsd web.cauditd.test={b_ip} & exec sleep 900")]
+        pids = [int(docker("inspect", "-f", "{{.State.Pid}}", i)) for i in ids]
+        server = subprocess.Popen(["nsenter", "-t", str(pids[1]), "-n", "iperf3", "-s"],
+                                  stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        on_loop(monitor.start())
+        infos = [ContainerInfo(id=i, pid=p) for i, p in zip(ids, pids, strict=True)]
+        seconds, rounds = (2, 2) if quick else (5, 4)
+        rates: dict[str, list[float]] = {"detached": [], "attached": []}
+        for _ in range(rounds):
+            for state in ("detached", "attached"):
+                registry.items = list(infos) if state == "attached" else []
+                want = len(infos) if state == "attached" else 0
+                while len(monitor.attached()) != want:  # the monitor polls every 0.5 s
+                    time.sleep(0.05)
+                rates[state].append(iperf(pids[0], b_ip, seconds))
+        base, probed = (statistics.median(rates[s]) for s in ("detached", "attached"))
+        print(f"iperf3 TCP A->B: detached {base / 1e9:.2f} Gbit/s, attached {probed / 1e9:.2f} "
+              f"Gbit/s, ratio {probed / base:.3f} (median of {rounds} x {seconds} s)")
+        count = 5000 if quick else 20000
+        mark = len(events)
+        answered, elapsed = dns_blast(pids[0], b_ip, count)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            parsed = sum(1 for e in events[mark:] if isinstance(e, DnsEvent))
+            if parsed >= count + answered:
+                break
+            time.sleep(0.1)
+        parsed = sum(1 for e in events[mark:] if isinstance(e, DnsEvent))
+        print(f"DNS: {count} queries, {answered} answers in {elapsed:.2f} s "
+              f"({(count + answered) / elapsed:.0f} packets/s); parsed {parsed} of "
+              f"{count + answered}; lost {monitor.lost()}; malformed "
+              f"{monitor.counters['dns_malformed']}")
+        server.terminate()
+        server.wait()
+    finally:
+        on_loop(monitor.stop())
+        loop.call_soon_threadsafe(loop.stop)
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=120)
+        subprocess.run(["docker", "network", "rm", net], capture_output=True, timeout=60)
+
+
+if __name__ == "__main__":
+    main("--quick" in sys.argv)
