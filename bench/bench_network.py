@@ -37,14 +37,30 @@ class Registry:
 
 
 def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True,
-                          timeout=120).stdout.strip()
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
 
 
 def iperf(client_pid: int, server_ip: str, seconds: int) -> float:
-    out = subprocess.run(["nsenter", "-t", str(client_pid), "-n", "iperf3", "-J", "-c",
-                          server_ip, "-t", str(seconds)], capture_output=True, text=True,
-                         check=True, timeout=seconds + 30).stdout
+    out = subprocess.run(
+        [
+            "nsenter",
+            "-t",
+            str(client_pid),
+            "-n",
+            "iperf3",
+            "-J",
+            "-c",
+            server_ip,
+            "-t",
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
     return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
 
 
@@ -87,20 +103,49 @@ def main(quick: bool) -> None:
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
     registry = Registry()
-    monitor = NetworkMonitor(NetworkConfig(flow_scrape_interval_s=1), registry,  # type: ignore[arg-type]
-                             events.extend)
+    monitor = NetworkMonitor(
+        NetworkConfig(flow_scrape_interval_s=1),
+        registry,  # type: ignore[arg-type]
+        events.extend,
+    )
 
     def on_loop(coro: object) -> object:
         return asyncio.run_coroutine_threadsafe(coro, loop).result(120)  # type: ignore[arg-type]
 
     try:
-        ids = [docker("run", "-d", "--name", names[0], "--network", net, "--ip", a_ip, IMAGE,
-                      "sleep", "900"),
-               docker("run", "-d", "--name", names[1], "--network", net, "--ip", b_ip, IMAGE,
-                      "sh", "-c", f"dnsd web.cauditd.test={b_ip} & exec sleep 900")]
+        ids = [
+            docker(
+                "run",
+                "-d",
+                "--name",
+                names[0],
+                "--network",
+                net,
+                "--ip",
+                a_ip,
+                IMAGE,
+                "sleep",
+                "900",
+            ),
+            docker(
+                "run",
+                "-d",
+                "--name",
+                names[1],
+                "--network",
+                net,
+                "--ip",
+                b_ip,
+                IMAGE,
+                "sh",
+                "-c",
+                f"dnsd web.cauditd.test={b_ip} & exec sleep 900",
+            ),
+        ]
         pids = [int(docker("inspect", "-f", "{{.State.Pid}}", i)) for i in ids]
-        server = subprocess.Popen(["nsenter", "-t", str(pids[1]), "-n", "iperf3", "-s"],
-                                  stdout=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            ["nsenter", "-t", str(pids[1]), "-n", "iperf3", "-s"], stdout=subprocess.DEVNULL
+        )
         time.sleep(0.5)
         on_loop(monitor.start())
         infos = [ContainerInfo(id=i, pid=p) for i, p in zip(ids, pids, strict=True)]
@@ -114,8 +159,10 @@ def main(quick: bool) -> None:
                     time.sleep(0.05)
                 rates[state].append(iperf(pids[0], b_ip, seconds))
         base, probed = (statistics.median(rates[s]) for s in ("detached", "attached"))
-        print(f"iperf3 TCP A->B: detached {base / 1e9:.2f} Gbit/s, attached {probed / 1e9:.2f} "
-              f"Gbit/s, ratio {probed / base:.3f} (median of {rounds} x {seconds} s)")
+        print(
+            f"iperf3 TCP A->B: detached {base / 1e9:.2f} Gbit/s, attached {probed / 1e9:.2f} "
+            f"Gbit/s, ratio {probed / base:.3f} (median of {rounds} x {seconds} s)"
+        )
         count = 5000 if quick else 20000
         mark = len(events)
         answered, elapsed = dns_blast(pids[0], b_ip, count)
@@ -126,10 +173,12 @@ def main(quick: bool) -> None:
                 break
             time.sleep(0.1)
         parsed = sum(1 for e in events[mark:] if isinstance(e, DnsEvent))
-        print(f"DNS: {count} queries, {answered} answers in {elapsed:.2f} s "
-              f"({(count + answered) / elapsed:.0f} packets/s); parsed {parsed} of "
-              f"{count + answered}; lost {monitor.lost()}; malformed "
-              f"{monitor.counters['dns_malformed']}")
+        print(
+            f"DNS: {count} queries, {answered} answers in {elapsed:.2f} s "
+            f"({(count + answered) / elapsed:.0f} packets/s); parsed {parsed} of "
+            f"{count + answered}; lost {monitor.lost()}; malformed "
+            f"{monitor.counters['dns_malformed']}"
+        )
         server.terminate()
         server.wait()
     finally:
