@@ -14,8 +14,9 @@ from cauditd.config import ProbesConfig
 from cauditd.events import Event
 from cauditd.probes import bpf as bpfmod
 from cauditd.probes import catalog
+from cauditd.probes.mmap_ringbuf import open_reader
 from cauditd.probes.records import decode
-from cauditd.probes.ringbuf import RingBufferReader
+from cauditd.probes.ringbuf import Reader
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class SyscallProbes:
         self._config = config
         self._on_events = on_events
         self._bpf: Any = None
-        self._reader: RingBufferReader | None = None
+        self._reader: Reader | None = None
         self._lost_seen = 0
         self._syscalls: set[str] | None = None
 
@@ -81,13 +82,14 @@ class SyscallProbes:
         settings = self._bpf["settings"]
         settings[ctypes.c_int(SETTING_TRACK_HOST)] = ctypes.c_uint64(int(self._config.track_host))
         self._write_specs()
-        self._reader = RingBufferReader(
+        self._reader = open_reader(
             self._bpf,
             "events",
             decode,
             self._on_events,
             interval=self._config.poll_interval_ms / 1000,
             name="syscall-ringbuf",
+            direct=self._config.ringbuf_mmap,
         )
         self._reader.start()
         metrics.PROBES_ATTACHED.labels(PROBE_NAME).set(1)
