@@ -49,7 +49,7 @@ def run(quick: bool) -> list[Result]:
         require_docker()
         if shutil.which("gcc") is None:
             raise Unavailable("gcc is missing (scripts/bootstrap.sh --test installs it)")
-        count, interval_ms = (20, 100) if quick else (100, 50)
+        count, interval_ms = (20, 50) if quick else (100, 50)
         samples = asyncio.run(measure(count, interval_ms))
         samples |= {
             f"{target}, store.batch_ms = {FAST_BATCH_MS}": values
