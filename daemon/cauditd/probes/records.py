@@ -7,6 +7,7 @@ is done by the process table (cauditd.proctable).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections.abc import Callable
@@ -177,15 +178,20 @@ def _args(
     return args
 
 
+@functools.cache
+def _arg_index(name: str) -> dict[str, int]:
+    """Position of each named argument of a syscall (built once per syscall, not per record)."""
+    return {arg: i for i, arg in enumerate(catalog.BY_NAME[name].args)}
+
+
 def _file_event(
     name: str, a: tuple[int, ...], deref: int, path: str, second: str, common: dict[str, object]
 ) -> FileEvent:
     ev = FileEvent(**common, path=path, target=second)  # type: ignore[arg-type]
-    spec = catalog.BY_NAME[name]
-    index = {n: i for i, n in enumerate(spec.args)}
-    for field_name, arg in (("dirfd", "dirfd"), ("dirfd", "olddirfd"), ("dirfd", "fd")):
+    index = _arg_index(name)
+    for arg in ("dirfd", "olddirfd", "fd"):
         if arg in index:
-            setattr(ev, field_name, s32(a[index[arg]]))
+            ev.dirfd = s32(a[index[arg]])
     if "flags" in index:
         ev.flags = a[index["flags"]]
     if "mode" in index:

@@ -10,7 +10,6 @@ import asyncio
 import ctypes
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -85,7 +84,7 @@ class RingBufferReader:
         assert self._loop is not None
         while not self._stop.is_set():
             self._drain()
-            time.sleep(self._interval)
+            self._stop.wait(self._interval)  # stop() wakes it at once
         self._drain()
 
     def _drain(self) -> None:
