@@ -55,7 +55,7 @@ class ProbesConfig:
     track_host: bool = doc(
         "Also report processes outside containers (container.id = host).", default=False
     )
-    ringbuf_pages: int = doc("Ring buffer size in pages per probe (a power of two).", default=1024)
+    ringbuf_pages: int = doc("Ring buffer size in pages per probe (a power of two).", default=4096)
     poll_interval_ms: int = doc(
         "How often the ring buffers are drained, in milliseconds.", default=2
     )
@@ -111,7 +111,9 @@ class StoreConfig:
         "At most this many findings are kept; the oldest go first.", default=1_000_000
     )
     batch_ms: int = doc(
-        "Findings are written in batches at most this old (what a SIGKILL may lose).", default=200
+        "Findings are written in batches at most this old (what a SIGKILL may lose; alerts "
+        "leave only after the write, so it is also their floor of latency).",
+        default=20,
     )
 
 

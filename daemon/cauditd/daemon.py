@@ -25,6 +25,7 @@ from cauditd.containers.holdback import MetadataHoldBack
 from cauditd.containers.registry import ContainerRegistry
 from cauditd.detection import Detector
 from cauditd.events import Event, ExecEvent, event_to_json
+from cauditd.network import NetworkMonitor
 from cauditd.probes.syscall import SyscallProbes
 from cauditd.proctable import ProcessTable
 from cauditd.store import FindingStore
@@ -60,6 +61,7 @@ class Daemon:
             config.probes.process_table_size, upper_dir_of=self.registry.upper_dir
         )
         self.holdback = MetadataHoldBack(self.registry, self._deliver)
+        self.network = NetworkMonitor(config.network, self.registry, self._on_network_events)
         self.api: ApiServer | None = None
         self._stopping = asyncio.Event()
         self._ready = False
@@ -86,6 +88,7 @@ class Daemon:
             await self.probes.start()
             self.proctable.seed(await asyncio.to_thread(self.proctable.read_proc))
             await self.registry.start()
+        await self.network.start()
         create_task(self._housekeeping(), name="housekeeping")
         if self.config.api.enabled:
             self.api = await serve(self._api_context())
@@ -107,6 +110,7 @@ class Daemon:
         self._ready = False
         if self.api is not None:
             await self.api.close()
+        await self.network.stop()
         await self.probes.stop()
         self.holdback.release_all()
         self.detector.flush_updates()
@@ -127,7 +131,7 @@ class Daemon:
             containers=RegistryContainers(self.registry),
             stats=self,
             alerts=self.alerts,
-            network=self,
+            network=self.network,
             config=self.config.api,
         )
 
@@ -141,6 +145,13 @@ class Daemon:
                 continue
             event.container = container
             self.holdback.submit(event)
+        self.detector.flush_updates()
+
+    def _on_network_events(self, batch: list[Event]) -> None:
+        """Flows and DNS from the veth probes; they arrive with their container set."""
+        for event in batch:
+            self.counts.seen[(event.source, event.type)] += 1
+            self._handle(event)
         self.detector.flush_updates()
 
     def _deliver(self, event: Event) -> None:
@@ -164,7 +175,7 @@ class Daemon:
         every = self.print_events or self.config.probes.all_syscalls
         self.probes.set_syscalls(None if every else needed)
 
-    # --- API views (RulesView, StatsView, NetworkView) ---------------------------------------
+    # --- API views (RulesView, StatsView; the network monitor is the NetworkView) ------------
 
     def rules_info(self) -> list[dict[str, Any]]:
         return self.detector.rules_info()
@@ -196,6 +207,7 @@ class Daemon:
                     "syscalls_enabled": sorted(self.probes.enabled_syscalls),
                 },
             },
+            "network": self.network.stats(),
             "events_by_type": {f"{s}:{t}": n for (s, t), n in sorted(self.counts.seen.items())},
             "findings_by_rule": {
                 r["name"]: r["matches"] for r in self.rules_info() if r["matches"]
@@ -208,12 +220,6 @@ class Daemon:
     def ready(self) -> bool:
         """True once the probes are attached (GET /readyz)."""
         return self._ready
-
-    def flows(self, filters: Any) -> list[dict[str, Any]]:
-        return []
-
-    def dns(self, filters: Any) -> list[dict[str, Any]]:
-        return []
 
     # --- background --------------------------------------------------------------------------
 
@@ -230,6 +236,10 @@ class Daemon:
             if lost:
                 log.warning("syscall probes lost %d events (ring buffer full)", lost)
                 self.detector.report_drops("syscall", lost)
+            lost = self.network.poll_lost()
+            if lost:
+                log.warning("network probes lost %d records (ring buffer full)", lost)
+                self.detector.report_drops("network", lost)
 
     def _sync_counts(self) -> None:
         """Move the per-event counts into Prometheus (kept off the per-event path)."""

@@ -26,7 +26,7 @@ from cauditd.tasks import create_task
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PROBE = "net"
+PROBE = "network"  # label of this probe in metrics, as the events' source
 RECORD_HEAD = struct.Struct("<IIQ")  # kind, flags (flow) or caplen (dns), ts_ns
 RECORD_TAIL = struct.Struct("<IB3x")  # len, tcp_flags
 KEY_OFFSET, TAIL_OFFSET, PAYLOAD_OFFSET = 16, 60, 68
@@ -131,7 +131,7 @@ class NetworkMonitor:
             await asyncio.sleep(0.05)  # let the reader's last batch run on the loop
             self._reader = None
         await self.scrape_now(final=True)
-        self._count_lost()
+        self.poll_lost()
         metrics.PROBES_ATTACHED.labels(PROBE).set(0)
         bpf, self._bpf = self._bpf, None
         bpf.cleanup()
@@ -266,7 +266,6 @@ class NetworkMonitor:
                 self._flow_opened(event)
             elif isinstance(event, DnsEvent):
                 self._dns_seen(event)
-            metrics.EVENTS.labels(PROBE, event.type).inc()
         self._deliver(events)
 
     def _flow_opened(self, event: FlowEvent) -> None:
@@ -340,9 +339,6 @@ class NetworkMonitor:
                 if container is not None and container.id not in self._attached:
                     self._names.forget(container.id)
         self.counters["flows_ended"] += len(events)
-        self._count_lost()
-        for event in events:
-            metrics.EVENTS.labels(PROBE, event.type).inc()
         self._deliver(list(events))
         return events
 
@@ -374,12 +370,14 @@ class NetworkMonitor:
 
     _lost: dict[str, int] = {"flow": 0, "dns": 0}
 
-    def _count_lost(self) -> None:
+    def poll_lost(self) -> int:
+        """Add new kernel-side losses to the metric; returns how many since the last call."""
         now = self.lost()
         delta = sum(now.values()) - sum(self._lost.values())
         if delta > 0:
             metrics.EVENTS_LOST.labels(PROBE).inc(delta)
         self._lost = now
+        return max(delta, 0)
 
     def flows(self, filters: Mapping[str, Any] | Any = None) -> list[dict[str, Any]]:
         """Flows, newest first: filters container (id, short id or name), since (wall ns),
