@@ -60,7 +60,7 @@ class ProbesConfig:
         "How often the ring buffers are drained, in milliseconds.", default=2
     )
     ringbuf_mmap: bool = doc(
-        "Read the ring buffer's pages directly (mmap, batches; ~4x BCC's per-record callback). "
+        "Read the ring buffer's pages directly (mmap, in batches; ~1.6x BCC's callback). "
         "false uses BCC's ring_buffer_consume; the daemon also falls back to it, with a "
         "warning, when the pages cannot be mapped.",
         default=True,
