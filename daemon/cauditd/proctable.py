@@ -31,6 +31,9 @@ from cauditd.events import (
 AT_FDCWD = -100
 _FD_PATH_PREFIXES = ("/dev/fd/", "/proc/self/fd/")
 _NO_RESOLVE = frozenset(("symlink", "symlinkat"))
+# runc's stages (runc:[0:PARENT], [1:CHILD], [2:INIT]): the one that execs is the container's
+# entrypoint (or a `docker exec`'d command).
+_RUNC_COMM_PREFIX = "runc:["
 UpperDirOf = Callable[[str], str | None]
 
 
@@ -198,6 +201,11 @@ class ProcessTable:
 
     def _on_exec(self, event: ExecEvent) -> ProcessInfo:
         proc = self._lookup(event)
+        container = event.container
+        if container.pid == 0 and not container.is_host and proc.comm.startswith(_RUNC_COMM_PREFIX):
+            # The runtime did not tell the pid (inspected while created or after exit: a short
+            # container): runc's first exec in the container is its entrypoint.
+            container.pid = event.pid
         base = self._proc / str(event.pid)
         live_cwd = _readlink(base / "cwd")  # empty once the process is gone
         cwd = live_cwd or proc.cwd
@@ -208,6 +216,10 @@ class ProcessTable:
         if real.startswith("/memfd:"):
             event.is_exe_from_memfd = True
             exe = real
+        elif exe.startswith(_FD_PATH_PREFIXES):
+            # fexecve: the path names no file (runc re-executing its memfd copy as /dev/fd/6
+            # would be named "6"); the table keeps no exe, so proc.name is the kernel's comm.
+            exe = ""
         event.cwd = cwd
         event.tty = _tty(base) if live_cwd else proc.tty
         event.is_exe_upper_layer = self._in_upper_layer(event.container.id, exe)
