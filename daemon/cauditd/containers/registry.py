@@ -147,7 +147,8 @@ class ContainerRegistry:
         if upper := upper_dir(doc):
             self._upper_dirs[info.id] = upper
         info.name, info.image, info.image_id = found.name, found.image, found.image_id
-        info.labels, info.privileged, info.pid = found.labels, found.privileged, found.pid
+        info.labels, info.privileged = found.labels, found.privileged
+        info.pid = found.pid or info.pid  # 0 once exited: keep what the process table learnt
         info.runtime = "docker"
         info.started_ns = info.started_ns or time.time_ns()
 
