@@ -79,7 +79,13 @@ class DaemonProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            tail = "\n".join(self.lines[-40:])
+            raise AssertionError(
+                f"cauditd did not exit {timeout}s after {sig!r}; log:\n{tail}"
+            ) from None
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -109,17 +110,23 @@ class Daemon:
         sdnotify.notify("STOPPING=1")
         self._ready = False
         if self.api is not None:
-            await self.api.close()
-        await self.network.stop()
-        await self.probes.stop()
+            await self._timed("api", self.api.close())
+        await self._timed("network", self.network.stop())
+        await self._timed("probes", self.probes.stop())
         self.holdback.release_all()
         self.detector.flush_updates()
-        await self.registry.stop()
-        await self.alerts.stop()
-        await self.store.stop()
+        await self._timed("registry", self.registry.stop())
+        await self._timed("alerts", self.alerts.stop())
+        await self._timed("store", self.store.stop())
         await cancel_all()
         self._sync_counts()
         log.info("cauditd stopped: %d events seen", sum(self.counts.seen.values()))
+
+    @staticmethod
+    async def _timed(name: str, stopping: Awaitable[None]) -> None:
+        began = time.monotonic()
+        await stopping
+        log.debug("stopped %s in %.3fs", name, time.monotonic() - began)
 
     def request_stop(self) -> None:
         self._stopping.set()
