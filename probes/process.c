@@ -94,6 +94,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     fill_header(&rec->h, EVENT_FORK, cgroup_id);
     rec->parent_pid = args->parent_pid;
     rec->child_pid = args->child_pid;
+    u32 child = args->child_pid, parent = args->parent_pid;
+    parent_of.update(&child, &parent);
     rec->clone_flags = flags;
     rec->nr = nr;
     rec->_pad = 0;

@@ -92,6 +92,13 @@ static __always_inline u32 exec_flags(u64 tgid, u64 dirfd, u64 at_flags)
     if (!(at_flags & AT_EMPTY_PATH_FLAG))
         return 0;
     u64 key = tgid << 32 | (u32)dirfd;
+    if (memfd_fds.lookup(&key))
+        return EXEC_FROM_MEMFD;
+    u32 child = tgid;
+    u32 *parent = parent_of.lookup(&child);
+    if (!parent)
+        return 0;
+    key = (u64)*parent << 32 | (u32)dirfd;
     return memfd_fds.lookup(&key) ? EXEC_FROM_MEMFD : 0;
 }
 

@@ -212,17 +212,25 @@ class ProcessTable:
         exe = event.exe
         if not exe.startswith("/"):
             exe = posixpath.normpath(posixpath.join(cwd or "/", exe))
-        real = _readlink(base / "exe") if live_cwd else ""
+        # Only an exec through an fd path can be a memfd; reading /proc/<pid>/exe for others
+        # could see a later exec of the same pid and mislabel this one.
+        via_fd = exe.startswith(_FD_PATH_PREFIXES)
+        real = _readlink(base / "exe") if live_cwd and via_fd else ""
         if real.startswith("/memfd:"):
             event.is_exe_from_memfd = True
             exe = real
-        elif exe.startswith(_FD_PATH_PREFIXES):
+        elif via_fd:
             # fexecve: the path names no file (runc re-executing its memfd copy as /dev/fd/6
             # would be named "6"); the table keeps no exe, so proc.name is the kernel's comm.
             exe = ""
         event.cwd = cwd
         event.tty = _tty(base) if live_cwd else proc.tty
         event.is_exe_upper_layer = self._in_upper_layer(event.container.id, exe)
+        if not event.argv:
+            # argv strings on a page not yet faulted in (a forked child's fexecve) cannot be
+            # read in the probe; the new image's argv is in /proc while the process lives.
+            event.argv = _cmdline(base) if live_cwd else ()
+            event.argv = event.argv or ((exe or event.exe),)
         proc.exe, proc.args, proc.comm = exe, event.argv, event.comm
         proc.cwd, proc.tty = cwd, event.tty
         proc.uid, proc.gid, proc.container_id = event.uid, event.gid, event.container.id
@@ -279,6 +287,14 @@ def _readlink(path: Path) -> str:
     except OSError:
         return ""
     return target.removesuffix(" (deleted)")
+
+
+def _cmdline(base: Path) -> tuple[str, ...]:
+    try:
+        raw = (base / "cmdline").read_bytes()
+    except OSError:
+        return ()
+    return tuple(a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")[:-1])
 
 
 def _tty(base: Path) -> int:

@@ -181,10 +181,7 @@ CASES: list[Case] = [
          Scenario(("cauditd_attack", "memfd-noexec")), execd("/bin/true"), "in-place"),
     Case("Fileless execution via memfd",
          Scenario(("cauditd_attack", "memfd-exec")), "proc.pname", "cauditd_attack",
-         Scenario(("cauditd_attack", "memfd-noexec")), execd("/bin/true"), "forked-child",
-         xfail="the probe keys memfds by tgid (memfd_fds), so a forked child's fexecve of its "
-               "parent's memfd is not flagged, and its argv is not joined either; the "
-               "/proc/<pid>/exe fallback loses the race with a short-lived child"),
+         Scenario(("cauditd_attack", "memfd-noexec")), execd("/bin/true"), "forked-child"),
     Case("Drop and execute new binary in container",
          sh("/bin/cp /bin/busybox /tmp/true && /tmp/true"), "proc.exepath", "/tmp/true",
          sh("/bin/true"), execd("/bin/true")),

@@ -82,7 +82,7 @@ def decode_exec(raw: Record) -> ExecEvent:
         gid=gid,
         comm=cstr(comm),
         exe=exe,
-        argv=args or (exe,),
+        argv=args,  # empty when the kernel could not read it: the process table fills it in
         is_exe_from_memfd=bool(flags & EXEC_FROM_MEMFD) or exe.startswith("/memfd:"),
     )
 
