@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,10 @@ class ContainerCgroup:
 
     container_id: str
     runtime: str
+    # Where the runtime may keep it: containerd's namespace for a bare /<namespace>/<id> path
+    # (ctr and nerdctl with cgroupfs), "k8s.io" under kubepods or cri-containerd-, "moby" for
+    # Docker; "" when the path says nothing.
+    namespace: str = ""
 
 
 def container_from_path(path: str) -> ContainerCgroup | None:
@@ -64,8 +69,19 @@ def container_from_path(path: str) -> ContainerCgroup | None:
             runtime = "containerd"
         else:
             runtime = "unknown"
-        return ContainerCgroup(match.group("id"), runtime)
+        return ContainerCgroup(match.group("id"), runtime, _namespace(runtime, parent))
     return None
+
+
+def _namespace(runtime: str, parent: str) -> str:
+    """The containerd namespace a container probably lives in, from its cgroup path."""
+    if runtime == "docker":
+        return "moby"
+    if runtime == "containerd":
+        return parent if parent in ("k8s.io", "default") else "k8s.io"
+    if runtime == "unknown" and "." not in parent:  # /<namespace>/<id>, not system.slice/...
+        return parent
+    return ""
 
 
 def find_cgroup2_root(configured: str = "") -> Path:
@@ -116,10 +132,11 @@ class CgroupTree:
     def forget(self, cgroup_id: int) -> None:
         self._paths.pop(cgroup_id, None)
 
-    def watch_roots(self) -> dict[int, str]:
-        """Existing parents of container cgroups (see WATCH_ROOT_NAMES), by cgroup id."""
+    def watch_roots(self, extra: Iterable[str] = ()) -> dict[int, str]:
+        """Existing parents of container cgroups (see WATCH_ROOT_NAMES, plus `extra` top-level
+        names such as containerd's namespaces), by cgroup id."""
         roots: dict[int, str] = {}
-        for name in WATCH_ROOT_NAMES:
+        for name in (*WATCH_ROOT_NAMES, *extra):
             path = self.root / name
             if path.is_dir():
                 roots[path.stat().st_ino] = "/" + name

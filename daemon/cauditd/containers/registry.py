@@ -11,6 +11,8 @@ from typing import Any, Protocol
 from cauditd import metrics
 from cauditd.config import ProbesConfig
 from cauditd.containers.cgroups import CgroupTree, container_from_path, find_cgroup2_root
+from cauditd.containers.containerd import ContainerdClient, TaskEvent
+from cauditd.containers.crio import CrioClient
 from cauditd.containers.docker import DockerClient, container_info, upper_dir
 from cauditd.events import HOST_ID, ContainerInfo
 from cauditd.tasks import create_task
@@ -39,6 +41,11 @@ class ContainerRegistry:
         self._filters = filters
         self.tree = CgroupTree(find_cgroup2_root(config.cgroup_root))
         self.docker = DockerClient(config.docker_socket)
+        self.containerd = ContainerdClient(config.containerd_socket)
+        self.crio = CrioClient(config.crio_socket)
+        self._namespace_hints: dict[str, str] = {}  # container id -> containerd namespace
+        self._watch_roots: set[int] = set()
+        self._containerd_task: asyncio.Task[None] | None = None
         self._by_cgroup: dict[int, ContainerInfo | None] = {}
         self._by_id: dict[str, ContainerInfo] = {}
         self._metadata_pending: set[str] = set()
@@ -47,20 +54,32 @@ class ContainerRegistry:
         self._events_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        for cgroup_id, path in self.tree.watch_roots().items():
-            log.debug("watch root %s (cgroup id %d)", path, cgroup_id)
-            for f in self._filters:
-                f.add_watch_root(cgroup_id)
+        # ctr and nerdctl (cgroupfs) put containers in /<containerd namespace>/<id>.
+        self._add_watch_roots(self.tree.watch_roots(await self.containerd.namespaces()))
         for cgroup_id, (_path, cgroup) in self.tree.containers().items():
-            self._add(cgroup_id, cgroup.container_id, cgroup.runtime)
+            self._add(cgroup_id, cgroup.container_id, cgroup.runtime, cgroup.namespace)
         await asyncio.gather(*(self._fetch_metadata(cid) for cid in list(self._by_id)))
         self._events_task = create_task(self._follow_docker(), name="docker-events")
+        if self.containerd.available():
+            self._containerd_task = create_task(self._follow_containerd(), name="containerd-events")
 
     async def stop(self) -> None:
-        if self._events_task is not None:
-            self._events_task.cancel()
-            await asyncio.gather(self._events_task, return_exceptions=True)
+        for task in (self._events_task, self._containerd_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.docker.close()
+        await self.containerd.close()
+        await self.crio.close()
+
+    def _add_watch_roots(self, roots: dict[int, str]) -> None:
+        for cgroup_id, path in roots.items():
+            if cgroup_id in self._watch_roots:
+                continue
+            log.debug("watch root %s (cgroup id %d)", path, cgroup_id)
+            self._watch_roots.add(cgroup_id)
+            for f in self._filters:
+                f.add_watch_root(cgroup_id)
 
     def resolve(self, cgroup_id: int) -> ContainerInfo | None:
         """The container of a cgroup, HOST (when host tracking is on), or None to drop."""
@@ -87,7 +106,7 @@ class ContainerRegistry:
         path = self.tree.path(cgroup_id)
         cgroup = container_from_path(path) if path is not None else None
         if cgroup is not None:
-            return self._add(cgroup_id, cgroup.container_id, cgroup.runtime)
+            return self._add(cgroup_id, cgroup.container_id, cgroup.runtime, cgroup.namespace)
         if self._config.track_host:
             info = ContainerInfo(id=HOST_ID, name="host", runtime="host", cgroup_id=cgroup_id)
             self._by_cgroup[cgroup_id] = info
@@ -98,11 +117,14 @@ class ContainerRegistry:
                 f.ignore(cgroup_id)
         return None
 
-    def _add(self, cgroup_id: int, container_id: str, runtime: str) -> ContainerInfo:
+    def _add(
+        self, cgroup_id: int, container_id: str, runtime: str, namespace: str = ""
+    ) -> ContainerInfo:
         info = self._by_id.get(container_id)
         if info is None:
             info = ContainerInfo(id=container_id, runtime=runtime, cgroup_id=cgroup_id)
             self._by_id[container_id] = info
+            self._namespace_hints[container_id] = namespace
             self._schedule_metadata(container_id)
         self._by_cgroup[cgroup_id] = info
         for f in self._filters:
@@ -113,6 +135,7 @@ class ContainerRegistry:
     def _remove(self, container_id: str) -> None:
         info = self._by_id.pop(container_id, None)
         self._upper_dirs.pop(container_id, None)
+        self._namespace_hints.pop(container_id, None)
         if info is None:
             return
         for cgroup_id in [c for c, i in self._by_cgroup.items() if i is info]:
@@ -132,15 +155,48 @@ class ContainerRegistry:
             self._metadata_pending.discard(container_id)
 
     async def _fetch_metadata(self, container_id: str) -> None:
+        """Ask the runtimes in turn: the one the cgroup path names first, then Docker,
+        containerd (in the namespace the path suggests, then k8s.io, default) and CRI-O."""
         try:
-            doc = await self.docker.inspect_doc(container_id)
             info = self._by_id.get(container_id)
-            if doc is not None and info is not None:
-                self._apply_metadata(info, doc)
+            runtime = info.runtime if info is not None else ""
+            docker, containerd, crio = self._from_docker, self._from_containerd, self._from_crio
+            lookups = {"containerd": (containerd, docker, crio), "crio": (crio, docker, containerd)}
+            for lookup in lookups.get(runtime, (docker, containerd, crio)):
+                if await lookup(container_id):
+                    break
         finally:
             self._metadata_pending.discard(container_id)
             for callback in self.on_metadata:
                 callback(container_id)
+
+    async def _from_docker(self, container_id: str) -> bool:
+        doc = await self.docker.inspect_doc(container_id)
+        info = self._by_id.get(container_id)
+        if doc is not None and info is not None:
+            self._apply_metadata(info, doc)
+        return doc is not None
+
+    async def _from_containerd(self, container_id: str) -> bool:
+        hint = self._namespace_hints.get(container_id, "")
+        namespaces = dict.fromkeys(n for n in (hint, "k8s.io", "default") if n)
+        found = await self.containerd.container(container_id, namespaces)
+        if found is not None and (info := self._by_id.get(container_id)) is not None:
+            self._apply_info(info, found.info())
+        return found is not None
+
+    async def _from_crio(self, container_id: str) -> bool:
+        found = await self.crio.inspect(container_id)
+        if found is not None and (info := self._by_id.get(container_id)) is not None:
+            self._apply_info(info, found)
+        return found is not None
+
+    def _apply_info(self, info: ContainerInfo, found: ContainerInfo) -> None:
+        info.name, info.image, info.image_id = found.name, found.image, found.image_id
+        info.labels, info.privileged = found.labels, found.privileged
+        info.pid = found.pid or info.pid
+        info.runtime = found.runtime
+        info.started_ns = info.started_ns or time.time_ns()
 
     def _apply_metadata(self, info: ContainerInfo, doc: dict[str, Any]) -> None:
         found = container_info(doc)
@@ -173,3 +229,30 @@ class ContainerRegistry:
             await self._fetch_metadata(container_id)
         elif action == "destroy":
             self._remove(container_id)
+
+    async def _follow_containerd(self) -> None:
+        while True:
+            try:
+                async for event in self.containerd.events():
+                    await self._on_containerd_event(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("containerd event stream: %s; retrying", exc)
+            await asyncio.sleep(2)
+
+    async def _on_containerd_event(self, event: TaskEvent) -> None:
+        """Track a task's cgroup as soon as containerd created it (its parent, a new namespace's
+        cgroup, becomes a watch root); Docker's own namespace is left to Docker's events."""
+        if event.namespace == "moby":
+            return
+        if event.topic in ("/tasks/create", "/tasks/start"):
+            self._add_watch_roots(self.tree.watch_roots([event.namespace]))
+            for cgroup_id, (_path, cgroup) in self.tree.containers().items():
+                if cgroup.container_id == event.container_id:
+                    self._add(cgroup_id, event.container_id, cgroup.runtime, event.namespace)
+            if event.container_id in self._by_id:
+                self._namespace_hints[event.container_id] = event.namespace
+                await self._fetch_metadata(event.container_id)
+        elif event.topic == "/containers/delete":
+            self._remove(event.container_id)
