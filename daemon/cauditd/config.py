@@ -89,6 +89,23 @@ class NetworkConfig:
     flow_idle_timeout_s: float = doc("A flow idle this long is reported as ended.", default=30.0)
     flow_log_size: int = doc("Flows kept in memory for the API.", default=10000)
     dns_capture_bytes: int = doc("Bytes of each DNS packet copied to user space.", default=512)
+    history: bool = doc(
+        "Keep ended flows and DNS records in the state database too (GET /v1/flows and "
+        "/v1/dns read it when `since` reaches past what memory holds).", default=True
+    )
+    history_days: float = doc("Flow and DNS records older than this are deleted.", default=7.0)
+    history_max_rows: int = doc(
+        "At most this many flows, and as many DNS records, are kept in the database.",
+        default=1_000_000,
+    )
+    inbound_learning_s: float = doc(
+        "After a container is attached, its listening ports are learnt this long; later, the "
+        "first inbound flow to a port it did not listen on sets net.port_first_seen.",
+        default=60.0,
+    )
+    ringbuf_mmap: bool = doc(
+        "Read the network ring buffer's pages directly (as probes.ringbuf_mmap).", default=True
+    )
 
 
 @dataclass(slots=True, kw_only=True)

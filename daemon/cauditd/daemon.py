@@ -62,7 +62,9 @@ class Daemon:
             config.probes.process_table_size, upper_dir_of=self.registry.upper_dir
         )
         self.holdback = MetadataHoldBack(self.registry, self._deliver)
-        self.network = NetworkMonitor(config.network, self.registry, self._on_network_events)
+        self.network = NetworkMonitor(
+            config.network, self.registry, self._on_network_events, store=self.store
+        )
         self.api: ApiServer | None = None
         self._stopping = asyncio.Event()
         self._ready = False

@@ -234,6 +234,7 @@ class FlowEvent(NetworkEvent):
     first_ns: int = 0
     last_ns: int = 0
     peer_names: tuple[str, ...] = ()
+    port_first_seen: bool = False  # ingress flow_new: see cauditd.network.listen
 
 
 @dataclass(slots=True, kw_only=True)

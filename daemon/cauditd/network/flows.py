@@ -38,7 +38,7 @@ class FlowKey:
     dport: int
 
     @classmethod
-    def unpack(cls, raw: bytes) -> FlowKey:
+    def unpack(cls, raw: bytes | memoryview) -> FlowKey:
         ifindex, direction, family, proto, saddr, daddr, sport, dport = FLOW_KEY.unpack(
             raw[: FLOW_KEY.size])
         size = 4 if family == 4 else 16
@@ -129,6 +129,7 @@ class FlowLog:
     idle_timeout_ns: int
     records: OrderedDict[tuple[FlowKey, int], FlowRecord] = field(default_factory=OrderedDict)
     ended_total: int = 0
+    just_ended: list[FlowRecord] = field(default_factory=list)  # drained by the monitor
 
     def opened(self, record: FlowRecord) -> None:
         """A flow the kernel reported on its first packet."""
@@ -157,6 +158,7 @@ class FlowLog:
             if final or self._idle(stats, now_ns):
                 record.ended = True
                 self.ended_total += 1
+                self.just_ended.append(record)
                 events.append(record.event("flow_end", stats.last_ns))
                 done.append(key)
         return events, done
@@ -189,6 +191,11 @@ class FlowLog:
         self.records[(record.key, record.first_ns)] = record
         while len(self.records) > self.capacity:
             self.records.popitem(last=False)
+
+    def oldest_ns(self) -> int | None:
+        """First-packet time of the oldest flow still in memory (None when empty)."""
+        return min((r.first_ns for r in self.records.values()), default=None) \
+            if len(self.records) >= self.capacity else None
 
     def active(self) -> int:
         return sum(1 for r in self.records.values() if not r.ended)

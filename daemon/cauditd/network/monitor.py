@@ -8,11 +8,13 @@ import contextlib
 import ipaddress
 import logging
 import os
+import queue
 import struct
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cauditd import metrics
@@ -21,6 +23,8 @@ from cauditd.containers.registry import ContainerRegistry
 from cauditd.events import _MONO_TO_WALL_NS, ContainerInfo, DnsEvent, Event, FlowEvent
 from cauditd.network import dns, tc, veth
 from cauditd.network.flows import TCP_SYN, FlowKey, FlowLog, FlowRecord, FlowStats
+from cauditd.network.history import NetworkHistory
+from cauditd.network.listen import ListenPorts
 from cauditd.tasks import create_task
 
 log = logging.getLogger(__name__)
@@ -32,7 +36,16 @@ RECORD_TAIL = struct.Struct("<IB3x")  # len, tcp_flags
 KEY_OFFSET, TAIL_OFFSET, PAYLOAD_OFFSET = 16, 60, 68
 REC_FLOW, REC_DNS = 1, 2
 MAX_DNS_CAPTURE = 4096
+PARSE_CACHE_SIZE = 4096  # DNS payloads (less their id) already parsed
+PARSE_BACKLOG = 200_000  # DNS records waiting for the parser; more are dropped and counted
 EventSink = Callable[[list[Event]], None]
+
+
+@dataclass(slots=True, kw_only=True)
+class PendingDns(DnsEvent):
+    """A DNS record copied out of the ring buffer, not parsed yet (never leaves the monitor)."""
+
+    payload: bytes = b""
 
 
 def dns_capture_size(configured: int) -> int:
@@ -69,13 +82,17 @@ def _off_loop(fn: Callable[[], T]) -> T:
 class NetworkMonitor:
     """Attaches to containers as the registry lists them; hands batches of events to `on_events`.
 
-    Thread use: BCC's ring buffer is drained in the reader's thread (decoding, DNS parsing);
-    netlink work runs in worker threads; the flow log, DNS log and name map live on the loop.
+    Thread use: the ring buffer is drained in the reader's thread, which only copies records
+    out (flows decoded, DNS payloads kept raw); each batch goes to the parser thread, which
+    parses the DNS in it with scapy (identical payloads once) and hands the batch, in order,
+    to the loop. Netlink work runs in worker threads; the flow log, DNS log, name map and
+    listening-port profiles live on the loop. With a `store`, ended flows and DNS records are
+    also written to its database at each scrape (NetworkHistory).
     """
 
     def __init__(
         self, config: NetworkConfig, registry: ContainerRegistry, on_events: EventSink,
-        *, poll_interval_s: float = 0.5,
+        *, poll_interval_s: float = 0.5, store: Any = None,
     ) -> None:
         self._config = config
         self._registry = registry
@@ -95,9 +112,20 @@ class NetworkMonitor:
                               int(config.flow_idle_timeout_s * 1_000_000_000))
         self._names = dns.PeerNames()
         self._dns_log: deque[dict[str, Any]] = deque(maxlen=config.flow_log_size)
+        self._listen = ListenPorts(config.inbound_learning_s)
+        self._listen_changes = []
+        self.history = NetworkHistory(
+            store, max_rows=config.history_max_rows, max_age_s=config.history_days * 86400,
+        ) if store is not None and config.history else None
+        self._started_wall_ns = time.time_ns()
+        self._parse_queue: queue.SimpleQueue[list[Event] | None] = queue.SimpleQueue()
+        self._parse_backlog = 0
+        self._parser: threading.Thread | None = None
+        self._parse_cache: OrderedDict[bytes, dns.DnsMessage | None] = OrderedDict()
         self.counters: dict[str, int] = dict.fromkeys(
             ("flows_new", "flows_ended", "dns_queries", "dns_responses", "dns_malformed",
-             "unknown_ifindex", "attach_errors", "host_network", "leftovers_cleaned"), 0)
+             "dns_parsed", "dns_parse_cached", "dns_backlog_dropped", "unknown_ifindex",
+             "attach_errors", "host_network", "leftovers_cleaned", "new_inbound_ports"), 0)
         self.dns_capture = dns_capture_size(config.dns_capture_bytes)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -106,11 +134,17 @@ class NetworkMonitor:
         """Load the programs, remove a killed daemon's leftovers, follow the containers."""
         if not self._config.enabled:
             return
-        from cauditd.probes.ringbuf import RingBufferReader
+        from cauditd.probes.mmap_ringbuf import open_reader
 
         await asyncio.to_thread(self._load)
-        self._reader = RingBufferReader(self._bpf, "net_events", self._decode, self._on_batch,
-                                        interval=0.005, name="net-ringbuf")
+        self._started_wall_ns = time.time_ns()
+        loop = asyncio.get_running_loop()
+        self._parser = threading.Thread(target=self._parse_main, args=(loop,),
+                                        name="net-dns-parse", daemon=True)
+        self._parser.start()
+        self._reader = open_reader(self._bpf, "net_events", self._decode, self._to_parser,
+                                   interval=0.005, name="net-ringbuf",
+                                   direct=self._config.ringbuf_mmap)
         self._reader.start()
         metrics.PROBES_ATTACHED.labels(PROBE).set(1)
         self._tasks = [create_task(self._follow_containers(), name="net-containers"),
@@ -128,9 +162,16 @@ class NetworkMonitor:
             await asyncio.to_thread(self.detach, container_id)
         if self._reader is not None:
             await asyncio.to_thread(self._reader.stop)
-            await asyncio.sleep(0.05)  # let the reader's last batch run on the loop
+            await asyncio.sleep(0.05)  # let the reader's last batch reach the parser
             self._reader = None
+        if self._parser is not None:
+            self._parse_queue.put(None)
+            await asyncio.to_thread(self._parser.join, 30)
+            await asyncio.sleep(0)  # the parser's last batch runs on the loop
+            self._parser = None
         await self.scrape_now(final=True)
+        if self.history is not None:
+            self.history.close()
         self.poll_lost()
         metrics.PROBES_ATTACHED.labels(PROBE).set(0)
         bpf, self._bpf = self._bpf, None
@@ -187,6 +228,7 @@ class NetworkMonitor:
             for ifindex in ifindexes:
                 self._by_ifindex[ifindex] = container
                 self._closing.discard(ifindex)
+            self._listen_changes.append((container.id, pid))
         log.debug("network: container %s on ifindexes %s", container.short_id, ifindexes)
         return ifindexes
 
@@ -195,6 +237,7 @@ class NetworkMonitor:
         with self._lock:
             _pid, ifindexes = self._attached.pop(container_id, (0, []))
             self._closing.update(ifindexes)
+            self._listen_changes.append((container_id, 0))
         self._skip.pop(container_id, None)
 
         def remove() -> None:
@@ -219,6 +262,8 @@ class NetworkMonitor:
 
     async def sync_containers(self) -> None:
         """Attach to new containers, detach from gone or restarted ones (poll of the registry)."""
+        self._apply_listen_changes()
+        self._listen.sample_learning()
         current = {c.id: c for c in self._registry.containers() if not c.is_host}
         for container_id, (pid, _ifs) in list(self._attached.items()):
             info = current.get(container_id)
@@ -230,10 +275,22 @@ class NetworkMonitor:
             if self._skip.get(container_id) == info.pid or not _alive(info.pid):
                 continue
             await asyncio.to_thread(self._attach, info)
+        self._apply_listen_changes()
+
+    _listen_changes: list[tuple[str, int]]  # (container id, pid; 0: gone) from netlink threads
+
+    def _apply_listen_changes(self) -> None:
+        with self._lock:
+            changes, self._listen_changes = self._listen_changes, []
+        for container_id, pid in changes:
+            if pid:
+                self._listen.track(container_id, pid)
+            else:
+                self._listen.forget(container_id)
 
     # -- kernel records (reader thread) ------------------------------------------------------
 
-    def _decode(self, raw: bytes) -> Event | None:
+    def _decode(self, raw: bytes | memoryview) -> Event | None:
         kind, flags_or_caplen, ts_ns = RECORD_HEAD.unpack_from(raw)
         key = FlowKey.unpack(raw[KEY_OFFSET:TAIL_OFFSET])
         length, tcp_flags = RECORD_TAIL.unpack_from(raw, TAIL_OFFSET)
@@ -247,16 +304,84 @@ class NetworkMonitor:
         if kind == REC_FLOW:
             return FlowEvent(type="flow_new", packets=1, bytes=length, tcp_flags=tcp_flags,
                              first_ns=ts_ns, last_ns=ts_ns, **common)
-        payload = raw[PAYLOAD_OFFSET:PAYLOAD_OFFSET + min(flags_or_caplen, self.dns_capture)]
-        try:
-            msg = dns.parse(payload, tcp=key.l4proto == "tcp")
-        except dns.MalformedDns:
+        payload = bytes(raw[PAYLOAD_OFFSET:PAYLOAD_OFFSET
+                            + min(flags_or_caplen, self.dns_capture)])
+        return PendingDns(type="dns", payload=payload, **common)
+
+    # -- DNS parsing (parser thread) -----------------------------------------------------------
+
+    def _to_parser(self, batch: list[Event]) -> None:
+        """A batch from the reader (on the loop): queue it for the parser, in order."""
+        dns_records = sum(1 for e in batch if isinstance(e, PendingDns))
+        if dns_records and self._parse_backlog + dns_records > PARSE_BACKLOG:
+            self.counters["dns_backlog_dropped"] += dns_records
+            batch = [e for e in batch if not isinstance(e, PendingDns)]
+            dns_records = 0
+        if not batch:
+            return
+        if self._parser is None:  # not running (tests driving _on_batch): parse here
+            self._on_batch(self._parse_batch(batch))
+            return
+        with self._lock:
+            self._parse_backlog += dns_records
+        self._parse_queue.put(batch)
+
+    def _parse_main(self, loop: asyncio.AbstractEventLoop) -> None:
+        while (batch := self._parse_queue.get()) is not None:
+            try:
+                parsed = self._parse_batch(batch)
+            except Exception:
+                log.exception("network: parsing a batch of %d records failed", len(batch))
+                continue
+            finally:
+                with self._lock:
+                    self._parse_backlog -= sum(1 for e in batch if isinstance(e, PendingDns))
+            try:
+                loop.call_soon_threadsafe(self._on_batch, parsed)
+            except RuntimeError:  # loop closed during shutdown
+                return
+
+    def _parse_batch(self, batch: list[Event]) -> list[Event]:
+        out: list[Event] = []
+        for event in batch:
+            if not isinstance(event, PendingDns):
+                out.append(event)
+                continue
+            parsed = self._parse_dns(event)
+            if parsed is not None:
+                out.append(parsed)
+        return out
+
+    def _parse_dns(self, pending: PendingDns) -> DnsEvent | None:
+        """Parse one copied DNS payload; a payload seen before (less its id) is not re-parsed."""
+        tcp = pending.l4proto == "tcp"
+        payload = pending.payload
+        head = 2 if tcp else 0
+        key = (b"T" if tcp else b"U") + payload[:head] + payload[head + 2:]
+        cache = self._parse_cache
+        if key in cache:
+            msg = cache[key]
+            self.counters["dns_parse_cached"] += 1
+        else:
+            try:
+                msg = dns.parse(payload, tcp=tcp)
+            except dns.MalformedDns:
+                msg = None
+            self.counters["dns_parsed"] += 1
+            cache[key] = msg
+            if len(cache) > PARSE_CACHE_SIZE:
+                cache.popitem(last=False)
+        if msg is None:
             self.counters["dns_malformed"] += 1
             return None
+        dns_id = int.from_bytes(payload[head:head + 2], "big")
         return DnsEvent(
-            type="dns_response" if msg.is_response else "dns_query", qname=msg.qname,
-            qtype=msg.qtype, rcode=msg.rcode if msg.is_response else "", dns_id=msg.dns_id,
-            answers=msg.answers, ttls=msg.ttls, **common)
+            type="dns_response" if msg.is_response else "dns_query", ts_ns=pending.ts_ns,
+            container=pending.container, ifindex=pending.ifindex, direction=pending.direction,
+            l4proto=pending.l4proto, sip=pending.sip, sport=pending.sport, dip=pending.dip,
+            dport=pending.dport, qname=msg.qname, qtype=msg.qtype,
+            rcode=msg.rcode if msg.is_response else "", dns_id=dns_id, answers=msg.answers,
+            ttls=msg.ttls)
 
     # -- on the loop -------------------------------------------------------------------------
 
@@ -274,6 +399,10 @@ class NetworkMonitor:
                       event.dip, event.dport)
         event.peer_names = self._names.names(event.container.id, key.peer)
         midstream = event.l4proto == "tcp" and not event.tcp_flags & TCP_SYN
+        if event.direction == "ingress" and event.l4proto in ("tcp", "udp") and \
+                self._listen.first_seen(event.container.id, event.l4proto, event.dport):
+            event.port_first_seen = True
+            self.counters["new_inbound_ports"] += 1
         self._flows.opened(FlowRecord(
             container=event.container, key=key, first_ns=event.first_ns, last_ns=event.last_ns,
             packets=1, bytes=event.bytes, tcp_flags=event.tcp_flags, midstream=midstream,
@@ -288,14 +417,17 @@ class NetworkMonitor:
                 rcode=event.rcode, answers=event.answers, ttls=event.ttls,
                 answer_types=tuple(_answer_type(a) for a in event.answers)))
         c = event.container
-        self._dns_log.append({
+        entry: dict[str, Any] = {
             "container": c.short_id, "container_id": c.id, "container_name": c.name,
             "time_ns": event.wall_ns, "type": event.type, "id": event.dns_id,
             "name": event.qname, "qtype": event.qtype, "rcode": event.rcode,
             "answers": list(event.answers), "ttls": list(event.ttls),
             "server": event.dip if event.direction == "egress" else event.sip,
             "proto": event.l4proto,
-        })
+        }
+        self._dns_log.append(entry)
+        if self.history is not None:
+            self.history.add_dns(entry)
 
     def _deliver(self, events: list[Event]) -> None:
         if not events:
@@ -339,6 +471,11 @@ class NetworkMonitor:
                 if container is not None and container.id not in self._attached:
                     self._names.forget(container.id)
         self.counters["flows_ended"] += len(events)
+        ended, self._flows.just_ended = self._flows.just_ended, []
+        if self.history is not None:
+            for record in ended:
+                self.history.add_flow(record.to_dict(_MONO_TO_WALL_NS))
+            await self.history.flush()
         self._deliver(list(events))
         return events
 
@@ -383,14 +520,34 @@ class NetworkMonitor:
         """Flows, newest first: filters container (id, short id or name), since (wall ns),
         peer (address or CIDR), port (either end), name (a peer name or a parent domain)."""
         f = _Filter.of(filters)
-        found = self._flows.query(f.flow_matches, f.limit)
-        return [r.to_dict(_MONO_TO_WALL_NS) for r in found]
+        found = [r.to_dict(_MONO_TO_WALL_NS) for r in self._flows.query(f.flow_matches, f.limit)]
+        oldest = self._flows.oldest_ns()
+        horizon = max(self._started_wall_ns,
+                      oldest + _MONO_TO_WALL_NS if oldest is not None else 0)
+        older = self._from_history("net_flows", f, f.flow_doc_matches, horizon, len(found))
+        seen = {_flow_identity(d) for d in found}
+        found += [d for d in older if _flow_identity(d) not in seen]
+        found.sort(key=lambda d: d["first_ns"], reverse=True)
+        return found[: f.limit]
 
     def dns(self, filters: Mapping[str, Any] | Any = None) -> list[dict[str, Any]]:
         """DNS queries and responses, newest first, with the same filters as flows()."""
         f = _Filter.of(filters)
-        found = [d for d in reversed(self._dns_log) if f.dns_matches(d)]
+        found = [d for d in reversed(self._dns_log) if f.dns_matches(d)][: f.limit]
+        full = len(self._dns_log) == self._dns_log.maxlen
+        horizon = max(self._started_wall_ns, self._dns_log[0]["time_ns"] if full else 0)
+        found += self._from_history("net_dns", f, f.dns_matches, horizon, len(found))
         return found[: f.limit]
+
+    def _from_history(self, table: str, f: _Filter, match: Callable[[dict[str, Any]], bool],
+                      horizon_ns: int, have: int) -> list[dict[str, Any]]:
+        """Records older than what memory holds (`horizon_ns`): from the database, when the
+        request reaches back past it and memory did not fill the limit."""
+        if self.history is None or have >= f.limit or \
+                (f.since_ns is not None and f.since_ns >= horizon_ns):
+            return []
+        return self.history.query(table, match, limit=f.limit - have, since_ns=f.since_ns,
+                                  before_ns=horizon_ns)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -401,8 +558,15 @@ class NetworkMonitor:
             "interfaces_attached": interfaces, "flows_active": self._flows.active(),
             "flow_log": len(self._flows.records), "dns_log": len(self._dns_log),
             "peer_addresses": len(self._names),
+            "dns_parse_backlog": self._parse_backlog,
+            "history_written": dict(self.history.written) if self.history else {},
             "decode_errors": self._reader.decode_errors if self._reader else 0,
         }
+
+
+def _flow_identity(d: dict[str, Any]) -> tuple[Any, ...]:
+    return (d["container_id"], d["direction"], d["proto"], d["sip"], d["sport"], d["dip"],
+            d["dport"], d["first_ns"])
 
 
 def _alive(pid: int) -> bool:
@@ -466,6 +630,14 @@ class _Filter:
                 and self._peer_ok(k.peer)
                 and (self.port is None or self.port in (k.sport, k.dport))
                 and self._name_ok(r.peer_names))
+
+    def flow_doc_matches(self, d: dict[str, Any]) -> bool:
+        """flow_matches for a flow as to_dict() wrote it (from the database)."""
+        return (self._container_ok(d["container_id"], d["container_name"])
+                and (self.since_ns is None or d["last_ns"] >= self.since_ns)
+                and self._peer_ok(d["peer"])
+                and (self.port is None or self.port in (d["sport"], d["dport"]))
+                and self._name_ok(d["peer_names"]))
 
     def dns_matches(self, d: dict[str, Any]) -> bool:
         return (self._container_ok(d["container_id"], d["container_name"])

@@ -677,6 +677,14 @@ def _net_peer_names(ev: Event) -> Any:
     return ev.peer_names if isinstance(ev, FlowEvent) else None
 
 
+@_field("net.port_first_seen", B, (FlowEvent,), "An inbound flow (flow_new, ingress) to a "
+        "port the container listens on now but did not in its learning period "
+        "(network.inbound_learning_s after it was attached) and never took a connection on "
+        "since: true once per new port.")
+def _net_port_first_seen(ev: Event) -> Any:
+    return ev.port_first_seen if isinstance(ev, FlowEvent) else None
+
+
 def _qname(ev: Event) -> str | None:
     return ev.qname.rstrip(".").lower() or None if isinstance(ev, DnsEvent) else None
 
