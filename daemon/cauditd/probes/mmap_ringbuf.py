@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from cauditd.events import Event
-from cauditd.probes.ringbuf import BatchSink, Reader, RingBufferReader
+from cauditd.probes.ringbuf import (
+    BatchSink,
+    PollInterval,
+    Reader,
+    RingBufferReader,
+    name_os_thread,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +82,8 @@ def ring_size(map_fd: int) -> int:
 
 class MmapRingBuffer:
     """Reads one BPF ring buffer map through mmap; `sink` is called on the event loop with
-    each batch of decoded events. Same contract as RingBufferReader.
+    each batch of decoded events. Same contract as RingBufferReader, including the drain
+    timer (`interval` while records flow, backing off while none do: PollInterval).
 
     The maps are made in the constructor, so a host that refuses them fails there (OSError),
     before anything consumed. `records`, `discarded` and `decode_errors` count what was read.
@@ -99,7 +106,7 @@ class MmapRingBuffer:
         self._mask = self._size - 1
         self._decode = decode
         self._sink = sink
-        self._interval = interval
+        self._poll = PollInterval(interval)
         self._name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -161,10 +168,13 @@ class MmapRingBuffer:
         return int(self._producer_pos[0] - self._consumer_pos[0])
 
     def _run(self) -> None:
+        name_os_thread(self._name)
         try:
             while not self._stop.is_set():
-                if not self.drain():
-                    self._stop.wait(self._interval)
+                found = self.drain()
+                wait = self._poll.after(found)
+                if not found:  # records found: drain again at once, the producer is busy
+                    self._stop.wait(wait)
             self.drain()
         except Exception:
             log.exception("%s: reader stopped", self._name)

@@ -1,0 +1,27 @@
+"""PollInterval: the ring buffer readers' drain timer backs off while idle, snaps back on records."""
+
+from __future__ import annotations
+
+import pytest
+
+from cauditd.probes.ringbuf import PollInterval
+
+
+@pytest.mark.parametrize(
+    ("found", "waits"),
+    [
+        ([5, 3, 1], [0.002, 0.002, 0.002]),
+        ([0, 0, 0, 0, 0, 0, 0], [0.002, 0.004, 0.008, 0.016, 0.02, 0.02, 0.02]),
+        ([0, 0, 0, 0, 7, 0, 0], [0.002, 0.004, 0.008, 0.016, 0.002, 0.002, 0.004]),
+    ],
+)
+def test_waits_double_while_idle_up_to_the_ceiling_and_reset_on_records(
+    found: list[int], waits: list[float]
+) -> None:
+    poll = PollInterval(0.002, ceiling=0.02)
+    assert [poll.after(n) for n in found] == pytest.approx(waits)
+
+
+def test_a_base_above_the_ceiling_is_kept() -> None:
+    poll = PollInterval(0.2, ceiling=0.02)
+    assert [poll.after(0), poll.after(0), poll.after(1)] == [0.2, 0.2, 0.2]
