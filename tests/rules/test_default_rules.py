@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from cauditd.events import Event
@@ -138,6 +140,9 @@ CASES: list[tuple[str, Event, Event]] = [
     ("DGA-like DNS query", dns("q8zk3v7mx2p9wj4tbn.com"), dns("internationalization.com")),
     ("Large egress volume", flow("10.0.0.5", 443, evt_type="flow_end", nbytes=2 << 30),
      flow("10.0.0.5", 443, evt_type="flow_end", nbytes=2 << 20)),
+    ("Inbound connection to new port",
+     dataclasses.replace(flow("172.17.0.2", 7000, direction="ingress"), port_first_seen=True),
+     flow("172.17.0.2", 7000, direction="ingress")),
 ]
 
 

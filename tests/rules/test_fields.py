@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,8 @@ CASES: list[tuple[str, Event, Any]] = [
     ("net.bytes", flow("1.1.1.1", 53, nbytes=5), 5),
     ("net.packets", flow("1.1.1.1", 53), 10),
     ("net.peer_names", flow("1.1.1.1", 53, names=("one.one",)), ("one.one",)),
+    ("net.port_first_seen", dataclasses.replace(flow("172.17.0.2", 7000, direction="ingress"),
+                                                port_first_seen=True), True),
     ("dns.qname", dns("WWW.Example.COM."), "www.example.com"),
     ("dns.qname_suffixes", dns("a.b.c"), ("a.b.c", "b.c", "c")),
     ("dns.qname_len", dns("a.b.c"), 5),
