@@ -5,6 +5,9 @@
  *   bench_loop connect SECONDS   connect to a closed port on 127.0.0.1 (refused at once; no
  *                                packet leaves the container's own loopback)
  *
+ * An optional third argument RATE caps the loop at RATE operations per second (paced in small
+ * bursts, sleeping whenever it is ahead of schedule), for the throughput benchmark's loss curve.
+ *
  * Prints one line: "<mode> <operations> <seconds> <ops_per_second>".
  */
 #include <arpa/inet.h>
@@ -59,8 +62,8 @@ static void op_connect(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: bench_loop open|exec|connect SECONDS\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: bench_loop open|exec|connect SECONDS [RATE]\n");
         return 2;
     }
     void (*op)(void) = NULL;
@@ -75,13 +78,22 @@ int main(int argc, char **argv)
         return 2;
     }
     double seconds = atof(argv[2]);
+    double rate = argc == 4 ? atof(argv[3]) : 0;
+    /* Paced: bursts of about a millisecond's worth of operations. */
+    int burst = rate > 0 ? (rate >= 64000 ? 64 : rate >= 1000 ? (int)(rate / 1000) : 1) : 64;
     double start = now(), elapsed = 0;
     unsigned long ops = 0;
     while (elapsed < seconds) {
-        for (int i = 0; i < 64; i++)
+        for (int i = 0; i < burst; i++)
             op();
-        ops += 64;
+        ops += burst;
         elapsed = now() - start;
+        double ahead = rate > 0 ? ops / rate - elapsed : 0;
+        if (ahead > 0) {
+            struct timespec pause = {(time_t)ahead, (long)((ahead - (time_t)ahead) * 1e9)};
+            nanosleep(&pause, NULL);
+            elapsed = now() - start;
+        }
     }
     printf("%s %lu %.3f %.1f\n", argv[1], ops, elapsed, ops / elapsed);
     return 0;
