@@ -94,6 +94,11 @@ class ContainerRegistry:
     def get(self, container_id: str) -> ContainerInfo | None:
         return self._by_id.get(container_id)
 
+    @property
+    def watch_root_ids(self) -> frozenset[int]:
+        """cgroup ids of the parents whose new children the kernel lets through unclassified."""
+        return frozenset(self._watch_roots)
+
     def metadata_pending(self, container_id: str) -> bool:
         """True while the runtime has not answered for this container yet."""
         return container_id in self._metadata_pending
