@@ -85,7 +85,6 @@ def run_module(name: str, quick: bool) -> tuple[list[Result], float]:
 
 # Bench scripts other parts ship as command-line tools: their arguments for quick and full runs.
 CLI_ADAPTERS: dict[str, tuple[list[str], list[str]]] = {
-    "bench_rules": (["--events", "50000"], ["--events", "300000"]),
     "bench_consumer": (["2"], ["5"]),
 }
 
