@@ -75,9 +75,17 @@ class ProbesConfig:
     )
     docker_socket: str = doc("Docker Engine API socket.", default="/var/run/docker.sock")
     containerd_socket: str = doc(
-        "containerd socket, used where it exists.", default="/run/containerd/containerd.sock"
+        "containerd's gRPC socket, used where it exists (and grpcio is installed): metadata of "
+        "containers Docker does not know (Containers/Get, Tasks/Get in the namespace the cgroup "
+        "path names, else k8s.io, default) and task events. Docker's own containerd listens on "
+        "/var/run/docker/containerd/containerd.sock.",
+        default="/run/containerd/containerd.sock",
     )
-    crio_socket: str = doc("CRI-O socket, used where it exists.", default="/var/run/crio/crio.sock")
+    crio_socket: str = doc(
+        "CRI-O's socket, used where it exists: its inspect endpoint (GET /containers/<id>) gives "
+        "metadata of crio-<id>.scope containers.",
+        default="/var/run/crio/crio.sock",
+    )
 
 
 @dataclass(slots=True, kw_only=True)
