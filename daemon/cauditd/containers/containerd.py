@@ -8,6 +8,7 @@ every call answers nothing and the daemon runs as before.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -189,7 +190,9 @@ def parse_envelope(payload: bytes) -> TaskEvent:
     return TaskEvent(_string(envelope, 2), topic, _string(event, 1), pid)
 
 
+@functools.cache
 def _grpc() -> Any:
+    """The grpc module, or None when grpcio is not installed (looked up once)."""
     try:
         import grpc.aio
     except ImportError:
