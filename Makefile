@@ -7,7 +7,7 @@ VENV := .venv
 
 run:
 	@scripts/bootstrap.sh
-	$(VENV)/bin/cauditd run --config $(CONFIG)
+	$(VENV)/bin/cauditd run $(if $(wildcard $(CONFIG)),--config $(CONFIG))
 
 test:
 	@scripts/bootstrap.sh --test

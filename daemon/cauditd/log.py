@@ -42,3 +42,6 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # A line per API request (dashboards poll /metrics every few seconds) only when debugging.
+    access = logging.getLogger("aiohttp.access")
+    access.setLevel(logging.DEBUG if level.lower() == "debug" else logging.WARNING)
