@@ -162,6 +162,10 @@ class DaemonThread:
             self._thread.join(timeout=10)
         self.loop.close()
 
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        """Await `coro` on the daemon's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=timeout)
+
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the daemon's loop (its state is not thread-safe) and return its result."""
 
