@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -28,12 +29,13 @@ def write_config(path: Path, state_dir: Path, extra: str = "") -> Path:
 class DaemonProcess:
     """`cauditd run --config PATH` with its stderr collected line by line."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [*CAUDITD, "run", "--config", str(config)],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
+            env=None if env is None else {**os.environ, **env},
         )
         self.lines: list[str] = []
         self.api_url = ""
