@@ -217,10 +217,15 @@ def test_benign_http_fetch_gives_only_its_flows(pair: Pair) -> None:
 def test_stop_ends_flows_and_leaves_no_filters(pair: Pair) -> None:
     ifindexes = [i for ifs in pair.runner.monitor.attached().values() for i in ifs]
     assert ifindexes
+    active = pair.runner.call(lambda: [f for f in pair.runner.monitor.flows({"limit": 10000})
+                                       if f["active"]])
+    assert active
     mark = len(pair.runner.events)
     pair.runner.stop()
     assert all(tc.ours(i) == [] for i in ifindexes)
     ended = [e for e in pair.events(mark) if isinstance(e, FlowEvent) and e.type == "flow_end"]
-    transfer = [e for e in ended if e.container.id == pair.a_id and e.dport == 5001
-                and e.direction == "egress"]
-    assert len(transfer) == 1 and transfer[0].bytes >= TRANSFER_BYTES
+    assert {(f["container_id"], f["sip"], f["sport"], f["dip"], f["dport"]) for f in active} <= \
+        {(e.container.id, e.sip, e.sport, e.dip, e.dport) for e in ended}
+    transfer = [e for e in pair.events(0) if isinstance(e, FlowEvent) and e.type == "flow_end"
+                and e.container.id == pair.a_id and e.dport == 5001 and e.direction == "egress"]
+    assert len(transfer) == 1 and transfer[0].bytes >= TRANSFER_BYTES  # ended once, in full

@@ -3,6 +3,7 @@ a SIGKILLed daemon removed at the next start. No packet is sent."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -29,7 +30,8 @@ def test_attach_detach_follow_the_registry(ebpf: None, own_veth: OwnVeth) -> Non
         container = ContainerInfo(id="c0" * 32, name="netns-box", pid=own_veth.pid)
         registry.items.append(container)
         runner.wait_until(lambda: runner.monitor.attached().get(container.id), "attach")
-        assert sorted(tc.ours(own_veth.ifindex)) == ["cauditd-net-egress", "cauditd-net-ingress"]
+        assert sorted(tc.ours(own_veth.ifindex)) == [f"cauditd-net-egress.{os.getpid()}",
+                                                     f"cauditd-net-ingress.{os.getpid()}"]
         registry.items.clear()
         runner.wait_until(lambda: not runner.monitor.attached(), "detach")
         assert tc.ours(own_veth.ifindex) == []
@@ -78,11 +80,11 @@ def test_killed_daemon_leftovers_removed_at_start(ebpf: None, own_veth: OwnVeth)
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120)
     assert killed.returncode == -signal.SIGKILL and "attached" in killed.stdout, killed.stderr
-    assert len(tc.ours(own_veth.ifindex)) == 2  # the kernel keeps them past the process
+    assert len(tc.ours(own_veth.ifindex, every=True)) == 2  # the kernel keeps them
     runner = MonitorThread(NetworkConfig(), StaticRegistry())
     runner.start()
     try:
-        assert tc.ours(own_veth.ifindex) == []
+        assert tc.ours(own_veth.ifindex, every=True) == []
         assert runner.monitor.stats()["leftovers_cleaned"] >= 1
     finally:
         runner.stop()
@@ -96,6 +98,7 @@ def test_detach_keeps_foreign_filters(ebpf: None, own_veth: OwnVeth) -> None:
                     "bytecode", "1,6 0 0 0,", "classid", "1"], check=True)  # classic BPF, no name
     tc.clean_leftovers()
     tc.detach(own_veth.ifindex, remove_clsact=True)
+    assert tc.owner_of("cauditd-net-egress.42") == 42 and tc.owner_of("other") is None
     shown = subprocess.run(["tc", "filter", "show", "dev", dev, "ingress"],
                            capture_output=True, text=True, check=True).stdout
     assert "pref 7 bpf" in shown and "bytecode" in shown

@@ -18,8 +18,10 @@ SOCKET_TABLES = (("tcp", TCP_LISTEN), ("tcp6", TCP_LISTEN), ("udp", UDP_UNCONNEC
 MAX_PORTS = 4096  # per container; a container serving more ports than this is not profiled
 
 
-def listening_ports(pid: int) -> dict[str, set[int]]:
-    """Local ports in the listening state in the netns of `pid`, by protocol ("tcp", "udp")."""
+def listening_ports(pid: int, *, any_state: bool = False) -> dict[str, set[int]]:
+    """Local ports in the listening state in the netns of `pid`, by protocol ("tcp", "udp");
+    with `any_state`, the local ports of every socket (a connection just accepted counts even
+    when its listener is closed already, as `nc -l` does)."""
     ports: dict[str, set[int]] = {"tcp": set(), "udp": set()}
     for table, state in SOCKET_TABLES:
         try:
@@ -27,7 +29,7 @@ def listening_ports(pid: int) -> dict[str, set[int]]:
                 next(f, None)  # the header
                 for line in f:
                     parts = line.split(None, 4)
-                    if len(parts) > 3 and parts[3] == state:
+                    if len(parts) > 3 and (any_state or parts[3] == state):
                         ports[table[:3]].add(int(parts[1].rsplit(":", 1)[1], 16))
         except OSError:
             continue  # the process went, or no IPv6
@@ -45,7 +47,7 @@ class ListenPorts:
     """Per container: the ports it is known to serve. Call from one thread (the loop)."""
 
     def __init__(self, learning_s: float, *, clock: Callable[[], float] = time.monotonic,
-                 read_ports: Callable[[int], dict[str, set[int]]] = listening_ports) -> None:
+                 read_ports: Callable[..., dict[str, set[int]]] = listening_ports) -> None:
         self._learning_s = learning_s
         self._clock = clock
         self._read_ports = read_ports
@@ -87,8 +89,8 @@ class ListenPorts:
         if self._clock() <= profile.learn_until:
             known.add(port)  # still learning: the port is part of the baseline
             return False
-        if port not in self._read_ports(profile.pid)[proto]:
-            return False  # nothing listens: a probe of a closed port (the scan rules' business)
+        if port not in self._read_ports(profile.pid, any_state=True)[proto]:
+            return False  # no socket on it: a probe of a closed port (the scan rules' business)
         known.add(port)
         return True
 

@@ -1,7 +1,9 @@
 """Attach and detach cauditd's tc (clsact) programs on host-side veth interfaces, with pyroute2.
 
-Our filters carry a fixed priority, handle and a TCA_BPF_NAME starting with "cauditd-", so the
-ones a SIGKILLed daemon left behind are found and removed at the next start. pyroute2's sync
+Our filters carry a TCA_BPF_NAME "cauditd-net-<direction>.<pid>" and a priority derived from
+the daemon's pid, so the ones a SIGKILLed daemon left behind (its pid gone) are found and
+removed at the next start, and two daemons on one host (tests, benchmarks) do not replace or
+remove each other's filters. pyroute2's sync
 IPRoute runs its own event loop, so these functions must run off the asyncio loop's thread.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,7 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 log = logging.getLogger(__name__)
 
-FILTER_PRIO = 0xCAD  # tc filter priority of our filters (lower runs earlier)
+FILTER_PRIO = 0xCAD  # base tc filter priority of our filters (lower runs earlier)
 FILTER_HANDLE = 0xCAD
 NAME_PREFIX = "cauditd-"
 PARENT_INGRESS = 0xFFFFFFF2  # clsact ingress hook: packets the container sent
@@ -31,10 +34,31 @@ class TcProgram:
 
     fd: int
     direction: str  # "egress" or "ingress", as the container sees it
+    owner: int = os.getpid()
 
     @property
     def filter_name(self) -> str:
-        return f"{NAME_PREFIX}net-{self.direction}"
+        return f"{NAME_PREFIX}net-{self.direction}.{self.owner}"
+
+    @property
+    def prio(self) -> int:
+        return filter_prio(self.owner)
+
+
+def filter_prio(owner: int) -> int:
+    return FILTER_PRIO + owner % 0x8000
+
+
+def owner_of(name: str) -> int | None:
+    """The daemon pid in one of our filter names (None: not ours, or an older unnamed one)."""
+    if not name.startswith(NAME_PREFIX):
+        return None
+    _, dot, pid = name.rpartition(".")
+    return int(pid) if dot and pid.isdigit() else 0
+
+
+def _owner_gone(owner: int) -> bool:
+    return owner == 0 or not os.path.isdir(f"/proc/{owner}")
 
 
 class TcError(RuntimeError):
@@ -46,25 +70,27 @@ def attach(ifindex: int, programs: list[TcProgram]) -> bool:
     with IPRoute() as ipr:
         created = _ensure_clsact(ipr, ifindex)
         for program in programs:
-            _remove_ours(ipr, ifindex, HOOKS[program.direction])
+            _remove_ours(ipr, ifindex, HOOKS[program.direction], program.owner)
             try:
                 ipr.tc(
                     "add-filter", "bpf", ifindex, FILTER_HANDLE, fd=program.fd,
                     name=program.filter_name, parent=HOOKS[program.direction], classid=1,
-                    direct_action=True, prio=FILTER_PRIO,
+                    direct_action=True, prio=program.prio,
                 )
             except NetlinkError as exc:
                 raise TcError(f"ifindex {ifindex}: adding {program.filter_name}: {exc}") from exc
         return created
 
 
-def detach(ifindex: int, *, remove_clsact: bool = False) -> int:
-    """Remove our filters from `ifindex` (gone interfaces are fine); the number removed.
+def detach(ifindex: int, *, remove_clsact: bool = False, owner: int | None = None) -> int:
+    """Remove this process's filters (`owner`'s; None: those of dead daemons) from `ifindex`
+    (gone interfaces are fine); the number removed.
 
     With remove_clsact, also delete the clsact qdisc when no other filter is left on it."""
+    owner = os.getpid() if owner is None else owner
     try:
         with IPRoute() as ipr:
-            removed = sum(_remove_ours(ipr, ifindex, parent) for parent in HOOKS.values())
+            removed = sum(_remove_ours(ipr, ifindex, parent, owner) for parent in HOOKS.values())
             if remove_clsact and not any(_filters(ipr, ifindex, p) for p in HOOKS.values()):
                 _ignore_gone(lambda: ipr.tc("del", "clsact", ifindex))
             return removed
@@ -74,24 +100,26 @@ def detach(ifindex: int, *, remove_clsact: bool = False) -> int:
         raise
 
 
-def ours(ifindex: int) -> list[str]:
-    """Names of our filters on `ifindex` (for tests and `stats`)."""
+def ours(ifindex: int, *, every: bool = False) -> list[str]:
+    """Names of this process's filters on `ifindex` (every: any cauditd's), for tests."""
+    mine = os.getpid()
     with IPRoute() as ipr:
         found = []
         for parent in HOOKS.values():
             found += [name for name, _prio in _filters(ipr, ifindex, parent)
-                      if name.startswith(NAME_PREFIX)]
+                      if owner_of(name) is not None and (every or owner_of(name) == mine)]
         return found
 
 
 def clean_leftovers() -> list[int]:
-    """Remove our filters from every interface (a killed daemon's); the ifindexes cleaned."""
+    """Remove the filters of dead daemons (killed) from every interface; the ifindexes
+    cleaned. Filters of a live daemon (another one on this host) stay."""
     cleaned = []
     with IPRoute() as ipr:
         links = [link["index"] for link in ipr.get_links()]
     for ifindex in links:
         try:
-            if detach(ifindex):
+            if detach(ifindex, owner=0):
                 cleaned.append(ifindex)
         except NetlinkError as exc:
             log.warning("cleaning tc filters on ifindex %d: %s", ifindex, exc)
@@ -126,8 +154,13 @@ def _filters(ipr: IPRoute, ifindex: int, parent: int) -> list[tuple[str, int]]:
     return out
 
 
-def _remove_ours(ipr: IPRoute, ifindex: int, parent: int) -> int:
-    prios = {prio for name, prio in _filters(ipr, ifindex, parent) if name.startswith(NAME_PREFIX)}
+def _remove_ours(ipr: IPRoute, ifindex: int, parent: int, owner: int) -> int:
+    """Remove `owner`'s filters at `parent` (owner 0: those whose daemon is gone)."""
+    prios = set()
+    for name, prio in _filters(ipr, ifindex, parent):
+        found = owner_of(name)
+        if found is not None and (found == owner if owner else _owner_gone(found)):
+            prios.add(prio)
     for prio in prios:
         try:
             ipr.tc("del-filter", "bpf", ifindex, 0, parent=parent, prio=prio)
