@@ -1,4 +1,4 @@
-"""PollInterval: the ring buffer readers' drain timer backs off while idle, snaps back on records."""
+"""PollInterval: the readers' drain timer backs off while idle and snaps back on records."""
 
 from __future__ import annotations
 
@@ -18,8 +18,16 @@ from cauditd.probes.ringbuf import PollInterval
 def test_waits_double_while_idle_up_to_the_ceiling_and_reset_on_records(
     found: list[int], waits: list[float]
 ) -> None:
-    poll = PollInterval(0.002, ceiling=0.02)
+    poll = PollInterval(0.002, ceiling=0.02, grace=0.0)
     assert [poll.after(n) for n in found] == pytest.approx(waits)
+
+
+def test_the_base_interval_holds_through_the_grace_period() -> None:
+    poll = PollInterval(0.002, ceiling=0.02, grace=0.01)
+    waits = [poll.after(0) for _ in range(8)]
+    assert waits == pytest.approx([0.002] * 5 + [0.002, 0.004, 0.008])
+    assert poll.after(1) == 0.002
+    assert [poll.after(0) for _ in range(6)] == pytest.approx([0.002] * 6)
 
 
 def test_a_base_above_the_ceiling_is_kept() -> None:

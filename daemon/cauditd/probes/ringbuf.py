@@ -24,6 +24,7 @@ BatchSink = Callable[[list[Event]], None]
 
 PR_SET_NAME = 15
 IDLE_INTERVAL_MAX = 0.02  # the longest wait between drains while nothing arrives
+IDLE_GRACE = 0.1  # a quiet spell shorter than this keeps the base interval
 
 
 def name_os_thread(name: str) -> None:
@@ -34,29 +35,35 @@ def name_os_thread(name: str) -> None:
 
 
 class PollInterval:
-    """The wait before a reader's next drain: `base` while drains find records, doubling up
-    to `ceiling` while they find nothing.
+    """The wait before a reader's next drain: `base` while drains find records and for `grace`
+    seconds after the last one, then doubling up to `ceiling` while they find nothing.
 
     Nothing can wake a reader (records are submitted with BPF_RB_NO_WAKEUP), so a fixed 2 ms
     timer cost an idle daemon ~500 wakeups/s, about 1% of a core. Backing off costs at most
-    `ceiling` of extra latency on the first record after a quiet spell; one drain that finds
-    records brings the reader back to `base`.
+    `ceiling` of extra latency on the first record after a quiet spell longer than `grace`;
+    one drain that finds records brings the reader back to `base`.
     """
 
-    __slots__ = ("base", "ceiling", "current")
+    __slots__ = ("base", "ceiling", "current", "grace", "idle")
 
-    def __init__(self, base: float, ceiling: float = IDLE_INTERVAL_MAX) -> None:
+    def __init__(
+        self, base: float, ceiling: float = IDLE_INTERVAL_MAX, grace: float = IDLE_GRACE
+    ) -> None:
         self.base = base
         self.ceiling = max(base, ceiling)
+        self.grace = grace
         self.current = base
+        self.idle = 0.0  # seconds waited since the last drain that found records
 
     def after(self, found: int) -> float:
         """Seconds to wait after a drain that read `found` records."""
         if found:
-            self.current = self.base
+            self.current, self.idle = self.base, 0.0
             return self.base
         wait = self.current
-        self.current = min(wait * 2, self.ceiling)
+        if self.idle >= self.grace:
+            self.current = min(wait * 2, self.ceiling)
+        self.idle += wait
         return wait
 
 
