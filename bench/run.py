@@ -169,8 +169,26 @@ def closing_note(results: Sequence[Result]) -> str:
             f" around their median: {', '.join(noisy)}.)"
         )
     lines += ["", COST_EXPLANATION, ""]
+    lines += throughput_note(results)
     lines += latency_note(results)
     return "\n".join(lines)
+
+
+def throughput_note(results: Sequence[Result]) -> list[str]:
+    """The zero-loss rates of the whole daemon and of the decode path alone, when measured."""
+    best = next((r.data.get("zero_loss_events_s") for r in results
+                 if r.data.get("zero_loss_events_s")), {})  # fmt: skip
+    if not isinstance(best, dict) or len(best) < 2:
+        return []
+    (daemon_label, daemon), (decode_label, decode) = list(best.items())[:2]
+    return [
+        f"Event throughput: {daemon_label} kept up with zero loss to {daemon / 1000:.0f}k "
+        f"events/s, {decode_label} to {decode / 1000:.0f}k events/s (see the events per "
+        "CPU-second there): past decoding, enrichment and matching against the full rule set "
+        "cost most of the per-event time, so the kernel-side filtering above also lifts the "
+        "zero-loss rate.",
+        "",
+    ]
 
 
 def latency_note(results: Sequence[Result]) -> list[str]:
@@ -205,8 +223,29 @@ record per call; for what must reach user space, decode batches straight from th
 buffer's mmap'd pages (`struct.iter_unpack`) rather than one ctypes callback per record."""
 
 
+def noise_note(results: Sequence[Result]) -> str:
+    """A header line saying whether this run was noisy, from the spread of the bare runs."""
+    spread = next((r.data.get("bare_spread") for r in results if r.data.get("bare_spread")), {})
+    if not isinstance(spread, dict) or not spread:
+        return ""
+    noisy = {k: v / 2 for k, v in spread.items() if v / 2 > MAX_BARE_SPREAD}
+    if not noisy:
+        return (
+            f"> Quiet run: every workload's bare runs stayed within ±{MAX_BARE_SPREAD:.0%} of "
+            "their median.\n"
+        )
+    listed = ", ".join(f"{k} ±{v:.0%}" for k, v in noisy.items())
+    return (
+        f"> **Noisy run**: the bare runs of {len(noisy)} of {len(spread)} workloads spread more "
+        f"than ±{MAX_BARE_SPREAD:.0%} around their median ({listed}); other jobs shared the "
+        "machine. Read single figures with care and compare ranges.\n"
+    )
+
+
 def write(results: list[Result], quick: bool, durations: dict[str, float]) -> None:
-    parts = [METHOD, machine_section(quick, durations), "## Results", ""]
+    title, _, method = METHOD.partition("\n\n")
+    parts = [title, "", noise_note(results), method, machine_section(quick, durations)]
+    parts += ["## Results", ""]
     parts += [r.markdown() for r in results]
     parts.append(closing_note(results))
     OUTPUT.write_text("\n".join(parts))
