@@ -1,7 +1,9 @@
 """Network probe cost and capacity: iperf3 TCP throughput between two test containers with the
 tc programs attached versus detached (alternating, in one run), and DNS queries per second
-parsed without loss. Traffic stays on a test bridge of our own. Run as root:
+parsed without loss (the same name repeated, and a unique name per query, which defeats the
+parse cache). Traffic stays on a test bridge of our own. Run as root:
     .venv/bin/python bench/bench_network.py [--quick]
+or through `make bench` (bench/run.py calls `run(quick)`).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "daemon"), str(REPO)]
+sys.path[:0] = [str(REPO / "daemon"), str(REPO), str(REPO / "bench")]
 
 from cauditd.config import NetworkConfig  # noqa: E402
 from cauditd.events import ContainerInfo, DnsEvent, Event  # noqa: E402
 from cauditd.network import veth  # noqa: E402
 from cauditd.network.monitor import NetworkMonitor  # noqa: E402
+from common import Result  # noqa: E402
 
 IMAGE = "cauditd-test:latest"
 
@@ -64,8 +67,10 @@ def iperf(client_pid: int, server_ip: str, seconds: int) -> float:
     return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
 
 
-def dns_blast(client_pid: int, server_ip: str, count: int) -> tuple[int, float]:
-    """Send `count` A queries from the client's netns, one in flight per 64; answers received."""
+def dns_blast(client_pid: int, server_ip: str, count: int, *, unique: bool = False
+              ) -> tuple[int, float]:
+    """Send `count` A queries from the client's netns, one in flight per 64; answers received.
+    With `unique`, every query asks a different name (answered NXDOMAIN)."""
     result: list[tuple[int, float]] = []
 
     def run() -> None:
@@ -76,7 +81,8 @@ def dns_blast(client_pid: int, server_ip: str, count: int) -> tuple[int, float]:
         start, got = time.monotonic(), 0
         for i in range(count):
             query = i.to_bytes(2, "big") + bytes.fromhex("01000001000000000000")
-            query += b"\x03web\x07cauditd\x04test\x00\x00\x01\x00\x01"
+            label = f"n{i:07d}".encode() if unique else b"web"
+            query += bytes([len(label)]) + label + b"\x07cauditd\x04test\x00\x00\x01\x00\x01"
             sock.sendto(query, (server_ip, 53))
             if i % 64 == 63 or i == count - 1:
                 for _ in range(64 if i % 64 == 63 else count % 64):
@@ -93,7 +99,7 @@ def dns_blast(client_pid: int, server_ip: str, count: int) -> tuple[int, float]:
     return result[0]
 
 
-def main(quick: bool) -> None:
+def main(quick: bool) -> dict[str, object]:
     third = 200 + uuid.uuid4().int % 50
     net = f"cauditd-t-net-{uuid.uuid4().hex[:8]}"
     names = [f"cauditd-t-bench-a-{third}", f"cauditd-t-bench-b-{third}"]
@@ -163,29 +169,71 @@ def main(quick: bool) -> None:
             f"iperf3 TCP A->B: detached {base / 1e9:.2f} Gbit/s, attached {probed / 1e9:.2f} "
             f"Gbit/s, ratio {probed / base:.3f} (median of {rounds} x {seconds} s)"
         )
+        figures: dict[str, object] = {"detached": base, "attached": probed, "rounds": rounds,
+                                      "seconds": seconds}
         count = 5000 if quick else 20000
-        mark = len(events)
-        answered, elapsed = dns_blast(pids[0], b_ip, count)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            parsed = sum(1 for e in events[mark:] if isinstance(e, DnsEvent))
-            if parsed >= count + answered:
-                break
-            time.sleep(0.1)
-        parsed = sum(1 for e in events[mark:] if isinstance(e, DnsEvent))
-        print(
-            f"DNS: {count} queries, {answered} answers in {elapsed:.2f} s "
-            f"({(count + answered) / elapsed:.0f} packets/s); parsed {parsed} of "
-            f"{count + answered}; lost {monitor.lost()}; malformed "
-            f"{monitor.counters['dns_malformed']}"
-        )
+        for unique in (False, True):
+            figures["dns_unique" if unique else "dns_same"] = dns_round(
+                monitor, events, pids[0], b_ip, count, unique)
         server.terminate()
         server.wait()
+        return figures
     finally:
         on_loop(monitor.stop())
         loop.call_soon_threadsafe(loop.stop)
         subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=120)
         subprocess.run(["docker", "network", "rm", net], capture_output=True, timeout=60)
+
+
+def dns_round(monitor: NetworkMonitor, events: list[Event], client_pid: int, server_ip: str,
+              count: int, unique: bool) -> dict[str, float]:
+    """One DNS burst; how many messages were parsed, how fast, and how many were lost."""
+    mark, lost_before = len(events), sum(monitor.lost().values())
+    began = time.monotonic()
+    answered, elapsed = dns_blast(client_pid, server_ip, count, unique=unique)
+    sent = count + answered
+    deadline = time.monotonic() + 30
+    parsed = 0
+    while time.monotonic() < deadline:
+        parsed = sum(1 for e in events[mark:] if isinstance(e, DnsEvent))
+        if parsed >= sent:
+            break
+        time.sleep(0.05)
+    done = time.monotonic() - began
+    lost = sum(monitor.lost().values()) - lost_before
+    print(f"DNS ({'unique names' if unique else 'one name'}): {count} queries, {answered} "
+          f"answers in {elapsed:.2f} s ({sent / elapsed:.0f} packets/s); parsed {parsed} of "
+          f"{sent} in {done:.2f} s ({parsed / done:.0f}/s); lost {lost}; backlog dropped "
+          f"{monitor.counters['dns_backlog_dropped']}")
+    return {"sent": sent, "parsed": parsed, "lost": lost, "burst_s": elapsed,
+            "parse_s": done, "rate": parsed / done}
+
+
+def run(quick: bool) -> list[Result]:
+    """bench/run.py's entry: one table of throughput and one of DNS capacity."""
+    f = main(quick)
+    tcp = Result(
+        title="Network probe: iperf3 TCP between two containers",
+        columns=["tc programs", "Gbit/s (median)"],
+        rows=[["detached", f"{f['detached'] / 1e9:.2f}"],  # type: ignore[operator]
+              ["attached", f"{f['attached'] / 1e9:.2f}"]],  # type: ignore[operator]
+        notes=[f"ratio attached/detached {f['attached'] / f['detached']:.3f}, "  # type: ignore[operator]
+               f"alternating, {f['rounds']} x {f['seconds']} s each"],
+    )
+    rows = []
+    for key, label in (("dns_same", "one name (parse cache hits)"),
+                       ("dns_unique", "a unique name per query")):
+        d: dict[str, float] = f[key]  # type: ignore[assignment]
+        rows.append([label, f"{d['sent']:.0f}", f"{d['sent'] / d['burst_s']:.0f}",
+                     f"{d['parsed']:.0f}", f"{d['rate']:.0f}", f"{d['lost']:.0f}"])
+    dns_table = Result(
+        title="Network probe: DNS burst parsed with scapy",
+        columns=["queries", "messages", "sent/s", "parsed", "parsed/s", "lost in kernel"],
+        rows=rows,
+        notes=["the ring reader only copies records out; a parser thread parses with scapy "
+               "(identical payloads, less their id, once)"],
+    )
+    return [tcp, dns_table]
 
 
 if __name__ == "__main__":
