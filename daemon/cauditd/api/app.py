@@ -17,6 +17,9 @@ from cauditd.api.context import CONTEXT, ApiContext
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# aiohttp refuses a longer request line with a plain-text 400 before any middleware runs; the
+# largest request the OpenAPI document allows must fit (a test checks it). aiohttp's default: 8190.
+MAX_REQUEST_LINE = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +32,12 @@ class Route:
     role: str | None
 
 
+TOKENS = web.AppKey("tokens", list[Token])
+ROLES = web.AppKey("roles", dict[tuple[str, str], str | None])
+
+
 async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi.document())
+    return web.json_response(openapi.document(tokens=bool(request.app[TOKENS])))
 
 
 ROUTES = (
@@ -51,9 +58,6 @@ ROUTES = (
     Route("GET", "/metrics", handlers.prometheus_metrics, "read"),
     Route("GET", "/openapi.json", _openapi, None),
 )
-
-TOKENS = web.AppKey("tokens", list[Token])
-ROLES = web.AppKey("roles", dict[tuple[str, str], str | None])
 
 
 def _route_label(request: web.Request) -> str:
@@ -113,7 +117,8 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
 
 def make_app(ctx: ApiContext) -> web.Application:
     """The application; reads the token files now (ApiConfigError when one is unusable)."""
-    app = web.Application(middlewares=[count_requests, json_errors, authorize])
+    app = web.Application(middlewares=[count_requests, json_errors, authorize],
+                          handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[CONTEXT] = ctx
     app[TOKENS] = load_tokens(ctx.config)
     app[ROLES] = {(r.method, r.path): r.role for r in ROUTES}

@@ -10,12 +10,18 @@ from prometheus_client import generate_latest
 
 from cauditd import metrics
 from cauditd.api.context import CONTEXT
-from cauditd.api.filters import bad_parameter, finding_filter, network_filter, parse_text
+from cauditd.api.filters import (
+    CONTAINER,
+    FINDING_ID,
+    SINK,
+    bad_parameter,
+    finding_filter,
+    network_filter,
+)
 from cauditd.store import FindingFilter
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RECENT_FINDINGS = 10
-MAX_ID = 2**63 - 1
 
 
 def error_response(status: int, error: str, detail: str, **extra: Any) -> web.Response:
@@ -43,12 +49,10 @@ async def list_findings(request: web.Request) -> web.Response:
 
 async def get_finding(request: web.Request) -> web.Response:
     _no_query(request)
-    text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 19 or not 1 <= int(text) <= MAX_ID:
-        raise bad_parameter("id", "expected a positive integer finding id")
-    finding = await request.app[CONTEXT].store.get(int(text))
+    finding_id = FINDING_ID.check("id", request.match_info["id"])
+    finding = await request.app[CONTEXT].store.get(finding_id)
     if finding is None:
-        raise not_found(f"no finding {text}")
+        raise not_found(f"no finding {finding_id}")
     return web.json_response(finding.to_json())
 
 
@@ -82,7 +86,7 @@ async def list_containers(request: web.Request) -> web.Response:
 async def get_container(request: web.Request) -> web.Response:
     _no_query(request)
     ctx = request.app[CONTEXT]
-    key = parse_text("id", request.match_info["id"])
+    key = CONTAINER.check("id", request.match_info["id"])
     info = ctx.containers.container(key)
     ids = (key,) if info is None else (str(info.get("id", key)),)
     recent, _ = await ctx.store.query(FindingFilter(containers=ids, limit=RECENT_FINDINGS))
@@ -111,7 +115,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 async def test_alert(request: web.Request) -> web.Response:
     _no_query(request)
-    sink = parse_text("sink", request.match_info["sink"])
+    sink = SINK.check("sink", request.match_info["sink"])
     try:
         result = await request.app[CONTEXT].alerts.send_test(sink)
     except KeyError:

@@ -1,6 +1,7 @@
-"""The OpenAPI 3.0 document of the API: the one description of routes, parameters and shapes.
+"""The OpenAPI 3.0 document of the API: routes, parameters, responses and shapes.
 
-`app.ROUTES` names its operations by the `operationId`s here; a test checks they agree.
+Parameter schemas come from `filters` (the parsers' own regexes and ranges); each operation's
+`x-role` is the role `app.ROUTES` requires, and a test checks the two agree.
 """
 
 from __future__ import annotations
@@ -8,10 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from cauditd import __version__
+from cauditd.api import filters
 from cauditd.findings import Priority
 
 JSON = "application/json"
-LEVELS = [p.name.lower() for p in Priority] + ["info"]
+SSE = "text/event-stream"
+METRICS = "text/plain; version=0.0.4"
+PARSER_REFUSAL = ("The HTTP parser refused the request before routing (a request line or header "
+                  "over its limit): plain text.")
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -39,29 +44,32 @@ def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
             "description": description}
 
 
-TEXT = {"type": "string", "minLength": 1, "maxLength": 256}
-TIME = {"type": "string", "minLength": 1, "maxLength": 64}
-TEXTS = {"type": "array", "items": TEXT}
-LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
+def _repeatable(syntax: filters.Syntax) -> dict[str, Any]:
+    return {"type": "array", "items": syntax.schema(), "maxItems": filters.MAX_REPEAT}
 
+
+TIME_TEXT = ("RFC 3339 (2024-05-01T12:00:00Z; T, t or a space between date and time; up to 9 "
+             "fraction digits; UTC without an offset), or an age before now: 500ms, 30s, 15m, 2h, "
+             "7d, 1w")
 FINDING_FILTERS = [
-    _query("since", TIME, "Findings at or after: RFC 3339, or an age like 15m, 2h, 7d."),
-    _query("until", TIME, "Findings at or before: RFC 3339, or an age like 15m, 2h, 7d."),
-    _query("min_priority", {"type": "string", "enum": LEVELS},
-           "This priority or more severe (Falco's levels)."),
-    _query("rule", TEXTS, "Rule name; repeat for any of several."),
-    _query("tag", TEXTS, "Tag; repeat for any of several."),
-    _query("container", TEXTS, "Full 64-hex id, 12-character short id, name, or host."),
-    _query("source", TEXTS, "Event source (syscall, network, ...)."),
+    _query("since", filters.TIME.schema(), f"Findings at or after: {TIME_TEXT}."),
+    _query("until", filters.TIME.schema(), f"Findings at or before: {TIME_TEXT}."),
+    _query("min_priority", filters.PRIORITY.schema(),
+           "This priority or more severe (Falco's levels; info = informational)."),
+    _query("rule", _repeatable(filters.RULE), "Rule name; repeat for any of several."),
+    _query("tag", _repeatable(filters.TAG), "Tag; repeat for any of several."),
+    _query("container", _repeatable(filters.CONTAINER),
+           "Full 64-hex id, 12-hex short id, container name, or host; repeat for any of several."),
+    _query("source", _repeatable(filters.SOURCE),
+           "Event source (syscall, network, ...); repeat for any of several."),
 ]
 NETWORK_FILTERS = [
-    _query("container", TEXT, "Full id, short id or name."),
-    _query("since", TIME, "RFC 3339, or an age like 15m."),
-    _query("peer", {"type": "string", "minLength": 1, "maxLength": 64},
-           "Peer IP address or CIDR network."),
-    _query("port", {"type": "integer", "minimum": 0, "maximum": 65535}, "Peer port."),
-    _query("name", TEXT, "DNS name."),
-    _query("limit", LIMIT, "At most this many (default 100)."),
+    _query("container", filters.CONTAINER.schema(), "Full 64-hex id, 12-hex short id or name."),
+    _query("since", filters.TIME.schema(), f"Seen at or after: {TIME_TEXT}."),
+    _query("peer", filters.PEER.schema(), "Peer IP address or CIDR network."),
+    _query("port", filters.PORT.schema(), "Peer port."),
+    _query("name", filters.DNS_NAME.schema(), "DNS name."),
+    _query("limit", filters.LIMIT.schema(), "At most this many (default 100)."),
 ]
 
 ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
@@ -144,21 +152,38 @@ SCHEMAS: dict[str, Any] = {
                "properties": {"status": {"type": "string"}}},
 }
 
-AUTH = {"401": _error("No or wrong bearer token."),
-        "403": _error("The token's role is not enough.")}
-BAD = {"400": _error("A bad parameter; `parameter` names it.")}
+PLAIN = {"text/plain": {"schema": {"type": "string"}}}
+UNAUTHORIZED = _error("No or wrong bearer token (only when tokens are configured).")
+FORBIDDEN = _error("A read token on an admin route.")
 NOT_FOUND = {"404": _error("No such object.")}
+SERVER_ERROR = _error("A bug, logged with its traceback; never caused by input.")
+METHOD_NOT_ALLOWED = _error("Another method on a documented path; the Allow header lists the right "
+                            "ones.")
+
+
+def _bad_request(checks_input: bool) -> dict[str, Any]:
+    if not checks_input:
+        return {"description": PARSER_REFUSAL, "content": PLAIN}
+    return {"description": "A bad, repeated or unknown parameter (JSON; `parameter` names it), or "
+                           + PARSER_REFUSAL[0].lower() + PARSER_REFUSAL[1:],
+            "content": {JSON: {"schema": _ref("Error")}, **PLAIN}}
 
 
 def _op(op_id: str, summary: str, ok: dict[str, Any], *, params: list[dict[str, Any]] | None = None,
-        errors: dict[str, Any] | None = None, auth: bool = True) -> dict[str, Any]:
-    responses = {"200": ok, **BAD, **(errors or {}), "500": _error("Unexpected server error.")}
+        errors: dict[str, Any] | None = None, role: str | None = "read",
+        checks_input: bool = True) -> dict[str, Any]:
+    """One operation; `role` is what app.ROUTES requires (None: open), and decides 401 and 403."""
+    responses = {"200": ok, "400": _bad_request(checks_input), **(errors or {}),
+                 "500": SERVER_ERROR}
     op: dict[str, Any] = {"operationId": op_id, "summary": summary,
                           "parameters": params or [], "responses": responses}
-    if auth:
-        responses.update(AUTH)
-    else:
+    if role is None:
         op["security"] = []
+    else:
+        responses["401"] = UNAUTHORIZED
+    if role == "admin":
+        responses["403"] = FORBIDDEN
+    op["x-role"] = role
     return op
 
 
@@ -166,24 +191,25 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/findings": {"get": _op(
         "listFindings", "Findings, newest first, one page at a time.",
         _json(_ref("FindingPage"), "A page of findings."),
-        params=[*FINDING_FILTERS, _query("limit", LIMIT, "Page size (default 100)."),
-                _query("cursor", {"type": "string", "minLength": 1, "maxLength": 64},
-                       "`next_cursor` of the previous page.")],
+        params=[*FINDING_FILTERS,
+                _query("limit", filters.LIMIT.schema(), "Page size (default 100)."),
+                _query("cursor", filters.CURSOR.schema(), "`next_cursor` of the previous page.")],
     )},
     "/v1/findings/stream": {"get": _op(
         "streamFindings", "Server-Sent Events of new findings (id: = finding id).",
-        {"description": "An event stream.", "content": {"text/event-stream": {
-            "schema": {"type": "string"}}}},
+        {"description": "An endless event stream: `retry:`, then `id:`/`event: finding`/`data:` "
+                        "per finding, `: heartbeat` comments when idle.",
+         "content": {SSE: {"schema": {"type": "string"}}}},
         params=[*FINDING_FILTERS,
-                _query("last_event_id", {"type": "integer", "minimum": 0},
+                _query("last_event_id", filters.EVENT_ID.schema(),
                        "Resume after this id (the Last-Event-ID header wins)."),
                 {"name": "Last-Event-ID", "in": "header", "required": False,
-                 "schema": {"type": "integer", "minimum": 0},
+                 "schema": filters.EVENT_ID.schema(),
                  "description": "Resume after this finding id."}],
     )},
     "/v1/findings/{id}": {"get": _op(
         "getFinding", "One finding.", _json(_ref("Finding"), "The finding."),
-        params=[_path("id", {"type": "integer", "minimum": 1}, "Finding id.")],
+        params=[_path("id", filters.FINDING_ID.schema(), "Finding id.")],
         errors=NOT_FOUND,
     )},
     "/v1/rules": {"get": _op(
@@ -195,7 +221,7 @@ PATHS: dict[str, dict[str, Any]] = {
         _json({"type": "object", "required": ["reloaded", "errors"], "properties": {
             "reloaded": {"type": "boolean"},
             "errors": {"type": "array", "items": {"type": "string"}}}}, "Swapped in."),
-        errors={"422": _error("The new set was refused; `errors` lists why.")},
+        errors={"422": _error("The new set was refused; `errors` lists why.")}, role="admin",
     )},
     "/v1/containers": {"get": _op(
         "listContainers", "Tracked containers with their finding counts.",
@@ -208,7 +234,9 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/containers/{id}": {"get": _op(
         "getContainer", "One container: metadata, finding count, recent findings.",
         _json(_ref("ContainerDetail"), "The container."),
-        params=[_path("id", TEXT, "Full id, short id or name.")], errors=NOT_FOUND,
+        params=[_path("id", filters.CONTAINER.schema(),
+                      "Full 64-hex id, 12-hex short id or name.")],
+        errors=NOT_FOUND,
     )},
     "/v1/stats": {"get": _op(
         "getStats", "Events seen and lost per probe, findings per rule, uptime.",
@@ -221,7 +249,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/alerts/{sink}/test": {"post": _op(
         "testAlertSink", "Send a test message through one sink (admin).",
         _json(ANY_OBJECT, "The delivery result."),
-        params=[_path("sink", TEXT, "Sink name.")], errors=NOT_FOUND,
+        params=[_path("sink", filters.SINK.schema(), "Sink name.")], errors=NOT_FOUND, role="admin",
     )},
     "/v1/flows": {"get": _op(
         "listFlows", "Network flows of containers.", _json(_list_of("flows", ANY_OBJECT), "Flows."),
@@ -231,38 +259,55 @@ PATHS: dict[str, dict[str, Any]] = {
         "listDns", "DNS queries and answers of containers.",
         _json(_list_of("dns", ANY_OBJECT), "DNS records."), params=NETWORK_FILTERS,
     )},
-    "/healthz": {"get": _op("healthz", "Alive.", _json(_ref("Status"), "Alive."), auth=False)},
+    "/healthz": {"get": _op("healthz", "Alive.", _json(_ref("Status"), "Alive."), role=None,
+                            checks_input=False)},
     "/readyz": {"get": _op(
         "readyz", "Ready: the probes are attached.", _json(_ref("Status"), "Ready."),
-        errors={"503": _error("Not ready yet.")}, auth=False,
+        errors={"503": _error("Not ready yet.")}, role=None, checks_input=False,
     )},
     "/metrics": {"get": _op(
         "metrics", "Prometheus metrics (text format 0.0.4).",
-        {"description": "Prometheus exposition.", "content": {"text/plain": {
-            "schema": {"type": "string"}}}},
+        {"description": "Prometheus exposition (charset utf-8).",
+         "content": {METRICS: {"schema": {"type": "string"}}}},
+        checks_input=False,
     )},
     "/openapi.json": {"get": _op(
-        "openapi", "This document.", _json(ANY_OBJECT, "OpenAPI 3.0."), auth=False,
+        "openapi", "This document.", _json(ANY_OBJECT, "OpenAPI 3.0."), role=None,
+        checks_input=False,
     )},
 }
 
 
-def document() -> dict[str, Any]:
-    """The whole OpenAPI document."""
+def _without_auth(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {path: {method: {**op, "responses": {status: response
+                                                for status, response in op["responses"].items()
+                                                if status not in ("401", "403")}}
+                   for method, op in item.items()}
+            for path, item in paths.items()}
+
+
+def document(tokens: bool = True) -> dict[str, Any]:
+    """The whole OpenAPI document; `tokens`: whether the server has tokens (else no auth at all)."""
     return {
         "openapi": "3.0.3",
         "info": {"title": "cauditd API", "version": __version__,
-                 "description": "Findings, rules, containers, flows and alerts of cauditd."},
-        "paths": PATHS,
+                 "description": "Findings, rules, containers, flows and alerts of cauditd. "
+                                "Every error is JSON {error, detail}, except a request the HTTP "
+                                "parser refuses (plain text 400). Another method on a documented "
+                                "path is a 405 (MethodNotAllowed) whose Allow header lists the "
+                                "right ones; an undocumented path is a 404."},
+        "paths": PATHS if tokens else _without_auth(PATHS),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"MethodNotAllowed": METHOD_NOT_ALLOWED,
+                          "NotFound": _error("No route has this path.")},
         },
-        "security": [{"bearer": []}, {}],
+        "security": [{"bearer": []}] if tokens else [],
     }
 
 
-def operations() -> dict[tuple[str, str], str]:
-    """(METHOD, path) -> operationId, for checking the route table against the document."""
-    return {(method.upper(), path): op["operationId"]
+def operations() -> dict[tuple[str, str], str | None]:
+    """(METHOD, path) -> the role the document says it needs, to check against app.ROUTES."""
+    return {(method.upper(), path): op["x-role"]
             for path, item in PATHS.items() for method, op in item.items()}
