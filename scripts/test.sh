@@ -5,4 +5,5 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 .venv/bin/ruff check daemon tests bench
+.venv/bin/mypy
 .venv/bin/pytest -ra "$@"

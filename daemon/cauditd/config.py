@@ -315,10 +315,10 @@ def _section_markdown(title: str, cls: type) -> list[str]:
     hints = typing.get_type_hints(cls)
     lines = [f"### `[{title}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
     nested: list[tuple[str, type]] = []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cls):
         hint = hints[f.name]
         item = (typing.get_args(hint) or (None,))[0]
-        if dataclasses.is_dataclass(item):
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
             nested.append((f"{title}.{f.name}", item))
         meaning = f.metadata.get("doc", "")
         lines.append(f"| `{f.name}` | {_type_text(hint)} | {_default_text(f)} | {meaning} |")
