@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE))
 
 from common import DOCS, Result, machine, not_available  # noqa: E402
 
-BUILT_IN = ("overhead", "footprint", "latency")
+BUILT_IN = ("overhead", "footprint", "latency", "throughput")
 OUTPUT = DOCS / "performance.md"
 MAX_BARE_SPREAD = 0.3
 
