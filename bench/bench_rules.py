@@ -107,10 +107,18 @@ def run(quick: bool) -> list[Result]:
     events = workload()
     seconds, repeats = (0.3, 1) if quick else (1.0, 3)
     default = load_ruleset([default_rules_dir()])
-    result = Result(title=TITLE, columns=[
-        "rules", "on the workload's event types", "on other event types", "load+compile"])
-    result.rows.append([f"default rule set ({len(default)})",
-                        cell(measure(default, events, seconds, repeats)), "", ""])
+    result = Result(
+        title=TITLE,
+        columns=["rules", "on the workload's event types", "on other event types", "load+compile"],
+    )
+    result.rows.append(
+        [
+            f"default rule set ({len(default)})",
+            cell(measure(default, events, seconds, repeats)),
+            "",
+            "",
+        ]
+    )
     series: dict[str, dict[int, float]] = {"same": {}, "other": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for count in COUNTS:

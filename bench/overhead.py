@@ -48,9 +48,9 @@ class Plan:
 
     def __init__(self, quick: bool) -> None:
         self.rounds = 3 if quick else 5
-        self.loop_s = 0.5 if quick else 2.0
-        self.web_s = 2 if quick else 3
-        self.archive_copies = 6 if quick else 20
+        self.loop_s = 0.3 if quick else 2.0
+        self.web_s = 1 if quick else 3
+        self.archive_copies = 4 if quick else 20
 
 
 # --- watchers ---------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def run_module(name: str, quick: bool) -> tuple[list[Result], float]:
 
 # Bench scripts other parts ship as command-line tools: their arguments for quick and full runs.
 CLI_ADAPTERS: dict[str, tuple[list[str], list[str]]] = {
-    "bench_consumer": (["2"], ["5"]),
+    "bench_consumer": (["1"], ["5"]),
 }
 
 

@@ -77,17 +77,26 @@ def run(quick: bool) -> list[Result]:
     try:
         require_root()
         require_docker()
-        rates = (25_000, 50_000, 100_000, 0) if quick else (10_000, 25_000, 50_000, 75_000,
-                                                             100_000, 150_000, 200_000, 0)
-        seconds, rounds = (2.0, 1) if quick else (3.0, 2)
+        rates = (
+            (50_000, 100_000, 0)
+            if quick
+            else (10_000, 25_000, 50_000, 75_000, 100_000, 150_000, 200_000, 0)
+        )
+        seconds, rounds = (1.5, 1) if quick else (3.0, 2)
         with Containers() as containers:
             containers.start(WORKLOAD, ["sleep", "900"], ["--network", "none"])
             daemon_runs, syscalls = daemon_path(containers, rates, seconds, rounds)
             decode_runs = asyncio.run(decode_path(syscalls, rates, seconds, rounds))
     except Unavailable as exc:
         return [not_available(TITLE, str(exc))]
-    return [table({"daemon (full rule set)": daemon_runs, "decode alone": decode_runs},
-                  seconds, rounds, syscalls)]
+    return [
+        table(
+            {"daemon (full rule set)": daemon_runs, "decode alone": decode_runs},
+            seconds,
+            rounds,
+            syscalls,
+        )
+    ]
 
 
 # --- the daemon path --------------------------------------------------------------------------
@@ -114,8 +123,14 @@ def daemon_point(
     before, cpu0 = counters(daemon), daemon.cpu_seconds()
     out = containers.exec(WORKLOAD, loop_command(seconds, asked), timeout=seconds + 60)
     after = settle(lambda: counters(daemon))
-    return Point(asked, ops_rate(out), after[0] - before[0], after[1] - before[1], seconds,
-                 daemon.cpu_seconds() - cpu0)
+    return Point(
+        asked,
+        ops_rate(out),
+        after[0] - before[0],
+        after[1] - before[1],
+        seconds,
+        daemon.cpu_seconds() - cpu0,
+    )
 
 
 def stats(daemon: CauditdProcess) -> dict[str, Any]:
@@ -186,8 +201,16 @@ async def decode_path(
                 out = await docker_exec(loop_command(seconds, asked), seconds + 60)
                 await asyncio.sleep(SETTLE_S)
                 lost = probes.poll_lost()
-                points.append(Point(asked, ops_rate(out), delivered[0] - before, lost, seconds,
-                                    proc_cpu_seconds(os.getpid()) - cpu0))
+                points.append(
+                    Point(
+                        asked,
+                        ops_rate(out),
+                        delivered[0] - before,
+                        lost,
+                        seconds,
+                        proc_cpu_seconds(os.getpid()) - cpu0,
+                    )
+                )
     finally:
         await probes.stop()
         await registry.stop()
@@ -269,10 +292,21 @@ def plot(paths: dict[str, list[Point]]) -> str:
         ordered = sorted(points, key=lambda p: p.offered)
         xs = [p.offered / 1000 for p in ordered]
         top = max([top, *xs])
-        ax.plot(xs, [p.rate / 1000 for p in ordered], marker="o", color=color,
-                label=f"{label}: processed")
-        ax.plot(xs, [p.lost / p.seconds / 1000 for p in ordered], marker="x", linestyle="--",
-                color=color, label=f"{label}: lost")
+        ax.plot(
+            xs,
+            [p.rate / 1000 for p in ordered],
+            marker="o",
+            color=color,
+            label=f"{label}: processed",
+        )
+        ax.plot(
+            xs,
+            [p.lost / p.seconds / 1000 for p in ordered],
+            marker="x",
+            linestyle="--",
+            color=color,
+            label=f"{label}: lost",
+        )
     ax.plot([0, top], [0, top], color="grey", linewidth=0.8, label="processed = offered")
     ax.set_xlabel("offered events/s (thousands)")
     ax.set_ylabel("events/s (thousands)")
