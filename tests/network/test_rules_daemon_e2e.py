@@ -31,6 +31,7 @@ from tests.harness import DaemonProcess, write_config
 LEARNING_S = 3
 LARGE_BYTES = 5_000_000
 SWEEP_HOSTS = 12
+SWEEP_FIRST = 120  # sweep targets .120-.131: outside the disallowed CIDR (.96/28: .96-.111)
 DNS_NAME = "web.cauditd.test"
 WITNESS_DGA = "q8zk3v7mx2p9wj4tbn.com"  # a notice for C: proves C's earlier events were matched
 
@@ -130,7 +131,7 @@ def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
                 prefix + ip, TEST_IMAGE, *cmd)
         pids = {r: int(_sh("docker", "inspect", "-f", "{{.State.Pid}}", n))
                 for r, n in names.items()}
-        for extra in ["100", *(str(110 + i) for i in range(SWEEP_HOSTS))]:
+        for extra in ["100", *(str(SWEEP_FIRST + i) for i in range(SWEEP_HOSTS))]:
             _in_netns(pids["b"], "ip", "addr", "add", f"{prefix}{extra}/32", "dev", "eth0")
         for meta in ("169.254.169.254", "169.254.169.253"):
             _in_netns(pids["b"], "ip", "addr", "add", f"{meta}/32", "dev", "eth0")
@@ -229,7 +230,7 @@ def test_port_scan_fires_exactly_once(bridge: Bridge) -> None:
 
 
 def test_icmp_sweep(bridge: Bridge) -> None:
-    hosts = " ".join(f"{bridge.prefix}{110 + i}" for i in range(SWEEP_HOSTS))
+    hosts = " ".join(f"{bridge.prefix}{SWEEP_FIRST + i}" for i in range(SWEEP_HOSTS))
     bridge.exec("a", f"for h in {hosts}; do ping -c 1 -W 1 $h >/dev/null; done; true")
     found = bridge.wait_findings("ICMP sweep from container", "a")
     assert len(found) == 1
@@ -286,7 +287,7 @@ def test_lookalikes_fire_nothing(bridge: Bridge) -> None:
                      " done; true")
     bridge.exec("c", " ".join(f"nc -w 1 {b} {p} </dev/null;" for p in range(9000, 9010))
                 + " true")
-    hosts = " ".join(f"{bridge.prefix}{110 + i}" for i in range(3))
+    hosts = " ".join(f"{bridge.prefix}{SWEEP_FIRST + i}" for i in range(3))
     bridge.exec("c", f"for h in {hosts}; do ping -c 2 -W 1 $h >/dev/null; done; true")
     assert bridge.exec("c", f"wget -q -O - http://{b}:8080/index.html").strip() == "hello"
     bridge.exec("b", "sleep 30 | nc -l -p 5002 >/dev/null", detach=True)
@@ -336,8 +337,9 @@ def test_flows_and_dns_through_api_and_cauditctl(bridge: Bridge) -> None:
         time.sleep(0.2)
     assert len(flows) == 1 and flows[0]["bytes"] >= 300_000
     assert DNS_NAME in flows[0]["peer_names"]
+    # nslookup asks A and AAAA at once; dnsd answers only the A (the AAAA response is empty)
     answers = [d for d in bridge.network("/v1/dns", container=c, name="cauditd.test")
-               if d["type"] == "dns_response" and d["name"] == DNS_NAME]
+               if d["type"] == "dns_response" and d["name"] == DNS_NAME and d["qtype"] == "A"]
     assert answers and answers[0]["answers"] == [bridge.b_ip]
     ctl = [str(REPO / ".venv/bin/cauditctl"), "--url", bridge.daemon.api_url, "--json"]
     shown = json.loads(_sh(*ctl, "flows", "--container", c, "--port", "5003"))

@@ -16,6 +16,8 @@ FLOW_KEY = struct.Struct("<IBBBx16s16sHH")  # struct flow_key in probes/net.c
 FLOW_STATS = struct.Struct("<QQQQIB3x")  # struct flow_stats
 DIRECTIONS = {1: "egress", 2: "ingress"}
 PROTOS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+DIRECTION_NUMBERS = {name: number for number, name in DIRECTIONS.items()}
+PROTO_NUMBERS = {name: number for number, name in PROTOS.items()}
 FLOW_REPLY = 1
 FLOW_MIDSTREAM = 2
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -48,6 +50,19 @@ class FlowKey:
             sip=str(ipaddress.ip_address(saddr[:size])), sport=sport,
             dip=str(ipaddress.ip_address(daddr[:size])), dport=dport,
         )
+
+    def pack(self) -> bytes:
+        """The kernel's struct flow_key for this flow (a map key)."""
+        sip, dip = ipaddress.ip_address(self.sip), ipaddress.ip_address(self.dip)
+        return FLOW_KEY.pack(
+            self.ifindex, DIRECTION_NUMBERS[self.direction], sip.version,
+            PROTO_NUMBERS[self.l4proto], sip.packed.ljust(16, b"\0"),
+            dip.packed.ljust(16, b"\0"), self.sport, self.dport)
+
+    def reverse(self) -> FlowKey:
+        """The flow of the answers: same interface, the other direction, ends swapped."""
+        return FlowKey(self.ifindex, "ingress" if self.direction == "egress" else "egress",
+                       self.l4proto, self.dip, self.dport, self.sip, self.sport)
 
     @property
     def peer(self) -> str:

@@ -77,9 +77,12 @@ class ListenPorts:
             if len(known) < MAX_PORTS:
                 known.update(ports)
 
-    def first_seen(self, container_id: str, proto: str, port: int) -> bool:
-        """An inbound flow to `port`: True if the container listens on it now, did not while
-        learning, and never took a connection on it before (the port becomes known)."""
+    def first_seen(self, container_id: str, proto: str, port: int,
+                   answered: Callable[[], bool] = lambda: False) -> bool:
+        """An inbound flow to `port`: True if the container serves it (`answered`: it accepted
+        the flow, a SYN-ACK or a UDP reply; or a socket of it holds the port now), did not
+        listen on it while learning, and never took a connection on it before (the port
+        becomes known)."""
         profile = self._profiles.get(container_id)
         if profile is None or proto not in profile.known:
             return False
@@ -89,7 +92,9 @@ class ListenPorts:
         if self._clock() <= profile.learn_until:
             known.add(port)  # still learning: the port is part of the baseline
             return False
-        if port not in self._read_ports(profile.pid, any_state=True)[proto]:
+        # A short connection is over (its sockets gone) before the flow_new record is read,
+        # so the kernel's answer flow is checked first; /proc covers a flow not answered yet.
+        if not answered() and port not in self._read_ports(profile.pid, any_state=True)[proto]:
             return False  # no socket on it: a probe of a closed port (the scan rules' business)
         known.add(port)
         return True

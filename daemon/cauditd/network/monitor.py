@@ -22,7 +22,7 @@ from cauditd.config import NetworkConfig
 from cauditd.containers.registry import ContainerRegistry
 from cauditd.events import _MONO_TO_WALL_NS, ContainerInfo, DnsEvent, Event, FlowEvent
 from cauditd.network import dns, tc, veth
-from cauditd.network.flows import TCP_SYN, FlowKey, FlowLog, FlowRecord, FlowStats
+from cauditd.network.flows import TCP_ACK, TCP_SYN, FlowKey, FlowLog, FlowRecord, FlowStats
 from cauditd.network.history import NetworkHistory
 from cauditd.network.listen import ListenPorts
 from cauditd.tasks import create_task
@@ -400,13 +400,27 @@ class NetworkMonitor:
         event.peer_names = self._names.names(event.container.id, key.peer)
         midstream = event.l4proto == "tcp" and not event.tcp_flags & TCP_SYN
         if event.direction == "ingress" and event.l4proto in ("tcp", "udp") and \
-                self._listen.first_seen(event.container.id, event.l4proto, event.dport):
+                self._listen.first_seen(event.container.id, event.l4proto, event.dport,
+                                        lambda: self._answered(key)):
             event.port_first_seen = True
             self.counters["new_inbound_ports"] += 1
         self._flows.opened(FlowRecord(
             container=event.container, key=key, first_ns=event.first_ns, last_ns=event.last_ns,
             packets=1, bytes=event.bytes, tcp_flags=event.tcp_flags, midstream=midstream,
             peer_names=event.peer_names))
+
+    def _answered(self, key: FlowKey) -> bool:
+        """The container answered the flow `key` opened: the kernel holds its reverse flow,
+        with a SYN-ACK for TCP (a closed port answers RST), any packet for UDP."""
+        if self._bpf is None:
+            return False
+        table = self._bpf["flows"]
+        try:
+            raw = table[table.Key.from_buffer_copy(key.reverse().pack())]
+        except KeyError:
+            return False
+        stats = FlowStats.unpack(bytes(raw))
+        return key.l4proto != "tcp" or stats.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
 
     def _dns_seen(self, event: DnsEvent) -> None:
         response = event.type == "dns_response"
