@@ -66,6 +66,7 @@ BPF_TABLE("lru_hash", u32, u32, parent_of, 8192);
 #define EVENT_SYSCALL 2
 #define EVENT_FORK 3
 #define EVENT_EXIT 4
+#define EVENT_CGROUP 5
 
 struct event_header {
     u64 ts_ns;

@@ -125,3 +125,26 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
     return 0;
 }
+
+/* cgroup2 directories as the kernel makes them (root 0 is the default hierarchy; the v1
+ * hierarchies of a hybrid host have ids of their own). User space learns id -> path before the
+ * cgroup's first process runs, so a container gone within milliseconds is still named. */
+struct cgroup_record {
+    struct event_header h;
+    char path[PATH_MAX_CAPTURE];
+};
+
+TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
+{
+    if (args->root != 0)
+        return 0;
+    struct cgroup_record *rec = events.ringbuf_reserve(sizeof(*rec));
+    if (!rec) {
+        count_lost();
+        return 0;
+    }
+    fill_header(&rec->h, EVENT_CGROUP, args->id);
+    TP_DATA_LOC_READ_STR(rec->path, path, sizeof(rec->path));
+    events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+    return 0;
+}

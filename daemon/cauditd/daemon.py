@@ -25,7 +25,7 @@ from cauditd.config import Config
 from cauditd.containers.holdback import MetadataHoldBack
 from cauditd.containers.registry import ContainerRegistry
 from cauditd.detection import Detector
-from cauditd.events import Event, ExecEvent, event_to_json
+from cauditd.events import CgroupEvent, Event, ExecEvent, event_to_json
 from cauditd.network import NetworkMonitor
 from cauditd.probes.syscall import SyscallProbes
 from cauditd.proctable import ProcessTable
@@ -149,6 +149,9 @@ class Daemon:
     def _on_events(self, batch: list[Event]) -> None:
         resolve = self.registry.resolve
         for event in batch:
+            if isinstance(event, CgroupEvent):
+                self.registry.tree.created(event.cgroup_id, event.path)
+                continue
             container = resolve(getattr(event, "cgroup_id", 0))
             if container is None:
                 continue

@@ -211,6 +211,15 @@ class NetSyscallEvent(SyscallEvent):
 
 
 @dataclass(slots=True, kw_only=True)
+class CgroupEvent(Event):
+    """The kernel made a cgroup (cgroup_mkdir): for the container registry, never for rules."""
+
+    source: ClassVar[str] = "internal"
+    cgroup_id: int = 0
+    path: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
 class NetworkEvent(Event):
     """An event of the network source, seen on a container's host-side veth."""
 

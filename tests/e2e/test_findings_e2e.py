@@ -48,7 +48,9 @@ def config(tmp_path: Path, rules_dir: Path) -> Path:
 def start_daemon(config: Path) -> Iterator[Any]:
     started: list[DaemonProcess] = []
 
-    def start() -> DaemonProcess:
+    def start(extra: str = "") -> DaemonProcess:
+        if extra:
+            config.write_text(config.read_text() + extra)
         proc = DaemonProcess(config)
         started.append(proc)
         return proc.wait_ready()
@@ -171,3 +173,23 @@ def test_reload_refuses_a_broken_rule_set_and_keeps_detecting(
     (rules_dir / "broken.toml").unlink()
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for("rules reloaded")
+
+
+def test_containers_gone_within_milliseconds_are_still_named(
+    start_daemon: Any, containers: Containers
+) -> None:
+    """Each container lives for one file creation and the ring buffer is drained only every
+    1.5 s: its cgroup is gone before user space could look it up in the tree, so the id must
+    come from the kernel's cgroup_mkdir record."""
+    daemon = start_daemon("[probes]\npoll_interval_ms = 1500\n")
+    names = [f"cauditd-t-short-{i}" for i in range(5)]
+    for name in names:
+        result = containers.run(
+            "sh", "-c", f": > /tmp/mark-{name}", name=name, options=("--network", "none")
+        )
+        assert result.returncode == 0, result.stderr
+    for name in names:
+        full_id = containers.inspect_id(name)
+        found = wait_findings(daemon, rule="Test marker file", container=full_id[:12])
+        assert found[0]["container"]["full_id"] == full_id
+        assert found[0]["output_fields"]["fd.name"] == f"/tmp/mark-{name}"

@@ -98,23 +98,34 @@ def find_cgroup2_root(configured: str = "") -> Path:
     raise FileNotFoundError("no cgroup2 file system is mounted")
 
 
+MAX_CREATED = 4096  # cgroups remembered from cgroup_mkdir, oldest dropped first
+
+
 class CgroupTree:
     """Maps cgroup ids to paths relative to the cgroup2 root, rescanning on a miss."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._paths: dict[int, str] = {}
+        self._created: dict[int, str] = {}
 
     def cgroup_id(self, path: str) -> int:
         return os.stat(self.root / path.lstrip("/")).st_ino
 
     def path(self, cgroup_id: int) -> str | None:
         """The path of a cgroup id, rescanning the tree once when it is not known."""
-        found = self._paths.get(cgroup_id)
+        found = self._paths.get(cgroup_id) or self._created.get(cgroup_id)
         if found is None:
             self.scan()
             found = self._paths.get(cgroup_id)
         return found
+
+    def created(self, cgroup_id: int, path: str) -> None:
+        """A cgroup the kernel just made (cgroup_mkdir): remembered even once it is removed, so
+        a container that lived for milliseconds can still be named from its events."""
+        if len(self._created) >= MAX_CREATED:
+            self._created.pop(next(iter(self._created)))
+        self._created[cgroup_id] = path
 
     def scan(self) -> dict[int, str]:
         """Walk the whole tree (a few thousand directories on a busy node)."""
@@ -131,6 +142,7 @@ class CgroupTree:
 
     def forget(self, cgroup_id: int) -> None:
         self._paths.pop(cgroup_id, None)
+        self._created.pop(cgroup_id, None)
 
     def watch_roots(self, extra: Iterable[str] = ()) -> dict[int, str]:
         """Existing parents of container cgroups (see WATCH_ROOT_NAMES, plus `extra` top-level

@@ -13,6 +13,7 @@ import struct
 from collections.abc import Callable
 
 from cauditd.events import (
+    CgroupEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -33,6 +34,7 @@ EVENT_EXEC = 1
 EVENT_SYSCALL = 2
 EVENT_FORK = 3
 EVENT_EXIT = 4
+EVENT_CGROUP = 5
 
 ARGV_MAX = 16
 ARG_LEN = 128
@@ -45,6 +47,7 @@ CREAT_FLAGS = 0o1101  # O_CREAT | O_WRONLY | O_TRUNC, what creat() means
 EXEC = struct.Struct(HEADER.format + f"IIII256s{ARGV_MAX * ARG_LEN}s")
 FORK = struct.Struct(HEADER.format + "IIQII")
 EXIT = struct.Struct(HEADER.format + "iI")
+CGROUP = struct.Struct(HEADER.format + "256s")
 SYSCALL = struct.Struct(HEADER.format + "IIq6QQII256s256s")
 
 _FORK_TYPES = {0: "clone", 56: "clone", 57: "fork", 58: "vfork", 435: "clone3"}
@@ -229,7 +232,13 @@ def _net_event(
     return ev
 
 
+def decode_cgroup(raw: Record) -> CgroupEvent:
+    ts, cgroup_id, *_header, path = CGROUP.unpack_from(raw)
+    return CgroupEvent(type="cgroup_mkdir", ts_ns=ts, cgroup_id=cgroup_id, path=cstr(path))
+
+
 DECODERS: dict[int, Callable[[Record], Event | None]] = {
+    EVENT_CGROUP: decode_cgroup,
     EVENT_EXEC: decode_exec,
     EVENT_SYSCALL: decode_syscall,
     EVENT_FORK: decode_fork,
