@@ -69,3 +69,21 @@ def test_flow_key_packs_as_the_kernel_keys_it(sip: str, dip: str) -> None:
     assert len(key.pack()) == FLOW_KEY.size
     assert key.reverse() == FlowKey(7, "egress", "tcp", dip, 7000, sip, 40000)
     assert key.reverse().reverse() == key
+
+
+def test_learning_samples_every_interval_then_once_at_the_end() -> None:
+    """/proc/<pid>/net/tcp costs milliseconds per read: not at every 0.5 s poll."""
+    clock = Clock()
+    reads: list[float] = []
+
+    def read(pid: int, *, any_state: bool = False) -> dict[str, set[int]]:
+        reads.append(clock.now)
+        return {"tcp": {8080}, "udp": set()}
+
+    ports = ListenPorts(60, clock=clock, read_ports=read)
+    ports.track(CID, 4242)
+    for _ in range(160):  # 80 s of polls every 0.5 s
+        clock.now += 0.5
+        ports.sample_learning()
+    offsets = [t - 100.0 for t in reads]
+    assert offsets == [0.0, *(5.0 * i for i in range(1, 13))]  # 0, 5, ..., 60, then never

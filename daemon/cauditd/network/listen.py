@@ -10,12 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from math import inf
 
 TCP_LISTEN = "0A"
 UDP_UNCONNECTED = "07"  # a bound UDP socket with no peer: the UDP way to "listen"
 SOCKET_TABLES = (("tcp", TCP_LISTEN), ("tcp6", TCP_LISTEN), ("udp", UDP_UNCONNECTED),
                  ("udp6", UDP_UNCONNECTED))
 MAX_PORTS = 4096  # per container; a container serving more ports than this is not profiled
+# Reading /proc/<pid>/net/tcp walks the kernel's whole TCP hash (~4.6 ms even with no sockets):
+# sampled at every 0.5 s poll it cost ~1.8% of a core per learning container.
+SAMPLE_INTERVAL_S = 5.0
 
 
 def listening_ports(pid: int, *, any_state: bool = False) -> dict[str, set[int]]:
@@ -40,6 +44,7 @@ def listening_ports(pid: int, *, any_state: bool = False) -> dict[str, set[int]]
 class _Profile:
     pid: int
     learn_until: float
+    next_sample: float = 0.0
     known: dict[str, set[int]] = field(default_factory=lambda: {"tcp": set(), "udp": set()})
 
 
@@ -62,16 +67,20 @@ class ListenPorts:
         self._profiles.pop(container_id, None)
 
     def sample_learning(self) -> None:
-        """Add the listening ports of every container still learning (each poll)."""
+        """Add the listening ports of the containers still learning, each every
+        SAMPLE_INTERVAL_S, with one last sample at or after the end of its learning period."""
         now = self._clock()
         for container_id, profile in list(self._profiles.items()):
-            if now <= profile.learn_until:
+            if now >= profile.next_sample:
                 self.sample(container_id)
 
     def sample(self, container_id: str) -> None:
         profile = self._profiles.get(container_id)
         if profile is None:
             return
+        now = self._clock()
+        learning = now < profile.learn_until
+        profile.next_sample = min(now + SAMPLE_INTERVAL_S, profile.learn_until) if learning else inf
         for proto, ports in self._read_ports(profile.pid).items():
             known = profile.known[proto]
             if len(known) < MAX_PORTS:
