@@ -30,6 +30,7 @@ from tests.harness import DaemonProcess, write_config
 
 LEARNING_S = 3
 LARGE_BYTES = 5_000_000
+CONTAINER_BYTES = 12_000_000  # two of test_large_egress_volume's 8 MB flows, not one
 SWEEP_HOSTS = 12
 SWEEP_FIRST = 120  # sweep targets .120-.131: outside the disallowed CIDR (.96/28: .96-.111)
 DNS_NAME = "web.cauditd.test"
@@ -99,6 +100,11 @@ def _user_rules(path: Path, prefix: str) -> Path:
         "[macros]\n"
         f'large_egress_volume = {{ condition = "net.bytes > {LARGE_BYTES}", '
         'override = "replace" }\n'
+        "[[rules]]\n"
+        'name = "Large egress volume from container"\n'
+        f'threshold = {{ count = {CONTAINER_BYTES}, within = "10m", by = ["container.id"], '
+        'sum = "net.bytes" }\n'
+        'override = { threshold = "replace" }\n'
     )
     return path
 
@@ -258,6 +264,16 @@ def test_large_egress_volume(bridge: Bridge) -> None:
                      f"nc -w 2 {bridge.b_ip} 5001; true")
     found = bridge.wait_findings("Large egress volume", "a")
     assert len(found) == 1 and int(found[0]["output_fields"]["net.bytes"]) > 8_000_000
+    assert bridge.findings("Large egress volume from container", "a") == []  # 8 of 12 MB
+    bridge.exec("b", "sleep 30 | nc -l -p 5003 >/dev/null", detach=True)
+    deadline = time.monotonic() + 10
+    while ":5003 " not in bridge.exec("b", "netstat -ltn"):
+        assert time.monotonic() < deadline, "B never listened on 5003"
+        time.sleep(0.1)
+    bridge.exec("a", f"dd if=/dev/zero bs=1000 count=8000 2>/dev/null | "
+                     f"nc -w 2 {bridge.b_ip} 5003; true")
+    total = bridge.wait_findings("Large egress volume from container", "a")
+    assert len(total) == 1, "the second 8 MB flow brings A's sum over 12 MB: one finding"
 
 
 # --- negatives: C does the look-alikes -------------------------------------------------------
@@ -274,6 +290,7 @@ LOOKALIKES = {
     "ICMP sweep from container": "3 hosts pinged (threshold 10)",
     "Inbound connection to new port": "C fetches B:8080, in B's baseline",
     "Large egress volume": "1 MB (macro lowered to 5 MB)",
+    "Large egress volume from container": "1 MB in total (threshold lowered to 12 MB)",
 }
 
 

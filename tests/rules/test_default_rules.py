@@ -28,6 +28,7 @@ from tests.rules.synth import (
     syscall,
 )
 
+NS = 1_000_000_000
 RULESET = load_ruleset([default_rules_dir()])
 SHIM = RUNC
 CAT = proc("/bin/cat", "cat")
@@ -177,6 +178,20 @@ def test_default_rule(rule: str, positive: Event, negative: Event) -> None:
                                      ts_ns=i) for i in range(25)], 1),
     ("Many NXDOMAIN responses", [dns(f"x{i}.com", evt_type="dns_response", rcode="NOERROR",
                                      ts_ns=i) for i in range(25)], 0),
+    # 3 x 400 MiB of finished egress flows within a minute reach 1 GiB; 2 do not, nor 3
+    # spread over 30 minutes, nor ingress.
+    ("Large egress volume from container", [
+        flow(f"10.0.0.{i}", 443, evt_type="flow_end", nbytes=400 << 20, ts_ns=i * NS)
+        for i in range(3)], 1),
+    ("Large egress volume from container", [
+        flow(f"10.0.0.{i}", 443, evt_type="flow_end", nbytes=400 << 20, ts_ns=i * NS)
+        for i in range(2)], 0),
+    ("Large egress volume from container", [
+        flow(f"10.0.0.{i}", 443, evt_type="flow_end", nbytes=400 << 20, ts_ns=i * 900 * NS)
+        for i in range(3)], 0),
+    ("Large egress volume from container", [
+        flow(f"10.0.0.{i}", 443, evt_type="flow_end", nbytes=400 << 20, ts_ns=i * NS,
+             direction="ingress") for i in range(3)], 0),
 ])
 def test_threshold_rules(rule: str, events: list[Event], count: int) -> None:
     engine = RuleEngine(load_ruleset([default_rules_dir()]), suppress_window_s=0)

@@ -40,7 +40,7 @@ RULE_KEYS = frozenset((
 APPENDABLE = frozenset(("condition", "output", "desc", "description", "tags", "exceptions"))
 REPLACEABLE = RULE_KEYS - {"name", "rule", "override"}
 EXCEPTION_KEYS = frozenset(("name", "fields", "comps", "values"))
-THRESHOLD_KEYS = frozenset(("count", "within", "by", "distinct", "max_keys"))
+THRESHOLD_KEYS = frozenset(("count", "within", "by", "distinct", "sum", "max_keys"))
 
 
 def default_rules_dir() -> Path:
@@ -520,14 +520,18 @@ def _threshold(value: Any, where: Where) -> Threshold | None:
     except ValueError:
         raise SchemaError(f"threshold.within: bad duration {value.get('within')!r} "
                           '(e.g. "10s", "500ms", "5m")', where) from None
-    distinct = value.get("distinct")
-    if distinct is not None and not isinstance(distinct, str):
-        raise SchemaError("threshold.distinct must be a field name", where)
+    distinct, total = value.get("distinct"), value.get("sum")
+    for key, name in (("distinct", distinct), ("sum", total)):
+        if name is not None and not isinstance(name, str):
+            raise SchemaError(f"threshold.{key} must be a field name", where)
+    if distinct and total:
+        raise SchemaError("threshold takes distinct or sum, not both", where)
     spec = ThresholdSpec(
         count=count,
         within_ns=within,
         by=_field_list(value.get("by", ["container.id"]), "threshold.by", where),
         distinct=_resolve(distinct, "threshold.distinct", where) if distinct else None,
+        total=_resolve(total, "threshold.sum", where) if total else None,
         max_keys=max_keys,
     )
     return Threshold(spec)

@@ -1,7 +1,9 @@
-"""Threshold rules: fire once when `count` matches (or distinct values) occur `within` a window.
+"""Threshold rules: fire once when `count` matches (or distinct values, or the sum of a field)
+occur `within` a window.
 
 Memory is bounded: at most `max_keys` `by` keys (least recently seen evicted), and per key at
-most `count` timestamps or distinct values. Time is the events' own (kernel) clock.
+most `count` timestamps or distinct values, or SUM_BUCKETS partial sums. Time is the events'
+own (kernel) clock.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from cauditd.events import Event
 
 NS = 1_000_000_000
+SUM_BUCKETS = 16  # a sum's window is kept as this many partial sums (bounded, 1/16 precision)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,7 @@ class ThresholdSpec:
     within_ns: int
     by: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
     distinct: tuple[str, Callable[[Event], Any]] | None = None
+    total: tuple[str, Callable[[Event], Any]] | None = None  # `sum`: add this field's values
     max_keys: int = 10000
 
 
@@ -31,6 +35,7 @@ class ThresholdSpec:
 class _Window:
     times: deque[int] = field(default_factory=deque)
     distinct: dict[Any, int] = field(default_factory=dict)
+    sums: dict[int, int] = field(default_factory=dict)  # bucket index -> partial sum
     muted_until: int = 0
 
 
@@ -57,6 +62,8 @@ class Threshold:
         now = event.ts_ns
         if now < window.muted_until:
             return False
+        if self.spec.total is not None:
+            return self._sum(window, now, self.spec.total[1](event))
         if self.spec.distinct is None:
             return self._count(window, now)
         return self._distinct(window, now, self.spec.distinct[1](event))
@@ -82,9 +89,23 @@ class Threshold:
             return False
         return self._fire(window, now)
 
+    def _sum(self, window: _Window, now: int, value: Any) -> bool:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        width = max(1, self.spec.within_ns // SUM_BUCKETS)
+        bucket = now // width
+        sums = window.sums
+        sums[bucket] = sums.get(bucket, 0) + int(value)
+        for old in [b for b in sums if b <= bucket - SUM_BUCKETS]:
+            del sums[old]
+        if sum(sums.values()) < self.spec.count:
+            return False
+        return self._fire(window, now)
+
     def _fire(self, window: _Window, now: int) -> bool:
         window.times.clear()
         window.distinct.clear()
+        window.sums.clear()
         window.muted_until = now + self.spec.within_ns
         return True
 
