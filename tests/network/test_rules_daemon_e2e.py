@@ -52,6 +52,14 @@ class Bridge:
     def banned_ip(self) -> str:
         return self.prefix + "100"  # on B, in the CIDR appended to the disallowed list
 
+    def sink_on_b(self, port: int) -> None:
+        """B accepts one TCP connection on `port` and discards what it receives."""
+        self.exec("b", f"sleep 30 | nc -l -p {port} >/dev/null", detach=True)
+        deadline = time.monotonic() + 10
+        while f":{port} " not in self.exec("b", "netstat -ltn"):
+            assert time.monotonic() < deadline, f"B never listened on {port}"
+            time.sleep(0.1)
+
     def exec(self, who: str, script: str, *, detach: bool = False) -> str:
         cmd = ["docker", "exec", *(["-d"] if detach else []), self.names[who], "sh", "-c", script]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -255,23 +263,15 @@ def test_inbound_connection_to_new_port(bridge: Bridge) -> None:
 
 
 def test_large_egress_volume(bridge: Bridge) -> None:
-    bridge.exec("b", "sleep 30 | nc -l -p 5001 >/dev/null", detach=True)
-    deadline = time.monotonic() + 10
-    while ":5001 " not in bridge.exec("b", "netstat -ltn"):
-        assert time.monotonic() < deadline, "B never listened on 5001"
-        time.sleep(0.1)
+    bridge.sink_on_b(5001)
     bridge.exec("a", f"dd if=/dev/zero bs=1000 count=8000 2>/dev/null | "
                      f"nc -w 2 {bridge.b_ip} 5001; true")
     found = bridge.wait_findings("Large egress volume", "a")
     assert len(found) == 1 and int(found[0]["output_fields"]["net.bytes"]) > 8_000_000
     assert bridge.findings("Large egress volume from container", "a") == []  # 8 of 12 MB
-    bridge.exec("b", "sleep 30 | nc -l -p 5003 >/dev/null", detach=True)
-    deadline = time.monotonic() + 10
-    while ":5003 " not in bridge.exec("b", "netstat -ltn"):
-        assert time.monotonic() < deadline, "B never listened on 5003"
-        time.sleep(0.1)
+    bridge.sink_on_b(5004)
     bridge.exec("a", f"dd if=/dev/zero bs=1000 count=8000 2>/dev/null | "
-                     f"nc -w 2 {bridge.b_ip} 5003; true")
+                     f"nc -w 2 {bridge.b_ip} 5004; true")
     total = bridge.wait_findings("Large egress volume from container", "a")
     assert len(total) == 1, "the second 8 MB flow brings A's sum over 12 MB: one finding"
 
@@ -307,11 +307,7 @@ def test_lookalikes_fire_nothing(bridge: Bridge) -> None:
     hosts = " ".join(f"{bridge.prefix}{SWEEP_FIRST + i}" for i in range(3))
     bridge.exec("c", f"for h in {hosts}; do ping -c 2 -W 1 $h >/dev/null; done; true")
     assert bridge.exec("c", f"wget -q -O - http://{b}:8080/index.html").strip() == "hello"
-    bridge.exec("b", "sleep 30 | nc -l -p 5002 >/dev/null", detach=True)
-    deadline = time.monotonic() + 10
-    while ":5002 " not in bridge.exec("b", "netstat -ltn"):
-        assert time.monotonic() < deadline, "B never listened on 5002"
-        time.sleep(0.1)
+    bridge.sink_on_b(5002)
     bridge.exec("c", f"dd if=/dev/zero bs=1000 count=1000 2>/dev/null | nc -w 2 {b} 5002; true")
     deadline = time.monotonic() + 30
     while not [f for f in bridge.network("/v1/flows", container=bridge.names["c"], port="5002")
@@ -335,11 +331,7 @@ def test_lookalikes_fire_nothing(bridge: Bridge) -> None:
 # --- flows and DNS through the daemon's API and cauditctl -----------------------------------
 
 def test_flows_and_dns_through_api_and_cauditctl(bridge: Bridge) -> None:
-    bridge.exec("b", "sleep 30 | nc -l -p 5003 >/dev/null", detach=True)
-    deadline = time.monotonic() + 10
-    while ":5003 " not in bridge.exec("b", "netstat -ltn"):
-        assert time.monotonic() < deadline, "B never listened on 5003"
-        time.sleep(0.1)
+    bridge.sink_on_b(5003)
     bridge.exec("c", f"nslookup {DNS_NAME} {bridge.b_ip} >/dev/null; "
                      f"dd if=/dev/zero bs=1000 count=300 2>/dev/null | "
                      f"nc -w 2 {bridge.b_ip} 5003; true")
