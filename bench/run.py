@@ -202,10 +202,10 @@ def latency_note(results: Sequence[Result]) -> list[str]:
         return []
     return [
         f"Detection latency: p99 {max(default.values()):.0f} ms with the default store "
-        f"batching, {max(fast.values()):.0f} ms with short batches (same run). The age of the "
-        "store's write batch dominates the path to the API and to the webhook; a shorter default "
-        "`store.batch_ms`, or handing findings to alerts and the API before the SQLite commit, "
-        "removes it.",
+        f"batching, {max(fast.values()):.0f} ms with short batches (same run). What remains is "
+        "the store's write batch (`store.batch_ms`) and the ring buffer's drain interval; "
+        "handing findings to alerts and the API before the SQLite commit would remove the "
+        "first.",
         "",
     ]
 
@@ -215,12 +215,12 @@ Where that goes, for a traced call: the kernel side stashes the arguments at sys
 reserves and fills a record (several hundred bytes per syscall; ~2.4 KB per exec with its
 argv copied, plus fork and exit records) and user space decodes every record in Python. On a
 2-core machine the Python consumer competes for the same cores as the workload, so each event
-costs the workload twice: once in the kernel, once in the consumer's CPU time. What would
-remove most of it: stop emitting events no rule can match, in the kernel (the rules' needed
-syscalls, and path or flag prefilters derived from their conditions, e.g. only opens of
-sensitive paths or with write flags), and aggregate repeats in a kernel map instead of one
-record per call; for what must reach user space, decode batches straight from the ring
-buffer's mmap'd pages (`struct.iter_unpack`) rather than one ctypes callback per record."""
+costs the workload twice: once in the kernel, once in the consumer's CPU time. Syscalls no
+rule uses are already dropped in the kernel (the rules' needed syscalls) and records are read
+from the ring buffer's mmap'd pages in batches. What would remove most of the rest: prefilters
+derived from the rules' conditions, applied in the kernel (e.g. only opens of sensitive paths or
+with write flags), repeats aggregated in a kernel map instead of one record per call, and a
+decode that builds no event object for records no rule can match."""
 
 
 def noise_note(results: Sequence[Result]) -> str:
