@@ -210,7 +210,11 @@ class ProcessTable:
         live_cwd = _readlink(base / "cwd")  # empty once the process is gone
         cwd = live_cwd or proc.cwd
         exe = event.exe
-        if not exe.startswith("/"):
+        if exe == "/proc/self/exe" and proc.exe:
+            # Re-executing itself (runc does, to mount its binary read-only): the same image,
+            # so proc.name stays "runc" and the runtime's exceptions keep applying.
+            exe = proc.exe
+        elif not exe.startswith("/"):
             exe = posixpath.normpath(posixpath.join(cwd or "/", exe))
         # Only an exec through an fd path can be a memfd; reading /proc/<pid>/exe for others
         # could see a later exec of the same pid and mislabel this one.

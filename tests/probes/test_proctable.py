@@ -73,3 +73,17 @@ def test_upper_layer_lookup(tmp_path: object) -> None:
     shipped = ExecEvent(type="execve", ts_ns=2, container=C, pid=GONE + 1, exe="/bin/sh")
     table.apply(shipped)
     assert dropped.is_exe_upper_layer and not shipped.is_exe_upper_layer
+
+
+def test_reexec_through_proc_self_exe_keeps_the_image_name() -> None:
+    """runc re-executes /proc/self/exe inside the container's cgroup; its mounts must still
+    be runc's (the rules' runtime exceptions go by proc.name)."""
+    table = ProcessTable()
+    runc = ExecEvent(type="execve", ts_ns=1, container=C, pid=GONE, exe="/usr/sbin/runc",
+                     argv=("runc", "init"))
+    table.apply(runc)
+    again = ExecEvent(type="execve", ts_ns=2, container=C, pid=GONE, exe="/proc/self/exe",
+                      argv=("runc", "init"), comm="exe")
+    table.apply(again)
+    assert again.process is not None
+    assert again.process.exe == "/usr/sbin/runc" and again.process.name == "runc"
