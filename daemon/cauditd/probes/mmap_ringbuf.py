@@ -26,23 +26,15 @@ run there and `open_reader` falls back to BCC.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import mmap
 import platform
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cauditd.events import Event
-from cauditd.probes.ringbuf import (
-    BatchSink,
-    PollInterval,
-    Reader,
-    RingBufferReader,
-    name_os_thread,
-)
+from cauditd.probes.ringbuf import BatchSink, DrainThread, Reader, RingBufferReader
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +72,7 @@ def ring_size(map_fd: int) -> int:
     return size
 
 
-class MmapRingBuffer:
+class MmapRingBuffer(DrainThread):
     """Reads one BPF ring buffer map through mmap; `sink` is called on the event loop with
     each batch of decoded events. Same contract as RingBufferReader, including the drain
     timer (`interval` while records flow, backing off while none do: PollInterval).
@@ -102,15 +94,10 @@ class MmapRingBuffer:
         if platform.machine().lower() not in TSO_MACHINES:
             raise OSError(f"direct ring buffer reads need x86 ordering, not {platform.machine()}")
         map_fd = int(bpf[map_name].map_fd)
+        super().__init__(sink, interval, name)
         self._size = ring_size(map_fd)
         self._mask = self._size - 1
         self._decode = decode
-        self._sink = sink
-        self._poll = PollInterval(interval)
-        self._name = name
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.records = 0
         self.discarded = 0
         self.decode_errors = 0
@@ -136,23 +123,11 @@ class MmapRingBuffer:
         self._lens = self._data.cast("I")  # header `len` at index (pos & mask) >> 2
         self._views += [self._consumer_pos, self._producer_pos, self._data, self._lens]
 
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._thread.start()
-
     def stop(self) -> None:
         """Stop the thread after a last drain (what the kernel still held is delivered), then
-        unmap the pages."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            if self._thread.is_alive():
-                log.error("%s: reader thread did not stop; pages stay mapped", self._name)
-                return
-            self._thread = None
-        self.close()
+        unmap the pages (they stay mapped if the thread did not stop)."""
+        if self._join():
+            self.close()
 
     def close(self) -> None:
         """Unmap the pages (stop() does it); the reader cannot be started again."""
@@ -166,18 +141,6 @@ class MmapRingBuffer:
     def pending_bytes(self) -> int:
         """Bytes the producer reserved that the consumer has not released yet."""
         return int(self._producer_pos[0] - self._consumer_pos[0])
-
-    def _run(self) -> None:
-        name_os_thread(self._name)
-        try:
-            while not self._stop.is_set():
-                found = self.drain()
-                wait = self._poll.after(found)
-                if not found:  # records found: drain again at once, the producer is busy
-                    self._stop.wait(wait)
-            self.drain()
-        except Exception:
-            log.exception("%s: reader stopped", self._name)
 
     def drain(self) -> int:
         """Read every record committed so far; returns how many were read (skipped ones too)."""
@@ -239,14 +202,6 @@ class MmapRingBuffer:
         self.records += len(spans)
         return events
 
-    def _deliver(self, batch: list[Event]) -> None:
-        if not batch:
-            return
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(self._sink, batch)
-        except RuntimeError:  # loop closed during shutdown
-            log.warning("%s: %d events dropped at shutdown", self._name, len(batch))
 
 
 def open_reader(

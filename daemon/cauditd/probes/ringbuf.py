@@ -77,8 +77,64 @@ class Reader(Protocol):
     def stop(self) -> None: ...
 
 
-class RingBufferReader:
-    """Reads one BPF ring buffer map; `sink` is called on the event loop with each batch."""
+class DrainThread:
+    """What both readers share: a thread calling `drain()` on the PollInterval timer (at once
+    again while drains find records), a last drain at stop, and batches handed to the loop."""
+
+    def __init__(self, sink: BatchSink, interval: float, name: str) -> None:
+        self._sink = sink
+        self._poll = PollInterval(interval)
+        self._name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def drain(self) -> int:
+        """Consume what the kernel holds, `_deliver` it; returns how many records were read."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def _join(self) -> bool:
+        """Stop the thread after its last drain; False if it did not stop in time."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            if self._thread.is_alive():
+                log.error("%s: reader thread did not stop", self._name)
+                return False
+            self._thread = None
+        return True
+
+    def _run(self) -> None:
+        name_os_thread(self._name)
+        try:
+            while not self._stop.is_set():
+                found = self.drain()
+                wait = self._poll.after(found)
+                if not found:  # records found: drain again at once, the producer is busy
+                    self._stop.wait(wait)  # stop() wakes it at once
+            self.drain()
+        except Exception:
+            log.exception("%s: reader stopped", self._name)
+
+    def _deliver(self, batch: list[Event]) -> None:
+        if not batch:
+            return
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._sink, batch)
+        except RuntimeError:  # loop closed during shutdown
+            log.warning("%s: %d events dropped at shutdown", self._name, len(batch))
+
+
+class RingBufferReader(DrainThread):
+    """Reads one BPF ring buffer map with BCC's per-record callback; `sink` is called on the
+    event loop with each batch."""
 
     def __init__(
         self,
@@ -90,16 +146,11 @@ class RingBufferReader:
         interval: float = 0.002,
         name: str = "ringbuf",
     ) -> None:
+        super().__init__(sink, interval, name)
         self._bpf = bpf
         self._decode = decode
-        self._sink = sink
-        self._poll = PollInterval(interval)
-        self._name = name
         self._records = 0
         self._batch: list[Event] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.decode_errors = 0
         bpf[map_name].open_ring_buffer(self._on_record)
 
@@ -116,35 +167,13 @@ class RingBufferReader:
             self._batch.append(event)
         return 0  # returning None costs 2.6x: BCC calls int(ret) in a try block
 
-    def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._thread.start()
-
     def stop(self) -> None:
         """Stop the thread after a last drain (what the kernel still held is delivered)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._join()
 
-    def _run(self) -> None:
-        assert self._loop is not None
-        name_os_thread(self._name)
-        while not self._stop.is_set():
-            self._stop.wait(self._poll.after(self._drain()))  # stop() wakes it at once
-        self._drain()
-
-    def _drain(self) -> int:
-        """Consume what the kernel holds; returns how many records were read."""
+    def drain(self) -> int:
         self._records = 0
         self._bpf.ring_buffer_consume()
-        if not self._batch:
-            return self._records
         batch, self._batch = self._batch, []
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(self._sink, batch)
-        except RuntimeError:  # loop closed during shutdown
-            log.warning("%s: %d events dropped at shutdown", self._name, len(batch))
+        self._deliver(batch)
         return self._records
