@@ -27,6 +27,7 @@ from cauditd.containers.registry import ContainerRegistry
 from cauditd.detection import Detector
 from cauditd.events import CgroupEvent, Event, ExecEvent, event_to_json
 from cauditd.network import NetworkMonitor
+from cauditd.probes import bpf as bpfmod
 from cauditd.probes.syscall import SyscallProbes
 from cauditd.proctable import ProcessTable
 from cauditd.store import FindingStore
@@ -92,6 +93,7 @@ class Daemon:
             self.proctable.seed(await asyncio.to_thread(self.proctable.read_proc))
             await self.registry.start()
         await self.network.start()
+        bpfmod.release_compiler_memory()
         create_task(self._housekeeping(), name="housekeeping")
         if self.config.api.enabled:
             self.api = await serve(self._api_context())

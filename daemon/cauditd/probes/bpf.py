@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -72,3 +74,35 @@ def load(files: Sequence[str], defines: Mapping[str, int | str]) -> Any:
         return BPF(text=text, cflags=["-Wno-macro-redefined"])
     except Exception as exc:
         raise ProbeError(f"loading {', '.join(files)} failed: {exc}") from exc
+
+
+MADV_PAGEOUT = 21  # Linux 5.4+
+COMPILER_LIBRARIES = ("libLLVM", "libclang")
+
+
+def release_compiler_memory() -> None:
+    """Give back what compiling the probes left behind; nothing is compiled after start-up.
+
+    - the heap LLVM freed (~40 MB here), which glibc would keep for reuse: malloc_trim;
+    - the compiler libraries' pages (~70 MB of libLLVM and libclang code): MADV_PAGEOUT lets
+      the kernel reclaim them, and any later use faults them back in. Contents never change.
+    Best effort: without glibc or on older kernels it does what it can and says so at debug.
+    """
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) < 6 or not any(lib in fields[5] for lib in COMPILER_LIBRARIES):
+                continue
+            low, high = (int(bound, 16) for bound in fields[0].split("-"))
+            if libc.madvise(low, high - low, MADV_PAGEOUT) != 0:
+                log.debug("madvise(MADV_PAGEOUT) on %s: %s", fields[5],
+                          os.strerror(ctypes.get_errno()))
+                return
