@@ -31,6 +31,13 @@ from cauditd.events import (
 AT_FDCWD = -100
 _FD_PATH_PREFIXES = ("/dev/fd/", "/proc/self/fd/")
 _NO_RESOLVE = frozenset(("symlink", "symlinkat"))
+
+
+def normalize_path(path: str) -> str:
+    """An absolute path without "//", "." or ".." components, so that "/etc/./shadow" and
+    "//etc/shadow" meet rules about /etc/shadow (lexically, as Falco does)."""
+    clean = posixpath.normpath(path)
+    return "/" + clean.lstrip("/") if clean.startswith("//") else clean
 # runc's stages (runc:[0:PARENT], [1:CHILD], [2:INIT]): the one that execs is the container's
 # entrypoint (or a `docker exec`'d command).
 _RUNC_COMM_PREFIX = "runc:["
@@ -263,13 +270,15 @@ class ProcessTable:
             event.target = self._absolute(event.pid, proc.cwd, newdirfd, event.target)
 
     def _absolute(self, pid: int, cwd: str, dirfd: int, path: str) -> str:
-        if not path or path.startswith("/"):
+        if not path:
             return path
+        if path.startswith("/"):
+            return normalize_path(path)
         if dirfd == AT_FDCWD:
             base = _readlink(self._proc / str(pid) / "cwd") or cwd
         else:
             base = _readlink(self._proc / str(pid) / "fd" / str(dirfd))
-        return posixpath.normpath(posixpath.join(base, path)) if base.startswith("/") else path
+        return normalize_path(posixpath.join(base, path)) if base.startswith("/") else path
 
     def _socket_addresses(self, event: NetSyscallEvent) -> None:
         key = (event.pid, event.fd)

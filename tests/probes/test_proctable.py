@@ -41,6 +41,10 @@ def test_fork_exec_chdir_exit_of_a_gone_process() -> None:
     opened = FileEvent(type="openat", ts_ns=5, container=C, pid=GONE + 1, path="x/../y")
     table.apply(opened)
     assert opened.path == "/tmp/y"
+    for raw in ("//etc/shadow", "/etc/./shadow", "/tmp/../etc/shadow", "/etc//shadow"):
+        absolute = FileEvent(type="openat", ts_ns=5, container=C, pid=GONE + 1, path=raw)
+        table.apply(absolute)
+        assert absolute.path == "/etc/shadow", raw  # rules about /etc/shadow see it
     assert child.process.ancestor(1) is parent.process
     table.apply(ExitEvent(type="procexit", ts_ns=6, container=C, pid=GONE + 1))
     assert table.expire() == 1 and table.get(GONE + 1) is None and table.get(GONE) is not None
