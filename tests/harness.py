@@ -35,7 +35,7 @@ class DaemonProcess:
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
-            env=None if env is None else {**os.environ, **env},
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
         )
         self.lines: list[str] = []
         self.api_url = ""
@@ -84,9 +84,12 @@ class DaemonProcess:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            tail = "\n".join(self.lines[-40:])
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            self.proc.wait(timeout=10)
+            self._reader.join(timeout=5)
+            tail = "\n".join([line for line in self.lines if "pyroute2" not in line][-80:])
             raise AssertionError(
-                f"cauditd did not exit {timeout}s after {sig!r}; log:\n{tail}"
+                f"cauditd did not exit {timeout}s after {sig!r}; log and stacks:\n{tail}"
             ) from None
 
     def kill(self) -> None:
