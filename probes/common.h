@@ -17,7 +17,12 @@
 #define CGROUP_IGNORED 2
 #define MAX_ANCESTOR_LEVELS 6
 
-enum setting { SETTING_TRACK_HOST = 0, SETTING_COUNT };
+enum setting {
+    SETTING_TRACK_HOST = 0,
+    SETTING_OPEN_FILTER,    /* 1: opens pass only as open_prefixes/open_names say (syscalls.c) */
+    SETTING_OPEN_ANY_MODES, /* OPEN_READ/OPEN_WRITE opens that pass whatever their path */
+    SETTING_COUNT
+};
 
 BPF_HASH(cgroup_state, u64, u8, 65536);
 BPF_HASH(watch_roots, u64, u8, 256);

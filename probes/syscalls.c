@@ -6,8 +6,14 @@
  * pointer to dereference, and whether the syscall is enabled at all (from the rules'
  * needed_syscalls; exec, fork and exit are always on for the process table).
  *
+ * Opens are filtered by path too: user space derives from the rules which paths (prefixes,
+ * exact paths, file names) and access modes any rule can match (cauditd.rules.prefilter) and
+ * fills open_prefixes and open_names; an open nothing matches is not emitted. Relative paths
+ * and paths with "//", "." or ".." components always pass: user space resolves them.
+ *
  * Cost: an array lookup per syscall on the whole host (disabled syscalls stop there), then one
- * cgroup_state lookup; a traced syscall adds a pending-map update and a ~650-byte record.
+ * cgroup_state lookup; a traced syscall adds a pending-map update and a ~650-byte record; a
+ * filtered open adds a path read, a trie lookup and a scan of the path instead.
  * Caveats: x86_64 syscall numbers only (32-bit compat syscalls are not traced); strings are read
  * at exit (a racing thread could change them in between: the same TOCTOU every tracer has);
  * paths are cut at 256 bytes, mount's fstype at 64, socket addresses at 128.
@@ -21,6 +27,7 @@
 #define OPT_SOCK_FD0 8
 #define OPT_LOW_NEWFD 16
 #define OPT_MEMFD_RESULT 32
+#define OPT_OPEN_FILTER 64
 #define SOCKET_KNOWN 0x80000000U
 #define AT_EMPTY_PATH_FLAG 0x1000
 #define STR_LEN 256
@@ -52,6 +59,26 @@ struct syscall_record {
     char path1[STR_LEN];
     char tail[STR_LEN]; /* second path, or socket address; mount's fstype at +192 */
 };
+
+/* The open filter. Prefixes and exact paths (stored with their NUL) share one trie, whose
+ * entries carry the modes of their shorter prefixes too (the trie answers with the longest
+ * match only); file names are a hash. Values are OPEN_READ | OPEN_WRITE. */
+#define OPEN_READ 1
+#define OPEN_WRITE 2
+#define PATH_KEY_LEN 256
+#define NAME_KEY_LEN 32
+struct path_key {
+    u32 prefixlen; /* in bits: the whole buffer on lookups */
+    char path[PATH_KEY_LEN];
+};
+struct name_key {
+    char name[NAME_KEY_LEN];
+};
+BPF_LPM_TRIE(open_prefixes, struct path_key, u8, 4096);
+BPF_HASH(open_names, struct name_key, u8, 1024);
+BPF_PERCPU_ARRAY(path_scratch, struct path_key, 1);
+/* Opens the filter dropped, per CPU: user space turns them into cauditd_opens_filtered. */
+BPF_PERCPU_ARRAY(opens_filtered, u64, 1);
 
 static __always_inline u64 arg_at(const u64 *args, u8 index)
 {
@@ -208,6 +235,99 @@ static __always_inline void read_strings(struct syscall_record *rec, struct sysc
     }
 }
 
+static __always_inline u32 open_modes(struct pending_syscall *p)
+{
+    u64 flags;
+    if (p->nr == NR_CREAT)
+        return OPEN_WRITE;
+    if (p->nr == NR_OPEN)
+        flags = p->args[1];
+    else if (p->nr == NR_OPENAT2)
+        flags = p->deref;
+    else
+        flags = p->args[2];
+    switch (flags & 3) {
+    case 0: return OPEN_READ;
+    case 1: return OPEN_WRITE;
+    }
+    return OPEN_READ | OPEN_WRITE;
+}
+
+#define PATH_MASK (PATH_KEY_LEN - 1)
+
+/* Whether an absolute path has no empty, "." or ".." component and no trailing "/": only then
+ * is it the path user space reports (it normalizes the others) and the filter may judge it.
+ * The loops carry no state but their index, and leave the length unnarrowed, so the verifier
+ * walks each step once (the NUL ends the first loop rather than a comparison with len, which
+ * would hand the second loop a different exact len from every exit). */
+static __always_inline int path_is_canonical(struct path_key *k)
+{
+    for (u32 i = 0; i < PATH_KEY_LEN - 1; i++) {
+        char c0 = k->path[i];
+        if (c0 == 0)
+            break;
+        if (c0 != '/')
+            continue;
+        char c1 = k->path[(i + 1) & PATH_MASK];
+        if (c1 == '/' || c1 == 0)
+            return 0;
+        if (c1 != '.')
+            continue;
+        char c2 = k->path[(i + 2) & PATH_MASK];
+        if (c2 == '/' || c2 == 0)
+            return 0;
+        if (c2 == '.') {
+            char c3 = k->path[(i + 3) & PATH_MASK];
+            if (c3 == '/' || c3 == 0)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* Where the last component of an absolute path starts. */
+static __always_inline u32 last_component(struct path_key *k, long len)
+{
+    for (u32 j = 0; j < PATH_KEY_LEN - 1; j++) {
+        long i = len - 2 - j;
+        if (i < 0)
+            break;
+        if (k->path[i & PATH_MASK] == '/')
+            return i + 1;
+    }
+    return 1;
+}
+
+static __always_inline int open_wanted(struct pending_syscall *p, u64 path)
+{
+    int key = SETTING_OPEN_FILTER;
+    u64 *on = settings.lookup(&key);
+    if (!on || !*on)
+        return 1;
+    u32 modes = open_modes(p);
+    key = SETTING_OPEN_ANY_MODES;
+    u64 *any_modes = settings.lookup(&key);
+    if (any_modes && (*any_modes & modes))
+        return 1;
+    int zero = 0;
+    struct path_key *k = path_scratch.lookup(&zero);
+    if (!k)
+        return 1;
+    long len = bpf_probe_read_user_str(k->path, PATH_KEY_LEN, (void *)path);
+    if (len <= 1 || k->path[0] != '/')
+        return 1;
+    k->prefixlen = PATH_KEY_LEN * 8;
+    u8 *wanted = open_prefixes.lookup(k);
+    if (wanted && (*wanted & modes))
+        return 1;
+    if (!path_is_canonical(k))
+        return 1;
+    struct name_key name = {};
+    bpf_probe_read_kernel_str(name.name, NAME_KEY_LEN, &k->path[last_component(k, len) & PATH_MASK]);
+    wanted = open_names.lookup(&name);
+    return wanted && (*wanted & modes);
+}
+
 TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -234,6 +354,13 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     }
     if ((spec->opts & OPT_REQUIRE_ADDR) && !arg_at(p.args, spec->addr))
         return 0;
+    if ((spec->opts & OPT_OPEN_FILTER) && !open_wanted(&p, arg_at(p.args, spec->path1))) {
+        int zero = 0;
+        u64 *filtered = opens_filtered.lookup(&zero);
+        if (filtered)
+            (*filtered)++;
+        return 0;
+    }
     struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
     if (!rec) {
         count_lost();

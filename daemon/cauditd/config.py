@@ -52,6 +52,12 @@ class ProbesConfig:
         "(what `cauditd events` does; costs more).",
         default=False,
     )
+    open_filter: bool = doc(
+        "Drop in the kernel the opens no loaded rule can match, judged by path (prefixes, "
+        "exact paths, file names) and read/write mode derived from the rules' conditions. "
+        "Off: every open of a needed syscall reaches user space.",
+        default=True,
+    )
     track_host: bool = doc(
         "Also report processes outside containers (container.id = host).", default=False
     )

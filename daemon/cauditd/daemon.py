@@ -30,6 +30,7 @@ from cauditd.network import NetworkMonitor
 from cauditd.probes import bpf as bpfmod
 from cauditd.probes.syscall import SyscallProbes
 from cauditd.proctable import ProcessTable
+from cauditd.rules import RuleSet
 from cauditd.store import FindingStore
 from cauditd.tasks import cancel_all, create_task
 from cauditd.views import EventCounts, RegistryContainers
@@ -184,10 +185,12 @@ class Daemon:
             )
         self.detector.process(event)
 
-    def _rules_changed(self, needed: set[str]) -> None:
-        """Tell the probes which syscalls the rules need (all of them for --print-events)."""
+    def _rules_changed(self, ruleset: RuleSet) -> None:
+        """Tell the probes which syscalls and opens the rules need (all for --print-events)."""
         every = self.print_events or self.config.probes.all_syscalls
-        self.probes.set_syscalls(None if every else needed)
+        all_opens = every or not self.config.probes.open_filter
+        self.probes.set_open_filter(None if all_opens else ruleset.open_filter())
+        self.probes.set_syscalls(None if every else ruleset.needed_syscalls())
 
     # --- API views (RulesView, StatsView; the network monitor is the NetworkView) ------------
 
@@ -219,6 +222,8 @@ class Daemon:
                     ),
                     "lost": self.probes.lost_total,
                     "syscalls_enabled": sorted(self.probes.enabled_syscalls),
+                    "open_filter": self.probes.open_filter,
+                    "opens_filtered": self.probes.filtered_total,
                 },
             },
             "network": self.network.stats(),
@@ -246,6 +251,7 @@ class Daemon:
             self.proctable.expire()
             self.detector.flush_updates()
             self._sync_counts()
+            self.probes.poll_filtered()
             lost = self.probes.poll_lost()
             if lost:
                 log.warning("syscall probes lost %d events (ring buffer full)", lost)

@@ -45,8 +45,8 @@ def compile_rules(config: RulesConfig) -> RuleSet:
 class Detector:
     """Runs every event through the rules and hands findings to the store.
 
-    `on_rules_changed` is called with the new set of needed syscalls after each load, so the
-    probes can filter in the kernel what no rule uses.
+    `on_rules_changed` is called with the new rule set after each load, so the probes can
+    filter in the kernel what no rule uses (syscalls, opens by path).
     """
 
     def __init__(
@@ -55,7 +55,7 @@ class Detector:
         store: FindingStore,
         *,
         hostname: str = "",
-        on_rules_changed: Callable[[set[str]], None] | None = None,
+        on_rules_changed: Callable[[RuleSet], None] | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -67,7 +67,7 @@ class Detector:
 
     def rules_changed(self) -> None:
         if self._on_rules_changed is not None:
-            self._on_rules_changed(self.engine.needed_syscalls())
+            self._on_rules_changed(self.engine.ruleset)
 
     def process(self, event: Any) -> None:
         """Match one event; new findings go to the store at once (per-event path)."""

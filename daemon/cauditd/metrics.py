@@ -20,6 +20,11 @@ EVENTS_LOST = Counter(
     ["probe"],
     registry=REGISTRY,
 )
+OPENS_FILTERED = Counter(
+    "cauditd_opens_filtered",
+    "Opens the kernel's open filter dropped: no loaded rule could match them.",
+    registry=REGISTRY,
+)
 FINDINGS = Counter(
     "cauditd_findings",
     "Findings produced, by rule and priority (suppressed repeats not counted).",

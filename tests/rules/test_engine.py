@@ -133,7 +133,7 @@ def test_needed_syscalls(tmp_path: Path) -> None:
     assert load_ruleset([typed]).needed_syscalls() == {"execve", "openat"}
     untyped = write(tmp_path, "b.toml", rule_toml("proc.name = x", name="any"))
     engine = engine_for([typed, untyped])
-    assert engine.needed_syscalls() == set(SYSCALL_TYPES)
+    assert engine.ruleset.needed_syscalls() == set(SYSCALL_TYPES)
 
 
 def test_index_skips_rules_for_other_types(tmp_path: Path) -> None:

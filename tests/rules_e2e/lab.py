@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cauditd.events import Event, ExecEvent, ExitEvent, FileEvent, SyscallEvent
+from cauditd.rules.prefilter import OPEN_TYPES
 from tests.conftest import Containers, DaemonThread
 
 PARALLEL = 2
@@ -73,6 +74,23 @@ def file_op(types: Iterable[str], path: str) -> Witness:
     """A file syscall of one of `types` on `path`."""
     wanted = frozenset(types)
     return lambda ev: isinstance(ev, FileEvent) and ev.type in wanted and ev.path == path
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An open of `path` with `modes` (cauditd.rules.prefilter READ / WRITE).
+
+    The kernel drops the opens no loaded rule can match (the open filter), so such an open is
+    never seen; for those, `Lab.saw` takes the filter's verdict and the container's exec of
+    `argv` instead (tests/probes/test_open_filter.py checks the kernel against that verdict).
+    """
+
+    path: str
+    modes: int
+    argv: tuple[str, ...]
+
+    def __call__(self, ev: Event) -> bool:
+        return isinstance(ev, FileEvent) and ev.type in OPEN_TYPES and ev.path == self.path
 
 
 class Lab:
@@ -151,7 +169,13 @@ class Lab:
         return [ev for ev in list(self.daemon.events) if ev.container.id == ran.container_id]
 
     def saw(self, ran: Ran, witness: Witness) -> bool:
+        if isinstance(witness, Opened) and not self.open_filter_passes(witness):
+            return self.saw(ran, execd(*witness.argv))
         return any(witness(ev) for ev in self.events(ran))
+
+    def open_filter_passes(self, opened: Opened) -> bool:
+        ruleset = self.daemon.daemon.detector.engine.ruleset
+        return ruleset.open_filter().passes(opened.path, opened.modes)
 
     def findings(self, ran: Ran, **params: str) -> list[dict[str, Any]]:
         """The container's findings from GET /v1/findings (`params`: rule, min_priority, ...)."""

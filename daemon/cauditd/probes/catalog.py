@@ -15,6 +15,7 @@ OPT_SOCKET_RESULT = 4
 OPT_SOCK_FD0 = 8
 OPT_LOW_NEWFD = 16
 OPT_MEMFD_RESULT = 32
+OPT_OPEN_FILTER = 64
 SYSCALL_MAX = 512
 
 
@@ -44,6 +45,7 @@ def _s(name: str, nr: int, args: str, family: str, **kw: int) -> Syscall:
 
 
 _NET = OPT_SOCK_FD0
+_OPEN = OPT_OPEN_FILTER
 # fmt: off
 SYSCALLS: tuple[Syscall, ...] = (
     # process lifecycle: captured at entry, emitted by process.c
@@ -57,10 +59,10 @@ SYSCALLS: tuple[Syscall, ...] = (
     _s("clone3", 435, "uargs size", "process", deref=0),
     _s("chdir", 80, "path", "process", path1=0),
     # files
-    _s("open", 2, "path flags mode", "file", path1=0),
-    _s("openat", 257, "dirfd path flags mode", "file", path1=1),
-    _s("openat2", 437, "dirfd path how size", "file", path1=1, deref=2),
-    _s("creat", 85, "path mode", "file", path1=0),
+    _s("open", 2, "path flags mode", "file", path1=0, opts=_OPEN),
+    _s("openat", 257, "dirfd path flags mode", "file", path1=1, opts=_OPEN),
+    _s("openat2", 437, "dirfd path how size", "file", path1=1, deref=2, opts=_OPEN),
+    _s("creat", 85, "path mode", "file", path1=0, opts=_OPEN),
     _s("unlink", 87, "path", "file", path1=0),
     _s("unlinkat", 263, "dirfd path flags", "file", path1=1),
     _s("rename", 82, "oldpath newpath", "file", path1=0, path2=1),
@@ -141,7 +143,8 @@ SIDE_EFFECTS = {
 
 def nr_defines() -> dict[str, int | str]:
     """The NR_* constants syscalls.c and process.c test against."""
-    names = ("execve", "execveat", "exit", "exit_group", "clone", "clone3", "socket", "dup")
+    names = ("execve", "execveat", "exit", "exit_group", "clone", "clone3", "socket", "dup",
+             "open", "openat2", "creat")
     defines: dict[str, int | str] = {f"NR_{n.upper()}": BY_NAME[n].nr for n in names}
     defines["SYSCALL_MAX"] = SYSCALL_MAX
     return defines

@@ -7,7 +7,7 @@ import contextlib
 import ctypes
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cauditd import metrics
 from cauditd.config import ProbesConfig
@@ -18,13 +18,16 @@ from cauditd.probes.mmap_ringbuf import open_reader
 from cauditd.probes.records import decode
 from cauditd.probes.ringbuf import Reader
 
+if TYPE_CHECKING:
+    from cauditd.rules.prefilter import OpenFilter
+
 log = logging.getLogger(__name__)
 
 PROBE_NAME = "syscall"
 SOURCES = ("syscalls.c", "process.c")
 CGROUP_TRACKED = 1
 CGROUP_IGNORED = 2
-SETTING_TRACK_HOST = 0
+SETTING_TRACK_HOST, SETTING_OPEN_FILTER, SETTING_OPEN_ANY_MODES = 0, 1, 2
 
 
 class SyscallProbes:
@@ -41,7 +44,9 @@ class SyscallProbes:
         self._bpf: Any = None
         self._reader: Reader | None = None
         self._lost_seen = 0
+        self._filtered_seen = 0
         self._syscalls: set[str] | None = None
+        self._open_filter: OpenFilter | None = None
 
     @property
     def defines(self) -> dict[str, int | str]:
@@ -73,6 +78,34 @@ class SyscallProbes:
             )  # fmt: skip
             table[ctypes.c_int(spec.nr)] = leaf
 
+    def set_open_filter(self, opens: OpenFilter | None) -> None:
+        """Emit only the opens `opens` lets through (None: every open).
+
+        Takes effect at once when loaded, else at start. While the tables change, every open
+        passes, so a reload never loses one a rule of either set could match.
+        """
+        self._open_filter = opens
+        if self._bpf is not None:
+            self._write_open_filter()
+
+    def _write_open_filter(self) -> None:
+        settings = self._bpf["settings"]
+        settings[ctypes.c_int(SETTING_OPEN_FILTER)] = ctypes.c_uint64(0)
+        prefixes, names = self._bpf["open_prefixes"], self._bpf["open_names"]
+        prefixes.clear()
+        names.clear()
+        opens = self._open_filter
+        if opens is None or opens.is_everything:
+            return
+        for text, modes in opens.prefixes().items():
+            data = text.encode()
+            prefixes[prefixes.Key(len(data) * 8, data)] = ctypes.c_uint8(modes)
+        for name, modes in opens.names().items():
+            names[names.Key(name.encode())] = ctypes.c_uint8(modes)
+        settings[ctypes.c_int(SETTING_OPEN_ANY_MODES)] = ctypes.c_uint64(opens.any_modes)
+        settings[ctypes.c_int(SETTING_OPEN_FILTER)] = ctypes.c_uint64(1)
+        log.info("open filter: %s", opens.describe())
+
     def dump(self) -> str:
         return bpfmod.source(SOURCES, self.defines)
 
@@ -82,6 +115,7 @@ class SyscallProbes:
         settings = self._bpf["settings"]
         settings[ctypes.c_int(SETTING_TRACK_HOST)] = ctypes.c_uint64(int(self._config.track_host))
         self._write_specs()
+        self._write_open_filter()
         self._reader = open_reader(
             self._bpf,
             "events",
@@ -102,6 +136,7 @@ class SyscallProbes:
             self._reader = None
         if self._bpf is not None:
             self.poll_lost()
+            self.poll_filtered()
             bpf, self._bpf = self._bpf, None
             bpf.cleanup()
         metrics.PROBES_ATTACHED.labels(PROBE_NAME).set(0)
@@ -138,3 +173,23 @@ class SyscallProbes:
     @property
     def lost_total(self) -> int:
         return self._lost_seen
+
+    def poll_filtered(self) -> int:
+        """Add the opens the open filter dropped since the last call to the metric."""
+        if self._bpf is None:
+            return 0
+        total = sum(int(v) for v in self._bpf["opens_filtered"].getvalue(ctypes.c_int(0)))
+        new, self._filtered_seen = total - self._filtered_seen, total
+        if new:
+            metrics.OPENS_FILTERED.inc(new)
+        return new
+
+    @property
+    def filtered_total(self) -> int:
+        return self._filtered_seen
+
+    @property
+    def open_filter(self) -> str:
+        """What the open filter lets through, in words ("every open" when off)."""
+        opens = self._open_filter
+        return "every open" if opens is None else opens.describe()

@@ -63,10 +63,6 @@ class RuleEngine:
         """Earlier findings whose count/last_time_ns grew since the last call."""
         return self._suppressor.drain()
 
-    def needed_syscalls(self) -> set[str]:
-        """evt.type values the enabled syscall rules can match, for in-kernel filtering."""
-        return self._ruleset.needed_syscalls()
-
     def rules_info(self) -> list[dict[str, Any]]:
         """Every loaded rule: name, enabled, priority, tags, source and match count."""
         return [

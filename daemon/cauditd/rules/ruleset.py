@@ -11,6 +11,7 @@ from cauditd.findings import Priority
 from cauditd.rules.errors import Where
 from cauditd.rules.fields import EVENT_TYPES, SYSCALL_TYPES
 from cauditd.rules.output import OutputTemplate
+from cauditd.rules.prefilter import ANYTHING, OPEN_TYPES, Clause, OpenFilter, union
 from cauditd.rules.threshold import Threshold
 
 
@@ -28,6 +29,7 @@ class Rule:
     predicate: Callable[[Event], bool]
     output: OutputTemplate
     event_types: frozenset[str] | None
+    opens: frozenset[Clause] = ANYTHING  # the opens the condition can match (rules.prefilter)
     suppress_by: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
     threshold: Threshold | None = None
     where: Where = field(default_factory=Where)
@@ -69,6 +71,14 @@ class RuleSet:
                 return set(SYSCALL_TYPES)
             needed |= rule.event_types
         return needed
+
+    def open_filter(self) -> OpenFilter:
+        """The opens (path, access mode) the enabled syscall rules can match."""
+        return union(
+            rule.opens for rule in self.rules
+            if rule.enabled and rule.source == "syscall"
+            and (rule.event_types is None or rule.event_types & OPEN_TYPES)
+        )
 
     def __len__(self) -> int:
         return len(self.rules)

@@ -1,0 +1,127 @@
+"""The open prefilter derived from rules (cauditd.rules.prefilter): what it lets through, and
+that it never drops an open a default rule matches (checked against the engine itself)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from cauditd.proctable import normalize_path
+from cauditd.rules.engine import RuleEngine
+from cauditd.rules.loader import load_ruleset
+from cauditd.rules.prefilter import ANY_MODE, READ, WRITE, OpenFilter, open_modes
+from tests.conftest import REPO
+from tests.rules.synth import O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, file_event, proc
+
+DEFAULT_RULES = sorted((REPO / "rules").glob("*.toml"))
+
+
+MACROS = (
+    '[lists]\nopen_syscalls = ["open", "openat", "openat2", "creat"]\n'
+    '[macros]\nopen_read = "evt.type in (open_syscalls) and evt.is_open_read = true"\n'
+    'open_write = "evt.type in (open_syscalls) and evt.is_open_write = true"\n'
+)
+
+
+def derive(tmp_path: Path, condition: str) -> OpenFilter:
+    rules = tmp_path / "r.toml"
+    rules.write_text(f'{MACROS}\n[[rules]]\nname = "r"\ncondition = """{condition}"""\n'
+                     'output = "x"\npriority = "warning"\n')
+    return load_ruleset([rules]).open_filter()
+
+
+@pytest.fixture(scope="module")
+def default_filter() -> OpenFilter:
+    return load_ruleset(DEFAULT_RULES).open_filter()
+
+
+def test_default_rules_let_through_what_they_watch(default_filter: OpenFilter) -> None:
+    assert not default_filter.is_everything
+    assert default_filter.passes("/etc/shadow", READ)
+    assert default_filter.passes("/etc/nginx/nginx.conf", WRITE)
+    assert default_filter.passes("/root/.ssh/id_rsa", READ)
+    assert default_filter.passes("/proc/1/environ", READ)
+    assert default_filter.passes("/home/app/.bash_history", WRITE)
+    assert not default_filter.passes("/etc/passwd", READ)
+    assert not default_filter.passes("/usr/lib/libc.so.6", READ)
+    assert not default_filter.passes("/tmp/cache/x", WRITE)
+
+
+def test_paths_the_kernel_cannot_judge_pass(default_filter: OpenFilter) -> None:
+    for path in ("passwd", "../etc/passwd", "/etc//passwd", "/tmp/./x", "/tmp/../etc/x", "//x"):
+        assert default_filter.passes(path, READ), path
+    assert normalize_path("//etc/./shadow") == "/etc/shadow"
+    assert normalize_path("/tmp/../etc/shadow") == "/etc/shadow"
+
+
+def test_prefix_entries_inherit_the_modes_of_shorter_prefixes(tmp_path: Path) -> None:
+    f = derive(tmp_path, "(open_write and fd.name startswith /etc/) or "
+                         "(open_read and fd.name = /etc/shadow)")
+    assert f.prefixes() == {"/etc/": WRITE, "/etc/shadow\0": READ | WRITE}
+    assert f.passes("/etc/shadow", WRITE) and f.passes("/etc/shadow", READ)
+    assert not f.passes("/etc/hosts", READ)
+
+
+@pytest.mark.parametrize(("condition", "expected"), [
+    ("open_read and fd.name in (/a, /b)", "opens of 2 exacts"),
+    ("open_write and fd.directory = /etc/cron.d", "opens of 1 prefixes"),
+    ("evt.type = openat and fd.filename = id_rsa", "opens of 1 names"),
+    ("open_read and fd.name glob /proc/*/environ", "opens of 1 prefixes"),
+    ("open_write and not fd.name startswith /tmp", "opens of all writes"),
+    ("open_read and proc.name = cat", "opens of all reads"),
+    ("evt.type = unlink and fd.name startswith /etc", "no opens"),
+    ("open_write and evt.arg.newpath startswith /etc", "no opens"),
+    ("evt.type in (open_syscalls) and evt.arg.path startswith /srv", "opens of 1 prefixes"),
+    ("fd.name startswith /etc or evt.type = unlink", "opens of 1 prefixes"),
+    ("fd.name startswith /etc or proc.name = cat", "every open"),
+    ("proc.name = cat", "every open"),
+])
+def test_derivation(tmp_path: Path, condition: str, expected: str) -> None:
+    assert derive(tmp_path, condition).describe() == expected
+
+
+def test_rules_on_other_syscalls_do_not_open_the_filter(tmp_path: Path) -> None:
+    rules = tmp_path / "r.toml"
+    rules.write_text('[[rules]]\nname = "u"\ncondition = "evt.type = unlink"\noutput = "x"\n'
+                     'priority = "notice"\n[[rules]]\nname = "o"\ncondition = '
+                     '"evt.type = openat and fd.name = /etc/shadow"\noutput = "x"\n'
+                     'priority = "notice"\n')
+    assert load_ruleset([rules]).open_filter().describe() == "opens of 1 exacts"
+
+
+def test_a_disabled_rule_does_not_count(tmp_path: Path) -> None:
+    rules = tmp_path / "r.toml"
+    rules.write_text('[[rules]]\nname = "all"\ncondition = "evt.type = openat"\noutput = "x"\n'
+                     'priority = "notice"\nenabled = false\n')
+    assert load_ruleset([rules]).open_filter().describe() == "no opens"
+
+
+SAMPLE_PATHS = [
+    "/etc/shadow", "/etc/shadow-", "/etc/sudoers", "/etc/sudoers.d/x", "/etc/pam.d/login",
+    "/etc/passwd", "/etc/hosts", "/etc/cron.d/job", "/etc/crontab", "/var/spool/cron/root",
+    "/root/.ssh/id_rsa", "/home/a/.ssh/id_ed25519", "/home/a/.ssh/known_hosts", "/bin/sh",
+    "/usr/bin/evil", "/usr/local/bin/x", "/sbin/init", "/dev/shm/x", "/dev/null", "/dev/evil",
+    "/var/log/syslog", "/var/log/app/a.log", "/root/.bash_history", "/home/a/.zsh_history",
+    "/proc/1/environ", "/proc/self/environ", "/proc/1/cmdline", "/tmp/x", "/usr/lib/libc.so",
+    "/app/config.yaml", "/etc/ssh/keys/host", "/lib/x86_64-linux-gnu/libc.so.6",
+]
+SAMPLE_FLAGS = [0, O_WRONLY, O_RDWR, O_WRONLY | O_CREAT, O_WRONLY | O_TRUNC,
+                O_RDWR | O_CREAT | O_TRUNC]
+SAMPLE_PROCESSES = [proc("/bin/cat", "cat"), proc("/bin/bash", "bash"),
+                    proc("/usr/bin/vi", "vi"), proc("/usr/sbin/sshd", "sshd")]
+
+
+def test_no_open_a_default_rule_matches_is_dropped(default_filter: OpenFilter) -> None:
+    engine = RuleEngine(load_ruleset(DEFAULT_RULES), suppress_window_s=0)
+    matched = 0
+    for path, flags, evt_type, process in itertools.product(
+            SAMPLE_PATHS, SAMPLE_FLAGS, ("openat", "open", "openat2", "creat"),
+            SAMPLE_PROCESSES):
+        event = file_event(evt_type, path, flags=flags, process=process)
+        if engine.match(event):
+            matched += 1
+            assert default_filter.passes(path, open_modes(evt_type, flags)), (path, flags)
+    assert matched > 100  # the sample exercises the rules, not only the filter
+    assert open_modes("openat", 3) == ANY_MODE
