@@ -113,3 +113,24 @@ async def test_server_close_ends_open_streams(make_api: ApiFactory) -> None:
         await read_event(resp)
         await api.server.close()
         assert await asyncio.wait_for(resp.content.read(), 10) == b""
+
+
+async def test_server_close_ends_streams_while_findings_flow(make_api: ApiFactory) -> None:
+    """Closing while the stream is busy: a cancel that lands as a finding arrives must still
+    end the stream (asyncio.wait_for could lose it), and the connection must close with it."""
+    api = await make_api(heartbeat_s=0.001)
+    store = api.ctx.store
+
+    async def produce() -> None:
+        for i in range(100_000):
+            store.add(make_finding(f"flow{i}"))
+            await asyncio.sleep(0)
+
+    producer = asyncio.create_task(produce())
+    try:
+        async with api.session.get(api.url + "/v1/findings/stream") as resp:
+            for _ in range(50):
+                await next_finding(resp)
+            await asyncio.wait_for(api.server.close(), 10)
+    finally:
+        producer.cancel()

@@ -40,8 +40,13 @@ async def stream_findings(request: web.Request) -> web.StreamResponse:
         if resume_after is not None:
             last_sent = await _catch_up(ctx.store, filters, last_sent, response)
         await _follow(ctx.store, subscription, filters, last_sent, response, ctx.heartbeat_s)
-    except (ConnectionError, asyncio.CancelledError):
-        pass  # the client went away, or the server is shutting down
+    except ConnectionError:
+        pass  # the client went away
+    except asyncio.CancelledError:
+        # The server is shutting down (cancel_streams). The cancelled task is the connection's,
+        # not only this handler's: close the connection after this response, or it would wait
+        # for the client's next keep-alive request and keep the shutdown waiting with it.
+        response.force_close()
     finally:
         subscription.close()
         if task is not None:
@@ -54,7 +59,8 @@ async def _follow(store: FindingStore, subscription: FindingSubscription, filter
     """Live findings from the subscription; after a gap, read the missed ones from the store."""
     while True:
         try:
-            item = await asyncio.wait_for(anext(subscription), heartbeat_s)
+            async with asyncio.timeout(heartbeat_s):  # unlike wait_for, never loses a cancel
+                item = await anext(subscription)
         except TimeoutError:
             await response.write(b": heartbeat\n\n")
             continue
