@@ -75,8 +75,8 @@ class Daemon:
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; SIGHUP reloads. Returns the process exit code."""
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
-        loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+        loop.add_signal_handler(signal.SIGTERM, self._on_stop_signal, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self._on_stop_signal, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         try:
             await self.start()
@@ -127,9 +127,14 @@ class Daemon:
         self._sync_counts()
         log.info("cauditd stopped: %d events seen", sum(self.counts.seen.values()))
 
+    def _on_stop_signal(self, name: str) -> None:
+        log.info("%s: stopping", name)
+        self._stopping.set()
+
     @staticmethod
     async def _timed(name: str, stopping: Awaitable[None]) -> None:
         began = time.monotonic()
+        log.debug("stopping %s", name)
         await stopping
         log.debug("stopped %s in %.3fs", name, time.monotonic() - began)
 
