@@ -1,7 +1,7 @@
 """Workload overhead: containerised workloads bare, and watched by cauditd and by its peers.
 
-Each round runs every workload once per watcher (bare, floor, cauditd, cauditd with its open
-filter off, naive tracer, auditd),
+Each round runs every workload once per watcher (bare, floor, cauditd, cauditd with its kernel
+filters off, naive tracer, auditd),
 in an order rotated per round; a watched run is divided by the same round's bare run, so slow
 drift of a shared 2-core machine cancels out. Reported: the median ratio and its range.
 """
@@ -41,7 +41,7 @@ TITLE = "Workload overhead (throughput watched / bare)"
 LOOPS = ("open", "exec", "connect")
 AUDIT_KEY = "cauditd-bench"
 AUDIT_SYSCALLS = ("open", "openat", "openat2", "execve", "execveat", "connect")
-WATCHERS = ("floor", "cauditd", "cauditd, open filter off", "naive tracer", "auditd")
+WATCHERS = ("floor", "cauditd", "cauditd, kernel filters off", "naive tracer", "auditd")
 
 
 class Plan:
@@ -70,8 +70,9 @@ def watched_by_cauditd(extra_toml: str = "") -> Iterator[str]:
 
 
 def watched_by_cauditd_unfiltered() -> contextlib.AbstractContextManager[str]:
-    """Every open of a needed syscall reaches user space, as before the open filter."""
-    return watched_by_cauditd("[probes]\nopen_filter = false\n")
+    """Every call of a needed syscall reaches user space, as before the open and connect
+    filters."""
+    return watched_by_cauditd("[probes]\nkernel_filters = false\n")
 
 
 @contextlib.contextmanager
@@ -243,7 +244,7 @@ def watchers(
         "bare": bare,
         "floor": watched_by_floor,
         "cauditd": watched_by_cauditd,
-        "cauditd, open filter off": watched_by_cauditd_unfiltered,
+        "cauditd, kernel filters off": watched_by_cauditd_unfiltered,
         "naive tracer": watched_by_naive,
     }
     if auditd is not None:

@@ -38,8 +38,9 @@ was measured in the same run as its baseline.
 
 - **Workload overhead.** The same workloads run in containers of the test image with nothing
   watching (bare), then watched by: `cauditd run` with its default configuration; the same with
-  its open filter off (`probes.open_filter = false`: every open of a needed syscall reaches
-  user space, as before the filter; the open loop opens /etc/passwd, which no rule watches);
+  its kernel filters off (`probes.kernel_filters = false`: every open and connect of a needed
+  syscall reaches user space, as before the filters; the open loop opens /etc/passwd and the
+  connect loop connects to a closed port, neither of which a rule watches);
   the **floor** (`bench/floor.py`: cauditd's tracepoints - raw_syscalls sys_enter/sys_exit and sched
   exec/fork/exit - each doing nothing but a cgroup-map lookup); a **naive tracer**
   (`bench/naive_tracer.py`: bcc-tools style, the same tracepoints and syscalls, no kernel-side
@@ -171,24 +172,23 @@ def closing_note(results: Sequence[Result]) -> str:
             f" around their median: {', '.join(noisy)}.)"
         )
     lines += ["", COST_EXPLANATION, ""]
-    lines += open_filter_note(table)
+    lines += filters_note(table)
     lines += throughput_note(results)
     lines += latency_note(results)
     return "\n".join(lines)
 
 
-def open_filter_note(table: dict[str, dict[str, float]]) -> list[str]:
-    """What the kernel's open filter saved on the open loop, from this run's two cauditd rows."""
-    filtered = table.get("cauditd", {}).get("open loop", math.nan)
-    unfiltered = table.get("cauditd, open filter off", {}).get("open loop", math.nan)
-    if math.isnan(filtered) or math.isnan(unfiltered):
+def filters_note(table: dict[str, dict[str, float]]) -> list[str]:
+    """What the kernel's filters saved on the loops, from this run's two cauditd rows."""
+    ours, off = table.get("cauditd", {}), table.get("cauditd, kernel filters off", {})
+    pairs = [(loop, ours.get(loop, math.nan), off.get(loop, math.nan))
+             for loop in ("open loop", "connect loop")]
+    said = [f"the {loop} ran at {on:.2f}x of bare with them and {without:.2f}x without"
+            for loop, on, without in pairs if not (math.isnan(on) or math.isnan(without))]
+    if not said:
         return []
-    return [
-        f"The open filter: on the open loop (opens of /etc/passwd, which no default rule "
-        f"watches) cauditd ran at {filtered:.2f}x of bare with it and {unfiltered:.2f}x "
-        "without it in this run.",
-        "",
-    ]
+    return ["The kernel's open and connect filters (opens of /etc/passwd and connects to a "
+            "closed port, which no default rule watches): " + "; ".join(said) + ".", ""]
 
 
 def throughput_note(results: Sequence[Result]) -> list[str]:

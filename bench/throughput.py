@@ -2,14 +2,14 @@
 loss curve above it, next to the decode path alone.
 
 Daemon path: `cauditd run` with its default configuration and the full default rule set (ring
-buffer, decode, container enrichment, process table, rule matching), except that the open filter
-is off (probes.open_filter = false): the workload opens /etc/passwd, which no rule watches, so
-with the filter on not one of its opens would leave the kernel and there would be nothing to
-measure. This is the user-space pipeline's capacity for events that do reach it, counted through
-GET /v1/stats (`probes.syscall.events` delivered past enrichment, `probes.syscall.lost` counted
-in the kernel). Decode path: SyscallProbes in this process with the same syscalls enabled and
-a sink that only counts (bench_consumer's live mode). Workload: `bench_loop open SECONDS RATE`
-in a --network none container, at fixed rates and then unpaced.
+buffer, decode, container enrichment, process table, rule matching), except that the kernel
+filters are off (probes.kernel_filters = false): the workload opens /etc/passwd, which no rule
+watches, so with the open filter on not one of its opens would leave the kernel and there would
+be nothing to measure. This is the user-space pipeline's capacity for events that do reach it,
+counted through GET /v1/stats (`probes.syscall.events` delivered past enrichment,
+`probes.syscall.lost` counted in the kernel). Decode path: SyscallProbes in this process with
+the same syscalls enabled and a sink that only counts (bench_consumer's live mode). Workload:
+`bench_loop open SECONDS RATE` in a --network none container, at fixed rates and then unpaced.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def daemon_path(
     containers: Containers, rates: Sequence[int], seconds: float, rounds: int
 ) -> tuple[list[Point], list[str]]:
     points: list[Point] = []
-    with CauditdProcess("[probes]\nopen_filter = false\n") as daemon:
+    with CauditdProcess("[probes]\nkernel_filters = false\n") as daemon:
         time.sleep(1.0)
         syscalls = list(stats(daemon)["probes"]["syscall"]["syscalls_enabled"])
         if "openat" not in syscalls:

@@ -21,6 +21,7 @@ enum setting {
     SETTING_TRACK_HOST = 0,
     SETTING_OPEN_FILTER,    /* 1: opens pass only as open_prefixes/open_names say (syscalls.c) */
     SETTING_OPEN_ANY_MODES, /* OPEN_READ/OPEN_WRITE opens that pass whatever their path */
+    SETTING_CONNECT_FILTER, /* 1: connects/sendtos pass only as connect_ports/_nets say */
     SETTING_COUNT
 };
 

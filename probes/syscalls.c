@@ -6,10 +6,12 @@
  * pointer to dereference, and whether the syscall is enabled at all (from the rules'
  * needed_syscalls; exec, fork and exit are always on for the process table).
  *
- * Opens are filtered by path too: user space derives from the rules which paths (prefixes,
- * exact paths, file names) and access modes any rule can match (cauditd.rules.prefilter) and
- * fills open_prefixes and open_names; an open nothing matches is not emitted. Relative paths
- * and paths with "//", "." or ".." components always pass: user space resolves them.
+ * Opens are filtered by path too, and connects/sendtos by destination: user space derives
+ * from the rules which paths (prefixes, exact paths, file names) with which access modes, and
+ * which destination ports and networks, any rule can match (cauditd.rules.prefilter) and fills
+ * open_prefixes/open_names and connect_ports/connect_nets; what nothing matches is counted in
+ * filtered[] and not emitted. Relative paths, paths with "//", "." or ".." components, and
+ * sockets other than IPv4/IPv6 always pass: user space resolves or judges them.
  *
  * Cost: an array lookup per syscall on the whole host (disabled syscalls stop there), then one
  * cgroup_state lookup; a traced syscall adds a pending-map update and a ~650-byte record; a
@@ -28,6 +30,9 @@
 #define OPT_LOW_NEWFD 16
 #define OPT_MEMFD_RESULT 32
 #define OPT_OPEN_FILTER 64
+#define OPT_CONNECT_FILTER 128
+#define FAMILY_INET 2
+#define FAMILY_INET6 10
 #define SOCKET_KNOWN 0x80000000U
 #define AT_EMPTY_PATH_FLAG 0x1000
 #define STR_LEN 256
@@ -77,8 +82,20 @@ struct name_key {
 BPF_LPM_TRIE(open_prefixes, struct path_key, u8, 4096);
 BPF_HASH(open_names, struct name_key, u8, 1024);
 BPF_PERCPU_ARRAY(path_scratch, struct path_key, 1);
-/* Opens the filter dropped, per CPU: user space turns them into cauditd_opens_filtered. */
-BPF_PERCPU_ARRAY(opens_filtered, u64, 1);
+/* The connect filter: destination ports (host order), and destination networks with IPv4 as
+ * IPv4-mapped IPv6 (::ffff:a.b.c.d). */
+struct net_key {
+    u32 prefixlen;
+    u8 addr[16];
+};
+BPF_HASH(connect_ports, u16, u8, 1024);
+BPF_LPM_TRIE(connect_nets, struct net_key, u8, 1024);
+
+/* What the filters dropped, per CPU: [0] opens, [1] connects and sendtos (cauditd_syscalls_
+ * filtered in user space). */
+#define FILTERED_OPEN 0
+#define FILTERED_CONNECT 1
+BPF_PERCPU_ARRAY(filtered, u64, 2);
 
 static __always_inline u64 arg_at(const u64 *args, u8 index)
 {
@@ -328,6 +345,42 @@ static __always_inline int open_wanted(struct pending_syscall *p, u64 path)
     return wanted && (*wanted & modes);
 }
 
+static __always_inline int connect_wanted(struct syscall_spec *spec, struct pending_syscall *p)
+{
+    int key = SETTING_CONNECT_FILTER;
+    u64 *on = settings.lookup(&key);
+    if (!on || !*on)
+        return 1;
+    u64 ptr = arg_at(p->args, spec->addr);
+    u8 head[8] = {}; /* family, port (network order), IPv4 address or IPv6 flow info */
+    if (!ptr || bpf_probe_read_user(head, sizeof(head), (void *)ptr))
+        return 1;
+    u16 family = head[0] | (u16)head[1] << 8;
+    struct net_key net = {.prefixlen = 128};
+    if (family == FAMILY_INET) {
+        net.addr[10] = 0xff;
+        net.addr[11] = 0xff;
+        __builtin_memcpy(&net.addr[12], &head[4], 4);
+    } else if (family == FAMILY_INET6) {
+        if (bpf_probe_read_user(net.addr, sizeof(net.addr), (void *)(ptr + 8)))
+            return 1;
+    } else {
+        return 1;
+    }
+    u16 port = (u16)head[2] << 8 | head[3];
+    if (connect_ports.lookup(&port))
+        return 1;
+    return connect_nets.lookup(&net) != NULL;
+}
+
+static __always_inline int count_filtered(int which)
+{
+    u64 *n = filtered.lookup(&which);
+    if (n)
+        (*n)++;
+    return 0;
+}
+
 TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -354,13 +407,10 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     }
     if ((spec->opts & OPT_REQUIRE_ADDR) && !arg_at(p.args, spec->addr))
         return 0;
-    if ((spec->opts & OPT_OPEN_FILTER) && !open_wanted(&p, arg_at(p.args, spec->path1))) {
-        int zero = 0;
-        u64 *filtered = opens_filtered.lookup(&zero);
-        if (filtered)
-            (*filtered)++;
-        return 0;
-    }
+    if ((spec->opts & OPT_OPEN_FILTER) && !open_wanted(&p, arg_at(p.args, spec->path1)))
+        return count_filtered(FILTERED_OPEN);
+    if ((spec->opts & OPT_CONNECT_FILTER) && !connect_wanted(spec, &p))
+        return count_filtered(FILTERED_CONNECT);
     struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
     if (!rec) {
         count_lost();

@@ -52,10 +52,11 @@ class ProbesConfig:
         "(what `cauditd events` does; costs more).",
         default=False,
     )
-    open_filter: bool = doc(
-        "Drop in the kernel the opens no loaded rule can match, judged by path (prefixes, "
-        "exact paths, file names) and read/write mode derived from the rules' conditions. "
-        "Off: every open of a needed syscall reaches user space.",
+    kernel_filters: bool = doc(
+        "Drop in the kernel the opens and connects no loaded rule can match, judged by what "
+        "the rules' conditions ask of them: path (prefixes, exact paths, file names) and "
+        "read/write mode of opens, destination port and network of connects and sendtos. "
+        "Off: every call of a needed syscall reaches user space.",
         default=True,
     )
     track_host: bool = doc(

@@ -191,10 +191,12 @@ class Daemon:
         self.detector.process(event)
 
     def _rules_changed(self, ruleset: RuleSet) -> None:
-        """Tell the probes which syscalls and opens the rules need (all for --print-events)."""
+        """Tell the probes which syscalls, opens and connects the rules need (all of them for
+        --print-events)."""
         every = self.print_events or self.config.probes.all_syscalls
-        all_opens = every or not self.config.probes.open_filter
-        self.probes.set_open_filter(None if all_opens else ruleset.open_filter())
+        unfiltered = every or not self.config.probes.kernel_filters
+        self.probes.set_open_filter(None if unfiltered else ruleset.open_filter())
+        self.probes.set_connect_filter(None if unfiltered else ruleset.connect_filter())
         self.probes.set_syscalls(None if every else ruleset.needed_syscalls())
 
     # --- API views (RulesView, StatsView; the network monitor is the NetworkView) ------------
@@ -227,8 +229,8 @@ class Daemon:
                     ),
                     "lost": self.probes.lost_total,
                     "syscalls_enabled": sorted(self.probes.enabled_syscalls),
-                    "open_filter": self.probes.open_filter,
-                    "opens_filtered": self.probes.filtered_total,
+                    "filters": self.probes.filters,
+                    "filtered": self.probes.filtered,
                 },
             },
             "network": self.network.stats(),

@@ -20,9 +20,11 @@ EVENTS_LOST = Counter(
     ["probe"],
     registry=REGISTRY,
 )
-OPENS_FILTERED = Counter(
-    "cauditd_opens_filtered",
-    "Opens the kernel's open filter dropped: no loaded rule could match them.",
+SYSCALLS_FILTERED = Counter(
+    "cauditd_syscalls_filtered",
+    "Syscalls the kernel's filters dropped because no loaded rule could match them, by "
+    'filter ("open": opens by path and mode, "connect": connects and sendtos by destination).',
+    ["filter"],
     registry=REGISTRY,
 )
 FINDINGS = Counter(

@@ -1,19 +1,29 @@
-"""The open prefilter derived from rules (cauditd.rules.prefilter): what it lets through, and
-that it never drops an open a default rule matches (checked against the engine itself)."""
+"""The kernel's filters derived from rules (cauditd.rules.prefilter): what the open and connect
+filters let through, and that they never drop a call a default rule matches (checked against
+the engine itself)."""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cauditd.proctable import normalize_path
 from cauditd.rules.engine import RuleEngine
 from cauditd.rules.loader import load_ruleset
-from cauditd.rules.prefilter import ANY_MODE, READ, WRITE, OpenFilter, open_modes
+from cauditd.rules.prefilter import (
+    ANY_MODE,
+    READ,
+    WRITE,
+    ConnectFilter,
+    OpenFilter,
+    as_net,
+    open_modes,
+)
 from tests.conftest import REPO
-from tests.rules.synth import O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, file_event, proc
+from tests.rules.synth import O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, connect, file_event, proc
 
 DEFAULT_RULES = sorted((REPO / "rules").glob("*.toml"))
 
@@ -26,10 +36,18 @@ MACROS = (
 
 
 def derive(tmp_path: Path, condition: str) -> OpenFilter:
+    return ruleset_of(tmp_path, condition).open_filter()
+
+
+def derive_connects(tmp_path: Path, condition: str) -> ConnectFilter:
+    return ruleset_of(tmp_path, condition).connect_filter()
+
+
+def ruleset_of(tmp_path: Path, condition: str) -> Any:
     rules = tmp_path / "r.toml"
     rules.write_text(f'{MACROS}\n[[rules]]\nname = "r"\ncondition = """{condition}"""\n'
                      'output = "x"\npriority = "warning"\n')
-    return load_ruleset([rules]).open_filter()
+    return load_ruleset([rules])
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +143,54 @@ def test_no_open_a_default_rule_matches_is_dropped(default_filter: OpenFilter) -
             assert default_filter.passes(path, open_modes(evt_type, flags)), (path, flags)
     assert matched > 100  # the sample exercises the rules, not only the filter
     assert open_modes("openat", 3) == ANY_MODE
+
+
+@pytest.fixture(scope="module")
+def default_connects() -> ConnectFilter:
+    return load_ruleset(DEFAULT_RULES).connect_filter()
+
+
+def test_default_rules_let_through_the_connects_they_watch(default_connects: ConnectFilter) -> None:
+    assert not default_connects.is_everything
+    assert default_connects.passes(2, "10.1.2.3", 4444)  # a mining pool port
+    assert default_connects.passes(2, "169.254.169.254", 80)  # cloud metadata
+    assert default_connects.passes(10, "fd00:ec2::254", 80)
+    assert default_connects.passes(10, "::ffff:169.254.169.254", 80)  # v4-mapped: same key
+    assert not default_connects.passes(2, "10.1.2.3", 443)
+    assert not default_connects.passes(10, "2001:db8::1", 80)
+    assert default_connects.passes(1, "/run/app.sock", 0)  # not IP: user space judges
+    assert as_net("10.0.0.0/8") == as_net("::ffff:10.0.0.0/104")
+
+
+@pytest.mark.parametrize(("condition", "expected"), [
+    ("evt.type = connect and fd.dport in (22, 2222)", "connects to 2 ports"),
+    ("evt.type = connect and fd.dip = 10.0.0.0/8", "connects to 1 networks"),
+    ("evt.type = sendto and fd.net in (10.0.0.0/8, 192.168.0.0/16)", "connects to 2 networks"),
+    ("evt.type = connect and fd.dport = 22 and fd.dip = 10.0.0.0/8", "connects to 1 ports"),
+    ("evt.type = connect and fd.dip = 10.0.0.0/8 and fd.dip = 10.1.0.0/16",
+     "connects to 1 networks"),
+    ("evt.type = connect and fd.dip = 10.0.0.0/8 and fd.dip = 192.168.0.1", "no connects"),
+    ("evt.type = connect and not fd.dport = 443", "every connect"),
+    ("evt.type = openat and fd.name = /etc/shadow", "no connects"),
+    ("evt.type = connect and proc.name = curl", "every connect"),
+])
+def test_connect_derivation(tmp_path: Path, condition: str, expected: str) -> None:
+    assert derive_connects(tmp_path, condition).describe() == expected
+
+
+SAMPLE_DESTINATIONS = [
+    (2, "10.1.2.3", 4444), (2, "10.1.2.3", 443), (2, "169.254.169.254", 80),
+    (2, "100.100.100.200", 80), (10, "fd00:ec2::254", 80), (10, "2001:db8::1", 3333),
+    (10, "2001:db8::1", 80), (2, "127.0.0.1", 14444), (1, "/run/docker.sock", 0),
+]
+
+
+def test_no_connect_a_default_rule_matches_is_dropped(default_connects: ConnectFilter) -> None:
+    engine = RuleEngine(load_ruleset(DEFAULT_RULES), suppress_window_s=0)
+    matched = 0
+    for (family, addr, port), evt_type in itertools.product(SAMPLE_DESTINATIONS,
+                                                            ("connect", "sendto")):
+        if engine.match(connect(addr, port, evt_type=evt_type, family=family)):
+            matched += 1
+            assert default_connects.passes(family, addr, port), (addr, port)
+    assert matched >= 8

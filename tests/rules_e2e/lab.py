@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from cauditd.events import Event, ExecEvent, ExitEvent, FileEvent, SyscallEvent
+from cauditd.events import Event, ExecEvent, ExitEvent, FileEvent, NetSyscallEvent, SyscallEvent
+from cauditd.rules import RuleSet
 from cauditd.rules.prefilter import OPEN_TYPES
 from tests.conftest import Containers, DaemonThread
 
@@ -78,11 +79,12 @@ def file_op(types: Iterable[str], path: str) -> Witness:
 
 @dataclass(frozen=True)
 class Opened:
-    """An open of `path` with `modes` (cauditd.rules.prefilter READ / WRITE).
+    """An open of `path` with `modes` (cauditd.rules.prefilter READ / WRITE), made by the exec
+    of `argv`.
 
-    The kernel drops the opens no loaded rule can match (the open filter), so such an open is
-    never seen; for those, `Lab.saw` takes the filter's verdict and the container's exec of
-    `argv` instead (tests/probes/test_open_filter.py checks the kernel against that verdict).
+    The kernel drops the opens and connects no loaded rule can match, so such a call is never
+    seen; for those, `Lab.saw` takes the filter's verdict and the exec of `argv` instead
+    (tests/probes/test_kernel_filters.py checks the kernel against that verdict).
     """
 
     path: str
@@ -91,6 +93,25 @@ class Opened:
 
     def __call__(self, ev: Event) -> bool:
         return isinstance(ev, FileEvent) and ev.type in OPEN_TYPES and ev.path == self.path
+
+    def dropped_by(self, ruleset: RuleSet) -> bool:
+        return not ruleset.open_filter().passes(self.path, self.modes)
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A connect to an IPv4 `addr`:`port` made by the exec of `argv` (see Opened)."""
+
+    addr: str
+    port: int
+    argv: tuple[str, ...]
+
+    def __call__(self, ev: Event) -> bool:
+        return isinstance(ev, NetSyscallEvent) and ev.type == "connect" \
+            and (ev.addr, ev.port) == (self.addr, self.port)
+
+    def dropped_by(self, ruleset: RuleSet) -> bool:
+        return not ruleset.connect_filter().passes(2, self.addr, self.port)
 
 
 class Lab:
@@ -169,13 +190,10 @@ class Lab:
         return [ev for ev in list(self.daemon.events) if ev.container.id == ran.container_id]
 
     def saw(self, ran: Ran, witness: Witness) -> bool:
-        if isinstance(witness, Opened) and not self.open_filter_passes(witness):
+        ruleset = self.daemon.daemon.detector.engine.ruleset
+        if isinstance(witness, Opened | Connected) and witness.dropped_by(ruleset):
             return self.saw(ran, execd(*witness.argv))
         return any(witness(ev) for ev in self.events(ran))
-
-    def open_filter_passes(self, opened: Opened) -> bool:
-        ruleset = self.daemon.daemon.detector.engine.ruleset
-        return ruleset.open_filter().passes(opened.path, opened.modes)
 
     def findings(self, ran: Ran, **params: str) -> list[dict[str, Any]]:
         """The container's findings from GET /v1/findings (`params`: rule, min_priority, ...)."""

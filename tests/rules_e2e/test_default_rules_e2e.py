@@ -4,7 +4,8 @@ One in-process Daemon with the shipped rules (in-kernel syscall filtering as in 
 the module. The scenarios the selected tests need run first, a few at a time; each test then reads
 its container's findings from the daemon's API. A negative test also checks that the look-alike
 really happened (its witness event was seen, or for an open the kernel's open filter drops by
-design, the exec that made it), so it cannot pass by doing nothing.
+design, or a connect the connect filter drops, the exec that made it), so it cannot pass by
+doing nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,18 @@ from tests.conftest import (
     ebpf_problem,
     unavailable,
 )
-from tests.rules_e2e.lab import Lab, Opened, Ran, Scenario, Witness, execd, file_op, sh, syscall
+from tests.rules_e2e.lab import (
+    Connected,
+    Lab,
+    Opened,
+    Ran,
+    Scenario,
+    Witness,
+    execd,
+    file_op,
+    sh,
+    syscall,
+)
 
 SYSCALL_RULES = sorted(r.name for r in load_ruleset([default_rules_dir()]).rules
                        if r.source == "syscall")  # fmt: skip
@@ -140,12 +152,12 @@ CASES: list[Case] = [
     Case("Connection to mining pool port",
          Scenario(("cauditd_probe", "connect", NOWHERE, "3333")), "fd.dport", "3333",
          Scenario(("cauditd_probe", "connect", NOWHERE, "8080")),
-         lambda ev: ev.type == "connect" and getattr(ev, "port", 0) == 8080),
+         Connected(NOWHERE, 8080, ("cauditd_probe", "connect", NOWHERE, "8080"))),
     Case("Contact cloud metadata service from container",
          Scenario(("cauditd_probe", "connect", "169.254.169.254", "80")),
          "fd.dip", "169.254.169.254",
          Scenario(("cauditd_probe", "connect", NOWHERE, "80")),
-         lambda ev: ev.type == "connect" and getattr(ev, "addr", "") == NOWHERE),
+         Connected(NOWHERE, 80, ("cauditd_probe", "connect", NOWHERE, "80"))),
     Case("Redirect stdio to network connection",
          Scenario(("cauditd_probe", "dupsock")), "evt.arg.newfd", "2",
          Scenario(("cauditd_attack", "dupfile")), syscall("dup2", newfd=1), "file-on-stdout"),

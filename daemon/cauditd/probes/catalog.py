@@ -16,6 +16,7 @@ OPT_SOCK_FD0 = 8
 OPT_LOW_NEWFD = 16
 OPT_MEMFD_RESULT = 32
 OPT_OPEN_FILTER = 64
+OPT_CONNECT_FILTER = 128
 SYSCALL_MAX = 512
 
 
@@ -84,13 +85,14 @@ SYSCALLS: tuple[Syscall, ...] = (
     _s("fchownat", 260, "dirfd path uid gid flags", "file", path1=1),
     # network
     _s("socket", 41, "domain type protocol", "priv", opts=OPT_SOCKET_RESULT),
-    _s("connect", 42, "fd addr addrlen", "net", addr=1, addrlen=2, opts=_NET),
+    _s("connect", 42, "fd addr addrlen", "net", addr=1, addrlen=2,
+       opts=_NET | OPT_CONNECT_FILTER),
     _s("accept", 43, "fd addr addrlen", "net", addr=1, addrlen=2,
        opts=_NET | OPT_ADDRLEN_PTR | OPT_SOCKET_RESULT),
     _s("accept4", 288, "fd addr addrlen flags", "net", addr=1, addrlen=2,
        opts=_NET | OPT_ADDRLEN_PTR | OPT_SOCKET_RESULT),
     _s("sendto", 44, "fd buf len flags addr addrlen", "net", addr=4, addrlen=5,
-       opts=_NET | OPT_REQUIRE_ADDR),
+       opts=_NET | OPT_REQUIRE_ADDR | OPT_CONNECT_FILTER),
     _s("bind", 49, "fd addr addrlen", "net", addr=1, addrlen=2, opts=_NET),
     _s("listen", 50, "fd backlog", "net", opts=_NET),
     # privilege and isolation

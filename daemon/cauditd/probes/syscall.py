@@ -19,7 +19,7 @@ from cauditd.probes.records import decode
 from cauditd.probes.ringbuf import Reader
 
 if TYPE_CHECKING:
-    from cauditd.rules.prefilter import OpenFilter
+    from cauditd.rules.prefilter import ConnectFilter, OpenFilter
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ PROBE_NAME = "syscall"
 SOURCES = ("syscalls.c", "process.c")
 CGROUP_TRACKED = 1
 CGROUP_IGNORED = 2
-SETTING_TRACK_HOST, SETTING_OPEN_FILTER, SETTING_OPEN_ANY_MODES = 0, 1, 2
+SETTING_TRACK_HOST, SETTING_OPEN_FILTER, SETTING_OPEN_ANY_MODES, SETTING_CONNECT_FILTER = range(4)
+FILTERS = ("open", "connect")  # the kernel's filtered[] counters, in order
 
 
 class SyscallProbes:
@@ -44,9 +45,10 @@ class SyscallProbes:
         self._bpf: Any = None
         self._reader: Reader | None = None
         self._lost_seen = 0
-        self._filtered_seen = 0
+        self._filtered_seen = dict.fromkeys(FILTERS, 0)
         self._syscalls: set[str] | None = None
         self._open_filter: OpenFilter | None = None
+        self._connect_filter: ConnectFilter | None = None
 
     @property
     def defines(self) -> dict[str, int | str]:
@@ -106,6 +108,33 @@ class SyscallProbes:
         settings[ctypes.c_int(SETTING_OPEN_FILTER)] = ctypes.c_uint64(1)
         log.info("open filter: %s", opens.describe())
 
+    def set_connect_filter(self, connects: ConnectFilter | None) -> None:
+        """Emit only the connects and addressed sendtos `connects` lets through (None: all).
+
+        Takes effect at once when loaded, else at start; every one passes while the tables
+        change.
+        """
+        self._connect_filter = connects
+        if self._bpf is not None:
+            self._write_connect_filter()
+
+    def _write_connect_filter(self) -> None:
+        settings = self._bpf["settings"]
+        settings[ctypes.c_int(SETTING_CONNECT_FILTER)] = ctypes.c_uint64(0)
+        ports, nets = self._bpf["connect_ports"], self._bpf["connect_nets"]
+        ports.clear()
+        nets.clear()
+        connects = self._connect_filter
+        if connects is None or connects.is_everything:
+            return
+        for port in connects.ports():
+            ports[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
+        for net in connects.nets():
+            key = nets.Key(net.prefixlen, (ctypes.c_uint8 * 16)(*net.network_address.packed))
+            nets[key] = ctypes.c_uint8(1)
+        settings[ctypes.c_int(SETTING_CONNECT_FILTER)] = ctypes.c_uint64(1)
+        log.info("connect filter: %s", connects.describe())
+
     def dump(self) -> str:
         return bpfmod.source(SOURCES, self.defines)
 
@@ -116,6 +145,7 @@ class SyscallProbes:
         settings[ctypes.c_int(SETTING_TRACK_HOST)] = ctypes.c_uint64(int(self._config.track_host))
         self._write_specs()
         self._write_open_filter()
+        self._write_connect_filter()
         self._reader = open_reader(
             self._bpf,
             "events",
@@ -174,22 +204,25 @@ class SyscallProbes:
     def lost_total(self) -> int:
         return self._lost_seen
 
-    def poll_filtered(self) -> int:
-        """Add the opens the open filter dropped since the last call to the metric."""
+    def poll_filtered(self) -> None:
+        """Add what the kernel's filters dropped since the last call to the metric."""
         if self._bpf is None:
-            return 0
-        total = sum(int(v) for v in self._bpf["opens_filtered"].getvalue(ctypes.c_int(0)))
-        new, self._filtered_seen = total - self._filtered_seen, total
-        if new:
-            metrics.OPENS_FILTERED.inc(new)
-        return new
+            return
+        table = self._bpf["filtered"]
+        for index, name in enumerate(FILTERS):
+            total = sum(int(v) for v in table.getvalue(ctypes.c_int(index)))
+            new, self._filtered_seen[name] = total - self._filtered_seen[name], total
+            if new:
+                metrics.SYSCALLS_FILTERED.labels(name).inc(new)
 
     @property
-    def filtered_total(self) -> int:
-        return self._filtered_seen
+    def filtered(self) -> dict[str, int]:
+        """Syscalls the kernel's filters dropped so far, by filter ("open", "connect")."""
+        return dict(self._filtered_seen)
 
     @property
-    def open_filter(self) -> str:
-        """What the open filter lets through, in words ("every open" when off)."""
-        opens = self._open_filter
-        return "every open" if opens is None else opens.describe()
+    def filters(self) -> dict[str, str]:
+        """What each kernel filter lets through, in words ("every open" when off)."""
+        opens, connects = self._open_filter, self._connect_filter
+        return {"open": "every open" if opens is None else opens.describe(),
+                "connect": "every connect" if connects is None else connects.describe()}

@@ -30,7 +30,7 @@ from cauditd.rules.errors import (
 from cauditd.rules.fields import EVENT_TYPES, lookup
 from cauditd.rules.output import parse_output
 from cauditd.rules.parser import Condition, parse_condition
-from cauditd.rules.prefilter import Clause, OpenFilterDeriver
+from cauditd.rules.prefilter import CONNECT_TYPES, OPEN_TYPES, ClauseDeriver, Clauses
 from cauditd.rules.ruleset import Rule, RuleSet
 from cauditd.rules.threshold import Threshold, ThresholdSpec, parse_duration
 
@@ -394,8 +394,8 @@ def compile_rule(definition: RuleDef, compiler: Compiler) -> Rule:
 
     priority = attempt(_priority, values.get("priority"), where)
     source = attempt(_source, values.get("source", "syscall"), where)
-    predicate, event_types, opens = attempt(_condition, definition.condition, compiler,
-                                            source or "syscall", where) or (None, None, None)
+    predicate, event_types, kernel = attempt(_condition, definition.condition, compiler,
+                                             source or "syscall", where) or (None, None, None)
     exceptions = attempt(_exceptions, values.get("exceptions", []), compiler, where)
     output = attempt(parse_output, definition.output.text, where, definition.output.line)
     suppress = values.get("suppress_by")
@@ -406,7 +406,7 @@ def compile_rule(definition: RuleDef, compiler: Compiler) -> Rule:
     threshold = attempt(_threshold, values.get("threshold"), where)
     if errors:
         raise RuleSetError(errors)
-    assert predicate is not None and output is not None and opens is not None
+    assert predicate is not None and output is not None and kernel is not None
     if exceptions is not None:
         predicate = _unless(predicate, exceptions)
     if suppress_fields is None:
@@ -423,7 +423,8 @@ def compile_rule(definition: RuleDef, compiler: Compiler) -> Rule:
         predicate=predicate,
         output=output,
         event_types=event_types,
-        opens=opens,
+        opens=kernel[0],
+        connects=kernel[1],
         suppress_by=suppress_fields,
         threshold=threshold,
         where=where,
@@ -436,14 +437,18 @@ def _source(value: Any, where: Where) -> str:
     return str(value)
 
 
-def _condition(text: Text, compiler: Compiler, source: str,
-               where: Where) -> tuple[Pred, frozenset[str] | None, frozenset[Clause]]:
+def _condition(
+    text: Text, compiler: Compiler, source: str, where: Where
+) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, Clauses]]:
+    """The predicate, the evt.type values it can match, and the opens and connects it can
+    match (rules.prefilter, for the kernel's filters)."""
     condition = parse_condition(text.text, where, text.line)
     predicate = compiler.compile(condition)
     event_types = compiler.event_types(condition)
     _check_source_types(event_types, source, where)
-    opens = OpenFilterDeriver(compiler.macros, compiler.lists).clauses(condition.ast)
-    return predicate, event_types, opens
+    kernel = tuple(ClauseDeriver(types, compiler.macros, compiler.lists).clauses(condition.ast)
+                   for types in (OPEN_TYPES, CONNECT_TYPES))
+    return predicate, event_types, (kernel[0], kernel[1])
 
 
 def _exceptions(value: Any, compiler: Compiler, where: Where) -> Pred | None:

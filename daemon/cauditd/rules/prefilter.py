@@ -1,26 +1,30 @@
-"""Which opens the kernel may drop: those no loaded rule can match, by path and access mode.
+"""What the kernel may drop: the opens and connects no loaded rule can match.
 
-Opens are most of what a container's syscalls are, and most rules about files look at a few
-paths (/etc, binary directories, credentials). From each rule's condition (macros and lists
-expanded) we derive a condition every open it matches must meet: a set of clauses, each a
-path pattern (a prefix, an exact path or a file name, or any path) with the access modes it
-needs. The union over the rules goes to the kernel (probes/syscalls.c), which emits an open
-only when some clause matches it.
+Opens and connects are most of what a container's syscalls are, and most rules about them look
+at a few paths (/etc, binary directories, credentials) or a few destinations (mining ports, the
+cloud metadata address). From each rule's condition (macros and lists expanded) we derive a
+condition every open, or every connect, it matches must meet: a set of clauses (a disjunction),
+each a conjunction of constraints on the facets the kernel can test: the path and the access
+mode of an open, the destination port and address of a connect or sendto. The union over the
+rules goes to the kernel (probes/syscalls.c), which emits such a syscall only when some clause
+matches it.
 
 The derivation only ever widens: what it cannot reason about (negations, other fields, an
-intersection it cannot express) becomes "any path", so the kernel lets through everything a
-rule could match and, on a rule set that looks at every open, everything. Paths the kernel
-cannot judge as they are pass too: relative ones (user space makes them absolute with the
+intersection it cannot express) becomes "unconstrained", so the kernel lets through everything
+a rule could match and, on a rule set that looks at every open, every open. Opens the kernel
+cannot judge as they are pass too: relative paths (user space makes them absolute with the
 process's cwd), and absolute ones with "//", "." or ".." components (user space normalizes
-them, so "/etc/./shadow" meets the rule about "/etc/shadow").
+them, so "/etc/./shadow" meets the rule about "/etc/shadow"); so do connects of families other
+than IPv4 and IPv6.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import posixpath
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cauditd.proctable import normalize_path
 from cauditd.rules.parser import And, Check, MacroRef, Node, Not, Or
@@ -28,29 +32,24 @@ from cauditd.rules.parser import And, Check, MacroRef, Node, Not, Or
 READ, WRITE = 1, 2
 ANY_MODE = READ | WRITE
 OPEN_TYPES = frozenset(("open", "openat", "openat2", "creat"))
+CONNECT_TYPES = frozenset(("connect", "sendto"))
 PATH_MAX_KEY = 255  # bytes of a path the kernel's prefix trie compares (probes/syscalls.c)
 NAME_MAX_KEY = 31  # bytes of a file name the kernel's name table holds
 MAX_CLAUSES = 4096  # beyond this an intersection keeps its smaller side (still a superset)
 _GLOB_CHARS = "*?["
 
+Net = ipaddress.IPv6Network  # IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), as the kernel keys it
 
-@dataclass(frozen=True, slots=True, order=True)
-class Clause:
-    """Opens of a path pattern with any of `modes` (READ, WRITE).
 
-    kind: "any" (every path), "prefix" (paths starting with text), "exact" (the path text),
-    "name" (paths whose last component is text).
-    """
+@dataclass(frozen=True, slots=True)
+class PathPattern:
+    """"prefix" (paths starting with text), "exact" (the path text) or "name" (paths whose last
+    component is text)."""
 
     kind: str
     text: str
-    modes: int
 
-    def passes(self, path: str, modes: int) -> bool:
-        if not self.modes & modes:
-            return False
-        if self.kind == "any":
-            return True
+    def matches(self, path: str) -> bool:
         if self.kind == "prefix":
             return path.startswith(self.text)
         if self.kind == "exact":
@@ -58,22 +57,55 @@ class Clause:
         return posixpath.basename(path) == self.text
 
 
-ANYTHING = frozenset({Clause("any", "", ANY_MODE)})
-NOTHING: frozenset[Clause] = frozenset()
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """A conjunction of constraints; None (or ANY_MODE) leaves a facet unconstrained."""
+
+    path: PathPattern | None = None
+    modes: int = ANY_MODE
+    port: int | None = None
+    net: Net | None = None
+
+    def passes_open(self, path: str, modes: int) -> bool:
+        return bool(self.modes & modes) and (self.path is None or self.path.matches(path))
+
+    def passes_connect(self, address: Net, port: int) -> bool:
+        return (self.port is None or self.port == port) and (
+            self.net is None or address.subnet_of(self.net))
+
+
+Clauses = frozenset[Clause]
+ANYTHING: Clauses = frozenset({Clause()})
+NOTHING: Clauses = frozenset()
+
+
+def as_net(text: str) -> Net | None:
+    """An address or CIDR as the kernel keys it; None when it is neither."""
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    if isinstance(net, ipaddress.IPv4Network):
+        mapped = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + net.network_address.packed)
+        return ipaddress.IPv6Network((mapped, 96 + net.prefixlen))
+    return net
+
+
+# --- the filters the kernel applies ------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class OpenFilter:
-    """The opens some rule may match, as the kernel applies it (see `passes`)."""
+    """The opens some rule may match (see `passes`, the kernel's behaviour)."""
 
-    clauses: frozenset[Clause]
+    clauses: Clauses
 
     @property
     def any_modes(self) -> int:
         """Modes for which every path passes."""
         modes = 0
         for clause in self.clauses:
-            if clause.kind == "any":
+            if clause.path is None:
                 modes |= clause.modes
         return modes
 
@@ -89,32 +121,32 @@ class OpenFilter:
         """
         entries: dict[str, int] = {}
         for clause in self.clauses:
-            if clause.kind in ("prefix", "exact"):
-                key = clause.text if clause.kind == "prefix" else clause.text + "\0"
+            if clause.path is not None and clause.path.kind != "name":
+                key = clause.path.text + ("\0" if clause.path.kind == "exact" else "")
                 entries[key] = entries.get(key, 0) | clause.modes
         return {key: modes | _inherited(key, entries) for key, modes in entries.items()}
 
     def names(self) -> dict[str, int]:
         names: dict[str, int] = {}
         for clause in self.clauses:
-            if clause.kind == "name":
-                names[clause.text] = names.get(clause.text, 0) | clause.modes
+            if clause.path is not None and clause.path.kind == "name":
+                names[clause.path.text] = names.get(clause.path.text, 0) | clause.modes
         return names
 
     def passes(self, path: str, modes: int) -> bool:
-        """Whether the kernel emits an open of `path` with `modes` (its model, for tests)."""
+        """Whether the kernel emits an open of `path` with `modes`."""
         if not path.startswith("/") or path != normalize_path(path):
             return True
-        return any(clause.passes(path, modes) for clause in self.clauses)
+        return any(clause.passes_open(path, modes) for clause in self.clauses)
 
     def describe(self) -> str:
         if self.is_everything:
             return "every open"
-        counts = {kind: sum(1 for c in self.clauses if c.kind == kind)
-                  for kind in ("prefix", "exact", "name")}
+        kinds = [c.path.kind for c in self.clauses if c.path is not None]
+        parts = [f"{kinds.count(kind)} {label}" for kind, label in
+                 (("prefix", "prefixes"), ("exact", "exacts"), ("name", "names"))
+                 if kind in kinds]
         mode_names = {READ: "reads", WRITE: "writes"}.get(self.any_modes)
-        parts = [f"{n} {kind}es" if kind == "prefix" else f"{n} {kind}s"
-                 for kind, n in counts.items() if n]
         if mode_names:
             parts.append(f"all {mode_names}")
         return "opens of " + ", ".join(parts) if parts else "no opens"
@@ -135,19 +167,62 @@ def open_modes(evt_type: str, flags: int) -> int:
     return {0: READ, 1: WRITE}.get(flags & 0o3, ANY_MODE)
 
 
-class OpenFilterDeriver:
-    """Derives a condition's clauses; `macros` and `lists` are the compiler's."""
+@dataclass(frozen=True, slots=True)
+class ConnectFilter:
+    """The connects and addressed sendtos some rule may match, by destination.
 
-    def __init__(self, macros: Mapping[str, object], lists: Mapping[str, list[str]]) -> None:
+    The kernel tests the port and the address separately: a clause constraining both is let
+    through on its port alone (wider, never narrower).
+    """
+
+    clauses: Clauses
+
+    @property
+    def is_everything(self) -> bool:
+        return any(c.port is None and c.net is None for c in self.clauses)
+
+    def ports(self) -> set[int]:
+        return {c.port for c in self.clauses if c.port is not None}
+
+    def nets(self) -> set[Net]:
+        return {c.net for c in self.clauses if c.port is None and c.net is not None}
+
+    def passes(self, family: int, address: str, port: int) -> bool:
+        """Whether the kernel emits a connect to address:port of socket family `family`."""
+        net = as_net(address) if family in (2, 10) else None
+        if net is None or self.is_everything:
+            return True
+        return port in self.ports() or any(net.subnet_of(n) for n in self.nets())
+
+    def describe(self) -> str:
+        if self.is_everything:
+            return "every connect"
+        ports, nets = self.ports(), self.nets()
+        parts = [f"{len(ports)} ports"] if ports else []
+        parts += [f"{len(nets)} networks"] if nets else []
+        return "connects to " + ", ".join(parts) if parts else "no connects"
+
+
+# --- deriving clauses from a condition ---------------------------------------------------------
+
+
+class ClauseDeriver:
+    """A condition's clauses for one family of syscalls (`types`, OPEN_TYPES or CONNECT_TYPES);
+    `macros` and `lists` are the compiler's."""
+
+    def __init__(self, types: frozenset[str], macros: Mapping[str, object],
+                 lists: Mapping[str, list[str]]) -> None:
+        self._types = types
+        self._leaves = _OPEN_LEAVES if types is OPEN_TYPES else _CONNECT_LEAVES
+        self._absent = _ABSENT_ON_OPENS if types is OPEN_TYPES else frozenset()
         self._macros = macros
         self._lists = lists
 
-    def clauses(self, node: Node, seen: frozenset[str] = frozenset()) -> frozenset[Clause]:
+    def clauses(self, node: Node, seen: frozenset[str] = frozenset()) -> Clauses:
         if isinstance(node, Check):
             return self._check(node)
         if isinstance(node, MacroRef):
-            body = self._macros.get(node.name)
-            ast = getattr(body, "ast", None)
+            ast = getattr(self._macros.get(node.name), "ast", None)
             if ast is None or node.name in seen:
                 return ANYTHING
             return self.clauses(ast, seen | {node.name})
@@ -162,52 +237,60 @@ class OpenFilterDeriver:
             result = _intersect(result, part)
         return result
 
-    def _values(self, check: Check) -> list[str]:
-        return [item for v in check.values for item in self._lists.get(v.text, [v.text])]
-
-    def _check(self, check: Check) -> frozenset[Clause]:
-        values = self._values(check)
+    def _check(self, check: Check) -> Clauses:
+        values = [item for v in check.values for item in self._lists.get(v.text, [v.text])]
         name = _SAME_AS_FD_NAME.get(check.name, check.name)
-        if name in _ABSENT_ON_OPENS:
+        if name == "evt.type" and check.op in ("=", "in", "intersects"):
+            return ANYTHING if self._types & set(values) else NOTHING
+        if name in self._absent:
             return NOTHING  # a missing field matches nothing, whatever the operator
-        maker = _LEAVES.get((name, check.op))
-        if check.name == "evt.type" and check.op in ("=", "in", "intersects"):
-            return ANYTHING if OPEN_TYPES & set(values) else NOTHING
-        if check.name in ("evt.is_open_read", "evt.is_open_write") and check.op == "=" \
-                and [v.lower() for v in values] == ["true"]:
-            return frozenset({Clause("any", "", READ if check.name.endswith("read") else WRITE)})
-        if maker is None or not values:
+        if name in ("evt.is_open_read", "evt.is_open_write") and self._types is OPEN_TYPES:
+            if check.op == "=" and [v.lower() for v in values] == ["true"]:
+                return frozenset({Clause(modes=READ if name.endswith("read") else WRITE)})
             return ANYTHING
-        return _simplify(frozenset(maker(v) for v in values))
-
-
-def _prefix_of_glob(pattern: str) -> Clause:
-    cut = min((pattern.index(c) for c in _GLOB_CHARS if c in pattern), default=len(pattern))
-    if cut == len(pattern):
-        return _exact(pattern)
-    return Clause("prefix", pattern[:cut], ANY_MODE) if cut else Clause("any", "", ANY_MODE)
+        make = self._leaves.get((name, check.op))
+        if make is None or not values:
+            return ANYTHING
+        return _simplify(frozenset(make(v) for v in values))
 
 
 def _exact(path: str) -> Clause:
     if not path.startswith("/") or len(path.encode()) >= PATH_MAX_KEY:
-        return Clause("any", "", ANY_MODE)
-    return Clause("exact", path, ANY_MODE)
+        return Clause()
+    return Clause(path=PathPattern("exact", path))
 
 
 def _prefix(path: str) -> Clause:
     if not path.startswith("/") or len(path.encode()) > PATH_MAX_KEY:
-        return Clause("any", "", ANY_MODE)
-    return Clause("prefix", path, ANY_MODE)
+        return Clause()
+    return Clause(path=PathPattern("prefix", path))
+
+
+def _prefix_of_glob(pattern: str) -> Clause:
+    cut = min((pattern.index(c) for c in _GLOB_CHARS if c in pattern), default=len(pattern))
+    return _exact(pattern) if cut == len(pattern) else _prefix(pattern[:cut])
 
 
 def _name(name: str) -> Clause:
     if not name or "/" in name or len(name.encode()) > NAME_MAX_KEY:
-        return Clause("any", "", ANY_MODE)
-    return Clause("name", name, ANY_MODE)
+        return Clause()
+    return Clause(path=PathPattern("name", name))
 
 
 def _directory(directory: str) -> Clause:
     return _prefix(directory.rstrip("/") + "/")
+
+
+def _port(text: str) -> Clause:
+    try:
+        port = int(text, 0)
+    except ValueError:
+        return Clause()
+    return Clause(port=port) if 0 <= port <= 0xFFFF else Clause()
+
+
+def _net(text: str) -> Clause:
+    return Clause(net=as_net(text))
 
 
 _ARG_FIELDS = ("evt.arg", "evt.rawarg")
@@ -215,8 +298,7 @@ _SAME_AS_FD_NAME = {f"{field}.{arg}": "fd.name" for field in _ARG_FIELDS
                     for arg in ("name", "path", "pathname", "oldpath")}
 _ABSENT_ON_OPENS = frozenset(f"{field}.{arg}" for field in _ARG_FIELDS
                              for arg in ("newpath", "linkpath", "target"))
-
-_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
+_OPEN_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
     ("fd.name", "="): _exact,
     ("fd.name", "in"): _exact,
     ("fd.name", "startswith"): _prefix,
@@ -229,33 +311,59 @@ _LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
     ("fd.filename", "="): _name,
     ("fd.filename", "in"): _name,
 }
+# On a connect or sendto, fd.dip is the peer and fd.net the peer too (there is no source).
+_CONNECT_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
+    ("fd.dport", "="): _port,
+    ("fd.dport", "in"): _port,
+    ("fd.dip", "="): _net,
+    ("fd.dip", "in"): _net,
+    ("fd.net", "="): _net,
+    ("fd.net", "in"): _net,
+}
 
 
-def _meet(a: Clause, b: Clause) -> Clause | None:
-    """A clause covering every open both match (exactly, or wider when not expressible)."""
-    modes = a.modes & b.modes
-    if not modes:
-        return None
-    if a.kind == "any" or b.kind == "any":
-        path_side = b if a.kind == "any" else a
-        return Clause(path_side.kind, path_side.text, modes)
+# --- the algebra --------------------------------------------------------------------------------
+
+
+def _meet_paths(a: PathPattern, b: PathPattern) -> PathPattern | None:
+    """A pattern covering what both match (wider when not expressible); None for nothing."""
     if a.kind > b.kind:
         a, b = b, a
     # kinds are now ordered: exact < name < prefix
     if a.kind == b.kind == "prefix":
         longer, shorter = (a, b) if len(a.text) >= len(b.text) else (b, a)
-        return Clause("prefix", longer.text, modes) if longer.text.startswith(shorter.text) \
-            else None
+        return longer if longer.text.startswith(shorter.text) else None
     if a.kind == b.kind:  # two exact paths, or two names
-        return Clause(a.kind, a.text, modes) if a.text == b.text else None
+        return a if a.text == b.text else None
     if a.kind == "exact":
-        fits = b.text == posixpath.basename(a.text) if b.kind == "name" \
-            else a.text.startswith(b.text)
-        return Clause("exact", a.text, modes) if fits else None
-    return Clause("name", a.text, modes)  # a name within a prefix: keep the name (wider)
+        return a if b.matches(a.text) else None
+    return a  # a name within a prefix: keep the name, wider than both together
 
 
-def _intersect(left: frozenset[Clause], right: frozenset[Clause]) -> frozenset[Clause]:
+def _meet(a: Clause, b: Clause) -> Clause | None:
+    """A clause covering every syscall both match (exactly, or wider when not expressible)."""
+    modes = a.modes & b.modes
+    if not modes:
+        return None
+    path = a.path or b.path
+    if a.path is not None and b.path is not None:
+        path = _meet_paths(a.path, b.path)
+        if path is None:
+            return None
+    if a.port is not None and b.port is not None and a.port != b.port:
+        return None
+    net = a.net or b.net
+    if a.net is not None and b.net is not None:
+        if a.net.subnet_of(b.net):
+            net = a.net
+        elif b.net.subnet_of(a.net):
+            net = b.net
+        else:
+            return None
+    return Clause(path=path, modes=modes, port=a.port if a.port is not None else b.port, net=net)
+
+
+def _intersect(left: Clauses, right: Clauses) -> Clauses:
     if left == ANYTHING:
         return right
     if right == ANYTHING:
@@ -266,19 +374,21 @@ def _intersect(left: frozenset[Clause], right: frozenset[Clause]) -> frozenset[C
     return _simplify(frozenset(c for c in met if c is not None))
 
 
-def _simplify(clauses: Iterable[Clause]) -> frozenset[Clause]:
-    """Drop clauses whose modes an "any path" clause already covers."""
+def _simplify(clauses: Iterable[Clause]) -> Clauses:
+    """Drop what an unconstrained clause already covers."""
     clauses = frozenset(clauses)
-    any_modes = 0
+    if Clause() in clauses:
+        return ANYTHING
+    free_modes = 0  # modes for which some clause constrains nothing else
     for clause in clauses:
-        if clause.kind == "any":
-            any_modes |= clause.modes
-    if not any_modes:
+        if clause == Clause(modes=clause.modes):
+            free_modes |= clause.modes
+    if not free_modes:
         return clauses
-    kept = {c for c in clauses if c.kind != "any" and c.modes & ~any_modes}
-    kept = {Clause(c.kind, c.text, c.modes & ~any_modes) for c in kept}
-    return frozenset({Clause("any", "", any_modes), *kept})
+    kept = {replace(c, modes=c.modes & ~free_modes) for c in clauses
+            if c != Clause(modes=c.modes) and c.modes & ~free_modes}
+    return frozenset({Clause(modes=free_modes), *kept})
 
 
-def union(filters: Iterable[frozenset[Clause]]) -> OpenFilter:
-    return OpenFilter(_simplify(frozenset().union(*filters)))
+def union(filters: Iterable[Clauses]) -> Clauses:
+    return _simplify(frozenset().union(*filters))

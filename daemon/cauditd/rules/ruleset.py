@@ -11,7 +11,15 @@ from cauditd.findings import Priority
 from cauditd.rules.errors import Where
 from cauditd.rules.fields import EVENT_TYPES, SYSCALL_TYPES
 from cauditd.rules.output import OutputTemplate
-from cauditd.rules.prefilter import ANYTHING, OPEN_TYPES, Clause, OpenFilter, union
+from cauditd.rules.prefilter import (
+    ANYTHING,
+    CONNECT_TYPES,
+    OPEN_TYPES,
+    Clauses,
+    ConnectFilter,
+    OpenFilter,
+    union,
+)
 from cauditd.rules.threshold import Threshold
 
 
@@ -29,7 +37,8 @@ class Rule:
     predicate: Callable[[Event], bool]
     output: OutputTemplate
     event_types: frozenset[str] | None
-    opens: frozenset[Clause] = ANYTHING  # the opens the condition can match (rules.prefilter)
+    opens: Clauses = ANYTHING  # the opens the condition can match (rules.prefilter)
+    connects: Clauses = ANYTHING  # the connects and sendtos it can match
     suppress_by: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
     threshold: Threshold | None = None
     where: Where = field(default_factory=Where)
@@ -74,11 +83,15 @@ class RuleSet:
 
     def open_filter(self) -> OpenFilter:
         """The opens (path, access mode) the enabled syscall rules can match."""
-        return union(
-            rule.opens for rule in self.rules
-            if rule.enabled and rule.source == "syscall"
-            and (rule.event_types is None or rule.event_types & OPEN_TYPES)
-        )
+        return OpenFilter(union(r.opens for r in self._rules_for(OPEN_TYPES)))
+
+    def connect_filter(self) -> ConnectFilter:
+        """The connects and sendtos (destination) the enabled syscall rules can match."""
+        return ConnectFilter(union(r.connects for r in self._rules_for(CONNECT_TYPES)))
+
+    def _rules_for(self, types: frozenset[str]) -> list[Rule]:
+        return [r for r in self.rules if r.enabled and r.source == "syscall"
+                and (r.event_types is None or r.event_types & types)]
 
     def __len__(self) -> int:
         return len(self.rules)

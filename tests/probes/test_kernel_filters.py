@@ -1,0 +1,155 @@
+"""The kernel's open and connect filters: a container opens paths and connects to destinations
+some rule watches and others none does; exactly the ones the rules' derived filters let through
+reach user space, as the filters' Python models (OpenFilter.passes, ConnectFilter.passes) say.
+With the filters off, every one does."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cauditd.events import FileEvent, NetSyscallEvent
+from cauditd.rules.loader import load_ruleset
+from cauditd.rules.prefilter import OPEN_TYPES, READ, WRITE
+from tests.conftest import Containers, DaemonThread, daemon_config
+
+pytestmark = pytest.mark.usefixtures("ebpf", "docker")
+
+RULES = """
+[macros]
+reads = "evt.type in (open, openat, openat2) and evt.is_open_read = true"
+writes = "evt.type in (open, openat, openat2, creat) and evt.is_open_write = true"
+
+[[rules]]
+name = "shadow read"
+condition = "reads and fd.name = /etc/shadow"
+output = "%fd.name"
+priority = "warning"
+
+[[rules]]
+name = "srv written"
+condition = "writes and fd.name startswith /srv/"
+output = "%fd.name"
+priority = "warning"
+
+[[rules]]
+name = "key read"
+condition = "reads and fd.filename = id_rsa"
+output = "%fd.name"
+priority = "warning"
+
+[[rules]]
+name = "odd port"
+condition = "evt.type = connect and fd.dport = 4444"
+output = "%fd.name"
+priority = "warning"
+
+[[rules]]
+name = "metadata"
+condition = "evt.type = connect and fd.dip = 169.254.169.254"
+output = "%fd.name"
+priority = "warning"
+"""
+
+# (what the container opens, the mode, the path user space reports)
+OPENS = [
+    ("/etc/shadow", READ, "/etc/shadow"),
+    ("/etc/shadowy", READ, "/etc/shadowy"),
+    ("/etc/hostname", READ, "/etc/hostname"),
+    ("/etc/./hosts", READ, "/etc/hosts"),
+    ("//etc/group", READ, "/etc/group"),
+    ("/etc/x/../services", READ, "/etc/services"),
+    ("rel-file", READ, "/tmp/rel-file"),
+    ("/home/u/.ssh/id_rsa", READ, "/home/u/.ssh/id_rsa"),
+    ("/home/u/.ssh/id_rsa.pub", READ, "/home/u/.ssh/id_rsa.pub"),
+    ("/srv/out", WRITE, "/srv/out"),
+    ("/tmp/out", WRITE, "/tmp/out"),
+    ("/etc/shadow", WRITE, "/etc/shadow"),
+]
+# (address, port) of connects from a container without a network: the syscall happens, and
+# fails at once (ENETUNREACH); no packet leaves
+CONNECTS = [("10.99.0.1", 4444), ("10.99.0.1", 80), ("169.254.169.254", 80),
+            ("10.99.0.1", 5555)]
+SENTINEL = "sentinel-end"  # relative: always passes, and marks the end of the script
+
+
+def script() -> str:
+    lines = ["cd /tmp", "mkdir -p /srv"]
+    for raw, mode, _reported in OPENS:
+        lines.append(f"cat {raw} >/dev/null 2>&1" if mode == READ else f": >> {raw}")
+    lines += [f"nc -w 1 {addr} {port} </dev/null 2>/dev/null" for addr, port in CONNECTS]
+    lines.append(f"cat {SENTINEL} >/dev/null 2>&1 || true")  # arrives after everything above
+    return "; ".join(lines)
+
+
+def observed(tmp_path: Path, containers: Containers, kernel_filters: bool) -> dict[str, Any]:
+    """What reached user space of the container's opens ((path, mode)) and connects ((address,
+    port)), and what the kernel counted as filtered meanwhile."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    config = daemon_config(tmp_path, all_syscalls=False, kernel_filters=kernel_filters)
+    config.rules.default_rules = False
+    config.rules.paths = [str(rules)]
+    runner = DaemonThread(config)
+    runner.start()
+    try:
+        name = f"cauditd-t-{uuid.uuid4().hex[:10]}"
+        result = containers.run("sh", "-c", script(), name=name, options=("--network", "none"))
+        assert result.returncode == 0, result.stderr
+        cid = containers.inspect_id(name)
+
+        def ours(ev: object) -> bool:
+            return isinstance(ev, FileEvent) and ev.type in OPEN_TYPES and ev.container.id == cid
+
+        sentinel = runner.wait_for(
+            lambda ev: ours(ev) and ev.path == f"/tmp/{SENTINEL}")
+        events = [ev for ev in runner.events if ev.container.id == cid]
+        events = events[:events.index(sentinel)]
+        filters = runner.call(runner.daemon.stats)["probes"]["syscall"]["filters"]  # /v1/stats
+    finally:
+        runner.stop()  # polls the kernel's counters a last time
+    return {
+        "opens": {(ev.path, WRITE if ev.flags & 3 else READ) for ev in events if ours(ev)},
+        "connects": {(ev.addr, ev.port) for ev in events
+                     if isinstance(ev, NetSyscallEvent) and ev.type == "connect"},
+        "filters": filters,
+        "filtered": runner.daemon.probes.filtered,
+    }
+
+
+def test_only_calls_a_rule_can_match_reach_user_space(
+    tmp_path: Path, containers: Containers
+) -> None:
+    rules = tmp_path / "model.toml"
+    rules.write_text(RULES)
+    ruleset = load_ruleset([rules])
+    opens, connects = ruleset.open_filter(), ruleset.connect_filter()
+    expected_opens = {(reported, mode) for raw, mode, reported in OPENS
+                      if opens.passes(raw, mode)}
+    assert expected_opens == {
+        ("/etc/shadow", READ), ("/etc/hosts", READ), ("/etc/group", READ),
+        ("/etc/services", READ), ("/tmp/rel-file", READ), ("/home/u/.ssh/id_rsa", READ),
+        ("/srv/out", WRITE),
+    }
+    expected_connects = {c for c in CONNECTS if connects.passes(2, *c)}
+    assert expected_connects == {("10.99.0.1", 4444), ("169.254.169.254", 80)}
+
+    seen = observed(tmp_path, containers, kernel_filters=True)
+    assert seen["opens"] & {(reported, mode) for _raw, mode, reported in OPENS} == expected_opens
+    assert seen["connects"] == expected_connects
+    assert seen["filters"] == {"open": "opens of 1 prefixes, 1 exacts, 1 names",
+                               "connect": "connects to 1 ports, 1 networks"}
+    # counted (cauditd_syscalls_filtered)
+    assert seen["filtered"]["open"] >= len(OPENS) - len(expected_opens)
+    assert seen["filtered"]["connect"] >= len(CONNECTS) - len(expected_connects)
+
+
+def test_with_the_filters_off_every_call_arrives(tmp_path: Path, containers: Containers) -> None:
+    seen = observed(tmp_path, containers, kernel_filters=False)
+    assert {(reported, mode) for _raw, mode, reported in OPENS} <= seen["opens"]
+    assert seen["connects"] == set(CONNECTS)
+    assert seen["filters"] == {"open": "every open", "connect": "every connect"}
+    assert seen["filtered"] == {"open": 0, "connect": 0}
