@@ -228,16 +228,20 @@ def latency_note(results: Sequence[Result]) -> list[str]:
 
 
 COST_EXPLANATION = """\
-Where that goes, for a traced call: the kernel side stashes the arguments at sys_enter,
-reserves and fills a record (several hundred bytes per syscall; ~2.4 KB per exec with its
-argv copied, plus fork and exit records) and user space decodes every record in Python. On a
-2-core machine the Python consumer competes for the same cores as the workload, so each event
-costs the workload twice: once in the kernel, once in the consumer's CPU time. Already dropped
-in the kernel: syscalls no rule uses (the rules' needed syscalls) and opens no rule can match
-(the open filter, derived from the rules' paths and read/write modes). What would remove most
-of the rest: the same kind of prefilter for connect (by address and port) and the other file
-syscalls, repeats aggregated in a kernel map instead of one record per call, and a decode that
-builds no event object for records no rule can match."""
+Where that goes: syscalls no rule uses stop at one array lookup, and the opens and connects no
+rule can match are dropped at sys_enter by the kernel filters derived from the rules (open
+loop: /etc/passwd; connect loop: a closed port; neither is watched). For those, what remains
+is the filters' own work: reading the path or address and one or two map lookups, plus, for
+opens, a byte-by-byte scan of the path for "." and ".." components and its file name (a
+bounded BPF loop; BCC cannot use bpf_loop). A call that does pass is stashed at sys_enter in a
+per-thread map, becomes a ~650-byte record at sys_exit (~2.4 KB per exec with its argv, plus
+fork and exit records), and is decoded, enriched and matched in Python; on a 2-core machine
+that consumer competes with the workload for the cores (compare the CPU under load in the
+footprint section). What would remove most of the rest: a scan of the path in 8-byte words (or
+keeping the file-name check for rule sets that have name clauses only), an LSM hook on
+file_open instead of the raw syscall pair for opens (no stash, and no TOCTOU), repeats
+aggregated in a kernel map instead of one record per call, and a decode that builds no event
+object for records no rule can match."""
 
 
 def noise_note(results: Sequence[Result]) -> str:
