@@ -22,6 +22,7 @@ enum setting {
     SETTING_OPEN_FILTER,    /* 1: opens pass only as open_prefixes/open_names say (syscalls.c) */
     SETTING_OPEN_ANY_MODES, /* OPEN_READ/OPEN_WRITE opens that pass whatever their path */
     SETTING_CONNECT_FILTER, /* 1: connects/sendtos pass only as connect_ports/_nets say */
+    SETTING_DUP_SOCKETS_ONLY, /* 1: dups onto fds 0-2 pass only when the old fd is a socket */
     SETTING_COUNT
 };
 

@@ -94,11 +94,12 @@ struct net_key {
 BPF_HASH(connect_ports, u16, u8, 1024);
 BPF_LPM_TRIE(connect_nets, struct net_key, u8, 1024);
 
-/* What the filters dropped, per CPU: [0] opens, [1] connects and sendtos (cauditd_syscalls_
- * filtered in user space). */
+/* What the filters dropped, per CPU: [0] opens, [1] connects and sendtos, [2] dups onto fds
+ * 0-2 of fds that are not sockets (cauditd_syscalls_filtered in user space). */
 #define FILTERED_OPEN 0
 #define FILTERED_CONNECT 1
-BPF_PERCPU_ARRAY(filtered, u64, 2);
+#define FILTERED_DUP 2
+BPF_PERCPU_ARRAY(filtered, u64, 3);
 
 static __always_inline u64 arg_at(const u64 *args, u8 index)
 {
@@ -333,6 +334,18 @@ static __always_inline int connect_wanted(struct syscall_spec *spec, struct pend
     return connect_nets.lookup(&net) != NULL;
 }
 
+/* A dup onto fd 0-2: when every rule about dups asks for a socket (the reverse-shell rule),
+ * only dups of a socket this process is known to hold pass. */
+static __always_inline int dup_wanted(u64 tgid, u64 oldfd)
+{
+    int key = SETTING_DUP_SOCKETS_ONLY;
+    u64 *sockets_only = settings.lookup(&key);
+    if (!sockets_only || !*sockets_only)
+        return 1;
+    u64 fd_key = tgid << 32 | (u32)oldfd;
+    return socket_fds.lookup(&fd_key) != NULL;
+}
+
 static __always_inline int count_filtered(int which)
 {
     u64 *n = filtered.lookup(&which);
@@ -386,6 +399,13 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         return count_filtered(FILTERED_OPEN);
     if ((spec->opts & OPT_CONNECT_FILTER) && !connect_wanted(spec, &p))
         return count_filtered(FILTERED_CONNECT);
+    if (spec->opts & OPT_LOW_NEWFD) {
+        s32 newfd = p.args[1];
+        if (nr != NR_DUP && (newfd < 0 || newfd > 2))
+            return 0; /* dup2/dup3 onto a higher fd: nothing any rule asks for */
+        if (!dup_wanted(pid_tgid >> 32, p.args[0]))
+            return count_filtered(FILTERED_DUP);
+    }
     u32 tid = (u32)pid_tgid;
     pending.update(&tid, &p);
     return 0;

@@ -53,9 +53,10 @@ class ProbesConfig:
         default=False,
     )
     kernel_filters: bool = doc(
-        "Drop in the kernel the opens and connects no loaded rule can match, judged by what "
-        "the rules' conditions ask of them: path (prefixes, exact paths, file names) and "
-        "read/write mode of opens, destination port and network of connects and sendtos. "
+        "Drop in the kernel the opens, connects and dups no loaded rule can match, judged by "
+        "what the rules' conditions ask of them: path (prefixes, exact paths, file names) and "
+        "read/write mode of opens, destination port and network of connects and sendtos, "
+        "whether a dup onto fd 0-2 duplicates a socket. "
         "Off: every call of a needed syscall reaches user space.",
         default=True,
     )

@@ -191,12 +191,13 @@ class Daemon:
         self.detector.process(event)
 
     def _rules_changed(self, ruleset: RuleSet) -> None:
-        """Tell the probes which syscalls, opens and connects the rules need (all of them for
+        """Tell the probes which syscalls, opens, connects and dups the rules need (all of them for
         --print-events)."""
         every = self.print_events or self.config.probes.all_syscalls
         unfiltered = every or not self.config.probes.kernel_filters
         self.probes.set_open_filter(None if unfiltered else ruleset.open_filter())
         self.probes.set_connect_filter(None if unfiltered else ruleset.connect_filter())
+        self.probes.set_dup_filter(None if unfiltered else ruleset.dup_filter())
         self.probes.set_syscalls(None if every else ruleset.needed_syscalls())
 
     # --- API views (RulesView, StatsView; the network monitor is the NetworkView) ------------

@@ -23,7 +23,8 @@ EVENTS_LOST = Counter(
 SYSCALLS_FILTERED = Counter(
     "cauditd_syscalls_filtered",
     "Syscalls the kernel's filters dropped because no loaded rule could match them, by "
-    'filter ("open": opens by path and mode, "connect": connects and sendtos by destination).',
+    'filter ("open": opens by path and mode, "connect": connects and sendtos by destination, '
+    '"dup": dups onto fds 0-2 of fds that are not sockets).',
     ["filter"],
     registry=REGISTRY,
 )

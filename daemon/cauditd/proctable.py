@@ -217,9 +217,12 @@ class ProcessTable:
         live_cwd = _readlink(base / "cwd")  # empty once the process is gone
         cwd = live_cwd or proc.cwd
         exe = event.exe
-        if exe == "/proc/self/exe" and proc.exe:
+        same_image = exe == "/proc/self/exe"
+        if same_image:
             # Re-executing itself (runc does, to mount its binary read-only): the same image,
-            # so proc.name stays "runc" and the runtime's exceptions keep applying.
+            # so the process keeps its exe and name ("runc", or the kernel's comm of a runc
+            # that runs from a memfd copy: "runc:[1:CHILD]", not the "exe" this exec sets),
+            # and the runtime's exceptions keep applying.
             exe = proc.exe
         elif not exe.startswith("/"):
             exe = posixpath.normpath(posixpath.join(cwd or "/", exe))
@@ -242,7 +245,8 @@ class ProcessTable:
             # read in the probe; the new image's argv is in /proc while the process lives.
             event.argv = _cmdline(base) if live_cwd else ()
             event.argv = event.argv or ((exe or event.exe),)
-        proc.exe, proc.args, proc.comm = exe, event.argv, event.comm
+        proc.exe, proc.args = exe, event.argv
+        proc.comm = proc.comm if same_image and proc.comm else event.comm
         proc.cwd, proc.tty = cwd, event.tty
         proc.uid, proc.gid, proc.container_id = event.uid, event.gid, event.container.id
         proc.is_exe_upper_layer = event.is_exe_upper_layer

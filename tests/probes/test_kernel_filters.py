@@ -1,7 +1,7 @@
-"""The kernel's open and connect filters: a container opens paths and connects to destinations
-some rule watches and others none does; exactly the ones the rules' derived filters let through
-reach user space, as the filters' Python models (OpenFilter.passes, ConnectFilter.passes) say.
-With the filters off, every one does."""
+"""The kernel's open, connect and dup filters: a container opens paths, connects to
+destinations and dups fds onto 0-2 that some rule watches and others none does; exactly the
+ones the rules' derived filters let through reach user space, as the filters' Python models
+(OpenFilter, ConnectFilter, DupFilter) say. With the filters off, every one does."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cauditd.events import FileEvent, NetSyscallEvent
+from cauditd.events import FileEvent, NetSyscallEvent, SyscallEvent
 from cauditd.rules.loader import load_ruleset
 from cauditd.rules.prefilter import OPEN_TYPES, READ, WRITE
 from tests.conftest import Containers, DaemonThread, daemon_config
@@ -48,6 +48,12 @@ output = "%fd.name"
 priority = "warning"
 
 [[rules]]
+name = "stdio socket"
+condition = "evt.type in (dup, dup2, dup3) and evt.arg.oldfd_is_socket = 1"
+output = "%evt.arg.newfd"
+priority = "warning"
+
+[[rules]]
 name = "metadata"
 condition = "evt.type = connect and fd.dip = 169.254.169.254"
 output = "%fd.name"
@@ -81,6 +87,7 @@ def script() -> str:
     for raw, mode, _reported in OPENS:
         lines.append(f"cat {raw} >/dev/null 2>&1" if mode == READ else f": >> {raw}")
     lines += [f"nc -w 1 {addr} {port} </dev/null 2>/dev/null" for addr, port in CONNECTS]
+    lines += ["cat < /etc/hostname > /dev/null", "cauditd_probe dupsock"]  # file, socket onto 0-2
     lines.append(f"cat {SENTINEL} >/dev/null 2>&1 || true")  # arrives after everything above
     return "; ".join(lines)
 
@@ -115,6 +122,9 @@ def observed(tmp_path: Path, containers: Containers, kernel_filters: bool) -> di
         "opens": {(ev.path, WRITE if ev.flags & 3 else READ) for ev in events if ours(ev)},
         "connects": {(ev.addr, ev.port) for ev in events
                      if isinstance(ev, NetSyscallEvent) and ev.type == "connect"},
+        "dups": {(ev.comm, ev.args["oldfd_is_socket"]) for ev in events
+                 if isinstance(ev, SyscallEvent) and ev.type in ("dup", "dup2", "dup3")
+                 and not ev.comm.startswith("runc")},  # runc's own stdio set-up
         "filters": filters,
         "filtered": runner.daemon.probes.filtered,
     }
@@ -140,16 +150,60 @@ def test_only_calls_a_rule_can_match_reach_user_space(
     seen = observed(tmp_path, containers, kernel_filters=True)
     assert seen["opens"] & {(reported, mode) for _raw, mode, reported in OPENS} == expected_opens
     assert seen["connects"] == expected_connects
+    assert seen["dups"] == {("cauditd_probe", 1)}  # not the shell's dup2 of a file onto 0
     assert seen["filters"] == {"open": "opens of 1 prefixes, 1 exacts, 1 names",
-                               "connect": "connects to 1 ports, 1 networks"}
+                               "connect": "connects to 1 ports, 1 networks",
+                               "dup": "dups of sockets onto fds 0-2"}
     # counted (cauditd_syscalls_filtered)
     assert seen["filtered"]["open"] >= len(OPENS) - len(expected_opens)
     assert seen["filtered"]["connect"] >= len(CONNECTS) - len(expected_connects)
+    assert seen["filtered"]["dup"] >= 1
 
 
 def test_with_the_filters_off_every_call_arrives(tmp_path: Path, containers: Containers) -> None:
     seen = observed(tmp_path, containers, kernel_filters=False)
     assert {(reported, mode) for _raw, mode, reported in OPENS} <= seen["opens"]
     assert seen["connects"] == set(CONNECTS)
-    assert seen["filters"] == {"open": "every open", "connect": "every connect"}
-    assert seen["filtered"] == {"open": 0, "connect": 0}
+    assert {("sh", 0), ("cauditd_probe", 1)} <= seen["dups"]
+    assert seen["filters"] == {"open": "every open", "connect": "every connect",
+                               "dup": "every dup onto fds 0-2"}
+    assert seen["filtered"] == {"open": 0, "connect": 0, "dup": 0}
+
+
+def test_a_reload_replaces_the_kernel_tables(tmp_path: Path) -> None:
+    """set_open_filter/set_connect_filter twice (a SIGHUP reload): the kernel's tables hold
+    exactly the second rule set's entries afterwards, and the filters are on."""
+    import asyncio
+    import ctypes
+
+    from cauditd.config import ProbesConfig
+    from cauditd.probes.syscall import SyscallProbes
+
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text(RULES)
+    second.write_text(RULES.replace("/etc/shadow", "/etc/gshadow").replace("4444", "5555")
+                      .replace("fd.filename = id_rsa", "fd.filename = id_ed25519"))
+
+    async def load_twice() -> dict[str, Any]:
+        probes = SyscallProbes(ProbesConfig(), lambda events: None)
+        await probes.start()
+        try:
+            for rules in (first, second):
+                ruleset = load_ruleset([rules])
+                probes.set_open_filter(ruleset.open_filter())
+                probes.set_connect_filter(ruleset.connect_filter())
+            bpf = probes._bpf  # the kernel's view, read back through BCC
+            settings = bpf["settings"]
+            return {
+                # (path up to its NUL, bits compared): an exact path's bits include its NUL
+                "prefixes": {(bytes(k.path), k.prefixlen) for k in bpf["open_prefixes"]},
+                "names": {bytes(k.name).rstrip(b"\0") for k in bpf["open_names"]},
+                "ports": {int(k.value) for k in bpf["connect_ports"]},
+                "on": [int(settings[ctypes.c_int(i)].value) for i in (1, 3)],
+            }
+        finally:
+            await probes.stop()
+
+    tables = asyncio.run(load_twice())
+    assert tables == {"prefixes": {(b"/srv/", 40), (b"/etc/gshadow", 104)},
+                      "names": {b"id_ed25519"}, "ports": {5555}, "on": [1, 1]}

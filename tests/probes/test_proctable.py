@@ -91,3 +91,16 @@ def test_reexec_through_proc_self_exe_keeps_the_image_name() -> None:
     table.apply(again)
     assert again.process is not None
     assert again.process.exe == "/usr/sbin/runc" and again.process.name == "runc"
+
+
+def test_reexec_of_a_runc_without_an_exe_keeps_its_comm() -> None:
+    """A runc running from a memfd copy (fexecve: no exe kept) re-executing /proc/self/exe: the
+    kernel names the new image "exe"; the process keeps the comm it had ("runc:[1:CHILD]")."""
+    table = ProcessTable()
+    table.apply(ExecEvent(type="execve", ts_ns=1, container=C, pid=GONE, exe="/proc/self/fd/6",
+                          argv=("runc", "init"), comm="runc:[1:CHILD]"))
+    again = ExecEvent(type="execve", ts_ns=2, container=C, pid=GONE, exe="/proc/self/exe",
+                      argv=("runc", "init"), comm="exe")
+    table.apply(again)
+    assert again.process is not None
+    assert again.process.exe == "" and again.process.name == "runc:[1:CHILD]"

@@ -18,12 +18,22 @@ from cauditd.rules.prefilter import (
     READ,
     WRITE,
     ConnectFilter,
+    DupFilter,
     OpenFilter,
     as_net,
     open_modes,
 )
 from tests.conftest import REPO
-from tests.rules.synth import O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, connect, file_event, proc
+from tests.rules.synth import (
+    O_CREAT,
+    O_RDWR,
+    O_TRUNC,
+    O_WRONLY,
+    connect,
+    file_event,
+    proc,
+    syscall,
+)
 
 DEFAULT_RULES = sorted((REPO / "rules").glob("*.toml"))
 
@@ -194,3 +204,24 @@ def test_no_connect_a_default_rule_matches_is_dropped(default_connects: ConnectF
             matched += 1
             assert default_connects.passes(family, addr, port), (addr, port)
     assert matched >= 8
+
+
+@pytest.mark.parametrize(("condition", "sockets_only"), [
+    ("evt.type = dup2 and evt.arg.oldfd_is_socket = 1", True),
+    ("evt.type in (dup, dup3) and evt.rawarg.oldfd_is_socket = true and proc.name = sh", True),
+    ("evt.type = dup2 and evt.arg.newfd = 0", False),
+    ("evt.type = dup2 and not evt.arg.oldfd_is_socket = 0", False),
+])
+def test_dup_derivation(tmp_path: Path, condition: str, sockets_only: bool) -> None:
+    assert ruleset_of(tmp_path, condition).dup_filter().sockets_only is sockets_only
+
+
+def test_default_rules_want_only_dups_of_sockets() -> None:
+    dups: DupFilter = load_ruleset(DEFAULT_RULES).dup_filter()
+    assert dups.sockets_only and dups.passes(True) and not dups.passes(False)
+    engine = RuleEngine(load_ruleset(DEFAULT_RULES), suppress_window_s=0)
+    for evt_type, newfd, is_socket in itertools.product(("dup", "dup2", "dup3"), (0, 1, 2),
+                                                        (0, 1)):
+        event = syscall(evt_type, {"oldfd": 5, "newfd": newfd, "oldfd_is_socket": is_socket})
+        if engine.match(event):
+            assert dups.passes(bool(is_socket))

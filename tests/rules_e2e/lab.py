@@ -114,6 +114,21 @@ class Connected:
         return not ruleset.connect_filter().passes(2, self.addr, self.port)
 
 
+@dataclass(frozen=True)
+class DupOfFile:
+    """A dup2 of a file (not a socket) onto `newfd`, made by the exec of `argv` (see Opened)."""
+
+    newfd: int
+    argv: tuple[str, ...]
+
+    def __call__(self, ev: Event) -> bool:
+        return isinstance(ev, SyscallEvent) and ev.type == "dup2" \
+            and ev.args.get("newfd") == self.newfd
+
+    def dropped_by(self, ruleset: RuleSet) -> bool:
+        return ruleset.dup_filter().sockets_only
+
+
 class Lab:
     """Runs scenarios (each once), and reads their containers' events and findings."""
 
@@ -191,7 +206,7 @@ class Lab:
 
     def saw(self, ran: Ran, witness: Witness) -> bool:
         ruleset = self.daemon.daemon.detector.engine.ruleset
-        if isinstance(witness, Opened | Connected) and witness.dropped_by(ruleset):
+        if isinstance(witness, Opened | Connected | DupOfFile) and witness.dropped_by(ruleset):
             return self.saw(ran, execd(*witness.argv))
         return any(witness(ev) for ev in self.events(ran))
 

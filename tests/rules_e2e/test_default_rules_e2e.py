@@ -3,9 +3,8 @@
 One in-process Daemon with the shipped rules (in-kernel syscall filtering as in production) for
 the module. The scenarios the selected tests need run first, a few at a time; each test then reads
 its container's findings from the daemon's API. A negative test also checks that the look-alike
-really happened (its witness event was seen, or for an open the kernel's open filter drops by
-design, or a connect the connect filter drops, the exec that made it), so it cannot pass by
-doing nothing.
+really happened (its witness event was seen, or, for an open, connect or dup the kernel's
+filters drop by design, the exec that made it), so it cannot pass by doing nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from tests.conftest import (
 )
 from tests.rules_e2e.lab import (
     Connected,
+    DupOfFile,
     Lab,
     Opened,
     Ran,
@@ -160,7 +160,8 @@ CASES: list[Case] = [
          Connected(NOWHERE, 80, ("cauditd_probe", "connect", NOWHERE, "80"))),
     Case("Redirect stdio to network connection",
          Scenario(("cauditd_probe", "dupsock")), "evt.arg.newfd", "2",
-         Scenario(("cauditd_attack", "dupfile")), syscall("dup2", newfd=1), "file-on-stdout"),
+         Scenario(("cauditd_attack", "dupfile")),
+         DupOfFile(1, ("cauditd_attack", "dupfile")), "file-on-stdout"),
     Case("Redirect stdio to network connection",
          Scenario(("cauditd_probe", "dupsock")), "evt.arg.newfd", "2",
          Scenario(("cauditd_attack", "dupsock-high")),

@@ -19,7 +19,7 @@ from cauditd.probes.records import decode
 from cauditd.probes.ringbuf import Reader
 
 if TYPE_CHECKING:
-    from cauditd.rules.prefilter import ConnectFilter, OpenFilter
+    from cauditd.rules.prefilter import ConnectFilter, DupFilter, OpenFilter
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,9 @@ PROBE_NAME = "syscall"
 SOURCES = ("syscalls.c", "process.c")
 CGROUP_TRACKED = 1
 CGROUP_IGNORED = 2
-SETTING_TRACK_HOST, SETTING_OPEN_FILTER, SETTING_OPEN_ANY_MODES, SETTING_CONNECT_FILTER = range(4)
-FILTERS = ("open", "connect")  # the kernel's filtered[] counters, in order
+SETTING_TRACK_HOST, SETTING_OPEN_FILTER, SETTING_OPEN_ANY_MODES = 0, 1, 2
+SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY = 3, 4
+FILTERS = ("open", "connect", "dup")  # the kernel's filtered[] counters, in order
 
 
 class SyscallProbes:
@@ -49,6 +50,7 @@ class SyscallProbes:
         self._syscalls: set[str] | None = None
         self._open_filter: OpenFilter | None = None
         self._connect_filter: ConnectFilter | None = None
+        self._dup_filter: DupFilter | None = None
 
     @property
     def defines(self) -> dict[str, int | str]:
@@ -118,6 +120,17 @@ class SyscallProbes:
         if self._bpf is not None:
             self._write_connect_filter()
 
+    def set_dup_filter(self, dups: DupFilter | None) -> None:
+        """Emit dups onto fds 0-2 only of sockets when `dups` says so (None: all of them)."""
+        self._dup_filter = dups
+        if self._bpf is not None:
+            self._write_dup_filter()
+
+    def _write_dup_filter(self) -> None:
+        sockets_only = self._dup_filter is not None and self._dup_filter.sockets_only
+        self._bpf["settings"][ctypes.c_int(SETTING_DUP_SOCKETS_ONLY)] = ctypes.c_uint64(
+            int(sockets_only))
+
     def _write_connect_filter(self) -> None:
         settings = self._bpf["settings"]
         settings[ctypes.c_int(SETTING_CONNECT_FILTER)] = ctypes.c_uint64(0)
@@ -146,6 +159,7 @@ class SyscallProbes:
         self._write_specs()
         self._write_open_filter()
         self._write_connect_filter()
+        self._write_dup_filter()
         self._reader = open_reader(
             self._bpf,
             "events",
@@ -217,12 +231,13 @@ class SyscallProbes:
 
     @property
     def filtered(self) -> dict[str, int]:
-        """Syscalls the kernel's filters dropped so far, by filter ("open", "connect")."""
+        """Syscalls the kernel's filters dropped so far, by filter ("open", "connect", "dup")."""
         return dict(self._filtered_seen)
 
     @property
     def filters(self) -> dict[str, str]:
         """What each kernel filter lets through, in words ("every open" when off)."""
-        opens, connects = self._open_filter, self._connect_filter
+        opens, connects, dups = self._open_filter, self._connect_filter, self._dup_filter
         return {"open": "every open" if opens is None else opens.describe(),
-                "connect": "every connect" if connects is None else connects.describe()}
+                "connect": "every connect" if connects is None else connects.describe(),
+                "dup": "every dup onto fds 0-2" if dups is None else dups.describe()}

@@ -30,7 +30,7 @@ from cauditd.rules.errors import (
 from cauditd.rules.fields import EVENT_TYPES, lookup
 from cauditd.rules.output import parse_output
 from cauditd.rules.parser import Condition, parse_condition
-from cauditd.rules.prefilter import CONNECT_TYPES, OPEN_TYPES, ClauseDeriver, Clauses
+from cauditd.rules.prefilter import CONNECT_TYPES, DUP_TYPES, OPEN_TYPES, ClauseDeriver, Clauses
 from cauditd.rules.ruleset import Rule, RuleSet
 from cauditd.rules.threshold import Threshold, ThresholdSpec, parse_duration
 
@@ -425,6 +425,7 @@ def compile_rule(definition: RuleDef, compiler: Compiler) -> Rule:
         event_types=event_types,
         opens=kernel[0],
         connects=kernel[1],
+        dups=kernel[2],
         suppress_by=suppress_fields,
         threshold=threshold,
         where=where,
@@ -439,16 +440,16 @@ def _source(value: Any, where: Where) -> str:
 
 def _condition(
     text: Text, compiler: Compiler, source: str, where: Where
-) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, Clauses]]:
-    """The predicate, the evt.type values it can match, and the opens and connects it can
-    match (rules.prefilter, for the kernel's filters)."""
+) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, Clauses, Clauses]]:
+    """The predicate, the evt.type values it can match, and the opens, connects and dups it
+    can match (rules.prefilter, for the kernel's filters)."""
     condition = parse_condition(text.text, where, text.line)
     predicate = compiler.compile(condition)
     event_types = compiler.event_types(condition)
     _check_source_types(event_types, source, where)
     kernel = tuple(ClauseDeriver(types, compiler.macros, compiler.lists).clauses(condition.ast)
-                   for types in (OPEN_TYPES, CONNECT_TYPES))
-    return predicate, event_types, (kernel[0], kernel[1])
+                   for types in (OPEN_TYPES, CONNECT_TYPES, DUP_TYPES))
+    return predicate, event_types, (kernel[0], kernel[1], kernel[2])
 
 
 def _exceptions(value: Any, compiler: Compiler, where: Where) -> Pred | None:

@@ -1,11 +1,12 @@
-"""What the kernel may drop: the opens and connects no loaded rule can match.
+"""What the kernel may drop: the opens, connects and dups no loaded rule can match.
 
 Opens and connects are most of what a container's syscalls are, and most rules about them look
 at a few paths (/etc, binary directories, credentials) or a few destinations (mining ports, the
 cloud metadata address). From each rule's condition (macros and lists expanded) we derive a
 condition every open, or every connect, it matches must meet: a set of clauses (a disjunction),
 each a conjunction of constraints on the facets the kernel can test: the path and the access
-mode of an open, the destination port and address of a connect or sendto. The union over the
+mode of an open, the destination port and address of a connect or sendto, whether the old fd
+of a dup onto fd 0-2 is a socket. The union over the
 rules goes to the kernel (probes/syscalls.c), which emits such a syscall only when some clause
 matches it.
 
@@ -33,6 +34,7 @@ READ, WRITE = 1, 2
 ANY_MODE = READ | WRITE
 OPEN_TYPES = frozenset(("open", "openat", "openat2", "creat"))
 CONNECT_TYPES = frozenset(("connect", "sendto"))
+DUP_TYPES = frozenset(("dup", "dup2", "dup3"))
 PATH_MAX_KEY = 255  # bytes of a path the kernel's prefix trie compares (probes/syscalls.c)
 NAME_MAX_KEY = 31  # bytes of a file name the kernel's name table holds
 MAX_CLAUSES = 4096  # beyond this an intersection keeps its smaller side (still a superset)
@@ -65,6 +67,7 @@ class Clause:
     modes: int = ANY_MODE
     port: int | None = None
     net: Net | None = None
+    socket: bool = False  # the dup's old fd must be a socket
 
     def passes_open(self, path: str, modes: int) -> bool:
         return bool(self.modes & modes) and (self.path is None or self.path.matches(path))
@@ -203,17 +206,35 @@ class ConnectFilter:
         return "connects to " + ", ".join(parts) if parts else "no connects"
 
 
+@dataclass(frozen=True, slots=True)
+class DupFilter:
+    """The dups onto fds 0-2 some rule may match: all of them, or only those of a socket."""
+
+    clauses: Clauses
+
+    @property
+    def sockets_only(self) -> bool:
+        return all(c.socket for c in self.clauses)
+
+    def passes(self, oldfd_is_socket: bool) -> bool:
+        return oldfd_is_socket or not self.sockets_only
+
+    def describe(self) -> str:
+        return "dups of sockets onto fds 0-2" if self.sockets_only else "every dup onto fds 0-2"
+
+
 # --- deriving clauses from a condition ---------------------------------------------------------
 
 
 class ClauseDeriver:
-    """A condition's clauses for one family of syscalls (`types`, OPEN_TYPES or CONNECT_TYPES);
-    `macros` and `lists` are the compiler's."""
+    """A condition's clauses for one family of syscalls (`types`: OPEN_TYPES, CONNECT_TYPES or
+    DUP_TYPES); `macros` and `lists` are the compiler's."""
 
     def __init__(self, types: frozenset[str], macros: Mapping[str, object],
                  lists: Mapping[str, list[str]]) -> None:
         self._types = types
-        self._leaves = _OPEN_LEAVES if types is OPEN_TYPES else _CONNECT_LEAVES
+        self._leaves = {OPEN_TYPES: _OPEN_LEAVES, CONNECT_TYPES: _CONNECT_LEAVES,
+                        DUP_TYPES: _DUP_LEAVES}[types]
         self._absent = _ABSENT_ON_OPENS if types is OPEN_TYPES else frozenset()
         self._macros = macros
         self._lists = lists
@@ -293,6 +314,10 @@ def _net(text: str) -> Clause:
     return Clause(net=as_net(text))
 
 
+def _socket(text: str) -> Clause:
+    return Clause(socket=text.lower() in ("1", "true"))
+
+
 _ARG_FIELDS = ("evt.arg", "evt.rawarg")
 _SAME_AS_FD_NAME = {f"{field}.{arg}": "fd.name" for field in _ARG_FIELDS
                     for arg in ("name", "path", "pathname", "oldpath")}
@@ -319,6 +344,11 @@ _CONNECT_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
     ("fd.dip", "in"): _net,
     ("fd.net", "="): _net,
     ("fd.net", "in"): _net,
+}
+
+
+_DUP_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
+    (f"{field}.oldfd_is_socket", "="): _socket for field in _ARG_FIELDS
 }
 
 
@@ -360,7 +390,8 @@ def _meet(a: Clause, b: Clause) -> Clause | None:
             net = b.net
         else:
             return None
-    return Clause(path=path, modes=modes, port=a.port if a.port is not None else b.port, net=net)
+    return Clause(path=path, modes=modes, port=a.port if a.port is not None else b.port, net=net,
+                  socket=a.socket or b.socket)
 
 
 def _intersect(left: Clauses, right: Clauses) -> Clauses:

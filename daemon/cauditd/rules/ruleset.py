@@ -14,9 +14,11 @@ from cauditd.rules.output import OutputTemplate
 from cauditd.rules.prefilter import (
     ANYTHING,
     CONNECT_TYPES,
+    DUP_TYPES,
     OPEN_TYPES,
     Clauses,
     ConnectFilter,
+    DupFilter,
     OpenFilter,
     union,
 )
@@ -39,6 +41,7 @@ class Rule:
     event_types: frozenset[str] | None
     opens: Clauses = ANYTHING  # the opens the condition can match (rules.prefilter)
     connects: Clauses = ANYTHING  # the connects and sendtos it can match
+    dups: Clauses = ANYTHING  # the dups onto fds 0-2 it can match
     suppress_by: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
     threshold: Threshold | None = None
     where: Where = field(default_factory=Where)
@@ -88,6 +91,10 @@ class RuleSet:
     def connect_filter(self) -> ConnectFilter:
         """The connects and sendtos (destination) the enabled syscall rules can match."""
         return ConnectFilter(union(r.connects for r in self._rules_for(CONNECT_TYPES)))
+
+    def dup_filter(self) -> DupFilter:
+        """The dups onto fds 0-2 the enabled syscall rules can match (socket or any)."""
+        return DupFilter(union(r.dups for r in self._rules_for(DUP_TYPES)))
 
     def _rules_for(self, types: frozenset[str]) -> list[Rule]:
         return [r for r in self.rules if r.enabled and r.source == "syscall"
