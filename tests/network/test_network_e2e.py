@@ -115,9 +115,11 @@ def _flow_news(events: list[Event], container_id: str) -> list[FlowEvent]:
 
 def _link_control(event: FlowEvent) -> bool:
     """IPv6 link upkeep the kernel sends on its own schedule (MLD reports, neighbour
-    discovery from the bridge's link-local address): real traffic, but no test's doing."""
+    discovery from link-local addresses): real traffic, but no test's doing. Any protocol:
+    an MLD report rides behind a hop-by-hop header, which the probe does not walk, so its
+    flow's l4proto is "0", not "icmpv6"."""
     sip, dip = ipaddress.ip_address(event.sip), ipaddress.ip_address(event.dip)
-    return event.l4proto == "icmpv6" and (dip.is_multicast or sip.is_link_local)
+    return sip.version == 6 and (dip.is_multicast or sip.is_link_local)
 
 
 def _rule_engine() -> Any:
