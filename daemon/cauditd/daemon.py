@@ -195,9 +195,7 @@ class Daemon:
         --print-events)."""
         every = self.print_events or self.config.probes.all_syscalls
         unfiltered = every or not self.config.probes.kernel_filters
-        self.probes.set_open_filter(None if unfiltered else ruleset.open_filter())
-        self.probes.set_connect_filter(None if unfiltered else ruleset.connect_filter())
-        self.probes.set_dup_filter(None if unfiltered else ruleset.dup_filter())
+        self.probes.set_kernel_filters(None if unfiltered else ruleset.kernel_filters())
         self.probes.set_syscalls(None if every else ruleset.needed_syscalls())
 
     # --- API views (RulesView, StatsView; the network monitor is the NetworkView) ------------

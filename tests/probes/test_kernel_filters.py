@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from cauditd.events import FileEvent, NetSyscallEvent, SyscallEvent
+from cauditd.rules.fields import OPEN_TYPES
 from cauditd.rules.loader import load_ruleset
-from cauditd.rules.prefilter import OPEN_TYPES, READ, WRITE
+from cauditd.rules.prefilter import READ, WRITE
 from tests.conftest import Containers, DaemonThread, daemon_config
 
 pytestmark = pytest.mark.usefixtures("ebpf", "docker")
@@ -171,7 +172,7 @@ def test_with_the_filters_off_every_call_arrives(tmp_path: Path, containers: Con
 
 
 def test_a_reload_replaces_the_kernel_tables(tmp_path: Path) -> None:
-    """set_open_filter/set_connect_filter twice (a SIGHUP reload): the kernel's tables hold
+    """set_kernel_filters twice (a SIGHUP reload): the kernel's tables hold
     exactly the second rule set's entries afterwards, and the filters are on."""
     import asyncio
     import ctypes
@@ -189,9 +190,7 @@ def test_a_reload_replaces_the_kernel_tables(tmp_path: Path) -> None:
         await probes.start()
         try:
             for rules in (first, second):
-                ruleset = load_ruleset([rules])
-                probes.set_open_filter(ruleset.open_filter())
-                probes.set_connect_filter(ruleset.connect_filter())
+                probes.set_kernel_filters(load_ruleset([rules]).kernel_filters())
             bpf = probes._bpf  # the kernel's view, read back through BCC
             settings = bpf["settings"]
             return {

@@ -20,7 +20,7 @@ from typing import Any
 
 from cauditd.events import Event, ExecEvent, ExitEvent, FileEvent, NetSyscallEvent, SyscallEvent
 from cauditd.rules import RuleSet
-from cauditd.rules.prefilter import OPEN_TYPES
+from cauditd.rules.fields import OPEN_TYPES
 from tests.conftest import Containers, DaemonThread
 
 PARALLEL = 2

@@ -19,7 +19,7 @@ from cauditd.probes.records import decode
 from cauditd.probes.ringbuf import Reader
 
 if TYPE_CHECKING:
-    from cauditd.rules.prefilter import ConnectFilter, DupFilter, OpenFilter
+    from cauditd.rules.prefilter import KernelFilters
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ CGROUP_IGNORED = 2
 SETTING_TRACK_HOST, SETTING_OPEN_FILTER, SETTING_OPEN_ANY_MODES = 0, 1, 2
 SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY = 3, 4
 FILTERS = ("open", "connect", "dup")  # the kernel's filtered[] counters, in order
+UNFILTERED = {"open": "every open", "connect": "every connect", "dup": "every dup onto fds 0-2"}
 
 
 class SyscallProbes:
@@ -48,9 +49,7 @@ class SyscallProbes:
         self._lost_seen = 0
         self._filtered_seen = dict.fromkeys(FILTERS, 0)
         self._syscalls: set[str] | None = None
-        self._open_filter: OpenFilter | None = None
-        self._connect_filter: ConnectFilter | None = None
-        self._dup_filter: DupFilter | None = None
+        self._filters: KernelFilters | None = None
 
     @property
     def defines(self) -> dict[str, int | str]:
@@ -82,71 +81,46 @@ class SyscallProbes:
             )  # fmt: skip
             table[ctypes.c_int(spec.nr)] = leaf
 
-    def set_open_filter(self, opens: OpenFilter | None) -> None:
-        """Emit only the opens `opens` lets through (None: every open).
+    def set_kernel_filters(self, filters: KernelFilters | None) -> None:
+        """Emit only the opens, connects and dups `filters` lets through (None: all of them).
 
-        Takes effect at once when loaded, else at start. While the tables change, every open
+        Takes effect at once when loaded, else at start. While the tables change every call
         passes, so a reload never loses one a rule of either set could match.
         """
-        self._open_filter = opens
+        self._filters = filters
         if self._bpf is not None:
-            self._write_open_filter()
+            self._write_filters()
 
-    def _write_open_filter(self) -> None:
+    def _write_filters(self) -> None:
         settings = self._bpf["settings"]
-        settings[ctypes.c_int(SETTING_OPEN_FILTER)] = ctypes.c_uint64(0)
-        prefixes, names = self._bpf["open_prefixes"], self._bpf["open_names"]
-        prefixes.clear()
-        names.clear()
-        opens = self._open_filter
-        if opens is None or opens.is_everything:
+        for setting in (SETTING_OPEN_FILTER, SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY):
+            settings[ctypes.c_int(setting)] = ctypes.c_uint64(0)
+        for name in ("open_prefixes", "open_names", "connect_ports", "connect_nets"):
+            self._bpf[name].clear()
+        filters = self._filters
+        if filters is None:
             return
-        for text, modes in opens.prefixes().items():
-            data = text.encode()
-            prefixes[prefixes.Key(len(data) * 8, data)] = ctypes.c_uint8(modes)
-        for name, modes in opens.names().items():
-            names[names.Key(name.encode())] = ctypes.c_uint8(modes)
-        settings[ctypes.c_int(SETTING_OPEN_ANY_MODES)] = ctypes.c_uint64(opens.any_modes)
-        settings[ctypes.c_int(SETTING_OPEN_FILTER)] = ctypes.c_uint64(1)
-        log.info("open filter: %s", opens.describe())
-
-    def set_connect_filter(self, connects: ConnectFilter | None) -> None:
-        """Emit only the connects and addressed sendtos `connects` lets through (None: all).
-
-        Takes effect at once when loaded, else at start; every one passes while the tables
-        change.
-        """
-        self._connect_filter = connects
-        if self._bpf is not None:
-            self._write_connect_filter()
-
-    def set_dup_filter(self, dups: DupFilter | None) -> None:
-        """Emit dups onto fds 0-2 only of sockets when `dups` says so (None: all of them)."""
-        self._dup_filter = dups
-        if self._bpf is not None:
-            self._write_dup_filter()
-
-    def _write_dup_filter(self) -> None:
-        sockets_only = self._dup_filter is not None and self._dup_filter.sockets_only
-        self._bpf["settings"][ctypes.c_int(SETTING_DUP_SOCKETS_ONLY)] = ctypes.c_uint64(
-            int(sockets_only))
-
-    def _write_connect_filter(self) -> None:
-        settings = self._bpf["settings"]
-        settings[ctypes.c_int(SETTING_CONNECT_FILTER)] = ctypes.c_uint64(0)
-        ports, nets = self._bpf["connect_ports"], self._bpf["connect_nets"]
-        ports.clear()
-        nets.clear()
-        connects = self._connect_filter
-        if connects is None or connects.is_everything:
-            return
-        for port in connects.ports():
-            ports[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
-        for net in connects.nets():
-            key = nets.Key(net.prefixlen, (ctypes.c_uint8 * 16)(*net.network_address.packed))
-            nets[key] = ctypes.c_uint8(1)
-        settings[ctypes.c_int(SETTING_CONNECT_FILTER)] = ctypes.c_uint64(1)
-        log.info("connect filter: %s", connects.describe())
+        opens, connects = filters.opens, filters.connects
+        if not opens.is_everything:
+            prefixes, names = self._bpf["open_prefixes"], self._bpf["open_names"]
+            for text, modes in opens.prefixes().items():
+                data = text.encode()
+                prefixes[prefixes.Key(len(data) * 8, data)] = ctypes.c_uint8(modes)
+            for name, modes in opens.names().items():
+                names[names.Key(name.encode())] = ctypes.c_uint8(modes)
+            settings[ctypes.c_int(SETTING_OPEN_ANY_MODES)] = ctypes.c_uint64(opens.any_modes)
+            settings[ctypes.c_int(SETTING_OPEN_FILTER)] = ctypes.c_uint64(1)
+        if not connects.is_everything:
+            ports, nets = self._bpf["connect_ports"], self._bpf["connect_nets"]
+            for port in connects.ports():
+                ports[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
+            for net in connects.nets():
+                address = (ctypes.c_uint8 * 16)(*net.network_address.packed)
+                nets[nets.Key(net.prefixlen, address)] = ctypes.c_uint8(1)
+            settings[ctypes.c_int(SETTING_CONNECT_FILTER)] = ctypes.c_uint64(1)
+        settings[ctypes.c_int(SETTING_DUP_SOCKETS_ONLY)] = ctypes.c_uint64(
+            int(filters.dups.sockets_only))
+        log.info("kernel filters: %s", "; ".join(filters.describe().values()))
 
     def dump(self) -> str:
         return bpfmod.source(SOURCES, self.defines)
@@ -157,9 +131,7 @@ class SyscallProbes:
         settings = self._bpf["settings"]
         settings[ctypes.c_int(SETTING_TRACK_HOST)] = ctypes.c_uint64(int(self._config.track_host))
         self._write_specs()
-        self._write_open_filter()
-        self._write_connect_filter()
-        self._write_dup_filter()
+        self._write_filters()
         self._reader = open_reader(
             self._bpf,
             "events",
@@ -237,7 +209,4 @@ class SyscallProbes:
     @property
     def filters(self) -> dict[str, str]:
         """What each kernel filter lets through, in words ("every open" when off)."""
-        opens, connects, dups = self._open_filter, self._connect_filter, self._dup_filter
-        return {"open": "every open" if opens is None else opens.describe(),
-                "connect": "every connect" if connects is None else connects.describe(),
-                "dup": "every dup onto fds 0-2" if dups is None else dups.describe()}
+        return UNFILTERED if self._filters is None else self._filters.describe()

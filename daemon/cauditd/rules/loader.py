@@ -27,10 +27,10 @@ from cauditd.rules.errors import (
     UnknownFieldError,
     Where,
 )
-from cauditd.rules.fields import EVENT_TYPES, lookup
+from cauditd.rules.fields import EVENT_TYPES, OPEN_TYPES, lookup
 from cauditd.rules.output import parse_output
 from cauditd.rules.parser import Condition, parse_condition
-from cauditd.rules.prefilter import CONNECT_TYPES, DUP_TYPES, OPEN_TYPES, ClauseDeriver, Clauses
+from cauditd.rules.prefilter import CONNECT_TYPES, DUP_TYPES, ClauseDeriver, Clauses
 from cauditd.rules.ruleset import Rule, RuleSet
 from cauditd.rules.threshold import Threshold, ThresholdSpec, parse_duration
 

@@ -28,11 +28,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from cauditd.proctable import normalize_path
+from cauditd.rules.fields import OPEN_TYPES
 from cauditd.rules.parser import And, Check, MacroRef, Node, Not, Or
 
 READ, WRITE = 1, 2
 ANY_MODE = READ | WRITE
-OPEN_TYPES = frozenset(("open", "openat", "openat2", "creat"))
 CONNECT_TYPES = frozenset(("connect", "sendto"))
 DUP_TYPES = frozenset(("dup", "dup2", "dup3"))
 PATH_MAX_KEY = 255  # bytes of a path the kernel's prefix trie compares (probes/syscalls.c)
@@ -71,10 +71,6 @@ class Clause:
 
     def passes_open(self, path: str, modes: int) -> bool:
         return bool(self.modes & modes) and (self.path is None or self.path.matches(path))
-
-    def passes_connect(self, address: Net, port: int) -> bool:
-        return (self.port is None or self.port == port) and (
-            self.net is None or address.subnet_of(self.net))
 
 
 Clauses = frozenset[Clause]
@@ -223,6 +219,19 @@ class DupFilter:
         return "dups of sockets onto fds 0-2" if self.sockets_only else "every dup onto fds 0-2"
 
 
+@dataclass(frozen=True, slots=True)
+class KernelFilters:
+    """The three filters a rule set hands the kernel, loaded and replaced together."""
+
+    opens: OpenFilter
+    connects: ConnectFilter
+    dups: DupFilter
+
+    def describe(self) -> dict[str, str]:
+        return {"open": self.opens.describe(), "connect": self.connects.describe(),
+                "dup": self.dups.describe()}
+
+
 # --- deriving clauses from a condition ---------------------------------------------------------
 
 
@@ -235,7 +244,8 @@ class ClauseDeriver:
         self._types = types
         self._leaves = {OPEN_TYPES: _OPEN_LEAVES, CONNECT_TYPES: _CONNECT_LEAVES,
                         DUP_TYPES: _DUP_LEAVES}[types]
-        self._absent = _ABSENT_ON_OPENS if types is OPEN_TYPES else frozenset()
+        self._opens = types == OPEN_TYPES
+        self._absent = _ABSENT_ON_OPENS if self._opens else frozenset()
         self._macros = macros
         self._lists = lists
 
@@ -251,7 +261,7 @@ class ClauseDeriver:
             return ANYTHING
         parts = [self.clauses(item, seen) for item in node.items]
         if isinstance(node, Or):
-            return _simplify(frozenset().union(*parts))
+            return union(parts)
         assert isinstance(node, And)
         result = ANYTHING
         for part in parts:
@@ -265,7 +275,7 @@ class ClauseDeriver:
             return ANYTHING if self._types & set(values) else NOTHING
         if name in self._absent:
             return NOTHING  # a missing field matches nothing, whatever the operator
-        if name in ("evt.is_open_read", "evt.is_open_write") and self._types is OPEN_TYPES:
+        if name in ("evt.is_open_read", "evt.is_open_write") and self._opens:
             if check.op == "=" and [v.lower() for v in values] == ["true"]:
                 return frozenset({Clause(modes=READ if name.endswith("read") else WRITE)})
             return ANYTHING

@@ -9,16 +9,16 @@ from typing import Any
 from cauditd.events import Event
 from cauditd.findings import Priority
 from cauditd.rules.errors import Where
-from cauditd.rules.fields import EVENT_TYPES, SYSCALL_TYPES
+from cauditd.rules.fields import EVENT_TYPES, OPEN_TYPES, SYSCALL_TYPES
 from cauditd.rules.output import OutputTemplate
 from cauditd.rules.prefilter import (
     ANYTHING,
     CONNECT_TYPES,
     DUP_TYPES,
-    OPEN_TYPES,
     Clauses,
     ConnectFilter,
     DupFilter,
+    KernelFilters,
     OpenFilter,
     union,
 )
@@ -83,6 +83,10 @@ class RuleSet:
                 return set(SYSCALL_TYPES)
             needed |= rule.event_types
         return needed
+
+    def kernel_filters(self) -> KernelFilters:
+        """What the kernel may drop for this rule set (rules.prefilter)."""
+        return KernelFilters(self.open_filter(), self.connect_filter(), self.dup_filter())
 
     def open_filter(self) -> OpenFilter:
         """The opens (path, access mode) the enabled syscall rules can match."""
