@@ -28,6 +28,7 @@ from cauditd.containers.registry import ContainerRegistry
 from cauditd.events import Event
 from cauditd.probes.mmap_ringbuf import open_reader
 from cauditd.probes.syscall import SyscallProbes
+from common import TEST_IMAGE
 
 CAPACITY_PAGES = 65536  # 256 MiB: ~400k openat records, enough to time a drain
 READERS = {"bcc": False, "mmap": True}
@@ -67,7 +68,7 @@ class Run:
 
 
 async def workload(seconds: int, containers: int) -> None:
-    command = ("docker", "run", "--rm", "--network", "none", "cauditd-test:latest")
+    command = ("docker", "run", "--rm", "--network", "none", TEST_IMAGE)
     procs = [
         await asyncio.create_subprocess_exec(
             *command, "bench_loop", "open", str(seconds), stdout=asyncio.subprocess.DEVNULL

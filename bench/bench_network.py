@@ -26,9 +26,9 @@ from cauditd.config import NetworkConfig  # noqa: E402
 from cauditd.events import ContainerInfo, DnsEvent, Event  # noqa: E402
 from cauditd.network import veth  # noqa: E402
 from cauditd.network.monitor import NetworkMonitor  # noqa: E402
-from common import Result  # noqa: E402
+from common import TEST_IMAGE, Result  # noqa: E402
 
-IMAGE = "cauditd-test:latest"
+IMAGE = TEST_IMAGE
 
 
 class Registry:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Containers
+from tests.conftest import TEST_IMAGE, Containers
 from tests.harness import DaemonProcess, write_config
 
 pytestmark = pytest.mark.usefixtures("ebpf", "docker")
@@ -116,7 +116,7 @@ def test_exec_shell_and_sensitive_read_reach_the_api(
     finding = found[0]
     assert finding["container"]["id"] == full_id[:12]
     assert finding["container"]["full_id"] == full_id
-    assert finding["container"]["image"] == "cauditd-test:latest"
+    assert finding["container"]["image"] == TEST_IMAGE
     assert finding["output_fields"]["fd.name"] == "/etc/shadow"
     assert finding["priority"] == "Warning"
     assert finding["process"]["exe"].endswith("cat") or "cat" in finding["process"]["cmdline"]

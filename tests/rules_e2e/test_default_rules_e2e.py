@@ -21,6 +21,7 @@ from cauditd.events import Event, ExecEvent
 from cauditd.rules import default_rules_dir, load_ruleset
 from cauditd.rules.prefilter import READ, WRITE
 from tests.conftest import (
+    TEST_IMAGE,
     Containers,
     DaemonThread,
     daemon_config,
@@ -306,7 +307,7 @@ def test_behaviour_fires_the_rule(lab: Lab, case: Case) -> None:
     for finding in found:
         assert finding["container"]["full_id"] == ran.container_id
         assert finding["container"]["name"] == ran.name
-        assert finding["container"]["image"] == "cauditd-test:latest"
+        assert finding["container"]["image"] == TEST_IMAGE
     values = [str(f["output_fields"].get(case.field)) for f in found]
     assert case.value in values, lab.explain(ran)
 
