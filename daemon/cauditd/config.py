@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
 import tomllib
 import types
 import typing
@@ -162,8 +164,27 @@ class ApiConfig:
     listen: str = doc(
         "host:port of the HTTP API; without tokens it must be loopback.", default="127.0.0.1:7411"
     )
-    unix_socket: str = doc("Also serve on this unix socket; empty for none.", default="")
-    tokens: list[TokenConfig] = doc("Bearer tokens and their roles.", default_factory=list)
+    unix_socket: str = doc(
+        "Also serve on this unix socket (mode 0600); empty for none.", default=""
+    )
+    tokens: list[TokenConfig] = doc(
+        "Bearer tokens and their roles. Without any, the API is open to every local user and "
+        "may only listen on loopback.",
+        default_factory=list,
+    )
+    max_connections: int = doc(
+        "Open client connections at most (TCP and unix socket together); past it a new "
+        "connection is answered 503 and closed. Keep it well below the unit's LimitNOFILE.",
+        default=256,
+    )
+    max_streams: int = doc(
+        "Concurrent /v1/findings/stream clients at most; past it a stream request gets 503.",
+        default=32,
+    )
+    max_body_bytes: int = doc(
+        "Largest request body accepted (the API's requests carry none or little); 413 above.",
+        default=65536,
+    )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -220,10 +241,31 @@ class Config:
     path: str = field(default="", metadata={"internal": True})
 
 
+def check_file_permissions(path: Path | str, what: str, *, secret: bool = False) -> None:
+    """Refuse a file another user could change: owned by someone other than root (or the user
+    running cauditd), or writable by its group or others. A secret (token, webhook URL) must not
+    be readable by others either. ConfigError says what is wrong and how to fix it."""
+    info = os.stat(path)
+    if info.st_uid not in (0, os.geteuid()):
+        raise ConfigError(
+            f"{path}: refusing {what} owned by uid {info.st_uid}: another user could change it "
+            f"(chown root {path})"
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    unsafe = stat.S_IWGRP | stat.S_IWOTH | (stat.S_IROTH if secret else 0)
+    if mode & unsafe:
+        who = "readable or writable by others" if secret else "writable by group or others"
+        raise ConfigError(
+            f"{path}: refusing {what} with mode {mode:04o}, {who} (chmod {mode & ~unsafe:04o} "
+            f"{path})"
+        )
+
+
 def load(path: Path | str | None = None, *, missing_ok: bool = True) -> Config:
     """Load and check a config file; a missing default file means all defaults."""
     target = Path(path) if path is not None else DEFAULT_PATH
     try:
+        check_file_permissions(target, "a config file")
         raw = target.read_bytes()
     except FileNotFoundError:
         if path is None and missing_ok:

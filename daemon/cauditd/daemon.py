@@ -20,7 +20,7 @@ from typing import Any
 from cauditd import config as configmod
 from cauditd import metrics, sdnotify
 from cauditd.alerts import AlertDispatcher
-from cauditd.api import ApiContext, ApiServer, serve
+from cauditd.api import ApiContext, ApiServer, check_config, serve
 from cauditd.config import Config
 from cauditd.containers.holdback import MetadataHoldBack
 from cauditd.containers.registry import ContainerRegistry
@@ -86,6 +86,8 @@ class Daemon:
         return 0
 
     async def start(self) -> None:
+        if self.config.api.enabled:  # refuse an unusable API before the probes load
+            check_config(self.config.api)
         await self.store.start()
         await self.alerts.start()
         self.detector.rules_changed()

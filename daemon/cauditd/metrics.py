@@ -43,6 +43,12 @@ API_REQUESTS = Counter(
     ["route", "method", "status"],
     registry=REGISTRY,
 )
+API_REFUSED = Counter(
+    "cauditd_api_refused",
+    'API clients turned away by a limit ("connections", "streams"; 503 with Retry-After).',
+    ["limit"],
+    registry=REGISTRY,
+)
 ALERT_DELIVERIES = Counter(
     "cauditd_alert_deliveries",
     "Alert deliveries by sink and outcome (ok, retry, failed).",

@@ -50,8 +50,11 @@ async def store(tmp_path: Path) -> AsyncIterator[FindingStore]:
 
 
 def token_config(tmp_path: Path) -> list[TokenConfig]:
-    (tmp_path / "read.token").write_text(READ_TOKEN + "\n")
-    (tmp_path / "admin.token").write_text(ADMIN_TOKEN + "\n# comment\n")
+    """Token files as `make install` makes them (0600)."""
+    for name, text in (("read.token", READ_TOKEN + "\n"),
+                       ("admin.token", ADMIN_TOKEN + "\n# comment\n")):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o600)
     return [TokenConfig(file=str(tmp_path / "read.token"), role="read"),
             TokenConfig(file=str(tmp_path / "admin.token"), role="admin")]
 
@@ -64,9 +67,10 @@ async def make_api(store: FindingStore, tmp_path: Path) -> AsyncIterator[ApiFact
     """Start servers on 127.0.0.1:0 (with tokens=True: a read and an admin token)."""
     running: list[Api] = []
 
-    async def start(tokens: bool = False, unix_socket: str = "", heartbeat_s: float = 15.0) -> Api:
+    async def start(tokens: bool = False, unix_socket: str = "", heartbeat_s: float = 15.0,
+                    **limits: int) -> Api:
         config = ApiConfig(listen="127.0.0.1:0", unix_socket=unix_socket,
-                           tokens=token_config(tmp_path) if tokens else [])
+                           tokens=token_config(tmp_path) if tokens else [], **limits)
         ctx = ApiContext(store=store, rules=FakeRules(), containers=FakeContainers(),
                          stats=FakeStats(), alerts=FakeAlerts(), network=FakeNetwork(),
                          config=config, heartbeat_s=heartbeat_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,34 @@ def test_unusable_token_config(api: Api, tmp_path: Path, content: str | None, ro
     path = tmp_path / "t.token"
     if content is not None:
         path.write_text(content)
+        path.chmod(0o600)
     ctx = api.ctx
     ctx.config = ApiConfig(tokens=[TokenConfig(file=str(path), role=role)])
     with pytest.raises(ApiConfigError, match=match):
         make_app(ctx)
+
+
+@pytest.mark.parametrize(("mode", "owner", "match"), [
+    (0o644, 0, r"mode 0644, readable or writable by others \(chmod 0640"),
+    (0o620, 0, "mode 0620"), (0o602, 0, "mode 0602"),
+    (0o600, 65534, "owned by uid 65534"),
+])
+def test_unsafe_token_file_refused(api: Api, tmp_path: Path, mode: int, owner: int,
+                                   match: str) -> None:
+    """A token another user could read or replace is refused, naming the file and the fix."""
+    path = tmp_path / "t.token"
+    path.write_text(READ_TOKEN)
+    path.chmod(mode)
+    os.chown(path, owner, owner)
+    api.ctx.config = ApiConfig(tokens=[TokenConfig(file=str(path), role="read")])
+    with pytest.raises(ApiConfigError, match=match) as caught:
+        make_app(api.ctx)
+    assert str(path) in str(caught.value)
+
+
+def test_group_readable_token_file_is_accepted(api: Api, tmp_path: Path) -> None:
+    path = tmp_path / "t.token"
+    path.write_text(READ_TOKEN)
+    path.chmod(0o640)
+    api.ctx.config = ApiConfig(tokens=[TokenConfig(file=str(path), role="read")])
+    make_app(api.ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,24 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_configuration_doc_is_current() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     assert config.reference_markdown() in doc, "run scripts/gen-config-doc.sh"
+
+
+@pytest.mark.parametrize(("mode", "owner", "match"), [
+    (0o664, 0, r"mode 0664, writable by group or others \(chmod 0644"),
+    (0o646, 0, "mode 0646"),
+    (0o644, 65534, "owned by uid 65534"),
+])
+def test_config_another_user_could_change_is_refused(tmp_path: Path, mode: int, owner: int,
+                                                     match: str) -> None:
+    path = write(tmp_path, "[daemon]\nlog_format = 'json'\n")
+    path.chmod(mode)
+    os.chown(path, owner, owner)
+    with pytest.raises(config.ConfigError, match=match) as caught:
+        config.load(path)
+    assert str(caught.value).startswith(str(path))
+
+
+def test_readable_config_is_fine(tmp_path: Path) -> None:
+    path = write(tmp_path, "[daemon]\nlog_format = 'json'\n")
+    path.chmod(0o644)
+    assert config.load(path).daemon.log_format == "json"

@@ -1,6 +1,6 @@
 """The HTTP JSON API: findings, rules, containers, stats, alerts, flows, metrics and OpenAPI."""
 
-from cauditd.api.app import ROUTES, ApiServer, make_app, serve
+from cauditd.api.app import ROUTES, ApiServer, check_config, make_app, serve
 from cauditd.api.auth import ApiConfigError
 from cauditd.api.context import (
     CONTEXT,
@@ -25,6 +25,7 @@ __all__ = [
     "NetworkView",
     "RulesView",
     "StatsView",
+    "check_config",
     "make_app",
     "serve",
 ]

@@ -13,6 +13,8 @@ from cauditd import metrics
 from cauditd.api import handlers, openapi, sse
 from cauditd.api.auth import ApiConfigError, Token, allows, is_loopback, load_tokens, role_of
 from cauditd.api.context import CONTEXT, ApiContext
+from cauditd.api.limits import MAX_BODY, LimitedSite, limit_body
+from cauditd.config import ApiConfig
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # aiohttp refuses a longer request line with a plain-text 400 before any middleware runs; the
 # largest request the OpenAPI document allows must fit (a test checks it). aiohttp's default: 8190.
 MAX_REQUEST_LINE = 65536
+# An idle keep-alive connection is closed after this long (aiohttp's default: 75 s).
+KEEPALIVE_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +121,12 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
 
 def make_app(ctx: ApiContext) -> web.Application:
     """The application; reads the token files now (ApiConfigError when one is unusable)."""
-    app = web.Application(middlewares=[count_requests, json_errors, authorize],
-                          handler_args={"max_line_size": MAX_REQUEST_LINE})
+    app = web.Application(middlewares=[count_requests, json_errors, limit_body, authorize],
+                          handler_args={"max_line_size": MAX_REQUEST_LINE},
+                          client_max_size=ctx.config.max_body_bytes)
     app[CONTEXT] = ctx
     app[TOKENS] = load_tokens(ctx.config)
+    app[MAX_BODY] = ctx.config.max_body_bytes
     app[ROLES] = {(r.method, r.path): r.role for r in ROUTES}
     app[sse.STREAMS] = set()
     for route in ROUTES:
@@ -156,28 +162,44 @@ class ApiServer:
         await self.runner.cleanup()
 
 
-async def serve(ctx: ApiContext) -> ApiServer:
-    """Bind config.listen (and the unix socket); refuses a non-loopback address without tokens."""
-    host, port = parse_listen(ctx.config.listen)
-    if not ctx.config.tokens and not is_loopback(host):
+def check_config(config: ApiConfig) -> tuple[str, int]:
+    """The listen address, after the checks that refuse a start: a malformed address, a
+    non-loopback one without tokens, a token file that is missing, short or unsafe."""
+    host, port = parse_listen(config.listen)
+    if not config.tokens and not is_loopback(host):
         raise ApiConfigError(
-            f"api.listen {ctx.config.listen!r} is not loopback and api.tokens is empty: "
+            f"api.listen {config.listen!r} is not loopback and api.tokens is empty: "
             "configure tokens or listen on 127.0.0.1 / a unix socket"
         )
-    runner = web.AppRunner(make_app(ctx), handle_signals=False, shutdown_timeout=2.0)
+    for name in ("max_connections", "max_streams", "max_body_bytes"):
+        if getattr(config, name) < 1:
+            raise ApiConfigError(f"api.{name} must be at least 1")
+    load_tokens(config)
+    return host, port
+
+
+async def serve(ctx: ApiContext) -> ApiServer:
+    """Bind config.listen (and the unix socket) after check_config."""
+    config = ctx.config
+    host, port = check_config(config)
+    runner = web.AppRunner(make_app(ctx), handle_signals=False, shutdown_timeout=2.0,
+                           keepalive_timeout=KEEPALIVE_S)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        if ctx.config.unix_socket:
-            await web.UnixSite(runner, ctx.config.unix_socket).start()
+        await LimitedSite(runner, config.max_connections, host=host, port=port).start()
+        if config.unix_socket:
+            await LimitedSite(runner, config.max_connections, path=config.unix_socket).start()
     except BaseException:
         await runner.cleanup()
         raise
     bound = _bound_port(runner, port)
     log.info("API listening on %s:%d%s", host, bound,
-             f" and {ctx.config.unix_socket}" if ctx.config.unix_socket else "")
-    return ApiServer(runner, host, bound, ctx.config.unix_socket)
+             f" and {config.unix_socket}" if config.unix_socket else "")
+    if not config.tokens:
+        log.warning("API without tokens: every local user (and any container sharing the host's "
+                    "network) can read findings and reload rules; `make install` sets up tokens "
+                    "(docs/security.md)")
+    return ApiServer(runner, host, bound, config.unix_socket)
 
 
 def _bound_port(runner: web.AppRunner, fallback: int) -> int:

@@ -7,7 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from cauditd.config import ApiConfig
+from cauditd.config import ApiConfig, ConfigError, check_file_permissions
 
 ROLES = ("read", "admin")
 
@@ -28,13 +28,17 @@ class Token:
 
 
 def load_tokens(config: ApiConfig) -> list[Token]:
-    """Read each token file's first line; an empty or missing file is a configuration error."""
+    """Read each token file's first line; an empty, missing or unsafe file (another user could
+    read or change it) is a configuration error."""
     tokens = []
     for entry in config.tokens:
         if entry.role not in ROLES:
             raise ApiConfigError(f"api.tokens: role {entry.role!r} is not one of {ROLES}")
         try:
+            check_file_permissions(entry.file, "a token file", secret=True)
             lines = Path(entry.file).read_text().splitlines()
+        except ConfigError as exc:
+            raise ApiConfigError(f"api.tokens: {exc}") from None
         except OSError as exc:
             raise ApiConfigError(f"api.tokens: cannot read {entry.file}: {exc.strerror}") from None
         value = lines[0].strip() if lines else ""

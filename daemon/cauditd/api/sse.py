@@ -11,6 +11,7 @@ from aiohttp import web
 
 from cauditd.api.context import CONTEXT
 from cauditd.api.filters import finding_filter, last_event_id
+from cauditd.api.limits import refused
 from cauditd.findings import Finding
 from cauditd.store import FindingFilter, FindingStore, FindingSubscription, Gap
 
@@ -22,6 +23,10 @@ STREAMS = web.AppKey("streams", set[asyncio.Task[object]])
 async def stream_findings(request: web.Request) -> web.StreamResponse:
     """Send matching findings as `event: finding` with `id:` = the finding id, oldest first."""
     ctx = request.app[CONTEXT]
+    streams = request.app[STREAMS]
+    if len(streams) >= ctx.config.max_streams:
+        return refused("streams", f"at most {ctx.config.max_streams} streams at once; "
+                                  "retry later, or poll /v1/findings")
     filters = finding_filter(request.query, paged=False)
     resume_after = last_event_id(request)
     subscription = ctx.store.subscribe()
@@ -31,7 +36,6 @@ async def stream_findings(request: web.Request) -> web.StreamResponse:
         "X-Accel-Buffering": "no",
     })
     task = asyncio.current_task()
-    streams = request.app[STREAMS]
     if task is not None:
         streams.add(task)
     try:
