@@ -10,7 +10,7 @@ from cauditd.alerts.message import Message
 from cauditd.alerts.sinks import attachments, discord, googlechat, slack, teams, webhook
 from cauditd.alerts.sinks.base import Delivery, HttpSink, Outcome, Sink
 from cauditd.alerts.sinks.exec import ExecSink
-from cauditd.config import SinkConfig
+from cauditd.config import ConfigError, SinkConfig, check_file_permissions
 
 FORMATTERS: dict[str, Callable[[Message], dict[str, Any]]] = {
     "slack": slack.payload,
@@ -31,7 +31,10 @@ def sink_url(config: SinkConfig) -> str:
         return config.url.strip()
     if config.url_file:
         try:
+            check_file_permissions(config.url_file, "a webhook URL file", secret=True)
             return Path(config.url_file).read_text().strip().splitlines()[0].strip()
+        except ConfigError as exc:
+            raise ValueError(f"sink {config.name}: {exc}") from None
         except (OSError, IndexError) as exc:
             raise ValueError(f"sink {config.name}: cannot read url_file: {exc}") from None
     raise ValueError(f"sink {config.name}: kind {config.kind} needs url or url_file")

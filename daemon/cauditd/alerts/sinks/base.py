@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import email.utils
 import json
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,6 +79,15 @@ def retry_after_s(value: str | None, now: datetime | None = None) -> float | Non
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def redirect_refused(status: int, location: str) -> Outcome:
+    """A 3xx is a permanent failure: following it would send findings (and the URL's secret
+    path) wherever the receiver points. Only the target's scheme and host are reported."""
+    target = urllib.parse.urlsplit(location)
+    where = f" to {target.scheme}://{target.hostname}" if target.hostname else ""
+    return Outcome(ok=False, status=status,
+                   error=f"HTTP {status}: redirect{where} not followed; configure the final URL")
+
+
 def outcome_of_status(status: int, retry_after: str | None, body: str) -> Outcome:
     """2xx delivered; 408, 429 and 5xx retried; any other status is a permanent failure."""
     if status in PERMANENT_OK:
@@ -118,8 +128,11 @@ class HttpSink(Sink):
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
         try:
             async with session.post(
-                self.url, data=self.body(delivery.message), headers=headers, timeout=timeout
+                self.url, data=self.body(delivery.message), headers=headers, timeout=timeout,
+                allow_redirects=False,
             ) as response:
+                if 300 <= response.status < 400:
+                    return redirect_refused(response.status, response.headers.get("Location", ""))
                 text = (await response.content.read(1024)).decode(errors="replace")
                 return outcome_of_status(response.status, response.headers.get("Retry-After"), text)
         except aiohttp.InvalidURL as exc:
