@@ -1,7 +1,10 @@
 """cauditctl: the command-line client of the cauditd HTTP API (findings, rules, containers, ...).
 
 The address and token come from --url/--socket/--token-file, then CAUDITD_URL / CAUDITD_SOCKET /
-CAUDITD_TOKEN_FILE, then ~/.config/cauditctl.toml (keys url, socket, token_file).
+CAUDITD_TOKEN_FILE, then ~/.config/cauditctl.toml (keys url, socket, token_file), then the
+daemon's own config ($CAUDITD_CONFIG or /etc/cauditd/cauditd.toml) when this user may read it:
+its listen address or unix socket, and its token files (the read token for reads, the admin
+token for POSTs), so root on the host needs no flags.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import time
 import tomllib
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from cauditd import config as configmod
+from cauditd.config import ApiConfig
 
 DEFAULT_URL = "http://127.0.0.1:7411"
 CONFIG_PATH = Path("~/.config/cauditctl.toml")
@@ -63,6 +69,9 @@ class Client:
     token: str = ""
     socket_path: str = ""
     timeout: float = 30.0
+    # Tokens by role from the daemon's config, used when no token was given: every admin route
+    # of the API is a POST and every POST is an admin route (a test holds the API to it).
+    role_tokens: dict[str, str] = field(default_factory=dict)
 
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
         if self.socket_path:
@@ -76,17 +85,24 @@ class Client:
         query = urllib.parse.urlencode(list(params))
         return f"{prefix}{path}" + (f"?{query}" if query else "")
 
-    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def _headers(self, extra: dict[str, str] | None = None,
+                 method: str = "GET") -> dict[str, str]:
         headers = {"Accept": "application/json", **(extra or {})}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        token = self.token or self._role_token("admin" if method == "POST" else "read")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    def _role_token(self, role: str) -> str:
+        """The token for `role`, else whichever this user could read (a read token on an admin
+        route then gets the API's clear 403)."""
+        return self.role_tokens.get(role) or next(iter(self.role_tokens.values()), "")
 
     def call(self, method: str, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
         """One request; the decoded JSON body, or ApiError for a status of 400 or more."""
         conn = self._connection(None)
         try:
-            conn.request(method, self._path(path, params), headers=self._headers())
+            conn.request(method, self._path(path, params), headers=self._headers(method=method))
             resp = conn.getresponse()
             raw = resp.read().decode("utf-8", "replace")
         finally:
@@ -398,20 +414,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_client(args: argparse.Namespace) -> Client:
-    """Flags, then the environment, then ~/.config/cauditctl.toml."""
+    """Flags, then the environment, then ~/.config/cauditctl.toml, then the daemon's config."""
     file_config = _read_config()
-    url = args.url or os.environ.get("CAUDITD_URL") or file_config.get("url") or DEFAULT_URL
+    url = args.url or os.environ.get("CAUDITD_URL") or file_config.get("url") or ""
     sock = args.socket or os.environ.get("CAUDITD_SOCKET") or file_config.get("socket") or ""
     token_file = (args.token_file or os.environ.get("CAUDITD_TOKEN_FILE")
                   or file_config.get("token_file") or "")
-    token = ""
-    if token_file:
-        try:
-            lines = Path(token_file).expanduser().read_text().splitlines()
-        except OSError as exc:
-            raise SystemExit(f"cauditctl: token file {token_file}: {exc.strerror}") from None
-        token = lines[0].strip() if lines else ""
-    return Client(url=str(url), token=token, socket_path=str(sock))
+    token = _read_token(str(token_file), required=True) if token_file else ""
+    daemon = _daemon_api_config()
+    if daemon is not None and not (url or sock):
+        url, sock = _daemon_address(daemon)
+    role_tokens: dict[str, str] = {}
+    if daemon is not None and not token:
+        for entry in daemon.tokens:
+            role_tokens.setdefault(entry.role, _read_token(entry.file, required=False))
+    return Client(url=str(url or DEFAULT_URL), token=token, socket_path=str(sock),
+                  role_tokens={role: value for role, value in role_tokens.items() if value})
+
+
+def _read_token(path: str, *, required: bool) -> str:
+    """The first line of a token file; a file this user cannot read is an error only if named."""
+    try:
+        lines = Path(path).expanduser().read_text().splitlines()
+    except OSError as exc:
+        if required:
+            raise SystemExit(f"cauditctl: token file {path}: {exc.strerror}") from None
+        return ""
+    return lines[0].strip() if lines else ""
+
+
+def _daemon_api_config() -> ApiConfig | None:
+    """The [api] section of the daemon's config, or None when absent or unreadable here."""
+    path = os.environ.get("CAUDITD_CONFIG") or str(configmod.DEFAULT_PATH)
+    try:
+        return configmod.load(path).api
+    except configmod.ConfigError:
+        return None
+
+
+def _daemon_address(api: ApiConfig) -> tuple[str, str]:
+    """(url, unix socket) to reach the daemon the way its config says it listens."""
+    if api.unix_socket and os.path.exists(api.unix_socket):
+        return "", api.unix_socket
+    host, _, port = api.listen.rpartition(":")
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}.get(host, host)
+    return f"http://{host}:{port}", ""
 
 
 def _read_config() -> dict[str, Any]:
@@ -436,6 +483,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(client, args, out))
     except ApiError as exc:
         sys.stderr.write(f"cauditctl: {exc.body.get('error')}: {exc.body.get('detail')}\n")
+        if exc.status == 401 and not (client.token or client.role_tokens):
+            sys.stderr.write("cauditctl: no token: pass --token-file, or run as a user who may "
+                             "read the daemon's token files\n")
         return EXIT_API_ERROR
     except OSError as exc:
         where = client.socket_path or client.url

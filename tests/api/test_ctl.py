@@ -24,6 +24,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("CAUDITD_URL", "CAUDITD_SOCKET", "CAUDITD_TOKEN_FILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CAUDITD_CONFIG", str(tmp_path / "absent.toml"))  # not the host's
 
 
 async def seed(api: Api) -> None:
@@ -137,3 +138,55 @@ def test_help_is_readable(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for command in ("findings", "rules", "containers", "status", "alerts", "flows", "dns"):
         assert command in text
+
+
+def daemon_config(tmp_path: Path, listen: str, unix_socket: str = "",
+                  roles: tuple[str, ...] = ("read", "admin")) -> Path:
+    """A daemon config like `make install` writes: its listen address and token files."""
+    tokens = "".join(f'[[api.tokens]]\nfile = "{tmp_path / role}.token"\nrole = "{role}"\n'
+                     for role in roles)
+    path = tmp_path / "cauditd.toml"
+    path.write_text(f'[api]\nlisten = "{listen}"\nunix_socket = "{unix_socket}"\n{tokens}')
+    return path
+
+
+async def test_finds_address_and_tokens_in_the_daemons_config(
+    make_api: ApiFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    api = await make_api(tokens=True)
+    listen = f"{api.server.host}:{api.server.port}"
+    monkeypatch.setenv("CAUDITD_CONFIG", str(daemon_config(tmp_path, listen)))
+    assert await run("rules", "list") == 0
+    assert "Terminal shell in container" in capsys.readouterr().out
+    assert await run("rules", "reload") == 0, capsys.readouterr().err  # a POST: the admin token
+    monkeypatch.setenv("CAUDITD_CONFIG", str(daemon_config(tmp_path, listen, roles=("read",))))
+    assert await run("rules", "reload") == ctl.EXIT_API_ERROR
+    assert "forbidden" in capsys.readouterr().err
+    (tmp_path / "read.token").chmod(0o000)
+    monkeypatch.setenv("CAUDITD_CONFIG", str(daemon_config(tmp_path, listen, roles=("admin",))))
+    assert await run("status") == 0, "reads fall back to the admin token"
+    for role in ("read", "admin"):
+        (tmp_path / f"{role}.token").unlink()
+    assert await run("status") == ctl.EXIT_API_ERROR
+    assert "no token: pass --token-file" in capsys.readouterr().err
+
+
+async def test_prefers_the_daemons_unix_socket(make_api: ApiFactory, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    sock = tmp_path / "api.sock"
+    await make_api(unix_socket=str(sock))
+    config = daemon_config(tmp_path, "127.0.0.1:1", unix_socket=str(sock), roles=())
+    monkeypatch.setenv("CAUDITD_CONFIG", str(config))
+    assert await run("status") == 0, capsys.readouterr().err
+    assert "daemon: ready" in capsys.readouterr().out
+
+
+def test_admin_routes_are_exactly_the_posts() -> None:
+    """cauditctl sends the admin token with POSTs only: the route table must keep that true."""
+    from cauditd.api import ROUTES
+
+    assert {(r.method, r.path) for r in ROUTES if r.role == "admin"} == {
+        (r.method, r.path) for r in ROUTES if r.method == "POST"
+    }
