@@ -63,3 +63,35 @@ async def test_exec_timeouts_retry_and_a_missing_program_fails_for_good(
     slow, missing = daemon.status("slow"), daemon.status("missing")
     assert slow["retries"] == 1 and slow["last_error"].startswith("timeout")
     assert missing["retries"] == 0 and missing["last_error"].startswith("cannot run")
+
+
+CAPABILITIES = """#!/bin/sh
+# Copies this program's capability sets and no_new_privs flag to $1.
+grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):' /proc/self/status > "$1"
+"""
+
+
+def capability_sets(text: str) -> dict[str, int]:
+    """Cap* and NoNewPrivs of a /proc/<pid>/status text, as numbers."""
+    pairs = (line.split(":\t") for line in text.splitlines()
+             if line.startswith(("Cap", "NoNewPrivs")))
+    return {key: int(value, 16) for key, value in pairs}
+
+
+async def test_exec_sink_program_runs_without_the_daemons_capabilities(
+    tmp_path: Path, daemon_factory: Callable[..., Daemon]
+) -> None:
+    """The daemon (here: the test, as root) holds every capability; its alert program none."""
+    program = tmp_path / "caps.sh"
+    program.write_text(CAPABILITIES)
+    program.chmod(0o755)
+    report = tmp_path / "caps.txt"
+    daemon = daemon_factory([sink("pager", "exec", command=[str(program), str(report)])])
+    await daemon.start()
+    daemon.add(finding())
+    await eventually(lambda: daemon.status("pager")["delivered"] == 1, "the program ran")
+    own, child = (capability_sets(p.read_text()) for p in (Path("/proc/self/status"), report))
+    assert own["CapEff"] != 0, "the test must hold capabilities to show that they are dropped"
+    assert child == {
+        "CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapBnd": 0, "CapAmb": 0, "NoNewPrivs": 1,
+    }

@@ -1,7 +1,8 @@
 """The exec sink: run a program with the Falco-shaped JSON on stdin (PagerDuty CLIs, tickets).
 
 Exit status 0 is delivered; any other status or a timeout is retried; a program that cannot be
-started is a permanent failure. The environment carries CAUDITD_IDEMPOTENCY_KEY and CAUDITD_SINK.
+found is a permanent failure. The environment carries CAUDITD_IDEMPOTENCY_KEY and CAUDITD_SINK.
+The program runs without the daemon's capabilities and with no_new_privs (cauditd.dropcaps).
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
+import sys
 
 import aiohttp
 
 from cauditd.alerts.sinks.base import DELIVERED, Delivery, Outcome, Sink
 from cauditd.config import SinkConfig
+
+# Drops every capability, sets no_new_privs, then execs the command (same pid: kill and wait work).
+TRAMPOLINE = (sys.executable, "-m", "cauditd.dropcaps")
 
 
 class ExecSink(Sink):
@@ -29,9 +35,11 @@ class ExecSink(Sink):
     async def send(self, delivery: Delivery, session: aiohttp.ClientSession) -> Outcome:
         data = json.dumps(delivery.message.document, ensure_ascii=False).encode() + b"\n"
         env = {**os.environ, "CAUDITD_IDEMPOTENCY_KEY": delivery.key, "CAUDITD_SINK": self.name}
+        if shutil.which(self.command[0]) is None:
+            return Outcome(ok=False, error=f"cannot run {self.command[0]}: not an executable")
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.command, stdin=asyncio.subprocess.PIPE,
+                *TRAMPOLINE, *self.command, stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
             )  # fmt: skip
         except OSError as exc:
