@@ -84,7 +84,8 @@ apt_install python3-bpfcc python3-venv iproute2 ca-certificates
 kernel_headers
 tracefs
 if [ "$want_test" -eq 1 ]; then
-    apt_install docker.io busybox-static gcc libc6-dev systemd prometheus nmap iperf3 bpftool
+    apt_install docker.io busybox-static gcc libc6-dev systemd prometheus nmap iperf3 bpftool \
+        debootstrap systemd-container python3-seccomp
     "$here/scripts/dockerd.sh"
     "$here/scripts/test-image.sh"
 fi

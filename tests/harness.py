@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,11 @@ def write_config(path: Path, state_dir: Path, extra: str = "") -> Path:
 class DaemonProcess:
     """`cauditd run --config PATH` with its stderr collected line by line."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None,
+                 wrapper: Sequence[str] = ()) -> None:
+        """`wrapper`: a command prefix the daemon runs under (e.g. a confinement)."""
         self.proc = subprocess.Popen(
-            [*CAUDITD, "run", "--config", str(config)],
+            [*wrapper, *CAUDITD, "run", "--config", str(config)],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
