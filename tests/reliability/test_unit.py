@@ -31,7 +31,8 @@ from tests.conftest import Containers, unavailable
 from tests.reliability.machine import HOST_CGROUP2, SOURCE, WHEELS, Machine, build_root, wheelhouse
 from tests.reliability.unitfile import confinement, values
 
-pytestmark = pytest.mark.slow
+# The first test also builds the Debian root when it is not cached (a few minutes, once).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 PREFIX = "/opt/cauditd"
 CONFIG = "/etc/cauditd/cauditd.toml"
 CAPS_REPORT = "/var/lib/cauditd/exec-sink-capabilities"
