@@ -206,6 +206,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 {"name": "Last-Event-ID", "in": "header", "required": False,
                  "schema": filters.EVENT_ID.schema(),
                  "description": "Resume after this finding id."}],
+        errors={"503": _error("Too many streams (api.max_streams); see Retry-After.")},
     )},
     "/v1/findings/{id}": {"get": _op(
         "getFinding", "One finding.", _json(_ref("Finding"), "The finding."),
