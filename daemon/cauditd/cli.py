@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cauditd: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
-        print(f"{config.path or configmod.DEFAULT_PATH}: ok")
-        return 0
+        return check_config(config)
     if args.command == "rules":
         return check_rules(args.paths or rule_paths(config.rules))
     log.setup(config.daemon.log_level, config.daemon.log_format)
@@ -84,6 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a start-up failure: say why in one line, exit non-zero
         print(f"cauditd: {exc}", file=sys.stderr)
         return 1
+
+
+def check_config(config: configmod.Config) -> int:
+    """The file, then what the daemon would refuse at start: the API's address and token files."""
+    from cauditd.api import ApiConfigError
+    from cauditd.api import check_config as check_api
+
+    try:
+        if config.api.enabled:
+            check_api(config.api)
+    except ApiConfigError as exc:
+        print(f"cauditd: {config.path or configmod.DEFAULT_PATH}: {exc}", file=sys.stderr)
+        return 2
+    print(f"{config.path or configmod.DEFAULT_PATH}: ok")
+    return 0
 
 
 def rule_paths(config: configmod.RulesConfig) -> list[Path]:

@@ -98,6 +98,9 @@ async def test_unix_socket_is_private(make_api: ApiFactory, tmp_path: Path) -> N
     path.unlink()
     await make_api(unix_socket=str(path))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    missing_dir = tmp_path / "run" / "api.sock"  # `make run` with the installed config
+    await make_api(unix_socket=str(missing_dir))
+    assert stat.S_IMODE(os.stat(missing_dir.parent).st_mode) == 0o750
     connector = aiohttp.UnixConnector(path=str(path))
     async with aiohttp.ClientSession(connector=connector) as session, \
             session.get("http://localhost/healthz") as resp:

@@ -91,3 +91,15 @@ def test_readable_config_is_fine(tmp_path: Path) -> None:
     path = write(tmp_path, "[daemon]\nlog_format = 'json'\n")
     path.chmod(0o644)
     assert config.load(path).daemon.log_format == "json"
+
+
+def test_check_config_checks_the_apis_token_files(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    token = tmp_path / "read.token"
+    token.write_text("r" * 32 + "\n")
+    token.chmod(0o644)
+    path = write(tmp_path, f'[[api.tokens]]\nfile = "{token}"\nrole = "read"\n')
+    assert cli.main(["check-config", "--config", str(path)]) == 2
+    assert f"{token}: refusing a token file with mode 0644" in capsys.readouterr().err
+    token.chmod(0o600)
+    assert cli.main(["check-config", "--config", str(path)]) == 0

@@ -151,7 +151,9 @@ class LimitedSite(web.BaseSite):
 
 def _private_unix_socket(path: str) -> socket.socket:
     """A unix socket bound at `path` and made 0600 before it listens (a stale socket file is
-    replaced), so no other user can ever connect."""
+    replaced; a missing directory is made 0750, as the unit's RuntimeDirectory would be), so no
+    other user can ever connect."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)
