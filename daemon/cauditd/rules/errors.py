@@ -101,6 +101,21 @@ class TypeMismatchError(RuleError):
     """A value or operator that does not fit the field's type (`proc.pid = bash`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Not an error: a rule or macro of a Falco file skipped (why, in one line), or what a
+    file's requirement (engine, plugin) means here. The rest of the rules load."""
+
+    where: Where
+    message: str
+
+    def __str__(self) -> str:
+        head = f"{self.where.file}:{self.where.line}: " if self.where.line else \
+            f"{self.where.file}: "
+        item = f"{self.where.item}: " if self.where.item else ""
+        return f"{head}{item}{self.message}"
+
+
 class RuleSetError(ValueError):
     """A rule set that cannot be loaded; `errors` holds every problem in every file."""
 

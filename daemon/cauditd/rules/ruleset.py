@@ -8,7 +8,7 @@ from typing import Any
 
 from cauditd.events import Event
 from cauditd.findings import Priority
-from cauditd.rules.errors import Where
+from cauditd.rules.errors import Notice, Where
 from cauditd.rules.fields import EVENT_TYPES, OPEN_TYPES, SYSCALL_TYPES
 from cauditd.rules.output import OutputTemplate
 from cauditd.rules.prefilter import (
@@ -48,10 +48,13 @@ class Rule:
 
 
 class RuleSet:
-    """The enabled rules indexed by evt.type; `candidates(event)` is one dict lookup."""
+    """The enabled rules indexed by evt.type; `candidates(event)` is one dict lookup.
 
-    def __init__(self, rules: list[Rule]) -> None:
+    `notices` says what the files held that did not load (skipped rules of Falco files)."""
+
+    def __init__(self, rules: list[Rule], notices: list[Notice] | None = None) -> None:
         self.rules = tuple(rules)
+        self.notices = tuple(notices or ())
         enabled = [r for r in rules if r.enabled]
         self.wildcard: dict[str, tuple[Rule, ...]] = {
             source: tuple(r for r in enabled if r.source == source and r.event_types is None)
