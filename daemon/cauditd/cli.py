@@ -42,10 +42,23 @@ def parser() -> argparse.ArgumentParser:
     check = with_config(
         rules_sub.add_parser(
             "check",
-            help="report every problem in the rule files (default: the configured ones)",
+            help="report every problem in the rule files (default: the configured ones); "
+            "TOML and Falco YAML files",
         )
     )
     check.add_argument("paths", nargs="*", type=Path, help="rule files or directories")
+    check.add_argument(
+        "--strict", action="store_true",
+        help="fail when a rule of a Falco file is skipped, not only on errors",
+    )
+    imports = rules_sub.add_parser(
+        "import",
+        help="convert Falco rule files (YAML) into one cauditd TOML rule file; what cannot "
+        "load is reported and left out",
+    )
+    imports.add_argument("paths", nargs="+", type=Path, help="Falco rule files, in load order")
+    imports.add_argument("-o", "--output", type=Path, default=None,
+                         help="write the TOML here (default: standard output)")
     sub.add_parser("fields", help="list the fields conditions and outputs can use")
     sub.add_parser("version", help="print the version")
     return top
@@ -61,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(format_fields())
         return 0
+    if args.command == "rules" and args.rules_command == "import":
+        return import_rules(args.paths, args.output)
     try:
         config = configmod.load(args.config)
     except configmod.ConfigError as exc:
@@ -69,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         return check_config(config)
     if args.command == "rules":
-        return check_rules(args.paths or rule_paths(config.rules))
+        return check_rules(args.paths or rule_paths(config.rules), strict=args.strict)
     log.setup(config.daemon.log_level, config.daemon.log_format)
     from cauditd.daemon import Daemon  # BCC and aiohttp load only for commands that need them
 
@@ -106,18 +121,50 @@ def rule_paths(config: configmod.RulesConfig) -> list[Path]:
     return configured(config)
 
 
-def check_rules(paths: list[Path]) -> int:
-    """Print every problem in every file; exit 1 when there is one."""
-    from cauditd.rules import check
+def check_rules(paths: list[Path], *, strict: bool = False) -> int:
+    """Print every problem in every file and what Falco files hold that cannot load; exit 1
+    on an error (or, `strict`, on anything skipped)."""
+    from cauditd.rules.loader import compile_paths
 
-    errors = check(paths)
-    for error in errors:
-        print(error, file=sys.stderr)
+    result = compile_paths(paths)
+    for problem in [*result.errors, *result.notices]:
+        print(problem, file=sys.stderr)
     names = ", ".join(str(p) for p in paths)
-    if errors:
-        print(f"{len(errors)} problem(s) in {names}", file=sys.stderr)
+    if result.errors:
+        print(f"{len(result.errors)} problem(s) in {names}", file=sys.stderr)
         return 1
-    print(f"{names}: ok")
+    loaded = f"{len(result.rules)} rules load"
+    skipped = [n.where.item.split(" ", 1)[0] for n in result.notices
+               if n.message.startswith("skipped")]
+    if skipped:
+        print(f"{names}: {loaded}; skipped: {skipped.count('rule')} rules, "
+              f"{skipped.count('macro')} macros (see above)")
+        return 1 if strict else 0
+    print(f"{names}: ok ({loaded})")
+    return 0
+
+
+def import_rules(paths: list[Path], output: Path | None) -> int:
+    """Falco rule files to one TOML file; what is skipped goes to stderr, one line each."""
+    from cauditd.rules.builder import build
+    from cauditd.rules.export import to_toml
+    from cauditd.rules.loader import read_book
+
+    book = read_book(paths)
+    result = build(book)
+    for problem in [*result.errors, *result.notices]:
+        print(problem, file=sys.stderr)
+    if result.errors:
+        print(f"{len(result.errors)} problem(s): nothing written", file=sys.stderr)
+        return 1
+    text = to_toml(book, result, [str(p) for p in paths])
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+    skipped = len(book.rules) - len(result.rules)
+    print(f"imported {len(result.rules)} rules, skipped {skipped}"
+          + (f" -> {output}" if output else ""), file=sys.stderr)
     return 0
 
 

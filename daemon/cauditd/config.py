@@ -130,7 +130,9 @@ class NetworkConfig:
 class RulesConfig:
     default_rules: bool = doc("Load the rules shipped with cauditd.", default=True)
     paths: list[str] = doc(
-        "Rule files or directories loaded after the defaults, in order.",
+        "Rule files or directories loaded after the defaults, in order: cauditd TOML "
+        "(`.toml`) and Falco rule files (`.yaml`, `.yml`; what of them cannot load is "
+        "skipped and logged, one line each).",
         default_factory=lambda: ["/etc/cauditd/rules.d"],
     )
     min_priority: str = doc("Rules below this priority are not loaded.", default="debug")

@@ -38,8 +38,12 @@ def rule_paths(config: RulesConfig) -> list[Path]:
 
 
 def compile_rules(config: RulesConfig) -> RuleSet:
-    """Load and compile the configured rules; raises RuleSetError with every problem."""
-    return load_ruleset(rule_paths(config), min_priority=Priority.parse(config.min_priority))
+    """Load and compile the configured rules; raises RuleSetError with every problem. What
+    Falco files hold that cannot load is logged, one line each."""
+    ruleset = load_ruleset(rule_paths(config), min_priority=Priority.parse(config.min_priority))
+    for notice in ruleset.notices:
+        log.warning("rules: %s", notice)
+    return ruleset
 
 
 class Detector:

@@ -26,6 +26,7 @@ from cauditd.rules.model import ExceptionDef, RuleBook, RuleSpec, Text, Threshol
 from cauditd.rules.output import OutputTemplate, parse_output
 from cauditd.rules.parser import Condition, parse_condition
 from cauditd.rules.prefilter import CONNECT_TYPES, DUP_TYPES, ClauseDeriver, Clauses
+from cauditd.rules.requirements import check_requirements
 from cauditd.rules.ruleset import Rule
 from cauditd.rules.threshold import Threshold, ThresholdSpec
 
@@ -39,11 +40,12 @@ class Build:
     rules: list[Rule] = field(default_factory=list)
     errors: list[RuleError] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+    broken_macros: set[str] = field(default_factory=set)
 
 
 def build(book: RuleBook, min_priority: Priority = Priority.DEBUG) -> Build:
     """Compile every rule of `book` as severe as `min_priority` or more."""
-    result = Build(errors=list(book.errors), notices=[])
+    result = Build(errors=list(book.errors), notices=check_requirements(book.requirements))
     compiler = _compile_macros(book, result)
     for spec in book.rules.values():
         rule = _build_rule(spec, compiler, book, result)
@@ -52,6 +54,7 @@ def build(book: RuleBook, min_priority: Priority = Priority.DEBUG) -> Build:
     for error in compiler.macro_errors:
         _macro_problem(book, error, result)
     result.errors = _dedupe(result.errors)
+    result.broken_macros = set(compiler.broken)
     return result
 
 
@@ -117,7 +120,8 @@ def _build_rule(spec: RuleSpec, compiler: Compiler, book: RuleBook,
     try:
         return compile_rule(spec, compiler)
     except BrokenMacro as broken:
-        _broken_macro(spec, str(broken), book, result)
+        name = str(broken)
+        _broken_macro(spec, name, compiler.why_broken.get(name, ""), book, result)
     except RuleError as exc:
         if spec.lenient:
             result.notices.append(_skip_notice(exc))
@@ -131,12 +135,14 @@ def _build_rule(spec: RuleSpec, compiler: Compiler, book: RuleBook,
     return None
 
 
-def _broken_macro(spec: RuleSpec, name: str, book: RuleBook, result: Build) -> None:
+def _broken_macro(spec: RuleSpec, name: str, why: str, book: RuleBook, result: Build) -> None:
     """Name the rule a broken macro keeps from loading (a strict macro's own error is enough
     for a strict rule: that set does not load anyway)."""
     entry = book.macros.get(name)
     if spec.lenient or (entry is not None and entry.lenient):
-        notice = Notice(spec.where, f"skipped: uses macro {name!r}, which does not load")
+        reason = f": {why}" if why else ""
+        notice = Notice(spec.where, f"skipped: uses macro {name!r}, which does not load"
+                                    f"{reason}")
         if spec.lenient:
             result.notices.append(notice)
         else:

@@ -59,6 +59,7 @@ class Compiler:
         self.lists = lists
         self.compiled: dict[str, Pred] = {}
         self.broken: set[str] = set()
+        self.why_broken: dict[str, str] = {}  # a broken macro's error, or the macro it uses
         self.macro_errors: list[RuleError] = []
         self.stack: list[str] = []
 
@@ -107,7 +108,12 @@ class Compiler:
             raise
         except RuleError as exc:
             self.broken.add(name)
+            self.why_broken[name] = exc.message
             self.macro_errors.append(exc)
+            raise BrokenMacro(name) from exc
+        except BrokenMacro as exc:
+            self.broken.add(name)
+            self.why_broken[name] = f"it uses macro {exc.args[0]!r}"
             raise BrokenMacro(name) from exc
         finally:
             self.stack.pop()

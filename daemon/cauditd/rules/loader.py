@@ -1,7 +1,9 @@
 """Load rule files: each file read by its format's reader into the one model, then compiled.
 
-Later files change what earlier ones defined. Every problem in every file is collected:
-`load_ruleset` raises them together as RuleSetError, `check` returns them.
+TOML files (`.toml`, cauditd's format) and Falco rule files (`.yaml`, `.yml`) may be mixed;
+later files change what earlier ones defined. Every problem in every file is collected:
+`load_ruleset` raises them together as RuleSetError, `check` returns them; what Falco files
+hold that cannot load is skipped and reported as Notices (RuleSet.notices).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from cauditd.findings import Priority
 from cauditd.rules.builder import Build, build
 from cauditd.rules.errors import RuleError, RuleSetError, TomlSyntaxError, Where
 from cauditd.rules.model import RuleBook, RuleFile
+from cauditd.rules.read_falco import read_falco
 from cauditd.rules.read_toml import read_toml
 from cauditd.rules.ruleset import RuleSet
 
-READERS: dict[str, Callable[[Path], RuleFile]] = {".toml": read_toml}
+READERS: dict[str, Callable[[Path], RuleFile]] = {
+    ".toml": read_toml, ".yaml": read_falco, ".yml": read_falco,
+}
 
 
 def default_rules_dir() -> Path:
