@@ -149,7 +149,38 @@ OPERATOR_CASES: list[tuple[str, Event, bool]] = [
 ]
 
 
-@pytest.mark.parametrize(("condition", "event", "expected"), OPERATOR_CASES)
+B64 = execve("/bin/echo", "echo", "aGVsbG8=", parent=BASH)
+# Falco's transformers, val(), iglob and the byte operators
+LANGUAGE_CASES: list[tuple[str, Event, bool]] = [
+    ("tolower(proc.cmdline) contains example.com", EXEC, True),
+    ("toupper(proc.name) = CURL", EXEC, True),
+    ("toupper(proc.name) = curl", EXEC, False),
+    ("basename(proc.exepath) = curl", EXEC, True),
+    ("toupper(basename(proc.exepath)) = CURL", EXEC, True),
+    ("len(proc.name) = 4", EXEC, True),
+    ("len(proc.args) > 100", EXEC, False),
+    ("len(proc.aname) >= 3", EXEC, True),
+    ("toupper(proc.aname) intersects (BASH)", EXEC, True),
+    ("b64(proc.args) = hello", B64, True),
+    ("b64(proc.args) = hello", EXEC, False),  # not base64: no value
+    ("not b64(proc.args) exists", EXEC, True),
+    ("proc.name = val(proc.name)", EXEC, True),
+    ("proc.name = val(proc.pname)", EXEC, False),
+    ("proc.name != val(proc.pname)", EXEC, True),
+    ("proc.cmdline contains val(proc.name)", EXEC, True),
+    ("proc.exepath endswith val(proc.name)", EXEC, True),
+    ("proc.pid > val(proc.ppid)", EXEC, True),
+    ("toupper(proc.name) = toupper(proc.name)", EXEC, True),
+    ("proc.name = val(fd.name)", EXEC, False),  # a missing side never matches
+    ("proc.exepath iglob /USR/*/CURL", EXEC, True),
+    ("proc.exepath glob /USR/*/CURL", EXEC, False),
+    ("proc.cmdline bcontains 6375726c", EXEC, True),
+    ("proc.name bstartswith 6375", EXEC, True),
+    ("proc.name bstartswith 7A", EXEC, False),
+]
+
+
+@pytest.mark.parametrize(("condition", "event", "expected"), OPERATOR_CASES + LANGUAGE_CASES)
 def test_operators(condition: str, event: Event, expected: bool) -> None:
     assert predicate(condition)(event) is expected
 
@@ -190,6 +221,12 @@ def test_named_lists(condition: str, expected: bool) -> None:
     ("proc.name regex '('", ConditionSyntaxError, "bad regular expression", ""),
     ('proc.name = "abc', ConditionSyntaxError, "unterminated string", ""),
     ("", ConditionSyntaxError, "empty condition", ""),
+    ("tolower(proc.pid) = 1", TypeMismatchError, "tolower() does not apply to proc.pid",
+     "        ^^^^^^^^"),
+    ("len(proc.name)", ConditionSyntaxError, "expected an operator after len(...)", ""),
+    ("tolower(proc.name = x", ConditionSyntaxError, "tolower( is never closed", ""),
+    ("proc.name bcontains xyz", TypeMismatchError, "is not hex bytes", ""),
+    ("proc.name = val(proc.nme)", UnknownFieldError, "unknown field 'proc.nme'", ""),
 ])
 def test_condition_errors(condition: str, error: type[RuleError], message: str,
                           caret: str) -> None:

@@ -105,6 +105,15 @@ def test_prefix_entries_inherit_the_modes_of_shorter_prefixes(tmp_path: Path) ->
     ("fd.name startswith /etc or evt.type = unlink", "opens of 1 prefixes"),
     ("fd.name startswith /etc or proc.name = cat", "every open"),
     ("proc.name = cat", "every open"),
+    # what the filter cannot key on widens: transformers, val(), iglob, the byte operators
+    ("open_read and tolower(fd.name) = /etc/shadow", "opens of all reads"),
+    ("open_read and basename(fd.name) = shadow", "opens of all reads"),
+    ("open_read and fd.name iglob /ETC/*", "opens of all reads"),
+    ("open_read and fd.name bstartswith 2f657463", "opens of all reads"),
+    ("open_read and fd.name = val(proc.cwd)", "opens of all reads"),
+    ("open_read and len(fd.name) > 200", "opens of all reads"),
+    ("open_read and (fd.name startswith /etc or toupper(fd.filename) = ID_RSA)",
+     "opens of all reads"),
 ])
 def test_derivation(tmp_path: Path, condition: str, expected: str) -> None:
     assert derive(tmp_path, condition).describe() == expected
@@ -141,18 +150,43 @@ SAMPLE_PROCESSES = [proc("/bin/cat", "cat"), proc("/bin/bash", "bash"),
                     proc("/usr/bin/vi", "vi"), proc("/usr/sbin/sshd", "sshd")]
 
 
-def test_no_open_a_default_rule_matches_is_dropped(default_filter: OpenFilter) -> None:
-    engine = RuleEngine(load_ruleset(DEFAULT_RULES), suppress_window_s=0)
-    matched = 0
+def opens_matched_and_dropped(ruleset: Any) -> tuple[int, list[tuple[str, int]]]:
+    """How many sample opens the rules match, and those of them the open filter drops."""
+    engine, opens = RuleEngine(ruleset, suppress_window_s=0), ruleset.open_filter()
+    matched, dropped = 0, []
     for path, flags, evt_type, process in itertools.product(
             SAMPLE_PATHS, SAMPLE_FLAGS, ("openat", "open", "openat2", "creat"),
             SAMPLE_PROCESSES):
         event = file_event(evt_type, path, flags=flags, process=process)
         if engine.match(event):
             matched += 1
-            assert default_filter.passes(path, open_modes(evt_type, flags)), (path, flags)
+            if not opens.passes(path, open_modes(evt_type, flags)):
+                dropped.append((path, flags))
+    return matched, dropped
+
+
+def test_no_open_a_default_rule_matches_is_dropped() -> None:
+    matched, dropped = opens_matched_and_dropped(load_ruleset(DEFAULT_RULES))
+    assert dropped == []
     assert matched > 100  # the sample exercises the rules, not only the filter
     assert open_modes("openat", 3) == ANY_MODE
+
+
+@pytest.mark.parametrize("condition", [
+    "open_read and tolower(fd.name) = /etc/shadow",
+    "open_write and toupper(fd.directory) = /ETC",
+    "open_read and basename(fd.name) in (shadow, id_rsa)",
+    "open_read and fd.name iglob /ETC/SH*",
+    "open_write and fd.name bcontains 2f6574632f",
+    "open_write and fd.name bstartswith 2f7573722f",
+    "open_read and fd.name = val(fd.name)",
+    "open_read and len(fd.filename) = 6",
+    "open_read and fd.name startswith /etc and not tolower(fd.name) endswith shadow",
+    "open_write and b64(fd.filename) exists",
+])
+def test_new_operators_never_drop_what_they_match(tmp_path: Path, condition: str) -> None:
+    matched, dropped = opens_matched_and_dropped(ruleset_of(tmp_path, condition))
+    assert matched > 0 and dropped == []
 
 
 @pytest.fixture(scope="module")

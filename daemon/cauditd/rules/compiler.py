@@ -6,6 +6,8 @@ on a multi-valued field (proc.aname, dns.answers, fd.net) a check is true when a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import ipaddress
 import operator
@@ -23,14 +25,14 @@ from cauditd.rules.errors import (
     UnknownMacroError,
 )
 from cauditd.rules.fields import EVENT_TYPES, FieldType, field_type, parse_ip
-from cauditd.rules.parser import And, Check, Condition, MacroRef, Node, Not, Or, Value
+from cauditd.rules.parser import And, Check, Condition, FieldRef, MacroRef, Node, Not, Or, Value
 
 Pred = Callable[[Event], bool]
 Test = Callable[[Any], bool]
 IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-STRING_OPS = frozenset(("contains", "icontains", "startswith", "endswith", "glob", "regex",
-                        "pmatch"))
+STRING_OPS = frozenset(("contains", "icontains", "startswith", "endswith", "glob", "iglob",
+                        "regex", "pmatch", "bcontains", "bstartswith"))
 ORDER_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 ALLOWED: dict[FieldType, frozenset[str]] = {
     FieldType.STRING: frozenset(("=", "!=", "in", "intersects", "exists", *STRING_OPS)),
@@ -121,17 +123,20 @@ class Compiler:
         return pred
 
     def check(self, check: Check, cond: Condition) -> Pred:
-        ftype = field_type(check.field, check.arg)
+        lhs = FieldRef(check.field, check.arg, check.name, check.transforms, check.pos)
+        get, ftype = self.operand(lhs, cond)
         if check.op not in ALLOWED[ftype]:
             raise TypeMismatchError(
                 f"type mismatch: operator {check.op!r} does not apply to {check.name} "
                 f"({ftype.value})", cond.where, text=cond.text, pos=check.pos,
                 length=len(check.name), text_line=cond.text_line)
-        get = check.field.extractor(check.arg)
         if check.op == "exists":
             return lambda ev: get(ev) is not None
+        if check.other is not None:
+            other, _ = self.operand(check.other, cond)
+            return _between(get, other, _field_test(check.op), ftype in MULTI)
         values = self.expand(check, cond)
-        if check.name == "evt.type":
+        if check.name == "evt.type" and not check.transforms:
             self.check_event_types(values, cond)
         if check.is_list and (check.op in ORDER_OPS or check.op == "!="):
             raise TypeMismatchError(f"operator {check.op!r} takes one value, not a list",
@@ -142,6 +147,21 @@ class Compiler:
                 and check.op in ("=", "in", "intersects"):
             return _member(get, [self.convert(ftype, v, check.op, cond) for v in values])
         return _lift(get, test, ftype in MULTI, check.op == "!=")
+
+    def operand(self, ref: FieldRef, cond: Condition) -> tuple[Callable[[Event], Any], FieldType]:
+        """The extractor of a field with its transformers applied, and the resulting type."""
+        get = ref.field.extractor(ref.arg)
+        ftype = field_type(ref.field, ref.arg)
+        for name in ref.transforms:
+            if ftype not in TRANSFORMABLE:
+                raise TypeMismatchError(
+                    f"type mismatch: {name}() does not apply to {ref.name} ({ftype.value})",
+                    cond.where, text=cond.text, pos=ref.pos, length=len(ref.name),
+                    text_line=cond.text_line)
+            get = _transformed(get, TRANSFORMERS[name], ftype in MULTI and name != "len")
+            ftype = FieldType.INT if name == "len" else \
+                (ftype if ftype is FieldType.LIST else FieldType.STRING)
+        return get, ftype
 
     def check_event_types(self, values: list[Value], cond: Condition) -> None:
         for value in values:
@@ -217,7 +237,8 @@ class Compiler:
 
     def types_of(self, node: Node, seen: set[str]) -> frozenset[str] | None:
         if isinstance(node, Check):
-            if node.name == "evt.type" and node.op in ("=", "in", "intersects"):
+            if node.name == "evt.type" and node.op in ("=", "in", "intersects") \
+                    and not node.transforms and node.other is None:
                 texts = [v.text for v in node.values]
                 expanded = [i for t in texts for i in self.lists.get(t, [t])]
                 return frozenset(expanded)
@@ -340,16 +361,37 @@ def _string_test(op: str, lits: list[str], compiler: Compiler, cond: Condition,
         return lambda v: str(v).endswith(suffixes)
     if op == "pmatch":
         return _pmatch(lits)
+    if op in ("bcontains", "bstartswith"):
+        needles = [_hex_bytes(lit, cond, value) for lit, value in zip(lits, values, strict=True)]
+        if op == "bcontains":
+            return lambda v: any(n in _as_bytes(v) for n in needles)
+        return lambda v: _as_bytes(v).startswith(tuple(needles))
     patterns = [_regex(op, lit, cond, value) for lit, value in zip(lits, values, strict=True)]
-    if op == "glob":
+    if op in ("glob", "iglob"):
         return lambda v: any(p.fullmatch(str(v)) for p in patterns)
     return lambda v: any(p.search(str(v)) for p in patterns)
 
 
-def _regex(op: str, text: str, cond: Condition, value: Value) -> re.Pattern[str]:
-    source = fnmatch.translate(text) if op == "glob" else text
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", "surrogateescape")
+
+
+def _hex_bytes(text: str, cond: Condition, value: Value) -> bytes:
     try:
-        return re.compile(source, re.DOTALL)
+        return bytes.fromhex(text)
+    except ValueError:
+        raise TypeMismatchError(f"type mismatch: {text!r} is not hex bytes (e.g. cafebabe)",
+                                cond.where, text=cond.text, pos=value.pos,
+                                length=len(text) or 1, text_line=cond.text_line) from None
+
+
+def _regex(op: str, text: str, cond: Condition, value: Value) -> re.Pattern[str]:
+    source = fnmatch.translate(text) if op in ("glob", "iglob") else text
+    flags = re.DOTALL | (re.IGNORECASE if op == "iglob" else 0)
+    try:
+        return re.compile(source, flags)
     except re.error as exc:
         raise ConditionSyntaxError(f"bad regular expression: {exc}", cond.where,
                                    text=cond.text, pos=value.pos, length=len(text),
@@ -365,3 +407,112 @@ def _pmatch(paths: Iterable[str]) -> Test:
         return path in exact or path.startswith(prefixes)
 
     return test
+
+
+# --- transformers and field-to-field comparisons (Falco's tolower(), ..., val()) ----------
+
+
+def _b64(value: str) -> str | None:
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError):
+        return None
+
+
+TRANSFORMERS: dict[str, Callable[[Any], Any]] = {
+    "tolower": lambda v: str(v).lower(),
+    "toupper": lambda v: str(v).upper(),
+    "b64": lambda v: _b64(str(v)),
+    "basename": lambda v: str(v).rsplit("/", 1)[-1],
+    "len": lambda v: len(v) if isinstance(v, str | bytes | tuple) else len(str(v)),
+}
+TRANSFORMABLE = frozenset((FieldType.STRING, FieldType.LIST, FieldType.DYN))
+
+
+def _transformed(get: Callable[[Event], Any], transform: Callable[[Any], Any],
+                 each: bool) -> Callable[[Event], Any]:
+    """`get` with `transform` applied (to each item of a list field when `each`); a missing
+    value stays missing, and so does one the transformer cannot make (bad base64)."""
+    if each:
+        def extract_each(ev: Event) -> Any:
+            value = get(ev)
+            if value is None:
+                return None
+            return tuple(t for t in map(transform, value) if t is not None)
+
+        return extract_each
+
+    def extract(ev: Event) -> Any:
+        value = get(ev)
+        return None if value is None else transform(value)
+
+    return extract
+
+
+def _field_test(op: str) -> Callable[[Any, Any], bool]:
+    """How a value compares with another field's value (the right side of val())."""
+    if op in ("=", "in", "intersects"):
+        return lambda v, r: v in r if isinstance(r, tuple) else _same(v, r)
+    if op == "!=":
+        return lambda v, r: not _same(v, r)
+    if op in ORDER_OPS:
+        cmp = ORDER_OPS[op]
+
+        def order(value: Any, right: Any) -> bool:
+            a, b = _number(value), _number(right)
+            return a is not None and b is not None and bool(cmp(a, b))
+
+        return order
+    if op == "contains":
+        return lambda v, r: str(r) in str(v)
+    if op == "icontains":
+        return lambda v, r: str(r).lower() in str(v).lower()
+    if op == "startswith":
+        return lambda v, r: str(v).startswith(str(r))
+    if op == "endswith":
+        return lambda v, r: str(v).endswith(str(r))
+    if op == "pmatch":
+        return lambda v, r: _pmatch(r if isinstance(r, tuple) else (str(r),))(v)
+    if op in ("glob", "iglob"):
+        flags = re.DOTALL | (re.IGNORECASE if op == "iglob" else 0)
+        return lambda v, r: re.fullmatch(fnmatch.translate(str(r)), str(v), flags) is not None
+    if op == "bcontains":
+        return lambda v, r: _as_bytes(r) in _as_bytes(v)
+    if op == "bstartswith":
+        return lambda v, r: _as_bytes(v).startswith(_as_bytes(r))
+    return lambda v, r: _safe_search(str(r), str(v))
+
+
+def _safe_search(pattern: str, text: str) -> bool:
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return False
+
+
+def _same(left: Any, right: Any) -> bool:
+    if left == right:
+        return True
+    return str(left) == str(right)
+
+
+def _number(value: Any) -> int | float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    try:
+        return int(str(value), 0)
+    except ValueError:
+        return None
+
+
+def _between(get: Callable[[Event], Any], other: Callable[[Event], Any],
+             test: Callable[[Any, Any], bool], multi: bool) -> Pred:
+    def pred(ev: Event) -> bool:
+        left, right = get(ev), other(ev)
+        if left is None or right is None:
+            return False
+        if multi:
+            return any(test(v, right) for v in left)
+        return test(left, right)
+
+    return pred

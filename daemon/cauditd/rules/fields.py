@@ -760,17 +760,27 @@ def _dns_answers(ev: Event) -> Any:
 
 
 def lookup(name: str) -> tuple[Field, str | None] | None:
-    """Resolve `proc.aname[2]` or `evt.arg.request` to (field, argument); None if unknown."""
+    """Resolve `proc.aname[2]`, `proc.env[HOME]`, `evt.arg[0]` or `evt.arg.request` to
+    (field, argument); None if unknown."""
     if name in FIELDS:
         return FIELDS[name], None
     base, bracket, rest = name.partition("[")
-    if bracket and rest.endswith("]") and base in FIELDS and FIELDS[base].arg == "index":
-        index = rest[:-1]
-        return (FIELDS[base], index) if index.isdigit() else None
+    if bracket and rest.endswith("]") and base in FIELDS:
+        field, arg = FIELDS[base], _unquote(rest[:-1])
+        if field.arg == "key":
+            return (field, arg) if arg else None
+        # an index: proc.aname[2]; evt.arg[0] is the syscall's argument by position
+        return (field, arg) if field.arg in ("index", "name") and arg.isdigit() else None
     for prefix in ("evt.arg.", "evt.rawarg."):
         if name.startswith(prefix) and len(name) > len(prefix):
             return FIELDS[prefix[:-1]], name[len(prefix):]
     return None
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] in "\"'" and text[-1] == text[0]:
+        return text[1:-1]
+    return text
 
 
 def field_type(field: Field, arg: str | None) -> FieldType:

@@ -12,7 +12,7 @@ from cauditd.rules.errors import UnknownFieldError, Where
 from cauditd.rules.fields import lookup
 
 MISSING = "<NA>"
-_PLACEHOLDER = re.compile(r"%([A-Za-z_][A-Za-z0-9_.]*(?:\[\d+\])?)")
+_PLACEHOLDER = re.compile(r"%([A-Za-z_][A-Za-z0-9_.]*(?:\[[^\]\s]*\])?)")
 
 
 @dataclass(frozen=True, slots=True)

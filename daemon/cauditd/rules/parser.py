@@ -1,7 +1,10 @@
 """The Falco condition language: a scanner and recursive-descent parser to an AST with positions.
 
 Grammar: expr := and ("or" and)*; and := not ("and" not)*; not := "not" not | primary;
-primary := "(" expr ")" | field op value | field unary-op | macro-name.
+primary := "(" expr ")" | operand op value | operand unary-op | macro-name;
+operand := field | transformer "(" operand ")"; value := literal | list | "val(" field ")"
+| transformer "(" operand ")". Fields take an argument in brackets: proc.aname[2],
+proc.env[HOME], container.mount.dest[/etc], evt.arg[0].
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from cauditd.rules.errors import ConditionSyntaxError, UnknownFieldError, Where
 from cauditd.rules.fields import Field, lookup
 
 BINARY_OPS = ("=", "!=", "<", "<=", ">", ">=", "contains", "icontains", "startswith",
-              "endswith", "glob", "regex")
+              "endswith", "glob", "iglob", "regex", "bcontains", "bstartswith")
 LIST_OPS = ("in", "intersects", "pmatch")
 UNARY_OPS = ("exists",)
 WORD_OPS = frozenset(o for o in (*BINARY_OPS, *LIST_OPS, *UNARY_OPS) if o.isalpha())
 
+TRANSFORMERS = ("tolower", "toupper", "b64", "basename", "len")
+
 _SYMBOL_OP = re.compile(r"==|!=|<=|>=|=|<|>")
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*(\[[^\]\s]*\])?")
+_IDENT = re.compile(r"""[A-Za-z_][A-Za-z0-9_.\-]*(\[(?:"[^"]*"|'[^']*'|[^\]\s]*)\])?""")
+_CALL = re.compile(r"(tolower|toupper|b64|basename|len|val)\(")
 _BARE = re.compile(r"[^\s(),\"']+")
 _WORD = re.compile(r"[A-Za-z_]+")
 
@@ -34,8 +40,22 @@ class Value:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldRef:
+    """A field as an operand: with its argument and the transformers around it (innermost
+    first: `toupper(basename(fd.name))` is ("basename", "toupper"))."""
+
+    field: Field
+    arg: str | None
+    name: str
+    transforms: tuple[str, ...] = ()
+    pos: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
-    """`field op values`: one comparison. `values` is empty for `exists`."""
+    """`field op values`: one comparison. `values` is empty for `exists`; `transforms` are
+    applied to the field's value first; `other` is a field compared against (`val(field)` or a
+    transformer of one) instead of `values`."""
 
     field: Field
     arg: str | None
@@ -45,6 +65,8 @@ class Check:
     is_list: bool
     pos: int
     bare_list: bool = False
+    transforms: tuple[str, ...] = ()
+    other: FieldRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +192,14 @@ class Parser:
                                  "closed", start)
             self.pos += 1
             return node
+        call = _CALL.match(self.text, start)
+        if call is not None and call.group(1) != "val":
+            ref = self.parse_field_ref()
+            op = self.read_op()
+            if op is None:
+                raise self.error(ConditionSyntaxError, "expected an operator after "
+                                 f"{call.group(1)}(...)", self.pos, self._token_len())
+            return self.parse_operands(ref.field, ref.arg, ref.name, op, ref.pos, ref.transforms)
         match = _IDENT.match(self.text, start)
         if match is None or match.group() in ("and", "or"):
             raise self.error(ConditionSyntaxError, "expected a field, a macro, 'not' or '('",
@@ -179,11 +209,38 @@ class Parser:
         op = self.read_op()
         if op is None:
             return MacroRef(name, start)
+        field, arg = self.resolve(name, start)
+        return self.parse_operands(field, arg, name, op, start)
+
+    def resolve(self, name: str, start: int) -> tuple[Field, str | None]:
         resolved = lookup(name)
         if resolved is None:
             raise self.error(UnknownFieldError, f"unknown field {name!r}", start, len(name))
-        field, arg = resolved
-        return self.parse_operands(field, arg, name, op, start)
+        return resolved
+
+    def parse_field_ref(self) -> FieldRef:
+        """A field, or a transformer (or val) around one: `tolower(proc.name)`."""
+        self.skip_space()
+        start = self.pos
+        call = _CALL.match(self.text, start)
+        if call is not None:
+            self.pos = call.end()
+            inner = self.parse_field_ref()
+            self.skip_space()
+            if self.pos >= len(self.text) or self.text[self.pos] != ")":
+                raise self.error(ConditionSyntaxError, f"unbalanced parenthesis: "
+                                 f"{call.group(1)}( is never closed", start, len(call.group()))
+            self.pos += 1
+            if call.group(1) == "val":
+                return inner
+            return FieldRef(inner.field, inner.arg, inner.name,
+                            (*inner.transforms, call.group(1)), inner.pos)
+        match = _IDENT.match(self.text, start)
+        if match is None:
+            raise self.error(ConditionSyntaxError, "expected a field", start, self._token_len())
+        self.pos = match.end()
+        field, arg = self.resolve(match.group(), start)
+        return FieldRef(field, arg, match.group(), (), start)
 
     def read_op(self) -> str | None:
         self.skip_space()
@@ -198,16 +255,23 @@ class Parser:
         return None
 
     def parse_operands(self, field: Field, arg: str | None, name: str, op: str,
-                       start: int) -> Check:
+                       start: int, transforms: tuple[str, ...] = ()) -> Check:
         if op in UNARY_OPS:
-            return Check(field, arg, name, op, (), False, start)
+            return Check(field, arg, name, op, (), False, start, transforms=transforms)
         self.skip_space()
+        if _CALL.match(self.text, self.pos):
+            other = self.parse_field_ref()
+            return Check(field, arg, name, op, (), False, start, transforms=transforms,
+                         other=other)
         if self.pos < len(self.text) and self.text[self.pos] == "(":
-            return Check(field, arg, name, op, self.parse_list(), True, start)
+            return Check(field, arg, name, op, self.parse_list(), True, start,
+                         transforms=transforms)
         if op in LIST_OPS:
             # Falco also accepts a bare named list: `proc.name in shell_binaries`.
-            return Check(field, arg, name, op, (self.parse_value(op),), True, start, True)
-        return Check(field, arg, name, op, (self.parse_value(op),), False, start)
+            return Check(field, arg, name, op, (self.parse_value(op),), True, start, True,
+                         transforms)
+        return Check(field, arg, name, op, (self.parse_value(op),), False, start,
+                     transforms=transforms)
 
     def parse_list(self) -> tuple[Value, ...]:
         open_pos = self.pos

@@ -269,6 +269,8 @@ class ClauseDeriver:
         return result
 
     def _check(self, check: Check) -> Clauses:
+        if check.transforms or check.other is not None:
+            return ANYTHING  # tolower(fd.name) = ..., fd.name = val(...): not a path we can key
         values = [item for v in check.values for item in self._lists.get(v.text, [v.text])]
         name = _SAME_AS_FD_NAME.get(check.name, check.name)
         if name == "evt.type" and check.op in ("=", "in", "intersects"):
