@@ -31,6 +31,7 @@ from cauditd.probes import bpf as bpfmod
 from cauditd.probes.syscall import SyscallProbes
 from cauditd.proctable import ProcessTable
 from cauditd.rules import RuleSet
+from cauditd.rules.fields_socket import use_dns_names
 from cauditd.store import FindingStore
 from cauditd.tasks import cancel_all, create_task
 from cauditd.views import EventCounts, RegistryContainers
@@ -67,6 +68,7 @@ class Daemon:
         self.network = NetworkMonitor(
             config.network, self.registry, self._on_network_events, store=self.store
         )
+        use_dns_names(self.network.peer_names)
         self.api: ApiServer | None = None
         self._stopping = asyncio.Event()
         self._ready = False

@@ -11,6 +11,18 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 HOST_ID = "host"
+COMM_LEN = 15  # the kernel's task comm holds 15 characters and a NUL
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerMount:
+    """A mount of a container as its runtime describes it: host source, container destination."""
+
+    source: str
+    dest: str
+    mode: str = ""
+    rw: bool = True
+    propagation: str = ""
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -30,6 +42,7 @@ class ContainerInfo:
     privileged: bool = False
     pid: int = 0
     started_ns: int = 0
+    mounts: tuple[ContainerMount, ...] = ()
 
     @property
     def short_id(self) -> str:
@@ -86,8 +99,9 @@ class ProcessInfo:
 
     @property
     def name(self) -> str:
-        """Falco's proc.name: the basename of the executable, else the comm."""
-        return self.exe.rsplit("/", 1)[-1] if self.exe else self.comm
+        """Falco's proc.name: the kernel's comm (15 characters at most), else the executable's
+        basename cut as the kernel would."""
+        return self.comm or self.exe.rsplit("/", 1)[-1][:COMM_LEN]
 
     @property
     def cmdline(self) -> str:

@@ -258,7 +258,7 @@ def test_inbound_connection_to_new_port(bridge: Bridge) -> None:
         time.sleep(0.1)
     bridge.exec("a", f"echo hi | nc -w 1 {bridge.b_ip} 7000; true")
     found = bridge.wait_findings("Inbound connection to new port", "b")
-    assert [(_dport_of(f), f["output_fields"]["fd.sip"]) for f in found] == \
+    assert [(_dport_of(f), f["output_fields"]["fd.cip"]) for f in found] == \
         [(7000, bridge.prefix + "2")]
 
 

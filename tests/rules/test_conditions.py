@@ -82,7 +82,8 @@ OPERATOR_CASES: list[tuple[str, Event, bool]] = [
     ("proc.name intersects (curl)", EXEC, True),
     ("proc.aname intersects (nginx, zsh)", EXEC, True),
     ("proc.aname in (nginx)", EXEC, True),
-    ("proc.aname = containerd-shim-runc-v2", EXEC, True),
+    ("proc.aname = containerd-shim", EXEC, True),  # the comm: 15 characters, as in Falco
+    ("proc.aname = containerd-shim-runc-v2", EXEC, False),
     ("proc.aname = python", EXEC, False),
     ("proc.aname[1] = bash", EXEC, True),
     ("proc.aname[2] = nginx", EXEC, True),
@@ -121,7 +122,8 @@ OPERATOR_CASES: list[tuple[str, Event, bool]] = [
     ("fd.dip = fd00::/8", connect("fd00::1", 443, family=10), True),
     ('fd.net = "172.17.0.0/16"', flow("8.8.8.8", 53), True),
     ('fd.net = "10.0.0.0/8"', flow("8.8.8.8", 53), False),
-    ("fd.sip exists", connect("10.1.2.3", 443), False),
+    ("fd.sip exists", connect("10.1.2.3", 443), True),  # the server: connect's peer
+    ("fd.cip exists", connect("10.1.2.3", 443), False),  # the local end is not captured
     ("fd.dport in (80, 443)", connect("10.1.2.3", 443), True),
     ("fd.dport > 1024", connect("10.1.2.3", 443), False),
     ("fd.l4proto = tcp", connect("10.1.2.3", 443), True),

@@ -37,7 +37,7 @@ def test_finding_shape(tmp_path: Path) -> None:
     assert finding.container.id == CONTAINER.id[:12] and finding.container.pod == "web-0"
     assert finding.process is not None and finding.process.cmdline == "sh -c id"
     assert [p["name"] for p in finding.process.parents] == [
-        "bash", "nginx", "containerd-shim-runc-v2"]
+        "bash", "nginx", "containerd-shim"]
     assert finding.source == "syscall" and finding.count == 1
 
 

@@ -94,7 +94,6 @@ SSH_KEY = (
     "mkdir -p /home/app/.ssh; echo k > /home/app/.ssh/id_rsa; echo p > /home/app/.ssh/id_rsa.pub"
 )
 SHM_EXEC = ("--tmpfs", "/dev/shm:rw,exec")  # Docker's own /dev/shm is noexec: exec would fail
-NEWUTS = 0x04000000
 
 CASES: list[Case] = [
     # files.toml
@@ -175,16 +174,16 @@ CASES: list[Case] = [
          Scenario(("cauditd_probe", "unshare"), PRIV), "evt.type", "unshare",
          Scenario(SLEEPER, execs=(("/bin/true",),)), execd("/bin/true"), "unshare"),
     Case("Namespace change in container",
-         Scenario(("cauditd_probe", "setns"), PRIV), "evt.arg.nstype", str(NEWUTS),
+         Scenario(("cauditd_probe", "setns"), PRIV), "evt.arg.nstype", "CLONE_NEWUTS",
          Scenario(SLEEPER, execs=(("/bin/true",),)), execd("/bin/true"), "setns"),
     Case("Mount in container",
          sh("/bin/mount -t tmpfs cauditd-tmpfs /tmp", options=PRIV), "evt.arg.fstype", "tmpfs",
          sh("/bin/mount >/dev/null", options=PRIV), exec_of("/bin/mount")),
     Case("PTRACE attached to process",
-         PTRACE_ATTACH, "evt.arg.request", "16",
+         PTRACE_ATTACH, "evt.arg.request", "PTRACE_ATTACH",
          Scenario(("cauditd_attack", "traceme")), syscall("ptrace", request=0)),
     Case("PTRACE code injection",
-         Scenario(("cauditd_attack", "poke"), PTRACE), "evt.arg.request", "5",
+         Scenario(("cauditd_attack", "poke"), PTRACE), "evt.arg.request", "PTRACE_POKEDATA",
          PTRACE_ATTACH, syscall("ptrace", request=16)),
     Case("Linux kernel module load",
          Scenario(("cauditd_attack", "module"), MODULE), "evt.type", "finit_module",
@@ -198,7 +197,7 @@ CASES: list[Case] = [
          Scenario(SLEEPER, execs=(("sh", "-c", "true"),)), "proc.name", "sh",
          sh("/bin/sh -c true"), second_shell, "docker-exec"),
     Case("Fileless execution via memfd",
-         Scenario(("cauditd_probe", "memfd")), "proc.cmdline", "3 1",  # named by /dev/fd/3
+         Scenario(("cauditd_probe", "memfd")), "evt.arg.flags", "EXE_FROM_MEMFD",
          Scenario(("cauditd_attack", "memfd-noexec")), execd("/bin/true"), "in-place"),
     Case("Fileless execution via memfd",
          Scenario(("cauditd_attack", "memfd-exec")), "proc.pname", "cauditd_attack",

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from cauditd.events import ContainerInfo
+from cauditd.events import ContainerInfo, ContainerMount
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,20 @@ def container_info(doc: dict[str, Any]) -> ContainerInfo:
         labels=dict(config.get("Labels") or {}),
         privileged=bool(host_config.get("Privileged")),
         pid=int(state.get("Pid") or 0),
+        mounts=mounts(doc),
     )
+
+
+def mounts(doc: dict[str, Any]) -> tuple[ContainerMount, ...]:
+    """The container's mounts (Falco's container.mount* fields) from its inspect document."""
+    found = []
+    for mount in doc.get("Mounts") or ():
+        if isinstance(mount, dict):
+            found.append(ContainerMount(
+                source=str(mount.get("Source") or ""), dest=str(mount.get("Destination") or ""),
+                mode=str(mount.get("Mode") or ""), rw=bool(mount.get("RW", True)),
+                propagation=str(mount.get("Propagation") or "")))
+    return tuple(found)
 
 
 def upper_dir(doc: dict[str, Any]) -> str:

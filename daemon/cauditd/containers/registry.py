@@ -199,6 +199,7 @@ class ContainerRegistry:
     def _apply_info(self, info: ContainerInfo, found: ContainerInfo) -> None:
         info.name, info.image, info.image_id = found.name, found.image, found.image_id
         info.labels, info.privileged = found.labels, found.privileged
+        info.mounts = found.mounts or info.mounts
         info.pid = found.pid or info.pid
         info.runtime = found.runtime
         info.started_ns = info.started_ns or time.time_ns()
@@ -209,6 +210,7 @@ class ContainerRegistry:
             self._upper_dirs[info.id] = upper
         info.name, info.image, info.image_id = found.name, found.image, found.image_id
         info.labels, info.privileged = found.labels, found.privileged
+        info.mounts = found.mounts or info.mounts
         info.pid = found.pid or info.pid  # 0 once exited: keep what the process table learnt
         info.runtime = "docker"
         info.started_ns = info.started_ns or time.time_ns()

@@ -499,6 +499,10 @@ class NetworkMonitor:
     def _names_of(self, container: ContainerInfo, address: str) -> tuple[str, ...]:
         return self._names.names(container.id, address)
 
+    def peer_names(self, container: ContainerInfo, address: str) -> tuple[str, ...]:
+        """Names the container resolved to `address` (rules' fd.sip.name and friends)."""
+        return self._names.names(container.id, address)
+
     def _read_flows(self) -> list[tuple[FlowKey, FlowStats, Any]]:
         table = self._bpf["flows"]
         return [(FlowKey.unpack(bytes(k)), FlowStats.unpack(bytes(v)), k)

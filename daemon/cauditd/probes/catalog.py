@@ -83,6 +83,7 @@ SYSCALLS: tuple[Syscall, ...] = (
     _s("fchown", 93, "fd uid gid", "file"),
     _s("lchown", 94, "path uid gid", "file", path1=0),
     _s("fchownat", 260, "dirfd path uid gid flags", "file", path1=1),
+    _s("rmdir", 84, "path", "file", path1=0),
     # network
     _s("socket", 41, "domain type protocol", "priv", opts=OPT_SOCKET_RESULT),
     _s("connect", 42, "fd addr addrlen", "net", addr=1, addrlen=2,
@@ -95,6 +96,10 @@ SYSCALLS: tuple[Syscall, ...] = (
        opts=_NET | OPT_REQUIRE_ADDR | OPT_CONNECT_FILTER),
     _s("bind", 49, "fd addr addrlen", "net", addr=1, addrlen=2, opts=_NET),
     _s("listen", 50, "fd backlog", "net", opts=_NET),
+    # the sender's address is written at exit; only receives that ask for it are emitted
+    _s("recvfrom", 45, "fd buf len flags addr addrlen", "net", addr=4, addrlen=5,
+       opts=_NET | OPT_ADDRLEN_PTR | OPT_REQUIRE_ADDR),
+    _s("recvmsg", 47, "fd msg flags", "net", opts=_NET),
     # privilege and isolation
     _s("setuid", 105, "uid", "priv"),
     _s("setgid", 106, "gid", "priv"),
@@ -112,6 +117,7 @@ SYSCALLS: tuple[Syscall, ...] = (
     _s("finit_module", 313, "fd uargs flags", "priv"),
     _s("bpf", 321, "cmd attr size", "priv"),
     _s("memfd_create", 319, "name flags", "priv", path1=0, opts=OPT_MEMFD_RESULT),
+    _s("userfaultfd", 323, "flags", "priv"),
     _s("dup", 32, "oldfd", "priv", opts=OPT_LOW_NEWFD | OPT_SOCK_FD0),
     _s("dup2", 33, "oldfd newfd", "priv", opts=OPT_LOW_NEWFD | OPT_SOCK_FD0),
     _s("dup3", 292, "oldfd newfd flags", "priv", opts=OPT_LOW_NEWFD | OPT_SOCK_FD0),
@@ -139,6 +145,8 @@ SIDE_EFFECTS = {
     "bind": ("socket",),
     "listen": ("socket",),
     "sendto": ("socket",),
+    "recvfrom": ("socket",),
+    "recvmsg": ("socket",),
     "execve": ("memfd_create",),
 }
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cauditd.events import Event
+from cauditd.rules.args import Rendered
 from cauditd.rules.errors import (
     ConditionSyntaxError,
     MacroCycleError,
@@ -38,6 +39,7 @@ ALLOWED: dict[FieldType, frozenset[str]] = {
     FieldType.STRING: frozenset(("=", "!=", "in", "intersects", "exists", *STRING_OPS)),
     FieldType.LIST: frozenset(("=", "!=", "in", "intersects", "exists", *STRING_OPS)),
     FieldType.INT: frozenset(("=", "!=", "in", "intersects", "exists", *ORDER_OPS)),
+    FieldType.INTLIST: frozenset(("=", "!=", "in", "intersects", "exists", *ORDER_OPS)),
     FieldType.FLOAT: frozenset(("=", "!=", "in", "intersects", "exists", *ORDER_OPS)),
     FieldType.BOOL: frozenset(("=", "!=", "in", "intersects", "exists")),
     FieldType.IPADDR: frozenset(("=", "!=", "in", "intersects", "exists")),
@@ -45,7 +47,7 @@ ALLOWED: dict[FieldType, frozenset[str]] = {
     FieldType.DYN: frozenset(("=", "!=", "in", "intersects", "exists", *ORDER_OPS,
                               *STRING_OPS)),
 }
-MULTI = (FieldType.LIST, FieldType.IPLIST)
+MULTI = (FieldType.LIST, FieldType.IPLIST, FieldType.INTLIST)
 KNOWN_TYPES = frozenset(t for types in EVENT_TYPES.values() for t in types)
 
 
@@ -192,18 +194,17 @@ class Compiler:
             inside = _ip_test(literals)
             return (lambda v: not inside(v)) if op == "!=" else inside
         if op in ("=", "in", "intersects"):
-            if len(literals) == 1:
+            if len(literals) == 1 and ftype is not FieldType.DYN:
                 only = literals[0]
-                if ftype is FieldType.DYN:
-                    return frozenset(only).__contains__
                 return lambda v: v == only
             members = frozenset(x for lit in literals
                                 for x in (lit if ftype is FieldType.DYN else (lit,)))
-            return members.__contains__
+            return _dyn_member(members) if ftype is FieldType.DYN else members.__contains__
         if op == "!=":
             lit = literals[0]
             if ftype is FieldType.DYN:
-                return lambda v: v not in lit
+                inside = _dyn_member(lit)
+                return lambda v: not inside(v)
             return lambda v: v != lit
         if op in ORDER_OPS:
             return _order_test(ORDER_OPS[op], literals[0], ftype)
@@ -212,7 +213,7 @@ class Compiler:
     def convert(self, ftype: FieldType, value: Value, op: str, cond: Condition) -> Any:
         text = value.text
         try:
-            if ftype is FieldType.INT:
+            if ftype in (FieldType.INT, FieldType.INTLIST):
                 return int(text, 0)
             if ftype is FieldType.FLOAT:
                 return float(text)
@@ -263,7 +264,8 @@ class Compiler:
 
 def _article(ftype: FieldType) -> str:
     return {
-        FieldType.INT: "an integer", FieldType.FLOAT: "a number", FieldType.BOOL:
+        FieldType.INT: "an integer", FieldType.INTLIST: "an integer",
+        FieldType.FLOAT: "a number", FieldType.BOOL:
         "a boolean (true/false)", FieldType.IPADDR: "an IP address or CIDR",
         FieldType.IPLIST: "an IP address or CIDR",
     }.get(ftype, "a string")
@@ -336,6 +338,12 @@ def _ip_test(nets: list[IpNet]) -> Test:
     return test
 
 
+def _dyn_member(members: frozenset[Any]) -> Test:
+    """Membership for an int-or-string field: a rendered argument ("PTRACE_ATTACH") is a
+    member by its text or by its number."""
+    return lambda v: v in members or (type(v) is Rendered and v.raw in members)
+
+
 def _order_test(cmp: Callable[[Any, Any], bool], lit: Any, ftype: FieldType) -> Test:
     if ftype is not FieldType.DYN:
         return lambda v: bool(cmp(v, lit))
@@ -343,7 +351,13 @@ def _order_test(cmp: Callable[[Any, Any], bool], lit: Any, ftype: FieldType) -> 
     if not numbers:
         return lambda v: False
     number = numbers[0]
-    return lambda v: isinstance(v, int) and bool(cmp(v, number))
+
+    def test(value: Any) -> bool:
+        if type(value) is Rendered:
+            value = value.raw
+        return isinstance(value, int) and bool(cmp(value, number))
+
+    return test
 
 
 def _string_test(op: str, lits: list[str], compiler: Compiler, cond: Condition,
@@ -497,6 +511,8 @@ def _same(left: Any, right: Any) -> bool:
 
 
 def _number(value: Any) -> int | float | None:
+    if type(value) is Rendered:
+        return value.raw
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value
     try:

@@ -2,6 +2,9 @@
 
 One table serves the parser (unknown fields), the compiler (types and extractors), the docs
 (`docs/rules.md`) and `cauditd fields`. An extractor returns None when the event lacks the field.
+Each field is Falco's (same name and meaning, `falco=True`) or cauditd's own. This module holds
+the registry and the event, process, file and container basics; fields_socket, fields_process
+and fields_container register the rest when this module is imported.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import enum
 import errno
 import ipaddress
 import math
-import pwd
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from cauditd.events import (
     ProcessInfo,
     SyscallEvent,
 )
+from cauditd.rules import args
 
 Extractor = Callable[[Event], Any]
 EventClasses = tuple[type[Event], ...]
@@ -45,6 +49,7 @@ class FieldType(enum.Enum):
     IPADDR = "ipaddr"
     IPLIST = "ipaddr list"
     LIST = "string list"
+    INTLIST = "int list"
     DYN = "int or string"
 
 
@@ -55,8 +60,10 @@ NUMERIC = (FieldType.INT, FieldType.FLOAT, FieldType.DYN)
 class Field:
     """One field: `name` as rules spell it, its type, doc text, event classes and extractor.
 
-    `arg` is "index" for fields taking `[N]` (proc.aname[2]), "name" for `.<name>` suffixes
-    (evt.arg.request); `volatile` fields (pids, byte counts) are left out of suppression keys.
+    `arg` is "index" for fields taking `[N]` (proc.aname[2]), "key" for `[text]`
+    (proc.env[HOME]), "name" for `.<name>` suffixes (evt.arg.request, and evt.arg[N]);
+    `volatile` fields (pids, byte counts) are left out of suppression keys; `falco` says the
+    field is Falco's (same name, same meaning), else it is cauditd's own.
     """
 
     name: str
@@ -67,6 +74,7 @@ class Field:
     arg: str = ""
     volatile: bool = False
     make: Callable[[str], Extractor] | None = None
+    falco: bool = True
 
     def extractor(self, arg: str | None) -> Extractor:
         """The extractor for this field with its argument (N of proc.aname[N], evt.arg.<name>)."""
@@ -84,14 +92,15 @@ SYSCALL_TYPES: dict[str, type[SyscallEvent]] = {
     **dict.fromkeys(
         ["open", "openat", "openat2", "creat", "unlink", "unlinkat", "rename", "renameat",
          "renameat2", "mkdir", "mkdirat", "symlink", "symlinkat", "link", "linkat", "chmod",
-         "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat"],
+         "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat", "rmdir"],
         FileEvent,
     ),
-    **dict.fromkeys(("connect", "bind", "listen", "accept", "accept4", "sendto"), NetSyscallEvent),
+    **dict.fromkeys(("connect", "bind", "listen", "accept", "accept4", "sendto", "recvfrom",
+                     "recvmsg"), NetSyscallEvent),
     **dict.fromkeys(
         ["setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset", "setns",
          "unshare", "mount", "umount2", "ptrace", "init_module", "finit_module", "bpf",
-         "memfd_create", "socket", "dup", "dup2", "dup3"],
+         "memfd_create", "socket", "dup", "dup2", "dup3", "userfaultfd"],
         SyscallEvent,
     ),
 }
@@ -118,9 +127,13 @@ def _field(
     arg: str = "",
     volatile: bool = False,
     make: Callable[[str], Extractor] | None = None,
+    falco: bool = True,
 ) -> Callable[[Extractor], Extractor]:
+    """Register the decorated extractor as field `name` (see Field)."""
+
     def register(extract: Extractor) -> Extractor:
-        FIELDS[name] = Field(name, ftype, description, events, extract, arg, volatile, make)
+        FIELDS[name] = Field(name, ftype, description, events, extract, arg, volatile, make,
+                             falco)
         return extract
 
     return register
@@ -142,9 +155,22 @@ def _evt_source(ev: Event) -> Any:
     return ev.source
 
 
-@_field("evt.time", INT, ALL, "Event time, nanoseconds since the epoch.", volatile=True)
+@_field("evt.time", S, ALL, 'Event time of day as Falco prints it: "13:04:05.123456789" '
+        "(local time).", volatile=True)
 def _evt_time(ev: Event) -> Any:
+    seconds, nanos = divmod(ev.wall_ns, 1_000_000_000)
+    return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{nanos:09d}"
+
+
+@_field("evt.rawtime", INT, ALL, "Event time, nanoseconds since the epoch.", volatile=True)
+def _evt_rawtime(ev: Event) -> Any:
     return ev.wall_ns
+
+
+@_field("evt.num", INT, ALL, "Falco's event sequence number. cauditd does not number events: "
+        "always <NA> (so Falco's `never_true` macro, evt.num=0, never matches).", volatile=True)
+def _evt_num(ev: Event) -> Any:
+    return None
 
 
 @_field("evt.dir", S, ALL, 'Always "<": cauditd reports completed events (for Falco macros).')
@@ -190,66 +216,24 @@ def _is_open_write(ev: Event) -> Any:
     return ev.type == "creat" or (ev.flags & O_ACCMODE) in (O_WRONLY, O_RDWR)
 
 
-OPEN_FLAGS = (
-    (0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o1000, "O_TRUNC"),
-    (0o2000, "O_APPEND"), (0o4000, "O_NONBLOCK"), (0o200000, "O_DIRECTORY"),
-    (0o400000, "O_NOFOLLOW"), (0o2000000, "O_CLOEXEC"), (0o20000000, "O_PATH"),
-    (0o20200000, "O_TMPFILE"),
-)
-MODE_FLAGS = (
-    (0o4000, "S_ISUID"), (0o2000, "S_ISGID"), (0o1000, "S_ISVTX"),
-    (0o400, "S_IRUSR"), (0o200, "S_IWUSR"), (0o100, "S_IXUSR"),
-    (0o40, "S_IRGRP"), (0o20, "S_IWGRP"), (0o10, "S_IXGRP"),
-    (0o4, "S_IROTH"), (0o2, "S_IWOTH"), (0o1, "S_IXOTH"),
-)
+O_CREAT, EXEC_BITS = 0o100, 0o111
 
 
-def format_open_flags(flags: int) -> str:
-    """Open flags as Falco prints them: "O_WRONLY|O_CREAT|O_TRUNC"."""
-    names = [("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")[flags & O_ACCMODE]]
-    names += [name for bit, name in OPEN_FLAGS if flags & bit == bit]
-    return "|".join(names)
-
-
-def format_mode(mode: int) -> str:
-    """A mode as Falco prints it: "04755(S_ISUID|S_IRUSR|...)"."""
-    return f"0{mode & 0o7777:o}(" + "|".join(n for bit, n in MODE_FLAGS if mode & bit) + ")"
-
-
-def _file_args(ev: FileEvent) -> dict[str, Any]:
-    second = ev.target or None
-    return {
-        "name": ev.path, "path": ev.path, "pathname": ev.path, "oldpath": ev.path,
-        "newpath": second, "linkpath": second,
-        "target": ev.path if ev.type in ("symlink", "symlinkat") else second,
-        "dirfd": ev.dirfd, "flags": format_open_flags(ev.flags), "mode": format_mode(ev.mode),
-        "uid": ev.owner_uid, "gid": ev.owner_gid, "fd": ev.ret if ev.ret >= 0 else None,
-    }
-
-
-def _raw_file_args(ev: FileEvent) -> dict[str, Any]:
-    return {**_file_args(ev), "flags": ev.flags, "mode": ev.mode}
-
-
-def _net_args(ev: NetSyscallEvent) -> dict[str, Any]:
-    return {"fd": ev.fd, "family": ev.family, "type": ev.sock_type, "addr": ev.addr,
-            "port": ev.port, "peer_addr": ev.peer_addr, "peer_port": ev.peer_port}
+@_field("evt.is_open_exec", B, (FileEvent,), "True for an open or creat that creates a file "
+        "with an execute bit in its mode.")
+def _is_open_exec(ev: Event) -> Any:
+    if not isinstance(ev, FileEvent) or ev.type not in OPEN_TYPES:
+        return None
+    creates = ev.type == "creat" or bool(ev.flags & O_CREAT)
+    return creates and bool(ev.mode & EXEC_BITS)
 
 
 def _make_arg(raw: bool) -> Callable[[str], Extractor]:
     def make(name: str) -> Extractor:
-        def extract(ev: Event) -> Any:
-            if not isinstance(ev, SyscallEvent):
-                return None
-            if name in ev.args:
-                return ev.args[name]
-            if isinstance(ev, FileEvent):
-                return (_raw_file_args(ev) if raw else _file_args(ev)).get(name)
-            if isinstance(ev, NetSyscallEvent):
-                return _net_args(ev).get(name)
-            return None
-
-        return extract
+        if name.isdigit():
+            index = int(name)
+            return lambda ev: args.arg_at(ev, index, raw=raw)
+        return lambda ev: args.arg_value(ev, name, raw=raw)
 
     return make
 
@@ -260,18 +244,34 @@ def _no_arg(ev: Event) -> Any:
 
 FIELDS["evt.arg"] = Field(
     "evt.arg", FieldType.DYN,
-    "A syscall argument by name, e.g. evt.arg.request (ptrace), evt.arg.nstype (setns), "
-    "evt.arg.flags (unshare, mount), evt.arg.newfd / evt.arg.oldfd_is_socket (dup2/dup3), "
-    "evt.arg.oldpath / evt.arg.newpath (rename, link), evt.arg.target / evt.arg.linkpath "
-    "(symlink). On file events evt.arg.flags and evt.arg.mode print as Falco does "
-    '("O_WRONLY|O_TRUNC", "04755(S_ISUID|...)"): test them with contains.',
+    "A syscall argument by Falco's name (evt.arg.request, evt.arg.flags, evt.arg.domain, "
+    "evt.arg.mode, ...) or position (evt.arg[0], in Falco's order: res or fd first). Flags and "
+    'enums print by name as in Falco ("O_TRUNC|O_CREAT|O_WRONLY", "AF_PACKET", '
+    '"PTRACE_ATTACH", "CLONE_NEWNS", "BIND|REC", modes "S_IXOTH|...|S_ISUID"): test them with '
+    "contains; `=` also takes the number. cauditd's own names work too: evt.arg.nstype, "
+    "evt.arg.oldfd_is_socket, evt.arg.newfd, evt.arg.source, evt.arg.target, evt.arg.fstype, "
+    "evt.arg.newpath, evt.arg.linkpath.",
     SYS, _no_arg, arg="name", make=_make_arg(False),
 )
 FIELDS["evt.rawarg"] = Field(
     "evt.rawarg", FieldType.DYN,
-    "A syscall argument by name as its raw value (numbers stay numbers), e.g. evt.rawarg.mode.",
+    "A syscall argument as its number (evt.rawarg.mode, evt.rawarg.flags): Linux's value, "
+    "where Falco gives its drivers' own encoding of flags.",
     SYS, _no_arg, arg="name", make=_make_arg(True),
 )
+
+
+@_field("evt.args", S, SYS, 'Every argument as Falco prints them: "res=0 fd=3 '
+        'domain=17(AF_PACKET) ...".')
+def _evt_args(ev: Event) -> Any:
+    return args.all_args(ev)
+
+
+@_field("evt.buffer", S, SYS, "The data of a read or write. cauditd does not capture I/O "
+        "data: always <NA> (a condition on it never matches).")
+def _evt_buffer(ev: Event) -> Any:
+    return None
+
 
 # --- proc.* --------------------------------------------------------------------------------
 
@@ -300,12 +300,11 @@ def _proc_ppid(ev: Event) -> Any:
     return proc.ppid or None if proc is not None else None
 
 
-@_field("proc.name", S, SYS, "Process name: the basename of the executable, else the comm.")
+@_field("proc.name", S, SYS, "Process name as the kernel keeps it (the comm, at most 15 "
+        'characters: "unattended-upgr"), as in Falco.')
 def _proc_name(ev: Event) -> Any:
-    if isinstance(ev, ExecEvent):
-        return _basename(ev.exe) if ev.exe else ev.comm
     proc = _proc(ev)
-    if proc is not None:
+    if proc is not None and proc.name:
         return proc.name
     return ev.comm or None if isinstance(ev, SyscallEvent) else None
 
@@ -349,12 +348,16 @@ def _proc_args(ev: Event) -> Any:
     return " ".join(argv[1:])
 
 
-@_field("proc.cwd", S, SYS, "Working directory (exec events, or as the process table knows).")
+@_field("proc.cwd", S, SYS, 'Working directory, ending in "/" as in Falco ("/srv/"; exec '
+        "events, or as the process table knows).")
 def _proc_cwd(ev: Event) -> Any:
-    if isinstance(ev, ExecEvent) and ev.cwd:
-        return ev.cwd
-    proc = _proc(ev)
-    return proc.cwd or None if proc is not None else None
+    cwd = ev.cwd if isinstance(ev, ExecEvent) and ev.cwd else None
+    if cwd is None:
+        proc = _proc(ev)
+        cwd = proc.cwd or None if proc is not None else None
+    if cwd is None:
+        return None
+    return cwd if cwd.endswith("/") else cwd + "/"
 
 
 @_field("proc.tty", INT, SYS, "Controlling terminal number; 0 when none.")
@@ -383,7 +386,8 @@ def _proc_memfd(ev: Event) -> Any:
 
 
 @_field("proc.is_container_init", B, SYS, "The process is the container's first process "
-        "(its entrypoint, pid 1 inside the container). Not in Falco, which uses proc.vpid=1.")
+        "(its entrypoint, pid 1 inside the container); proc.vpid = 1 says the same.",
+        falco=False)
 def _proc_init(ev: Event) -> Any:
     if not isinstance(ev, SyscallEvent):
         return None
@@ -456,27 +460,9 @@ FIELDS["proc.apid"] = Field(
 # --- user / group --------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1024)
-def _host_user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
 @_field("user.uid", INT, SYS, "User id of the process.")
 def _user_uid(ev: Event) -> Any:
     return ev.uid if isinstance(ev, SyscallEvent) else None
-
-
-@_field("user.name", S, SYS, 'User name: "root" for uid 0; on the host the passwd name; '
-        "in a container the uid as text.")
-def _user_name(ev: Event) -> Any:
-    if not isinstance(ev, SyscallEvent):
-        return None
-    if ev.uid == 0:
-        return "root"
-    return _host_user_name(ev.uid) if ev.container.is_host else str(ev.uid)
 
 
 @_field("group.gid", INT, SYS, "Group id of the process.")
@@ -540,67 +526,13 @@ def _fd_typechar(ev: Event) -> Any:
 
 
 @_field("fd.num", INT, (FileEvent, NetSyscallEvent), "File descriptor number (the fd an open "
-        "returned, or the socket of a connect/bind/...).", volatile=True)
+        "returned, -1 when it failed, as in Falco; or the socket of a connect/bind/...).",
+        volatile=True)
 def _fd_num(ev: Event) -> Any:
     if isinstance(ev, NetSyscallEvent):
         return ev.fd
     if isinstance(ev, FileEvent) and ev.type in OPEN_TYPES:
-        return ev.ret
-    return None
-
-
-def _net_ends(ev: Event) -> tuple[str, int, str, int] | None:
-    """(source ip, source port, destination ip, destination port); "" / -1 when unknown."""
-    if isinstance(ev, NetworkEvent):
-        return ev.sip, ev.sport, ev.dip, ev.dport
-    if isinstance(ev, NetSyscallEvent) and ev.family in (2, 10):
-        if ev.type in ("connect", "sendto"):
-            return "", -1, ev.addr, ev.port
-        if ev.type in ("accept", "accept4"):
-            return ev.addr, ev.port, ev.peer_addr, ev.peer_port
-        return ev.addr, ev.port, "", -1
-    return None
-
-
-@_field("fd.sip", FieldType.IPADDR, SOCK, "Source IP: the flow's source; for bind/listen/accept "
-        "the local address. Compare with an address or a CIDR.")
-def _fd_sip(ev: Event) -> Any:
-    ends = _net_ends(ev)
-    return ends[0] or None if ends else None
-
-
-@_field("fd.dip", FieldType.IPADDR, SOCK, "Destination IP: the flow's destination; the peer of "
-        "connect/sendto, the client of accept. Compare with an address or a CIDR.")
-def _fd_dip(ev: Event) -> Any:
-    ends = _net_ends(ev)
-    return ends[2] or None if ends else None
-
-
-@_field("fd.sport", INT, SOCK, "Source port (see fd.sip).", volatile=True)
-def _fd_sport(ev: Event) -> Any:
-    ends = _net_ends(ev)
-    return ends[1] if ends and ends[1] >= 0 else None
-
-
-@_field("fd.dport", INT, SOCK, "Destination port (see fd.dip).")
-def _fd_dport(ev: Event) -> Any:
-    ends = _net_ends(ev)
-    return ends[3] if ends and ends[3] >= 0 else None
-
-
-@_field("fd.net", FieldType.IPLIST, SOCK, 'Either IP of the connection, for CIDR tests: '
-        '`fd.net = "10.0.0.0/8"` is true when fd.sip or fd.dip is in it.')
-def _fd_net(ev: Event) -> Any:
-    ends = _net_ends(ev)
-    return tuple(ip for ip in (ends[0], ends[2]) if ip) if ends else None
-
-
-@_field("fd.l4proto", S, SOCK, 'Transport protocol: "tcp", "udp", "icmp", "icmpv6", "raw".')
-def _fd_l4proto(ev: Event) -> Any:
-    if isinstance(ev, NetworkEvent):
-        return ev.l4proto or None
-    if isinstance(ev, NetSyscallEvent) and ev.family in (2, 10):
-        return {1: "tcp", 2: "udp", 3: "raw"}.get(ev.sock_type & 0xF)
+        return ev.ret if ev.ret >= 0 else -1
     return None
 
 
@@ -655,24 +587,28 @@ def _k8s_ns(ev: Event) -> Any:
 # --- network source: net.* and dns.* ------------------------------------------------------
 
 
-@_field("net.direction", S, NET, '"egress" (from the container) or "ingress" (to it).')
+@_field("net.direction", S, NET, '"egress" (from the container) or "ingress" (to it).',
+        falco=False)
 def _net_direction(ev: Event) -> Any:
     return ev.direction or None if isinstance(ev, NetworkEvent) else None
 
 
 @_field("net.bytes", INT, (FlowEvent,), "Bytes of the flow so far (totals on flow_end).",
-        volatile=True)
+        volatile=True,
+        falco=False)
 def _net_bytes(ev: Event) -> Any:
     return ev.bytes if isinstance(ev, FlowEvent) else None
 
 
-@_field("net.packets", INT, (FlowEvent,), "Packets of the flow so far.", volatile=True)
+@_field("net.packets", INT, (FlowEvent,), "Packets of the flow so far.", volatile=True,
+        falco=False)
 def _net_packets(ev: Event) -> Any:
     return ev.packets if isinstance(ev, FlowEvent) else None
 
 
 @_field("net.peer_names", FieldType.LIST, (FlowEvent,), "DNS names the container resolved "
-        "to the peer address (any one may match).")
+        "to the peer address (any one may match).",
+        falco=False)
 def _net_peer_names(ev: Event) -> Any:
     return ev.peer_names if isinstance(ev, FlowEvent) else None
 
@@ -680,7 +616,8 @@ def _net_peer_names(ev: Event) -> Any:
 @_field("net.port_first_seen", B, (FlowEvent,), "An inbound flow (flow_new, ingress) to a "
         "port the container listens on now but did not in its learning period "
         "(network.inbound_learning_s after it was attached) and never took a connection on "
-        "since: true once per new port.")
+        "since: true once per new port.",
+        falco=False)
 def _net_port_first_seen(ev: Event) -> Any:
     return ev.port_first_seen if isinstance(ev, FlowEvent) else None
 
@@ -689,13 +626,15 @@ def _qname(ev: Event) -> str | None:
     return ev.qname.rstrip(".").lower() or None if isinstance(ev, DnsEvent) else None
 
 
-@_field("dns.qname", S, (DnsEvent,), "Queried name, lower case, without the trailing dot.")
+@_field("dns.qname", S, (DnsEvent,), "Queried name, lower case, without the trailing dot.",
+        falco=False)
 def _dns_qname(ev: Event) -> Any:
     return _qname(ev)
 
 
 @_field("dns.qname_suffixes", FieldType.LIST, (DnsEvent,), 'The name and every parent domain: '
-        '"a.evil.com" gives a.evil.com, evil.com, com (for blocklists with intersects).')
+        '"a.evil.com" gives a.evil.com, evil.com, com (for blocklists with intersects).',
+        falco=False)
 def _dns_suffixes(ev: Event) -> Any:
     name = _qname(ev)
     if name is None:
@@ -704,20 +643,23 @@ def _dns_suffixes(ev: Event) -> Any:
     return tuple(".".join(labels[i:]) for i in range(len(labels)))
 
 
-@_field("dns.qname_len", INT, (DnsEvent,), "Length of the queried name.")
+@_field("dns.qname_len", INT, (DnsEvent,), "Length of the queried name.",
+        falco=False)
 def _dns_len(ev: Event) -> Any:
     name = _qname(ev)
     return len(name) if name is not None else None
 
 
-@_field("dns.qname_labels", INT, (DnsEvent,), "Number of labels in the queried name.")
+@_field("dns.qname_labels", INT, (DnsEvent,), "Number of labels in the queried name.",
+        falco=False)
 def _dns_labels(ev: Event) -> Any:
     name = _qname(ev)
     return name.count(".") + 1 if name is not None else None
 
 
 @_field("dns.qname_longest_label", INT, (DnsEvent,), "Length of the longest label (tunnels "
-        "pack data into long labels).")
+        "pack data into long labels).",
+        falco=False)
 def _dns_longest(ev: Event) -> Any:
     name = _qname(ev)
     return max(len(label) for label in name.split(".")) if name is not None else None
@@ -732,7 +674,8 @@ def shannon_entropy(text: str) -> float:
 
 
 @_field("dns.qname_entropy", FieldType.FLOAT, (DnsEvent,), "Shannon entropy (bits/char) of the "
-        "longest label: random DGA labels score about 3.5 and more, words about 2.5-3.")
+        "longest label: random DGA labels score about 3.5 and more, words about 2.5-3.",
+        falco=False)
 def _dns_entropy(ev: Event) -> Any:
     name = _qname(ev)
     if name is None:
@@ -740,18 +683,21 @@ def _dns_entropy(ev: Event) -> Any:
     return shannon_entropy(max(name.split("."), key=len))
 
 
-@_field("dns.qtype", S, (DnsEvent,), 'Query type: "A", "AAAA", "TXT", "NULL", ...')
+@_field("dns.qtype", S, (DnsEvent,), 'Query type: "A", "AAAA", "TXT", "NULL", ...',
+        falco=False)
 def _dns_qtype(ev: Event) -> Any:
     return ev.qtype.upper() or None if isinstance(ev, DnsEvent) else None
 
 
-@_field("dns.rcode", S, (DnsEvent,), 'Response code of a dns_response: "NOERROR", "NXDOMAIN", ...')
+@_field("dns.rcode", S, (DnsEvent,), 'Response code of a dns_response: "NOERROR", "NXDOMAIN", ...',
+        falco=False)
 def _dns_rcode(ev: Event) -> Any:
     return ev.rcode.upper() or None if isinstance(ev, DnsEvent) else None
 
 
 @_field("dns.answers", FieldType.LIST, (DnsEvent,), "Addresses and names in the answer "
-        "(any one may match).")
+        "(any one may match).",
+        falco=False)
 def _dns_answers(ev: Event) -> Any:
     return ev.answers if isinstance(ev, DnsEvent) else None
 
@@ -795,19 +741,35 @@ def event_names(events: tuple[type[Event], ...]) -> str:
     return ", ".join(cls.__name__ for cls in events)
 
 
+FAMILIES = ("evt", "proc", "thread", "user", "group", "fd", "container", "k8s", "net", "dns")
+
+
+def listed() -> list[Field]:
+    """The fields as docs list them: by family (evt, proc, ...), each in registry order."""
+    order = {family: i for i, family in enumerate(FAMILIES)}
+    return sorted(FIELDS.values(), key=lambda f: order.get(f.name.split(".")[0], len(order)))
+
+
+def origin(field: Field) -> str:
+    return "Falco" if field.falco else "cauditd only"
+
+
 def format_fields() -> str:
     """The field table as `cauditd fields` prints it."""
     width = max(len(_doc_name(f)) for f in FIELDS.values())
     lines = []
-    for field in FIELDS.values():
+    for field in listed():
         lines.append(f"{_doc_name(field):<{width}}  {field.type.value:<12}  {field.description}")
-        lines.append(f"{'':<{width}}  {'':<12}  events: {event_names(field.events)}")
+        lines.append(f"{'':<{width}}  {'':<12}  events: {event_names(field.events)}; "
+                     f"{origin(field)}")
     return "\n".join(lines)
 
 
 def _doc_name(field: Field) -> str:
     if field.arg == "index":
         return f"{field.name}[N]"
+    if field.arg == "key":
+        return f"{field.name}[KEY]"
     if field.arg == "name":
         return f"{field.name}.<name>"
     return field.name
@@ -815,12 +777,11 @@ def _doc_name(field: Field) -> str:
 
 def markdown_table() -> str:
     """The field table of docs/rules.md, generated from the registry."""
-    rows = ["| Field | Type | Events | Description |", "| --- | --- | --- | --- |"]
-    for field in FIELDS.values():
+    rows = ["| Field | Type | Events | Origin | Description |", "| --- | --- | --- | --- | --- |"]
+    for field in listed():
         desc = field.description.replace("|", "\\|")
-        rows.append(
-            f"| `{_doc_name(field)}` | {field.type.value} | {event_names(field.events)} | {desc} |"
-        )
+        rows.append(f"| `{_doc_name(field)}` | {field.type.value} | {event_names(field.events)} "
+                    f"| {origin(field)} | {desc} |")
     return "\n".join(rows)
 
 
@@ -832,3 +793,6 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     except ValueError:
         return None
 
+
+# The rest of the registry: imported last, they register into FIELDS through _field.
+from cauditd.rules import fields_container, fields_process, fields_socket  # noqa: E402, F401

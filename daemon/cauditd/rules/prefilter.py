@@ -348,14 +348,14 @@ _OPEN_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
     ("fd.filename", "="): _name,
     ("fd.filename", "in"): _name,
 }
-# On a connect or sendto, fd.dip is the peer and fd.net the peer too (there is no source).
+# On a connect or sendto the peer is the server and the remote end, and the only end the probe
+# sees: fd.dip, fd.sip, fd.rip, fd.snet, fd.rnet, fd.ip and fd.net are its address, fd.dport,
+# fd.sport, fd.rport and fd.port its port.
+_PEER_PORTS = ("fd.dport", "fd.sport", "fd.rport", "fd.port")
+_PEER_NETS = ("fd.dip", "fd.sip", "fd.rip", "fd.snet", "fd.rnet", "fd.ip", "fd.net")
 _CONNECT_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
-    ("fd.dport", "="): _port,
-    ("fd.dport", "in"): _port,
-    ("fd.dip", "="): _net,
-    ("fd.dip", "in"): _net,
-    ("fd.net", "="): _net,
-    ("fd.net", "in"): _net,
+    **{(name, op): _port for name in _PEER_PORTS for op in ("=", "in")},
+    **{(name, op): _net for name in _PEER_NETS for op in ("=", "in")},
 }
 
 

@@ -1,0 +1,304 @@
+"""Falco's process, thread, user and group fields beyond the basics: ancestors' executables,
+durations, namespace pids and the session, environment, capabilities, login uid, and names of
+users and groups as the process's container knows them.
+
+What the process table does not hold is read from /proc (rules.procfs) when a loaded rule or
+output asks for it, bounded and never raising; a process gone by then gives <NA>, which no
+condition matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cauditd.events import Event, ProcessInfo, SyscallEvent
+from cauditd.rules import procfs
+from cauditd.rules.fields import SYS, Extractor, FieldType, _field, _parent, _proc
+
+S, INT, B, LIST = FieldType.STRING, FieldType.INT, FieldType.BOOL, FieldType.LIST
+
+
+def _argv0(proc: ProcessInfo) -> str | None:
+    return proc.args[0] if proc.args else proc.exe or None
+
+
+def _ancestor_field(name: str, get: Callable[[ProcessInfo], Any], what: str) -> None:
+    """proc.a<name>[N] (N=1 the parent) and proc.a<name> (any ancestor may match)."""
+
+    def make(arg: str) -> Extractor:
+        level = int(arg)
+
+        def extract(ev: Event) -> Any:
+            proc = _proc(ev)
+            ancestor = proc.ancestor(level) if proc is not None else None
+            return get(ancestor) if ancestor is not None else None
+
+        return extract
+
+    def every(ev: Event) -> Any:
+        proc = _proc(ev)
+        if proc is None:
+            return None
+        return tuple(v for p in proc.ancestors() if (v := get(p)) is not None)
+
+    _field(name, LIST, SYS, f"{what} of an ancestor: {name}[1] is the parent's, {name}[2] "
+           "the grandparent's; without an index, every ancestor's (any one may match).",
+           arg="index", make=make)(every)
+
+
+_ancestor_field("proc.aexe", _argv0, "argv[0]")
+_ancestor_field("proc.aexepath", lambda p: p.exe or None, "Executable path")
+_ancestor_field("proc.acmdline", lambda p: p.cmdline, "Command line")
+
+
+@_field("proc.exeline", S, SYS, "proc.exe and proc.args: the command line with argv[0] as "
+        "given.")
+def _proc_exeline(ev: Event) -> Any:
+    proc = _proc(ev)
+    return " ".join(proc.args) or None if proc is not None else None
+
+
+@_field("proc.cmdnargs", INT, SYS, "Number of command-line arguments (after argv[0]).")
+def _proc_cmdnargs(ev: Event) -> Any:
+    proc = _proc(ev)
+    return max(len(proc.args) - 1, 0) if proc is not None else None
+
+
+@_field("proc.cmdlenargs", INT, SYS, "Total length of the command-line arguments (proc.args).")
+def _proc_cmdlenargs(ev: Event) -> Any:
+    proc = _proc(ev)
+    return len(" ".join(proc.args[1:])) if proc is not None else None
+
+
+# --- time -------------------------------------------------------------------------------
+
+
+def _started_wall_ns(ev: Event, proc: ProcessInfo | None) -> int | None:
+    if proc is None or not proc.start_ns:
+        return None
+    return ev.wall_ns - (ev.ts_ns - proc.start_ns)
+
+
+@_field("proc.duration", INT, SYS, "Nanoseconds since the process started.", volatile=True)
+def _proc_duration(ev: Event) -> Any:
+    proc = _proc(ev)
+    return ev.ts_ns - proc.start_ns if proc is not None and proc.start_ns else None
+
+
+@_field("proc.ppid.duration", INT, SYS, "Nanoseconds since the parent process started.",
+        volatile=True)
+def _proc_ppid_duration(ev: Event) -> Any:
+    parent = _parent(ev)
+    return ev.ts_ns - parent.start_ns if parent is not None and parent.start_ns else None
+
+
+@_field("proc.pid.ts", INT, SYS, "When the process started, nanoseconds since the epoch.",
+        volatile=True)
+def _proc_pid_ts(ev: Event) -> Any:
+    return _started_wall_ns(ev, _proc(ev))
+
+
+@_field("proc.ppid.ts", INT, SYS, "When the parent process started, nanoseconds since the "
+        "epoch.", volatile=True)
+def _proc_ppid_ts(ev: Event) -> Any:
+    return _started_wall_ns(ev, _parent(ev))
+
+
+# --- namespaces and the session (from /proc/<pid>/status) ------------------------------
+
+
+def _status(ev: Event) -> procfs.Status | None:
+    if not isinstance(ev, SyscallEvent):
+        return None
+    return procfs.status(ev.pid, ev.tid if ev.tid != ev.pid else 0)
+
+
+@_field("proc.vpid", INT, SYS, "The process id as its own pid namespace sees it (1 for a "
+        "container's first process).", volatile=True)
+def _proc_vpid(ev: Event) -> Any:
+    status = _status(ev)
+    return status.vpid if status is not None else None
+
+
+@_field("proc.vpgid", INT, SYS, "The process group id in the process's pid namespace.",
+        volatile=True)
+def _proc_vpgid(ev: Event) -> Any:
+    status = _status(ev)
+    return status.vpgid if status is not None else None
+
+
+@_field("proc.sid", INT, SYS, "The session id in the process's pid namespace.", volatile=True)
+def _proc_sid(ev: Event) -> Any:
+    status = _status(ev)
+    return status.vsid if status is not None else None
+
+
+@_field("proc.is_vpgid_leader", B, SYS, "The process leads its process group (proc.vpgid = "
+        "proc.vpid).")
+def _proc_is_vpgid_leader(ev: Event) -> Any:
+    status = _status(ev)
+    if status is None or status.vpid is None or status.vpgid is None:
+        return None
+    return status.vpid == status.vpgid
+
+
+@_field("proc.is_sid_leader", B, SYS, "The process leads its session (proc.sid = proc.vpid).")
+def _proc_is_sid_leader(ev: Event) -> Any:
+    status = _status(ev)
+    if status is None or status.vpid is None or status.vsid is None:
+        return None
+    return status.vpid == status.vsid
+
+
+@_field("proc.sname", S, SYS, "Name of the session leader: the process whose pid is proc.sid, "
+        "else the eldest ancestor in the same session.")
+def _proc_sname(ev: Event) -> Any:
+    proc, status = _proc(ev), _status(ev)
+    if proc is None or status is None or status.vsid is None:
+        return None
+    if status.vpid == status.vsid:
+        return proc.name
+    leader = proc
+    for ancestor in proc.ancestors():
+        found = procfs.status(ancestor.pid)
+        if found is None or found.vsid != status.vsid:
+            break
+        leader = ancestor
+        if found.vpid == status.vsid:
+            break
+    return leader.name
+
+
+@_field("thread.tid", INT, SYS, "The thread id (host pid namespace).", volatile=True)
+def _thread_tid(ev: Event) -> Any:
+    return ev.tid if isinstance(ev, SyscallEvent) else None
+
+
+@_field("thread.ismain", B, SYS, "The event comes from the process's main thread.")
+def _thread_ismain(ev: Event) -> Any:
+    return ev.tid == ev.pid if isinstance(ev, SyscallEvent) else None
+
+
+def _caps(pick: Callable[[procfs.Status], int | None]) -> Extractor:
+    def extract(ev: Event) -> Any:
+        status = _status(ev)
+        mask = pick(status) if status is not None else None
+        return procfs.capability_names(mask) if mask is not None else None
+
+    return extract
+
+
+CAP_SETS: dict[str, Callable[[procfs.Status], int | None]] = {
+    "effective": lambda s: s.cap_effective,
+    "permitted": lambda s: s.cap_permitted,
+    "inheritable": lambda s: s.cap_inheritable,
+}
+for _set, _pick in CAP_SETS.items():
+    _field(f"thread.cap_{_set}", S, SYS, f"The thread's {_set} capabilities as Falco prints "
+           'them: "CAP_CHOWN CAP_DAC_OVERRIDE ..." (test with contains).')(_caps(_pick))
+
+
+# --- environment and executable -----------------------------------------------------------
+
+
+def _make_env(arg: str) -> Extractor:
+    return lambda ev: procfs.env_value(ev.pid, arg) if isinstance(ev, SyscallEvent) else None
+
+
+@_field("proc.env", S, SYS, 'The environment: "NAME=value NAME2=value2" (at most 64 KiB), or '
+        "one variable's value with proc.env[NAME].", arg="key", make=_make_env)
+def _proc_env(ev: Event) -> Any:
+    if not isinstance(ev, SyscallEvent):
+        return None
+    found = procfs.environ(ev.pid)
+    return " ".join(found) if found is not None else None
+
+
+def _exe_inode(ev: Event) -> procfs.ExeInode | None:
+    return procfs.exe_inode(ev.pid) if isinstance(ev, SyscallEvent) else None
+
+
+@_field("proc.exe_ino", INT, SYS, "Inode number of the executable file.")
+def _proc_exe_ino(ev: Event) -> Any:
+    found = _exe_inode(ev)
+    return found.ino if found is not None else None
+
+
+@_field("proc.exe_ino.ctime", INT, SYS, "Last status change of the executable file, ns since "
+        "the epoch.", volatile=True)
+def _proc_exe_ctime(ev: Event) -> Any:
+    found = _exe_inode(ev)
+    return found.ctime_ns if found is not None else None
+
+
+@_field("proc.exe_ino.mtime", INT, SYS, "Last modification of the executable file, ns since "
+        "the epoch.", volatile=True)
+def _proc_exe_mtime(ev: Event) -> Any:
+    found = _exe_inode(ev)
+    return found.mtime_ns if found is not None else None
+
+
+@_field("proc.exe_ino.ctime_duration_proc_start", INT, SYS, "Nanoseconds from the executable "
+        "file's last status change to the process's start (small: written just before run).",
+        volatile=True)
+def _proc_exe_ctime_to_start(ev: Event) -> Any:
+    found, started = _exe_inode(ev), _started_wall_ns(ev, _proc(ev))
+    return started - found.ctime_ns if found is not None and started is not None else None
+
+
+# --- users and groups as the container knows them ----------------------------------------
+
+
+def _user(ev: Event, uid: int | None) -> procfs.User | None:
+    if not isinstance(ev, SyscallEvent) or uid is None or uid < 0:
+        return None
+    return procfs.userdb(ev.pid, ev.container.id).users.get(uid)
+
+
+@_field("user.name", S, SYS, 'User name from the /etc/passwd of the process\'s container (the '
+        'host\'s on the host); "root" for uid 0.')
+def _user_name(ev: Event) -> Any:
+    if not isinstance(ev, SyscallEvent):
+        return None
+    if ev.uid == 0:
+        return "root"
+    user = _user(ev, ev.uid)
+    return user.name if user is not None else None
+
+
+@_field("user.homedir", S, SYS, "Home directory of the user (as user.name).")
+def _user_homedir(ev: Event) -> Any:
+    user = _user(ev, ev.uid if isinstance(ev, SyscallEvent) else None)
+    return user.home if user is not None else None
+
+
+@_field("user.shell", S, SYS, "Login shell of the user (as user.name).")
+def _user_shell(ev: Event) -> Any:
+    user = _user(ev, ev.uid if isinstance(ev, SyscallEvent) else None)
+    return user.shell if user is not None else None
+
+
+@_field("user.loginuid", INT, SYS, "The audit login uid (who logged in, kept across su and "
+        "sudo); -1 when unset, as for most container processes.")
+def _user_loginuid(ev: Event) -> Any:
+    return procfs.loginuid(ev.pid) if isinstance(ev, SyscallEvent) else None
+
+
+@_field("user.loginname", S, SYS, "User name of user.loginuid.")
+def _user_loginname(ev: Event) -> Any:
+    uid = _user_loginuid(ev)
+    if uid == 0:
+        return "root"
+    user = _user(ev, uid)
+    return user.name if user is not None else None
+
+
+@_field("group.name", S, SYS, "Group name from the /etc/group of the process's container (the "
+        'host\'s on the host); "root" for gid 0.')
+def _group_name(ev: Event) -> Any:
+    if not isinstance(ev, SyscallEvent):
+        return None
+    if ev.gid == 0:
+        return "root"
+    return procfs.userdb(ev.pid, ev.container.id).groups.get(ev.gid)

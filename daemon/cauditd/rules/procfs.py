@@ -1,0 +1,320 @@
+"""What some fields read from /proc when a loaded rule or output asks for them: capabilities,
+login uid, namespace pids, environment, the executable's inode, and the container's own users.
+
+Nothing here runs unless a field that needs it is in a loaded rule (extractors run only then).
+Every read is bounded and never raises: the processes and containers write what is read
+(environment, /etc/passwd), so it is parsed as untrusted bytes, cut at a size, and a failure is
+just "no value". Results are kept a short while (MEMO_S) so several rules on one event read once.
+The container's /etc/passwd and /etc/group are opened below its root without following symlinks
+(a container could point them at host files otherwise).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+PROC = "/proc"
+MEMO_S = 1.0
+MEMO_MAX = 4096
+STATUS_MAX = 16 << 10
+ENVIRON_MAX = 64 << 10
+ENV_VARS_MAX = 1024
+USERDB_MAX = 256 << 10
+USERDB_S = 30.0
+UNSET_LOGINUID = 0xFFFFFFFF
+
+T = TypeVar("T")
+
+
+class _Memo:
+    """A small time-bounded cache: (what, key) -> value, for at most `ttl` seconds."""
+
+    def __init__(self, ttl: float, size: int = MEMO_MAX,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl, self._size, self._clock = ttl, size, clock
+        self._items: OrderedDict[tuple[Any, ...], tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...], load: Callable[[], T]) -> T:
+        now = self._clock()
+        hit = self._items.get(key)
+        if hit is not None and hit[0] > now:
+            value: T = hit[1]
+            return value
+        value = load()
+        self._items[key] = (now + self._ttl, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+_memo = _Memo(MEMO_S)
+_userdb_memo = _Memo(USERDB_S, size=256)
+
+
+def forget() -> None:
+    """Drop everything kept (tests that change what /proc holds)."""
+    _memo.clear()
+    _userdb_memo.clear()
+
+
+def read_bounded(path: str, limit: int, *, dir_fd: int | None = None) -> bytes | None:
+    """Up to `limit` bytes of a regular or /proc file; None when it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, left = [], limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+# --- /proc/<pid>/status ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The lines of /proc/<pid>/task/<tid>/status the fields use."""
+
+    cap_effective: int | None = None
+    cap_permitted: int | None = None
+    cap_inheritable: int | None = None
+    vpid: int | None = None
+    vtid: int | None = None
+    vpgid: int | None = None
+    vsid: int | None = None
+
+
+def status(pid: int, tid: int = 0) -> Status | None:
+    """The thread's (else the process's) status; None once it is gone."""
+    return _memo.get(("status", pid, tid), lambda: _read_status(pid, tid))
+
+
+def _read_status(pid: int, tid: int) -> Status | None:
+    path = f"{PROC}/{pid}/task/{tid}/status" if tid else f"{PROC}/{pid}/status"
+    raw = read_bounded(path, STATUS_MAX)
+    if raw is None and tid:
+        raw = read_bounded(f"{PROC}/{pid}/status", STATUS_MAX)
+    if raw is None:
+        return None
+    fields: dict[str, str] = {}
+    for line in raw.decode("ascii", "replace").splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return Status(
+        cap_effective=_hex(fields.get("CapEff")),
+        cap_permitted=_hex(fields.get("CapPrm")),
+        cap_inheritable=_hex(fields.get("CapInh")),
+        vpid=_last(fields.get("NSpid")),
+        vtid=_last(fields.get("NStgid")),
+        vpgid=_last(fields.get("NSpgid")),
+        vsid=_last(fields.get("NSsid")),
+    )
+
+
+def _hex(text: str | None) -> int | None:
+    try:
+        return int(text, 16) if text else None
+    except ValueError:
+        return None
+
+
+def _last(text: str | None) -> int | None:
+    """The innermost namespace's id: the last number of an NSpid-style line."""
+    try:
+        return int(text.split()[-1]) if text else None
+    except (ValueError, IndexError):
+        return None
+
+
+CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
+
+
+def capability_names(mask: int) -> str:
+    """A capability set as Falco prints it: names separated by spaces."""
+    return " ".join(name for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1)
+
+
+# --- other per-process files ---------------------------------------------------------------
+
+
+def loginuid(pid: int) -> int | None:
+    """The audit login uid; -1 when unset (as Falco shows it)."""
+    def load() -> int | None:
+        raw = read_bounded(f"{PROC}/{pid}/loginuid", 32)
+        try:
+            value = int(raw or b"")
+        except ValueError:
+            return None
+        return -1 if value == UNSET_LOGINUID else value
+
+    return _memo.get(("loginuid", pid), load)
+
+
+def environ(pid: int) -> tuple[str, ...] | None:
+    """The process's environment as NAME=value strings (cut at ENVIRON_MAX bytes, ENV_VARS_MAX
+    variables); None when it cannot be read."""
+    def load() -> tuple[str, ...] | None:
+        raw = read_bounded(f"{PROC}/{pid}/environ", ENVIRON_MAX)
+        if raw is None:
+            return None
+        if len(raw) >= ENVIRON_MAX:  # cut: the last variable is not whole
+            raw = raw[: raw.rfind(b"\0") + 1]
+        items = raw.split(b"\0")[:ENV_VARS_MAX]
+        return tuple(i.decode("utf-8", "surrogateescape") for i in items if b"=" in i)
+
+    return _memo.get(("environ", pid), load)
+
+
+def env_value(pid: int, name: str) -> str | None:
+    for item in environ(pid) or ():
+        key, _, value = item.partition("=")
+        if key == name:
+            return value
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ExeInode:
+    """The executable file of a running process: inode and times (ns since the epoch)."""
+
+    ino: int
+    ctime_ns: int
+    mtime_ns: int
+
+
+def exe_inode(pid: int) -> ExeInode | None:
+    def load() -> ExeInode | None:
+        try:
+            info = os.stat(f"{PROC}/{pid}/exe")
+        except OSError:
+            return None
+        return ExeInode(info.st_ino, info.st_ctime_ns, info.st_mtime_ns)
+
+    return _memo.get(("exe", pid), load)
+
+
+def start_time_ns(pid: int) -> int | None:
+    """When the process started, ns since the epoch (from its start tick since boot)."""
+    def load() -> int | None:
+        raw = read_bounded(f"{PROC}/{pid}/stat", 4096)
+        if raw is None:
+            return None
+        try:
+            ticks = int(raw[raw.rfind(b")") + 2:].split()[19])
+        except (ValueError, IndexError):
+            return None
+        since_boot = ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        boot = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        return boot + since_boot
+
+    return _memo.get(("start", pid), load)
+
+
+# --- users and groups ----------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    home: str
+    shell: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserDb:
+    """uid -> User and gid -> group name, from a passwd and a group file."""
+
+    users: dict[int, User]
+    groups: dict[int, str]
+
+
+HOST_DB_KEY = "host"
+
+
+def userdb(pid: int, container_id: str) -> UserDb:
+    """The users and groups the process's container knows (the host's for host processes)."""
+    if container_id == HOST_DB_KEY:
+        return _userdb_memo.get(("host",), _host_db)
+    return _userdb_memo.get(("container", container_id), lambda: _container_db(pid))
+
+
+def _host_db() -> UserDb:
+    users = {p.pw_uid: User(p.pw_name, p.pw_dir, p.pw_shell) for p in pwd.getpwall()}
+    return UserDb(users, {g.gr_gid: g.gr_name for g in grp.getgrall()})
+
+
+def _container_db(pid: int) -> UserDb:
+    passwd, group = _container_files(pid)
+    return UserDb(parse_passwd(passwd or b""), parse_group(group or b""))
+
+
+def _container_files(pid: int) -> tuple[bytes | None, bytes | None]:
+    """The container's /etc/passwd and /etc/group, opened below its root: /proc/<pid>/root, then
+    etc and each file with O_NOFOLLOW, so a symlink cannot lead the read out of the container."""
+    try:
+        root = os.open(f"{PROC}/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None, None
+    try:
+        etc = os.open("etc", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      dir_fd=root)
+    except OSError:
+        os.close(root)
+        return None, None
+    try:
+        return (read_bounded("passwd", USERDB_MAX, dir_fd=etc),
+                read_bounded("group", USERDB_MAX, dir_fd=etc))
+    finally:
+        os.close(etc)
+        os.close(root)
+
+
+def parse_passwd(raw: bytes) -> dict[int, User]:
+    users: dict[int, User] = {}
+    for line in raw.decode("utf-8", "surrogateescape").splitlines():
+        parts = line.split(":")
+        if len(parts) >= 7 and parts[2].isdigit() and parts[0]:
+            users.setdefault(int(parts[2]), User(parts[0], parts[5], parts[6]))
+    return users
+
+
+def parse_group(raw: bytes) -> dict[int, str]:
+    groups: dict[int, str] = {}
+    for line in raw.decode("utf-8", "surrogateescape").splitlines():
+        parts = line.split(":")
+        if len(parts) >= 3 and parts[2].isdigit() and parts[0]:
+            groups.setdefault(int(parts[2]), parts[0])
+    return groups
