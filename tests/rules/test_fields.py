@@ -195,7 +195,9 @@ CASES: list[tuple[str, Event, Any]] = [
     ("proc.is_vpgid_leader", EXEC, True),
     ("proc.is_sid_leader", EXEC, False),
     ("proc.sname", EXEC, "nginx"),
-    ("proc.vpid", ORPHAN, None),
+    ("proc.vpid", ORPHAN, 77),  # on the host: its pid
+    ("proc.vpid", execve("/usr/sbin/nginx", pid=4000), 1),
+    ("proc.vpid", execve("/bin/true", pid=4999), None),  # gone, in a container
     ("thread.tid", EXEC, 4200),
     ("thread.ismain", EXEC, True),
     ("thread.cap_effective", EXEC, DOCKER_CAPS),
@@ -288,7 +290,7 @@ def test_proc_reads_are_bounded_and_never_raise(fake_proc: FakeProc, tmp_path: P
     event.gid = 4
     assert FIELDS["group.name"].extract(event) is None
     assert FIELDS["proc.env"].extract(event) == ""  # cut at 64 KiB: no whole variable
-    assert procfs.userdb(4300, "c1").users == {}  # the passwd cut at 256 KiB names no one
+    assert procfs.userdb("c1", [4300]).users == {}  # the passwd cut at 256 KiB names no one
     gone = file_event("openat", "/x", process=ProcessInfo(pid=99999))
     for name in ("proc.vpid", "thread.cap_effective", "user.loginuid", "proc.env",
                  "proc.exe_ino", "proc.sname"):
@@ -298,7 +300,7 @@ def test_proc_reads_are_bounded_and_never_raise(fake_proc: FakeProc, tmp_path: P
 def test_docs_field_table_is_the_registry() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "rules.md").read_text()
     table = doc.split("<!-- fields:begin -->\n", 1)[1].split("\n<!-- fields:end -->", 1)[0]
-    assert table == markdown_table(), "regenerate docs/rules.md's field table"
+    assert table == markdown_table(), "run scripts/gen-fields-doc.sh"
     assert all(f"`{name}" in table for name in FIELDS)
 
 

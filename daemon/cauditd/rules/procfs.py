@@ -17,7 +17,7 @@ import pwd
 import stat
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -54,6 +54,9 @@ class _Memo:
         while len(self._items) > self._size:
             self._items.popitem(last=False)
         return value
+
+    def drop(self, key: tuple[Any, ...]) -> None:
+        self._items.pop(key, None)
 
     def clear(self) -> None:
         self._items.clear()
@@ -262,32 +265,44 @@ class UserDb:
 
 
 HOST_DB_KEY = "host"
+EMPTY_DB = UserDb({}, {})
 
 
-def userdb(pid: int, container_id: str) -> UserDb:
-    """The users and groups the process's container knows (the host's for host processes)."""
+def userdb(container_id: str, pids: Iterable[int]) -> UserDb:
+    """The users and groups a container knows (the host's for "host"), read below the root of
+    the first of `pids` still alive (the event's process, its ancestors, the container's first
+    process). Nothing is kept when none is: a later event may find one."""
     if container_id == HOST_DB_KEY:
-        return _userdb_memo.get(("host",), _host_db)
-    return _userdb_memo.get(("container", container_id), lambda: _container_db(pid))
+        return _userdb_memo.get(("host",), _host_db) or EMPTY_DB
+    found = _userdb_memo.get(("container", container_id), lambda: _container_db(pids))
+    if found is None:
+        _userdb_memo.drop(("container", container_id))
+        return EMPTY_DB
+    return found
 
 
-def _host_db() -> UserDb:
+def _host_db() -> UserDb | None:
     users = {p.pw_uid: User(p.pw_name, p.pw_dir, p.pw_shell) for p in pwd.getpwall()}
     return UserDb(users, {g.gr_gid: g.gr_name for g in grp.getgrall()})
 
 
-def _container_db(pid: int) -> UserDb:
-    passwd, group = _container_files(pid)
-    return UserDb(parse_passwd(passwd or b""), parse_group(group or b""))
+def _container_db(pids: Iterable[int]) -> UserDb | None:
+    for pid in pids:
+        found = _container_files(pid)
+        if found is not None:
+            passwd, group = found
+            return UserDb(parse_passwd(passwd or b""), parse_group(group or b""))
+    return None
 
 
-def _container_files(pid: int) -> tuple[bytes | None, bytes | None]:
+def _container_files(pid: int) -> tuple[bytes | None, bytes | None] | None:
     """The container's /etc/passwd and /etc/group, opened below its root: /proc/<pid>/root, then
-    etc and each file with O_NOFOLLOW, so a symlink cannot lead the read out of the container."""
+    etc and each file with O_NOFOLLOW, so a symlink cannot lead the read out of the container.
+    None when the process is gone (an image without /etc gives no users)."""
     try:
         root = os.open(f"{PROC}/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
-        return None, None
+        return None
     try:
         etc = os.open("etc", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                       dir_fd=root)
