@@ -42,6 +42,12 @@ IN_DOCKER = execve("/bin/ls", container=DOCKER)
 DOCKER_CAPS = ("CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_FSETID CAP_KILL CAP_SETGID CAP_SETUID "
                "CAP_SETPCAP CAP_NET_BIND_SERVICE CAP_NET_RAW CAP_SYS_CHROOT CAP_MKNOD "
                "CAP_AUDIT_WRITE CAP_SETFCAP")
+
+
+def proc_of(pid: int) -> ProcessInfo:
+    return ProcessInfo(pid=pid, exe="/bin/sh", args=("sh",), container_id=CONTAINER.id)
+
+
 ACCEPTED = connect("10.0.0.9", 80, evt_type="accept", peer=("10.0.0.8", 5555))
 INBOUND = flow("172.17.0.2", 7000, direction="ingress")
 PTRACE = syscall("ptrace", {"request": 16, "pid": 1, "addr": 0, "data": 0})
@@ -203,6 +209,7 @@ CASES: list[tuple[str, Event, Any]] = [
     ("thread.cap_effective", EXEC, DOCKER_CAPS),
     ("thread.cap_permitted", EXEC, DOCKER_CAPS),
     ("thread.cap_inheritable", EXEC, ""),
+    ("thread.cap_effective", execve("/bin/true", pid=4999, parent=proc_of(4100)), DOCKER_CAPS),
     ("proc.env", EXEC, "PATH=/bin HOME=/root"),
     ("proc.env[HOME]", EXEC, "/root"),
     ("proc.env[NOPE]", EXEC, None),

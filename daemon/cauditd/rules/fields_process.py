@@ -108,10 +108,36 @@ def _proc_ppid_ts(ev: Event) -> Any:
 # --- namespaces and the session (from /proc/<pid>/status) ------------------------------
 
 
+INIT_IDS = procfs.Status(vpid=1, vtid=1, vpgid=1, vsid=1)
+
+
 def _status(ev: Event) -> procfs.Status | None:
+    """The event's thread's /proc status; for a container's first process gone by then, its
+    ids in its namespace all 1 (the runtime makes it session and group leader)."""
     if not isinstance(ev, SyscallEvent):
         return None
-    return procfs.status(ev.pid, ev.tid if ev.tid != ev.pid else 0)
+    status = procfs.status(ev.pid, ev.tid if ev.tid != ev.pid else 0)
+    if status is None and not ev.container.is_host and ev.pid == ev.container.pid:
+        return INIT_IDS
+    return status
+
+
+def _caps_status(ev: Event) -> procfs.Status | None:
+    """The event's thread's status; once it is gone, that of the nearest living ancestor in
+    the same container running as the same user (capabilities pass through fork, and through
+    exec for root), else of the container's first process if it runs as that user."""
+    if not isinstance(ev, SyscallEvent):
+        return None
+    status = procfs.status(ev.pid, ev.tid if ev.tid != ev.pid else 0)
+    if status is not None:
+        return status
+    proc = _proc(ev)
+    for ancestor in proc.ancestors() if proc is not None else ():
+        if ancestor.container_id == ev.container.id and ancestor.uid == ev.uid:
+            found = procfs.status(ancestor.pid)
+            if found is not None:
+                return found
+    return None
 
 
 @_field("proc.vpid", INT, SYS, "The process id as its own pid namespace sees it (1 for a "
@@ -122,8 +148,6 @@ def _proc_vpid(ev: Event) -> Any:
     status = _status(ev)
     if status is not None and status.vpid is not None:
         return status.vpid
-    if not ev.container.is_host and ev.pid == ev.container.pid:
-        return 1
     return ev.pid if ev.container.is_host else None
 
 
@@ -188,7 +212,7 @@ def _thread_ismain(ev: Event) -> Any:
 
 def _caps(pick: Callable[[procfs.Status], int | None]) -> Extractor:
     def extract(ev: Event) -> Any:
-        status = _status(ev)
+        status = _caps_status(ev)
         mask = pick(status) if status is not None else None
         return procfs.capability_names(mask) if mask is not None else None
 
@@ -202,7 +226,9 @@ CAP_SETS: dict[str, Callable[[procfs.Status], int | None]] = {
 }
 for _set, _pick in CAP_SETS.items():
     _field(f"thread.cap_{_set}", S, SYS, f"The thread's {_set} capabilities as Falco prints "
-           'them: "CAP_CHOWN CAP_DAC_OVERRIDE ..." (test with contains).')(_caps(_pick))
+           'them: "CAP_CHOWN CAP_DAC_OVERRIDE ..." (test with contains). Read from /proc when '
+           "the rule runs; a thread gone by then is given its nearest living ancestor's of the "
+           "same user in the same container.")(_caps(_pick))
 
 
 # --- environment and executable -----------------------------------------------------------
@@ -273,14 +299,15 @@ def _user(ev: Event, uid: int | None) -> procfs.User | None:
 
 
 @_field("user.name", S, SYS, 'User name from the /etc/passwd of the process\'s container (the '
-        'host\'s on the host); "root" for uid 0.')
+        'host\'s on the host); "root" for uid 0 when it names none. Read once per container '
+        "and kept 30 s.")
 def _user_name(ev: Event) -> Any:
     if not isinstance(ev, SyscallEvent):
         return None
-    if ev.uid == 0:
-        return "root"
-    user = _user(ev, ev.uid)
-    return user.name if user is not None else None
+    user = _user(ev, ev.uid)  # root's events load the table too, while the container lives
+    if user is None:
+        return "root" if ev.uid == 0 else None
+    return user.name
 
 
 @_field("user.homedir", S, SYS, "Home directory of the user (as user.name).")
