@@ -10,6 +10,8 @@
  *   cauditd_falco bpf-map                bpf(BPF_MAP_CREATE) of a one-entry array (look-alike)
  *   cauditd_falco userfaultfd            userfaultfd(O_CLOEXEC)
  *   cauditd_falco connect ADDR PORT      one TCP connect to an IPv4 address
+ *   cauditd_falco udp ADDR PORT          a UDP socket connected to an IPv4 address, one datagram
+ *   cauditd_falco setuid UID             setuid(UID)
  *
  * Exits 0 when the syscalls were made, whatever they returned (a refused call is still made).
  */
@@ -86,12 +88,13 @@ static int bpf_map(void)
     return 0;
 }
 
-static int connect_to(const char *addr, int port)
+static int connect_to(const char *addr, int port, int type)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, type, 0);
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
     inet_pton(AF_INET, addr, &sin.sin_addr);
-    connect(fd, (struct sockaddr *)&sin, sizeof(sin));
+    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 && type == SOCK_DGRAM)
+        (void)!send(fd, "x", 1, 0);
     close(fd);
     return 0;
 }
@@ -122,6 +125,10 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(mode, "connect") && argc == 4)
-        return connect_to(argv[2], atoi(argv[3]));
+        return connect_to(argv[2], atoi(argv[3]), SOCK_STREAM);
+    if (!strcmp(mode, "setuid") && argc == 3)
+        return (void)setuid(atoi(argv[2])), 0;
+    if (!strcmp(mode, "udp") && argc == 4)
+        return connect_to(argv[2], atoi(argv[3]), SOCK_DGRAM);
     return 2;
 }

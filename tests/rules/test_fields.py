@@ -220,6 +220,7 @@ CASES: list[tuple[str, Event, Any]] = [
     ("user.homedir", APP, "/home/app"),
     ("user.shell", APP, "/bin/sh"),
     ("user.loginuid", EXEC, -1),
+    ("user.loginuid", execve("/bin/true", pid=4999), -1),  # gone: the container's first one's
     ("user.loginname", EXEC, None),
     ("group.name", APP, "app"),
     ("group.name", EXEC, "root"),
@@ -298,7 +299,8 @@ def test_proc_reads_are_bounded_and_never_raise(fake_proc: FakeProc, tmp_path: P
     assert FIELDS["group.name"].extract(event) is None
     assert FIELDS["proc.env"].extract(event) == ""  # cut at 64 KiB: no whole variable
     assert procfs.userdb("c1", [4300]).users == {}  # the passwd cut at 256 KiB names no one
-    gone = file_event("openat", "/x", process=ProcessInfo(pid=99999))
+    gone = file_event("openat", "/x", process=ProcessInfo(pid=99999),
+                      container=dataclasses.replace(CONTAINER, pid=0))
     for name in ("proc.vpid", "thread.cap_effective", "user.loginuid", "proc.env",
                  "proc.exe_ino", "proc.sname"):
         assert FIELDS[name].extract(gone) is None

@@ -10,13 +10,14 @@ condition matches.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from cauditd.events import Event, ProcessInfo, SyscallEvent
 from cauditd.rules import procfs
 from cauditd.rules.fields import SYS, Extractor, FieldType, _field, _parent, _proc
 
 S, INT, B, LIST = FieldType.STRING, FieldType.INT, FieldType.BOOL, FieldType.LIST
+T = TypeVar("T")
 
 
 def _argv0(proc: ProcessInfo) -> str | None:
@@ -122,22 +123,32 @@ def _status(ev: Event) -> procfs.Status | None:
     return status
 
 
+def _from_living(ev: SyscallEvent, read: Callable[[int], T | None], *,
+                 same_user: bool) -> T | None:
+    """`read` of the event's process; once it is gone, of the nearest living ancestor in the
+    same container (running as the same user, if `same_user`), else of the container's first
+    process. For what passes through fork (and exec): capabilities of root, the login uid."""
+    found = read(ev.pid)
+    if found is not None:
+        return found
+    proc = _proc(ev)
+    for ancestor in proc.ancestors() if proc is not None else ():
+        if ancestor.container_id == ev.container.id and (not same_user
+                                                         or ancestor.uid == ev.uid):
+            found = read(ancestor.pid)
+            if found is not None:
+                return found
+    if ev.container.pid and not same_user:
+        return read(ev.container.pid)
+    return None
+
+
 def _caps_status(ev: Event) -> procfs.Status | None:
-    """The event's thread's status; once it is gone, that of the nearest living ancestor in
-    the same container running as the same user (capabilities pass through fork, and through
-    exec for root), else of the container's first process if it runs as that user."""
+    """The event's thread's status (capabilities), or a living relative's (see _from_living)."""
     if not isinstance(ev, SyscallEvent):
         return None
     status = procfs.status(ev.pid, ev.tid if ev.tid != ev.pid else 0)
-    if status is not None:
-        return status
-    proc = _proc(ev)
-    for ancestor in proc.ancestors() if proc is not None else ():
-        if ancestor.container_id == ev.container.id and ancestor.uid == ev.uid:
-            found = procfs.status(ancestor.pid)
-            if found is not None:
-                return found
-    return None
+    return status if status is not None else _from_living(ev, procfs.status, same_user=True)
 
 
 @_field("proc.vpid", INT, SYS, "The process id as its own pid namespace sees it (1 for a "
@@ -323,9 +334,13 @@ def _user_shell(ev: Event) -> Any:
 
 
 @_field("user.loginuid", INT, SYS, "The audit login uid (who logged in, kept across su and "
-        "sudo); -1 when unset, as for most container processes.")
+        "sudo); -1 when unset, as for most container processes. Read from /proc when the rule "
+        "runs (a process gone by then is given its nearest living relative's: it is "
+        "inherited).")
 def _user_loginuid(ev: Event) -> Any:
-    return procfs.loginuid(ev.pid) if isinstance(ev, SyscallEvent) else None
+    if not isinstance(ev, SyscallEvent):
+        return None
+    return _from_living(ev, procfs.loginuid, same_user=False)
 
 
 @_field("user.loginname", S, SYS, "User name of user.loginuid.")
