@@ -12,6 +12,7 @@
  *   cauditd_falco connect ADDR PORT      one TCP connect to an IPv4 address
  *   cauditd_falco udp ADDR PORT          a UDP socket connected to an IPv4 address, one datagram
  *   cauditd_falco setuid UID             setuid(UID)
+ *   cauditd_falco serve PORT             listen on 0.0.0.0:PORT, accept one connection (5 s at most)
  *
  * Exits 0 when the syscalls were made, whatever they returned (a refused call is still made).
  */
@@ -99,6 +100,23 @@ static int connect_to(const char *addr, int port, int type)
     return 0;
 }
 
+static int serve(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 || listen(fd, 1) != 0)
+        return 1;
+    alarm(5);
+    struct sockaddr_in peer;
+    socklen_t len = sizeof(peer);
+    int conn = accept(fd, (struct sockaddr *)&peer, &len);
+    if (conn >= 0)
+        close(conn);
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -126,6 +144,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(mode, "connect") && argc == 4)
         return connect_to(argv[2], atoi(argv[3]), SOCK_STREAM);
+    if (!strcmp(mode, "serve") && argc == 3)
+        return serve(atoi(argv[2]));
     if (!strcmp(mode, "setuid") && argc == 3)
         return (void)setuid(atoi(argv[2])), 0;
     if (!strcmp(mode, "udp") && argc == 4)
