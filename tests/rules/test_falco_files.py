@@ -8,20 +8,37 @@ The fixtures in tests/rules/falco/ are written for these tests in Falco's format
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from cauditd import cli
-from cauditd.events import HOST, ContainerInfo, Event, ProcessInfo
+from cauditd.events import HOST, ContainerInfo, ContainerMount, Event, ProcessInfo
 from cauditd.findings import Priority
 from cauditd.rules import RuleEngine, RuleSetError, check, load_ruleset
 from cauditd.rules.loader import compile_paths
+from tests.rules.fakeproc import FakeProc, rootfs
 from tests.rules.helpers import write
-from tests.rules.synth import CONTAINER, connect, execve
+from tests.rules.synth import (
+    BASH,
+    CONTAINER,
+    O_CREAT,
+    O_TRUNC,
+    O_WRONLY,
+    connect,
+    execve,
+    file_event,
+    open_read,
+    open_write,
+    syscall,
+)
 
 FIXTURES = Path(__file__).parent / "falco"
 BASE, MORE, SKIPS = (FIXTURES / f"rules_{n}.yaml" for n in ("base", "more", "skips"))
+LANGUAGE = FIXTURES / "rules_language.yaml"
+SOCKET_MOUNTED = dataclasses.replace(CONTAINER, mounts=(
+    ContainerMount("/var/run/docker.sock", "/run/docker.sock"),))
 ALLOWED = ContainerInfo(id="ab" * 32, name="allowed", image="x:1")
 
 
@@ -67,6 +84,74 @@ VERDICTS: list[tuple[str, Event, list[str]]] = [
                          ids=[v[0] for v in VERDICTS])
 def test_verdicts_match_falco(event: Event, expected: list[str]) -> None:
     assert fired([BASE, MORE], event) == expected
+
+
+# (label, event, the rule of rules_language.yaml Falco fires on it, or None)
+LANGUAGE_VERDICTS: list[tuple[str, Event, str | None]] = [
+    ("bcontains", execve("/tmp/x", "x", "--exploit"), "Lang bcontains"),
+    ("bcontains-miss", execve("/tmp/x", "x", "--explore"), None),
+    ("bstartswith", execve("/tmp/xmrig"), "Lang bstartswith"),
+    ("bstartswith-miss", execve("/tmp/mxrig"), None),
+    ("iglob", execve("/tmp/a/payload.bin"), "Lang iglob"),
+    ("iglob-miss", execve("/tmp/payload.bin"), None),
+    ("transformers", execve("/usr/bin/curl", "curl", "-s", "http://x"), "Lang transformers"),
+    ("transformers-miss", execve("/usr/bin/curl", "curl", "-s"), None),
+    ("b64", execve("/bin/echo", "echo", "L2Jpbi9zaA=="), "Lang b64"),
+    ("b64-miss", execve("/bin/echo", "echo", "aGVsbG8="), None),
+    ("val", execve("/bin/bash", parent=BASH), "Lang val"),
+    ("val-miss", execve("/bin/sh", parent=BASH), None),
+    ("mount-key", execve("/bin/ls", container=SOCKET_MOUNTED), "Lang mount key"),
+    ("mount-key-miss", execve("/bin/ls"), None),
+    ("arg-position", open_write("/etc/x"), "Lang arg position"),
+    ("arg-position-miss", open_write("/tmp/x"), None),
+    ("socket-domain", syscall("socket", {"domain": 17, "type": 3}), "Lang socket domain"),
+    ("socket-domain-miss", syscall("socket", {"domain": 2, "type": 1}), None),
+    ("ptrace-request", syscall("ptrace", {"request": 0x4206, "pid": 1}), "Lang ptrace request"),
+    ("ptrace-request-miss", syscall("ptrace", {"request": 16, "pid": 1}), None),
+    ("open-flags", open_write("/x", flags=O_WRONLY | O_CREAT | O_TRUNC), "Lang open flags"),
+    ("open-flags-miss", open_write("/x", flags=O_WRONLY | O_CREAT), None),
+    ("unshare-flags", syscall("unshare", {"flags": 0x10000000}), "Lang clone flags"),
+    ("setns-flags", syscall("setns", {"fd": 3, "nstype": 0x40000000}), "Lang clone flags"),
+    ("clone-flags-miss", syscall("unshare", {"flags": 0x20000}), None),
+    ("mount-flags", syscall("mount", {"flags": 0x1000, "target": "/mnt"}), "Lang mount flags"),
+    ("mount-flags-miss", syscall("mount", {"flags": 1, "target": "/mnt"}), None),
+    ("mode", file_event("fchmodat", "/tmp/x", mode=0o755), "Lang mode"),
+    ("mode-miss", file_event("fchmodat", "/tmp/x", mode=0o644), None),
+    ("rmdir", file_event("rmdir", "/tmp/d", ret=0), "Lang event types"),
+    ("recvfrom", connect("10.0.0.1", 53, evt_type="recvfrom"), "Lang event types"),
+    ("recvmsg", connect("10.0.0.1", 53, evt_type="recvmsg"), "Lang event types"),
+    ("userfaultfd", syscall("userfaultfd", {"flags": 0}), "Lang event types"),
+    ("comm", execve("/usr/bin/unattended-upgrade"), "Lang comm"),
+    ("comm-miss", execve("/usr/bin/upgrade"), None),
+    ("cwd", execve("/bin/ls", cwd="/srv"), "Lang cwd"),
+    ("cwd-miss", execve("/bin/ls", cwd="/srv/x"), None),
+    ("failed-open", open_read("/x", ret=-2), "Lang failed open"),
+    ("failed-open-miss", open_read("/x", ret=3), None),
+    ("server-port", connect("10.0.0.1", 22), "Lang server port"),
+    ("server-port-miss", connect("10.0.0.1", 80), None),
+]
+
+
+@pytest.mark.parametrize(("event", "expected"), [v[1:] for v in LANGUAGE_VERDICTS],
+                         ids=[v[0] for v in LANGUAGE_VERDICTS])
+def test_language_verdicts_match_falco(event: Event, expected: str | None) -> None:
+    assert fired([LANGUAGE], event) == ([expected] if expected else [])
+
+
+def test_fields_read_from_proc_match_falco(fake_proc: FakeProc, tmp_path: Path) -> None:
+    root = rootfs(tmp_path / "root", "app:x:1000:1000::/home/app:/bin/sh\n", "app:x:1000:\n")
+    fake_proc.process(4200, vpid=7, env=("LD_PRELOAD=/tmp/x.so",), rootfs=root)
+    app = file_event("openat", "/x", uid=1000)
+    app.gid = 1000
+    assert fired([LANGUAGE], app) == ["Lang user name"]
+    assert fired([LANGUAGE], execve("/bin/ls")) == ["Lang env key"]
+    fake_proc.process(4201, vpid=8, env=("PATH=/bin",), rootfs=root)
+    assert fired([LANGUAGE], execve("/bin/ls", pid=4201)) == []
+
+
+def test_language_fixture_loads_whole() -> None:
+    result = compile_paths([LANGUAGE])
+    assert result.errors == [] and result.notices == []
 
 
 def test_rule_keys_as_falco_merges_them() -> None:
