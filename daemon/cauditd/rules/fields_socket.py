@@ -12,8 +12,7 @@ of accept/recvfrom, the flow's destination).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cauditd.events import ContainerInfo, Event, NetSyscallEvent, NetworkEvent
 from cauditd.rules.fields import SOCK, FieldType, _field
@@ -25,9 +24,9 @@ EINPROGRESS = -115
 IP, INT, B, S = FieldType.IPADDR, FieldType.INT, FieldType.BOOL, FieldType.STRING
 
 
-@dataclass(frozen=True, slots=True)
-class Ends:
-    """The two ends of a socket event ("" and -1 where unknown) and which one is local."""
+class Ends(NamedTuple):
+    """The two ends of a socket event ("" and -1 where unknown) and which one is local (a
+    tuple: built for every socket field read, it must be cheap)."""
 
     cip: str
     cport: int
