@@ -162,17 +162,18 @@ def _proc_vpid(ev: Event) -> Any:
     return ev.pid if ev.container.is_host else None
 
 
-@_field("proc.vpgid", INT, SYS, "The process group id in the process's pid namespace.",
-        volatile=True)
-def _proc_vpgid(ev: Event) -> Any:
-    status = _status(ev)
-    return status.vpgid if status is not None else None
+def _status_id(pick: Callable[[procfs.Status], int | None]) -> Extractor:
+    def extract(ev: Event) -> Any:
+        status = _status(ev)
+        return pick(status) if status is not None else None
+
+    return extract
 
 
-@_field("proc.sid", INT, SYS, "The session id in the process's pid namespace.", volatile=True)
-def _proc_sid(ev: Event) -> Any:
-    status = _status(ev)
-    return status.vsid if status is not None else None
+_field("proc.vpgid", INT, SYS, "The process group id in the process's pid namespace.",
+       volatile=True)(_status_id(lambda s: s.vpgid))
+_field("proc.sid", INT, SYS, "The session id in the process's pid namespace.",
+       volatile=True)(_status_id(lambda s: s.vsid))
 
 
 @_field("proc.is_vpgid_leader", B, SYS, "The process leads its process group (proc.vpgid = "
