@@ -193,9 +193,12 @@ def test_what_cannot_load_is_skipped_with_one_line_each() -> None:
 @pytest.mark.parametrize(("text", "message", "line"), [
     ("- rule: x\n  condition: [unclosed\n", "not valid YAML", 3),
     ("rule: x\n", "a Falco rules file is a list of items", 1),
-    ("- list: a\n  items: &x [b]\n- list: c\n  items: *x\n", "aliases are not supported", 0),
+    ("- list: a\n  items: &x [b]\n- list: c\n  items: *x\n", "aliases are not supported", 2),
     ("- nothing: here\n", "not a rule, macro, list or requirement", 1),
     ("- rule: x\n  condition: evt.type = execve\n  colour: red\n", "unknown key 'colour'", 1),
+    ("- list: deep\n  items: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested more than 64", 2),
+    ("- list: deep\n  items:\n" + " " * 600 + "- x\n", "indented more than 512", 3),
+    ("- rule: x\n  condition: 'a [[[' # [[[\n  output: \"[[[[\"\n", "rule needs 'priority'", 1),
     ("- macro: m\n  condition: a\n  override:\n    items: append\n",
      "override must be {condition: append}", 1),
 ])

@@ -35,9 +35,13 @@ RULE_KEYS = frozenset(("rule", "desc", "condition", "output", "priority", "tags"
 MAX_BYTES = 16 << 20
 
 
+MAX_NESTING = 64  # Falco's files nest 4 deep; libyaml's composer crashes the process far deeper
+MAX_INDENT = 512
+
+
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """PyYAML's safe loader (its C one when there), reading a bare `=` as the string "="
-    as Falco does (`comps: [=, in]`), not as YAML 1.1's value key."""
+    """PyYAML's safe loader (libyaml's when there), reading a bare `=` as the string "=" as
+    Falco does (`comps: [=, in]`), not as YAML 1.1's value key."""
 
 
 _Loader.add_constructor("tag:yaml.org,2002:value", yaml.SafeLoader.construct_yaml_str)
@@ -56,7 +60,7 @@ def read_falco(path: Path) -> RuleFile:
         result.errors.append(TomlSyntaxError(exc.strerror or str(exc), Where(str(path))))
         return result
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
+        line = getattr(exc, "line", getattr(getattr(exc, "problem_mark", None), "line", -1) + 1)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         result.errors.append(TomlSyntaxError(f"not valid YAML: {message}",
                                              Where(str(path), line)))
@@ -74,7 +78,9 @@ def read_falco(path: Path) -> RuleFile:
 
 def _compose(text: str) -> tuple[Any, yaml.Node | None]:
     """The document and its node tree (for line numbers). Anchors and aliases are refused: a
-    few nested aliases can stand for an exponential number of list items."""
+    few nested aliases can stand for an exponential number of list items; so is nesting deeper
+    than MAX_NESTING, before the parser sees it."""
+    _refuse_deep_nesting(text)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -86,13 +92,53 @@ def _compose(text: str) -> tuple[Any, yaml.Node | None]:
         loader.dispose()
 
 
+class NestingError(ValueError):
+    """YAML nested too deeply to hand to the parser; `line` is where."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _refuse_deep_nesting(text: str) -> None:
+    """NestingError when flow collections ([ and {, outside quoted scalars) nest deeper than
+    MAX_NESTING or a line is indented past MAX_INDENT (block nesting)."""
+    depth, quote, i, line = 0, "", 0, 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+            if len(text) - i > MAX_INDENT and not text[i + 1 : i + 1 + MAX_INDENT].strip(" "):
+                raise NestingError(f"indented more than {MAX_INDENT} columns", line)
+        if quote:
+            if ch == "\\" and quote == '"':
+                i += 1
+            elif ch == quote:
+                if quote == "'" and text[i + 1 : i + 2] == "'":
+                    i += 1
+                else:
+                    quote = ""
+        elif ch == "#" and (i == 0 or text[i - 1] in " \t\n"):
+            end = text.find("\n", i)
+            i = (end if end >= 0 else len(text)) - 1
+        elif ch in "'\"" and (i == 0 or text[i - 1] in " \t\n[{,:-"):
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise NestingError(f"nested more than {MAX_NESTING} deep", line)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+
+
 def _refuse_aliases(root: yaml.Node) -> None:
     seen: set[int] = set()
     stack = [root]
     while stack:
         node = stack.pop()
         if id(node) in seen:
-            raise ValueError(f"line {node.start_mark.line + 1}: YAML aliases are not supported")
+            raise NestingError("YAML aliases are not supported", node.start_mark.line + 1)
         seen.add(id(node))
         if isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
