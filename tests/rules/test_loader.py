@@ -125,6 +125,7 @@ ERROR_CASES: list[tuple[str, type[RuleError], str, int]] = [
     (rule_toml("evt.type = execve", extra='exceptions = [{ name = "e", fields = ["proc.name"], '
                'values = [["a", "b"]] }]'), SchemaError, "each value must have 1 items", 1),
     ("[tables]\nx = 1", SchemaError, "unknown table 'tables'", 1),
+    ("[lists]\nx = " + "[" * 100_000 + "]" * 100_000, TomlSyntaxError, "nested too deeply", 0),
 ]
 
 
@@ -137,7 +138,7 @@ def test_error_messages(tmp_path: Path, text: str, error: type[RuleError], messa
     (err,) = errors
     assert isinstance(err, error)
     assert message in str(err)
-    assert str(err).startswith(f"{path}:{line}: "), str(err)
+    assert str(err).startswith(f"{path}:{line}: " if line else f"{path}: "), str(err)
 
 
 def test_check_reports_every_problem_in_every_file(tmp_path: Path) -> None:

@@ -64,6 +64,10 @@ def read_toml(path: Path) -> RuleFile:
     except OSError as exc:
         result.errors.append(TomlSyntaxError(exc.strerror or str(exc), Where(str(path))))
         return result
+    except RecursionError:
+        result.errors.append(TomlSyntaxError("not valid TOML: nested too deeply",
+                                             Where(str(path))))
+        return result
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         match = re.search(r"at line (\d+)", str(exc))
         line = int(match.group(1)) if match else 0
