@@ -229,6 +229,9 @@ def test_named_lists(condition: str, expected: bool) -> None:
     ("tolower(proc.name = x", ConditionSyntaxError, "tolower( is never closed", ""),
     ("proc.name bcontains xyz", TypeMismatchError, "is not hex bytes", ""),
     ("proc.name = val(proc.nme)", UnknownFieldError, "unknown field 'proc.nme'", ""),
+    ("(" * 300 + "proc.name = x" + ")" * 300, ConditionSyntaxError, "nested more than 100 deep",
+     ""),
+    ("not " * 300 + "proc.name = x", ConditionSyntaxError, "nested more than 100 deep", ""),
 ])
 def test_condition_errors(condition: str, error: type[RuleError], message: str,
                           caret: str) -> None:

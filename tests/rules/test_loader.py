@@ -163,6 +163,13 @@ def test_caret_points_into_multiline_condition(tmp_path: Path) -> None:
     assert lines[1:] == ["      and proc.nme = x", "          ^^^^^^^^"]
 
 
+def test_macros_nested_too_deeply_are_errors_not_a_crash(tmp_path: Path) -> None:
+    chain = "".join(f'm{i} = "(m{i + 1} and proc.pid > 0)"\n' for i in range(600))
+    text = f'[macros]\n{chain}m600 = "proc.name = x"\n' + rule_toml("evt.type = execve and m0")
+    errors = check([write(tmp_path, "deep.toml", text)])
+    assert errors and all("too deeply to compile" in str(e) for e in errors)
+
+
 def test_broken_macro_is_reported_once(tmp_path: Path) -> None:
     text = '[macros]\nm = "proc.nme = x"\n' + rule_toml("m", name="a") + rule_toml("m", name="b")
     errors = check([write(tmp_path, "m.toml", text)])

@@ -77,7 +77,15 @@ def _compile_macros(book: RuleBook, result: Build) -> Compiler:
             pass
         except RuleError as exc:  # a cycle: reported once, here
             _macro_problem(book, exc, result)
+        except RecursionError:
+            compiler.stack.clear()
+            compiler.broken.add(name)
+            _macro_problem(book, _too_deep(book.macros[name].where), result)
     return compiler
+
+
+def _too_deep(where: Where) -> RuleError:
+    return SchemaError("macros used inside macros too deeply to compile", where)
 
 
 def _macro_problem(book: RuleBook, error: RuleError, result: Build) -> None:
@@ -127,6 +135,12 @@ def _build_rule(spec: RuleSpec, compiler: Compiler, book: RuleBook,
             result.notices.append(_skip_notice(exc))
         else:
             result.errors.append(exc)
+    except RecursionError:
+        compiler.stack.clear()
+        if spec.lenient:
+            result.notices.append(_skip_notice(_too_deep(spec.where)))
+        else:
+            result.errors.append(_too_deep(spec.where))
     except _RuleErrors as exc:
         if spec.lenient:
             result.notices.append(_skip_notice(exc.errors[0]))

@@ -22,6 +22,7 @@ UNARY_OPS = ("exists",)
 WORD_OPS = frozenset(o for o in (*BINARY_OPS, *LIST_OPS, *UNARY_OPS) if o.isalpha())
 
 TRANSFORMERS = ("tolower", "toupper", "b64", "basename", "len")
+MAX_DEPTH = 100  # parentheses, `not`s and transformers one inside another
 
 _SYMBOL_OP = re.compile(r"==|!=|<=|>=|=|<|>")
 _IDENT = re.compile(r"""[A-Za-z_][A-Za-z0-9_.\-]*(\[(?:"[^"]*"|'[^']*'|[^\]\s]*)\])?""")
@@ -116,6 +117,7 @@ class Parser:
         self.where = where
         self.text_line = text_line
         self.pos = 0
+        self.depth = 0
 
     def error(self, cls: type[ConditionSyntaxError] | type[UnknownFieldError], message: str,
               pos: int, length: int = 1) -> Exception:
@@ -174,8 +176,18 @@ class Parser:
         if self.peek_word() == "not":
             start = self.pos
             self.pos += 3
-            return Not(self.parse_not(), start)
+            self.enter(start)
+            node = Not(self.parse_not(), start)
+            self.depth -= 1
+            return node
         return self.parse_primary()
+
+    def enter(self, pos: int) -> None:
+        """One level deeper; a condition nested past MAX_DEPTH is refused (it would exhaust the
+        stack of every pass that walks it)."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(ConditionSyntaxError, f"nested more than {MAX_DEPTH} deep", pos)
 
     def parse_primary(self) -> Node:
         self.skip_space()
@@ -185,7 +197,9 @@ class Parser:
                              max(0, start - 1))
         if self.text[start] == "(":
             self.pos += 1
+            self.enter(start)
             node = self.parse_or()
+            self.depth -= 1
             self.skip_space()
             if self.pos >= len(self.text) or self.text[self.pos] != ")":
                 raise self.error(ConditionSyntaxError, "unbalanced parenthesis: '(' is never "
@@ -225,7 +239,9 @@ class Parser:
         call = _CALL.match(self.text, start)
         if call is not None:
             self.pos = call.end()
+            self.enter(start)
             inner = self.parse_field_ref()
+            self.depth -= 1
             self.skip_space()
             if self.pos >= len(self.text) or self.text[self.pos] != ")":
                 raise self.error(ConditionSyntaxError, f"unbalanced parenthesis: "
