@@ -84,7 +84,7 @@ def test_reexec_through_proc_self_exe_keeps_the_image_name() -> None:
     be runc's (the rules' runtime exceptions go by proc.name)."""
     table = ProcessTable()
     runc = ExecEvent(type="execve", ts_ns=1, container=C, pid=GONE, exe="/usr/sbin/runc",
-                     argv=("runc", "init"))
+                     comm="runc", argv=("runc", "init"))
     table.apply(runc)
     again = ExecEvent(type="execve", ts_ns=2, container=C, pid=GONE, exe="/proc/self/exe",
                       argv=("runc", "init"), comm="exe")

@@ -294,7 +294,7 @@ CASES: list[Case] = [
          Scenario(("cauditd_falco", "bpf-map"), PRIV), syscall("bpf", cmd=0)),
     Case("Unprivileged userfaultfd in container",
          sh("/usr/bin/cauditd_falco userfaultfd", options=("--user", "65534", *UNCONFINED)),
-         "user.name", "nobody",
+         "user.uid", "65534",
          Scenario(("cauditd_falco", "userfaultfd"), UNCONFINED), syscall("userfaultfd")),
     Case("Cgroup release_agent written in container",
          sh("echo /tmp/x > /tmp/release_agent", options=PRIV), "fd.name", "/tmp/release_agent",
