@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 
 import pytest
 
@@ -282,6 +284,29 @@ def test_threshold_rules(rule: str, events: list[Event], count: int) -> None:
     engine = RuleEngine(load_ruleset([default_rules_dir()]), suppress_window_s=0)
     hits = [f for e in events for f in engine.match(e) if f.rule == rule]
     assert len(hits) == count
+
+
+def started_ago(fake_proc: FakeProc, seconds: float) -> None:
+    """The container's first process (pid 4000) started `seconds` ago in the fake /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    now_ticks = time.clock_gettime_ns(time.CLOCK_BOOTTIME) * tick // NS
+    fake_proc.process(4000, vpid=1, start_ticks=now_ticks - int(seconds * tick))
+
+
+@pytest.mark.parametrize("event", [
+    open_read("/etc/shadow", process=INIT),
+    open_write("/etc/ld.so.preload", process=INIT),
+], ids=["read-shadow", "write-etc"])
+@pytest.mark.parametrize(("age_s", "fires"), [(2, False), (30, True)])
+def test_entrypoint_is_the_application_once_started(
+    fake_proc: FakeProc, event: Event, age_s: float, fires: bool
+) -> None:
+    """In most images the entrypoint is the application itself: its own start-up may read
+    credentials or write below /etc, but the same act 30 s later is an exploited application."""
+    started_ago(fake_proc, age_s)
+    now = dataclasses.replace(event, ts_ns=time.monotonic_ns())
+    rules = {"Read sensitive file untrusted", "Write below etc"}
+    assert bool(fired(now) & rules) == fires
 
 
 ORDINARY_LIFE: list[Event] = [

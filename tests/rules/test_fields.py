@@ -289,6 +289,17 @@ def test_times() -> None:
     assert FIELDS["container.duration"].extract(EXEC) == EXEC.wall_ns - started
 
 
+def test_container_start_falls_back_on_the_runtimes_time() -> None:
+    """Once the container's first process is gone, its start is the runtime's (StartedAt)."""
+    gone = dataclasses.replace(EXEC, container=dataclasses.replace(
+        EXEC.container, pid=99999, started_ns=EXEC.wall_ns - 5 * 10**9))
+    assert FIELDS["container.start_ts"].extract(gone) == EXEC.wall_ns - 5 * 10**9
+    assert FIELDS["container.duration"].extract(gone) == 5 * 10**9
+    unknown = dataclasses.replace(gone, container=dataclasses.replace(gone.container,
+                                                                      started_ns=0))
+    assert FIELDS["container.duration"].extract(unknown) is None
+
+
 def test_proc_reads_are_bounded_and_never_raise(fake_proc: FakeProc, tmp_path: Path) -> None:
     hostile = rootfs(tmp_path / "hostile", "x" * (1 << 20) + "\nroot:x:0:0::/:/bin/sh\n", "")
     (hostile / "etc" / "group").unlink()

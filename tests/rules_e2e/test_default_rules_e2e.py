@@ -103,6 +103,17 @@ def renamed(name: str, *args: str, options: tuple[str, ...] = ()) -> Scenario:
               options=options)
 
 
+def at_start(command: str) -> Scenario:
+    """COMMAND as the container's own first process (sh execs it in place), at once."""
+    return Scenario(("sh", "-c", f"exec {command}"))
+
+
+def after_start(command: str) -> Scenario:
+    """COMMAND as the container's first process once the container is past its start-up
+    (rules/common.toml container_starting: 10 s): an exploited application does this."""
+    return Scenario(("sh", "-c", f"sleep 11; exec {command}"))
+
+
 CURL_HEAD = renamed("curl", "-s", "-I", f"http://{NOWHERE}/")
 
 CASES: list[Case] = [
@@ -116,6 +127,15 @@ CASES: list[Case] = [
          sh(f"{SSH_KEY}; /bin/cat /home/app/.ssh/id_rsa.pub"),
          Opened("/home/app/.ssh/id_rsa.pub", READ, ("/bin/cat", "/home/app/.ssh/id_rsa.pub")),
          "ssh-key"),
+    Case("Read sensitive file untrusted",
+         after_start("/bin/cat /etc/shadow"), "fd.name", "/etc/shadow",
+         at_start("/bin/cat /etc/shadow"),
+         Opened("/etc/shadow", READ, ("/bin/cat", "/etc/shadow")), "entrypoint"),
+    Case("Write below etc",
+         after_start("/bin/cp /etc/passwd /etc/passwd.new"), "fd.name", "/etc/passwd.new",
+         at_start("/bin/cp /etc/passwd /etc/passwd.new"),
+         Opened("/etc/passwd.new", WRITE, ("/bin/cp", "/etc/passwd", "/etc/passwd.new")),
+         "entrypoint"),
     Case("Write below etc",
          sh("/bin/cp /etc/passwd /etc/passwd.new"), "fd.name", "/etc/passwd.new",
          sh("/bin/cp /etc/passwd /tmp/passwd.new"),

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from cauditd.events import ContainerInfo, ContainerMount
+from cauditd.findings import parse_rfc3339_ns
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,18 @@ def container_info(doc: dict[str, Any]) -> ContainerInfo:
         privileged=bool(host_config.get("Privileged")),
         pid=int(state.get("Pid") or 0),
         mounts=mounts(doc),
+        started_ns=started_ns(state),
     )
+
+
+def started_ns(state: dict[str, Any]) -> int:
+    """When the container last started (State.StartedAt), ns since the epoch; 0 if never or
+    unreadable (the engine writes 0001-01-01T00:00:00Z for a container not started yet)."""
+    try:
+        when = parse_rfc3339_ns(str(state.get("StartedAt") or ""))
+    except ValueError:
+        return 0
+    return max(when, 0)
 
 
 def mounts(doc: dict[str, Any]) -> tuple[ContainerMount, ...]:

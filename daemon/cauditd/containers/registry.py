@@ -202,7 +202,7 @@ class ContainerRegistry:
         info.mounts = found.mounts or info.mounts
         info.pid = found.pid or info.pid
         info.runtime = found.runtime
-        info.started_ns = info.started_ns or time.time_ns()
+        info.started_ns = found.started_ns or info.started_ns or time.time_ns()
 
     def _apply_metadata(self, info: ContainerInfo, doc: dict[str, Any]) -> None:
         found = container_info(doc)
@@ -213,7 +213,7 @@ class ContainerRegistry:
         info.mounts = found.mounts or info.mounts
         info.pid = found.pid or info.pid  # 0 once exited: keep what the process table learnt
         info.runtime = "docker"
-        info.started_ns = info.started_ns or time.time_ns()
+        info.started_ns = found.started_ns or info.started_ns or time.time_ns()
 
     async def _follow_docker(self) -> None:
         while True:

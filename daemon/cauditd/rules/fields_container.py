@@ -19,10 +19,13 @@ S, INT, B = FieldType.STRING, FieldType.INT, FieldType.BOOL
 
 
 def _start_ns(ev: Event) -> int | None:
+    """The start of the container's first process while it lives, else the runtime's (or our
+    first sight's) start time of the container."""
     container = ev.container
-    if container.is_host or not container.pid:
+    if container.is_host:
         return None
-    return procfs.start_time_ns(container.pid)
+    started = procfs.start_time_ns(container.pid) if container.pid else None
+    return started if started is not None else container.started_ns or None
 
 
 @_field("container.start_ts", INT, ALL, "When the container's first process started, ns since "
