@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from cauditd.network.flows import FLOW_KEY, FlowKey
 from cauditd.network.listen import ListenPorts, listening_ports
+from cauditd.probes.net_records import FLOW_KEY, FlowKey
 
 CID = "c" * 64
 

@@ -57,7 +57,10 @@ class Pair:
         return f"cauditd-t-b-{self.subnet.split('.')[2]}"
 
     def events(self, start: int = 0) -> list[Event]:
-        return list(self.runner.events[start:])
+        """Events of A and B since `start` (the monitor watches every container on the host,
+        other tests' too)."""
+        ours = (self.a_id, self.b_id)
+        return [e for e in self.runner.events[start:] if e.container.id in ours]
 
     def wait_listen(self, port: int) -> None:
         for _ in range(50):

@@ -1,89 +1,20 @@
-"""The flow log: kernel flow-table entries decoded, attributed to containers, aged into
-flow_end events, and kept in bounded memory for GET /v1/flows."""
+"""The flow log: kernel flow-table entries (typed by probes.net_records) attributed to
+containers, aged into flow_end events, and kept in bounded memory for GET /v1/flows."""
 
 from __future__ import annotations
 
-import ipaddress
-import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cauditd.events import ContainerInfo, FlowEvent
+from cauditd.probes.net_records import FLOW_MIDSTREAM, FLOW_REPLY, FlowKey, FlowStats
 
-FLOW_KEY = struct.Struct("<IBBBx16s16sHH")  # struct flow_key in probes/net.c
-FLOW_STATS = struct.Struct("<QQQQIB3x")  # struct flow_stats
-DIRECTIONS = {1: "egress", 2: "ingress"}
-PROTOS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
-DIRECTION_NUMBERS = {name: number for number, name in DIRECTIONS.items()}
-PROTO_NUMBERS = {name: number for number, name in PROTOS.items()}
-FLOW_REPLY = 1
-FLOW_MIDSTREAM = 2
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 TCP_FLAG_NAMES = ((TCP_FIN, "FIN"), (TCP_SYN, "SYN"), (TCP_RST, "RST"), (TCP_PSH, "PSH"),
                   (TCP_ACK, "ACK"), (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR"))
 FIN_LINGER_NS = 2_000_000_000  # a closed TCP flow ends this long after its last packet
-RawBytes = bytes  # FlowStats has a field named bytes
-
-
-@dataclass(frozen=True, slots=True)
-class FlowKey:
-    """A flow as the kernel keys it: interface, the container's direction, and the 5-tuple."""
-
-    ifindex: int
-    direction: str
-    l4proto: str
-    sip: str
-    sport: int
-    dip: str
-    dport: int
-
-    @classmethod
-    def unpack(cls, raw: bytes | memoryview) -> FlowKey:
-        ifindex, direction, family, proto, saddr, daddr, sport, dport = FLOW_KEY.unpack(
-            raw[: FLOW_KEY.size])
-        size = 4 if family == 4 else 16
-        return cls(
-            ifindex=ifindex, direction=DIRECTIONS.get(direction, str(direction)),
-            l4proto=PROTOS.get(proto, str(proto)),
-            sip=str(ipaddress.ip_address(saddr[:size])), sport=sport,
-            dip=str(ipaddress.ip_address(daddr[:size])), dport=dport,
-        )
-
-    def pack(self) -> bytes:
-        """The kernel's struct flow_key for this flow (a map key)."""
-        sip, dip = ipaddress.ip_address(self.sip), ipaddress.ip_address(self.dip)
-        return FLOW_KEY.pack(
-            self.ifindex, DIRECTION_NUMBERS[self.direction], sip.version,
-            PROTO_NUMBERS[self.l4proto], sip.packed.ljust(16, b"\0"),
-            dip.packed.ljust(16, b"\0"), self.sport, self.dport)
-
-    def reverse(self) -> FlowKey:
-        """The flow of the answers: same interface, the other direction, ends swapped."""
-        return FlowKey(self.ifindex, "ingress" if self.direction == "egress" else "egress",
-                       self.l4proto, self.dip, self.dport, self.sip, self.sport)
-
-    @property
-    def peer(self) -> str:
-        """The other end's address (not the container's)."""
-        return self.dip if self.direction == "egress" else self.sip
-
-
-@dataclass(frozen=True, slots=True)
-class FlowStats:
-    """Counters of one kernel flow entry."""
-
-    packets: int
-    bytes: int
-    first_ns: int
-    last_ns: int
-    flags: int
-    tcp_flags: int
-
-    @classmethod
-    def unpack(cls, raw: RawBytes) -> FlowStats:
-        return cls(*FLOW_STATS.unpack(raw[: FLOW_STATS.size]))
 
 
 def tcp_flag_text(flags: int) -> str:

@@ -76,6 +76,18 @@ def load(files: Sequence[str], defines: Mapping[str, int | str]) -> Any:
         raise ProbeError(f"loading {', '.join(files)} failed: {exc}") from exc
 
 
+def load_functions(bpf: Any, names: Sequence[str], prog_type: str) -> dict[str, int]:
+    """Load functions of a compiled program that are not tracepoints (tc classifiers, say),
+    as BCC's program type `prog_type` ("SCHED_CLS"); their fds by name."""
+    from bcc import BPF
+
+    try:
+        kind = getattr(BPF, prog_type)
+        return {name: int(bpf.load_func(name, kind).fd) for name in names}
+    except Exception as exc:
+        raise ProbeError(f"loading {', '.join(names)} as {prog_type} failed: {exc}") from exc
+
+
 MADV_PAGEOUT = 21  # Linux 5.4+
 COMPILER_LIBRARIES = ("libLLVM", "libclang")
 

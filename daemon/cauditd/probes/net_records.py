@@ -1,0 +1,136 @@
+"""Decoders for probes/net.c: its ring-buffer records and its flow table's keys and values.
+
+The only place that knows net.c's C layouts (struct flow_key, flow_stats, flow_record,
+dns_record). Past it, flows are typed values (FlowKey, FlowStats, FlowEvent) and a DNS
+packet is a DnsCapture whose payload only the DNS parser (cauditd.network.dns) reads.
+Events come out without their container: the network monitor attributes them by ifindex.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+from cauditd.events import FlowEvent, NetworkEvent
+
+Record = bytes | memoryview
+
+FLOW_KEY = struct.Struct("<IBBBx16s16sHH")  # struct flow_key
+FLOW_STATS = struct.Struct("<QQQQIB3x")  # struct flow_stats
+RECORD_HEAD = struct.Struct("<IIQ")  # kind, flags (flow) or caplen (dns), ts_ns
+RECORD_TAIL = struct.Struct("<IB3x")  # len, tcp_flags
+KEY_OFFSET = RECORD_HEAD.size
+TAIL_OFFSET = KEY_OFFSET + FLOW_KEY.size
+PAYLOAD_OFFSET = TAIL_OFFSET + RECORD_TAIL.size
+REC_FLOW, REC_DNS = 1, 2
+LOST_KINDS = ("flow", "dns")  # net_lost[] indexes: new-flow records, DNS copies
+DIRECTIONS = {1: "egress", 2: "ingress"}
+PROTOS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+DIRECTION_NUMBERS = {name: number for number, name in DIRECTIONS.items()}
+PROTO_NUMBERS = {name: number for number, name in PROTOS.items()}
+FLOW_REPLY = 1  # flow_stats.flags: the reverse flow was seen first (an answer)
+FLOW_MIDSTREAM = 2  # a TCP flow first seen without its SYN
+MAX_DNS_CAPTURE = 4096
+RawBytes = bytes  # FlowStats has a field named bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """A flow as the kernel keys it: interface, the container's direction, and the 5-tuple."""
+
+    ifindex: int
+    direction: str
+    l4proto: str
+    sip: str
+    sport: int
+    dip: str
+    dport: int
+
+    @classmethod
+    def unpack(cls, raw: Record) -> FlowKey:
+        ifindex, direction, family, proto, saddr, daddr, sport, dport = FLOW_KEY.unpack(
+            raw[: FLOW_KEY.size])
+        size = 4 if family == 4 else 16
+        return cls(
+            ifindex=ifindex, direction=DIRECTIONS.get(direction, str(direction)),
+            l4proto=PROTOS.get(proto, str(proto)),
+            sip=str(ipaddress.ip_address(bytes(saddr[:size]))), sport=sport,
+            dip=str(ipaddress.ip_address(bytes(daddr[:size]))), dport=dport,
+        )
+
+    def pack(self) -> bytes:
+        """The kernel's struct flow_key for this flow (a map key)."""
+        sip, dip = ipaddress.ip_address(self.sip), ipaddress.ip_address(self.dip)
+        return FLOW_KEY.pack(
+            self.ifindex, DIRECTION_NUMBERS[self.direction], sip.version,
+            PROTO_NUMBERS[self.l4proto], sip.packed.ljust(16, b"\0"),
+            dip.packed.ljust(16, b"\0"), self.sport, self.dport)
+
+    def reverse(self) -> FlowKey:
+        """The flow of the answers: same interface, the other direction, ends swapped."""
+        return FlowKey(self.ifindex, "ingress" if self.direction == "egress" else "egress",
+                       self.l4proto, self.dip, self.dport, self.sip, self.sport)
+
+    @property
+    def peer(self) -> str:
+        """The other end's address (not the container's)."""
+        return self.dip if self.direction == "egress" else self.sip
+
+
+@dataclass(frozen=True, slots=True)
+class FlowStats:
+    """Counters of one kernel flow entry."""
+
+    packets: int
+    bytes: int
+    first_ns: int
+    last_ns: int
+    flags: int
+    tcp_flags: int
+
+    @classmethod
+    def unpack(cls, raw: RawBytes) -> FlowStats:
+        return cls(*FLOW_STATS.unpack(raw[: FLOW_STATS.size]))
+
+
+@dataclass(slots=True, kw_only=True)
+class DnsCapture(NetworkEvent):
+    """A DNS packet the probe copied (the first `caplen` bytes of its UDP/TCP payload), not
+    parsed yet: the network monitor's DNS parser turns it into a DnsEvent, or counts it."""
+
+    payload: bytes = b""
+
+
+def dns_capture_size(configured: int) -> int:
+    """The kernel's DNS copy size (DNS_CAPTURE): the configured bytes rounded up to a power
+    of two, between 64 and MAX_DNS_CAPTURE."""
+    size = 64
+    while size < min(max(configured, 64), MAX_DNS_CAPTURE):
+        size *= 2
+    return size
+
+
+def decode(raw: Record) -> FlowEvent | DnsCapture | None:
+    """A net_events record: a flow's first packet (flow_new) or a DNS copy; None if unknown."""
+    kind, flags_or_caplen, ts_ns = RECORD_HEAD.unpack_from(raw)
+    k = FlowKey.unpack(raw[KEY_OFFSET:TAIL_OFFSET])
+    length, tcp_flags = RECORD_TAIL.unpack_from(raw, TAIL_OFFSET)
+    if kind == REC_FLOW:
+        return FlowEvent(
+            type="flow_new", ts_ns=ts_ns, ifindex=k.ifindex, direction=k.direction,
+            l4proto=k.l4proto, sip=k.sip, sport=k.sport, dip=k.dip, dport=k.dport,
+            packets=1, bytes=length, tcp_flags=tcp_flags, first_ns=ts_ns, last_ns=ts_ns)
+    if kind == REC_DNS:
+        end = PAYLOAD_OFFSET + min(flags_or_caplen, MAX_DNS_CAPTURE)
+        return DnsCapture(
+            type="dns", ts_ns=ts_ns, ifindex=k.ifindex, direction=k.direction,
+            l4proto=k.l4proto, sip=k.sip, sport=k.sport, dip=k.dip, dport=k.dport,
+            payload=bytes(raw[PAYLOAD_OFFSET:end]))
+    return None
+
+
+def flow_key_of(event: NetworkEvent) -> FlowKey:
+    """The kernel's key of the flow an event belongs to."""
+    return FlowKey(event.ifindex, event.direction, event.l4proto, event.sip, event.sport,
+                   event.dip, event.dport)

@@ -1,0 +1,45 @@
+"""probes.net_records: net.c's record layouts become typed events (built here as the C structs
+lay them out, field by field)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from cauditd.events import FlowEvent
+from cauditd.probes import net_records
+from cauditd.probes.net_records import DnsCapture, FlowKey, dns_capture_size
+
+KEY = FlowKey(9, "egress", "udp", "10.1.2.3", 40000, "10.1.2.53", 53)
+
+
+def record(kind: int, flags_or_caplen: int, payload: bytes = b"") -> bytes:
+    head = struct.pack("<IIQ", kind, flags_or_caplen, 123_456)
+    return head + KEY.pack() + struct.pack("<IB3x", 77, 0x12) + payload
+
+
+def test_flow_record_is_a_flow_new_without_container() -> None:
+    event = net_records.decode(record(net_records.REC_FLOW, 0))
+    assert isinstance(event, FlowEvent) and event.type == "flow_new"
+    assert (event.ifindex, event.direction, event.l4proto, event.sip, event.sport, event.dip,
+            event.dport) == (9, "egress", "udp", "10.1.2.3", 40000, "10.1.2.53", 53)
+    assert (event.ts_ns, event.bytes, event.tcp_flags, event.packets) == (123_456, 77, 0x12, 1)
+    assert event.container.is_host  # the monitor attributes it by ifindex
+    assert net_records.flow_key_of(event) == KEY
+
+
+def test_dns_record_keeps_caplen_bytes_of_payload() -> None:
+    payload = bytes(range(256)) * 2
+    event = net_records.decode(memoryview(record(net_records.REC_DNS, 100, payload)))
+    assert isinstance(event, DnsCapture) and event.payload == payload[:100]
+
+
+def test_unknown_kind_is_skipped() -> None:
+    assert net_records.decode(record(7, 0)) is None
+
+
+@pytest.mark.parametrize(("configured", "size"), [(0, 64), (64, 64), (65, 128), (512, 512),
+                                                  (100_000, 4096)])
+def test_dns_capture_size_is_a_power_of_two(configured: int, size: int) -> None:
+    assert dns_capture_size(configured) == size
