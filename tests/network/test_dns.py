@@ -1,4 +1,4 @@
-"""DNS parsing: the fields rules read, TCP framing, the peer-name map, and hostile bytes."""
+"""DNS parsing: the fields rules read, TCP framing, and hostile bytes."""
 
 from __future__ import annotations
 
@@ -44,25 +44,6 @@ def test_rcodes(rcode: int, text: str) -> None:
 def test_tcp_length_prefix() -> None:
     raw = response()
     assert dns.parse(len(raw).to_bytes(2, "big") + raw, tcp=True).answers[1] == "10.213.0.9"
-
-
-def test_peer_names_follow_cnames_and_expire() -> None:
-    now = [1000.0]
-    names = dns.PeerNames(clock=lambda: now[0])
-    names.learn("c1", dns.parse(response()))
-    assert names.names("c1", "10.213.0.9") == ("example.org", "www.example.org")
-    assert names.names("c2", "10.213.0.9") == ()  # per container
-    now[0] += dns.MIN_NAME_TTL_S + 1
-    assert names.names("c1", "10.213.0.9") == ()
-
-
-def test_peer_names_bounded() -> None:
-    names = dns.PeerNames(max_per_container=3)
-    for i in range(10):
-        raw = bytes(DNS(id=i, qr=1, qd=[DNSQR(qname=f"h{i}.test")],
-                        an=[DNSRR(rrname=f"h{i}.test", type="A", rdata=f"10.213.0.{i}")]))
-        names.learn("c", dns.parse(raw))
-    assert len(names) == 3 and names.names("c", "10.213.0.9") == ("h9.test",)
 
 
 @pytest.mark.parametrize("raw", [

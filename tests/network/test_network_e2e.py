@@ -40,6 +40,7 @@ class Pair:
     a_id: str
     b_id: str
     a_pid: int
+    b_pid: int
 
     def exec(self, who: str, script: str, *, detach: bool = False, timeout: float = 60) -> str:
         name = self.a_name if who == "a" else self.b_name
@@ -102,9 +103,9 @@ def pair() -> Iterator[Pair]:
                        TEST_IMAGE, "sleep", "600")
         b_id = _docker("run", "-d", "--name", names[1], "--network", net, "--ip", b_ip,
                        TEST_IMAGE, "sh", "-c", f"dnsd {DNS_NAME}={b_ip} & exec sleep 600")
-        a_pid = int(_docker("inspect", "-f", "{{.State.Pid}}", a_id))
+        a_pid, b_pid = (int(_docker("inspect", "-f", "{{.State.Pid}}", i)) for i in (a_id, b_id))
         runner.wait_until(lambda: {a_id, b_id} <= set(runner.monitor.attached()), "attach")
-        yield Pair(runner, subnet, a_ip, b_ip, a_id, b_id, a_pid)
+        yield Pair(runner, subnet, a_ip, b_ip, a_id, b_id, a_pid, b_pid)
     finally:
         runner.stop()
         subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=120)
@@ -184,6 +185,72 @@ def test_dns_query_parsed_and_attributed(pair: Pair) -> None:
         e for e in _flow_news(pair.runner.events[mark:], pair.a_id) if e.dport == 5999],
         "the flow to 5999")
     assert DNS_NAME in named[0].peer_names
+
+
+SEND_DNS = """
+import socket, sys
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.inet import UDP
+name, answer, dst, sport, dport = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:6])
+msg = bytes(DNS(id=4242, qr=1, qd=DNSQR(qname=name),
+                an=DNSRR(rrname=name, type="A", rdata=answer, ttl=600)))
+if sport == 0:  # an ordinary UDP socket (an ephemeral source port)
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(msg, (dst, dport))
+else:  # a raw socket: any source port, no bind (the netns may serve that port already)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    raw.sendto(bytes(UDP(sport=sport, dport=dport, chksum=0) / msg), (dst, 0))
+"""
+
+
+def _send_dns_response(pid: int, name: str, answer: str, dst: str, sport: int,
+                       dport: int) -> None:
+    """A DNS *response* (QR=1, one A answer) sent from the netns of `pid` to dst:dport."""
+    import sys
+
+    done = subprocess.run(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", SEND_DNS,
+                           name, answer, dst, str(sport), str(dport)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def _flow_to(pair: Pair, port: int, mark: int) -> FlowEvent:
+    pair.exec("a", f"nc -w 1 {pair.b_ip} {port} < /dev/null || true")
+    return pair.runner.wait_until(lambda: [
+        e for e in _flow_news(pair.runner.events[mark:], pair.a_id) if e.dport == port],
+        f"the flow to {port}")[0]
+
+
+def test_response_the_container_sends_is_a_query_and_teaches_no_name(pair: Pair) -> None:
+    """A container that sends a DNS message with QR=1 (a "response") to a server must not
+    name its peers with it, nor slip a tunnel past the query rules."""
+    mark = len(pair.runner.events)
+    tunnel = "x" * 60 + ".forged.cauditd.test"
+    for name in ("forged.cauditd.test", tunnel):
+        _send_dns_response(pair.a_pid, name, pair.b_ip, pair.b_ip, 0, 53)
+    sent = pair.runner.wait_until(lambda: [
+        e for e in pair.events(mark) if isinstance(e, DnsEvent) and e.qname == tunnel
+        and e.direction == "egress"], "the forged message")
+    assert "forged.cauditd.test" not in _flow_to(pair, 5998, mark).peer_names
+    assert [(e.type, e.container.id) for e in sent] == [("dns_query", pair.a_id)]
+    engine = _rule_engine()
+    fired = {f.rule for e in pair.events(mark) for f in engine.match(e)}
+    assert "DNS tunnelling traits" in fired
+
+
+def test_unsolicited_response_teaches_no_name(pair: Pair) -> None:
+    """A response nobody asked for (a neighbour spoofing port 53) names nothing and fires no
+    rule: the container's NXDOMAIN and name rules are about its own lookups."""
+    mark = len(pair.runner.events)
+    _send_dns_response(pair.b_pid, "spoofed.cauditd.test", pair.b_ip, pair.a_ip, 53, 33333)
+
+    def spoofed() -> list[DnsEvent]:
+        return [e for e in pair.events(mark) if isinstance(e, DnsEvent)
+                and e.qname == "spoofed.cauditd.test"]
+
+    pair.runner.wait_until(lambda: spoofed() or pair.runner.monitor.stats().get("dns_unmatched"),
+                           "the unsolicited response")
+    assert spoofed() == []
+    assert "spoofed.cauditd.test" not in _flow_to(pair, 5997, mark).peer_names
 
 
 def test_port_scan_gives_200_destination_ports(pair: Pair) -> None:

@@ -1,5 +1,4 @@
-"""Parse DNS packets copied by the tc probe (with scapy), and remember which names each
-container resolved to which addresses (a flow to 1.2.3.4 then says it is example.org).
+"""Parse DNS packets copied by the tc probe (with scapy) into what cauditd keeps of them.
 
 Anything scapy cannot make sense of is counted as malformed and skipped: DNS comes from the
 network, so every byte of it may be hostile.
@@ -9,9 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -21,7 +17,6 @@ RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
 ADDRESS_TYPES = (1, 28)  # A, AAAA
 NAME_TYPES = (2, 5, 12, 15)  # NS, CNAME, PTR, MX: the answer is a name
 MAX_ANSWERS = 32
-MIN_NAME_TTL_S = 300  # keep a name at least this long: short TTLs are re-resolved rarely
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,47 +117,3 @@ def _rdata(rr: object) -> str | None:
     if rtype in NAME_TYPES:
         return _name(rdata)
     return None
-
-
-class PeerNames:
-    """Per container: which names each answered address was resolved from (bounded, aged)."""
-
-    def __init__(self, *, max_per_container: int = 4096,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._max = max_per_container
-        self._clock = clock
-        self._by_container: dict[str, OrderedDict[str, dict[str, float]]] = {}
-
-    def learn(self, container_id: str, message: DnsMessage) -> None:
-        """Remember the A/AAAA answers of a response (under the queried name and CNAMEs)."""
-        if not message.is_response or not message.answers:
-            return
-        names = [message.qname] + [a for a, t in zip(message.answers, message.answer_types,
-                                                        strict=True) if t == "CNAME"]
-        table = self._by_container.setdefault(container_id, OrderedDict())
-        now = self._clock()
-        for answer, ttl, rtype in zip(message.answers, message.ttls, message.answer_types,
-                                      strict=True):
-            if rtype not in ("A", "AAAA"):
-                continue
-            entry = table.pop(answer, {})
-            for name in names:
-                entry[name] = now + max(ttl, MIN_NAME_TTL_S)
-            table[answer] = entry
-            while len(table) > self._max:
-                table.popitem(last=False)
-
-    def names(self, container_id: str, address: str) -> tuple[str, ...]:
-        """Names the container resolved to `address` that have not expired, sorted."""
-        table = self._by_container.get(container_id)
-        entry = table.get(address) if table is not None else None
-        if not entry:
-            return ()
-        now = self._clock()
-        return tuple(sorted(name for name, until in entry.items() if until >= now))
-
-    def forget(self, container_id: str) -> None:
-        self._by_container.pop(container_id, None)
-
-    def __len__(self) -> int:
-        return sum(len(t) for t in self._by_container.values())

@@ -37,7 +37,8 @@ class DnsParser:
         self._cache: OrderedDict[bytes, dns.DnsMessage | None] = OrderedDict()
         self.backlog = 0
         self.counters: dict[str, int] = dict.fromkeys(
-            ("dns_malformed", "dns_parsed", "dns_parse_cached", "dns_backlog_dropped"), 0)
+            ("dns_malformed", "dns_parsed", "dns_parse_cached", "dns_backlog_dropped",
+             "dns_odd_qr"), 0)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -95,7 +96,12 @@ class DnsParser:
         return out
 
     def parse(self, capture: DnsCapture) -> DnsEvent | None:
-        """Parse one copied DNS payload; a payload seen before (less its id) is not re-parsed."""
+        """Parse one copied DNS payload; a payload seen before (less its id) is not re-parsed.
+
+        The probe copies only what the container sends to port 53 and receives from it, so
+        the direction says what a message is: one the container sends is a query whatever its
+        QR bit (the query rules see it), one it receives must be a response (else dropped).
+        Both odd cases are counted (dns_odd_qr)."""
         tcp = capture.l4proto == "tcp"
         payload = capture.payload
         head = 2 if tcp else 0
@@ -116,10 +122,15 @@ class DnsParser:
         if msg is None:
             self.counters["dns_malformed"] += 1
             return None
+        query = capture.direction == "egress"
+        if msg.is_response == query:  # QR contradicts the direction
+            self.counters["dns_odd_qr"] += 1
+            if not query:
+                return None  # a "query" from a server's port 53 answers nothing
         dns_id = int.from_bytes(payload[head:head + 2], "big")
         return DnsEvent(
-            type="dns_response" if msg.is_response else "dns_query", ts_ns=capture.ts_ns,
+            type="dns_query" if query else "dns_response", ts_ns=capture.ts_ns,
             ifindex=capture.ifindex, direction=capture.direction, l4proto=capture.l4proto,
             sip=capture.sip, sport=capture.sport, dip=capture.dip, dport=capture.dport,
-            qname=msg.qname, qtype=msg.qtype, rcode=msg.rcode if msg.is_response else "",
+            qname=msg.qname, qtype=msg.qtype, rcode="" if query else msg.rcode,
             dns_id=dns_id, answers=msg.answers, ttls=msg.ttls)

@@ -9,7 +9,6 @@ network.dnsparse (the parser thread), network.flows (the flow log), network.quer
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import time
@@ -21,12 +20,13 @@ from cauditd import metrics
 from cauditd.config import NetworkConfig
 from cauditd.containers.registry import ContainerRegistry
 from cauditd.events import _MONO_TO_WALL_NS, ContainerInfo, DnsEvent, Event, FlowEvent
-from cauditd.network import dns, tc
+from cauditd.network import tc
 from cauditd.network.attach import Attachments, off_loop
 from cauditd.network.dnsparse import DnsParser
 from cauditd.network.flows import TCP_ACK, TCP_SYN, FlowLog, FlowRecord
 from cauditd.network.history import NetworkHistory
 from cauditd.network.listen import ListenPorts
+from cauditd.network.names import PeerNames
 from cauditd.network.probes import NetProbes
 from cauditd.network.queries import NetworkQueries
 from cauditd.probes.net_records import FlowKey, dns_capture_size, flow_key_of
@@ -63,7 +63,7 @@ class NetworkMonitor:
         self._tasks: list[asyncio.Task[None]] = []
         self._flows = FlowLog(config.flow_log_size,
                               int(config.flow_idle_timeout_s * 1_000_000_000))
-        self._names = dns.PeerNames()
+        self._names = PeerNames()
         self._dns_log: deque[dict[str, Any]] = deque(maxlen=config.flow_log_size)
         self._listen = ListenPorts(config.inbound_learning_s)
         self.history = NetworkHistory(
@@ -78,7 +78,8 @@ class NetworkMonitor:
     @property
     def counters(self) -> dict[str, int]:
         """Every counter of the monitor and its parts, by name."""
-        return {**self._counters, **self._attachments.counters, **self._parser.counters}
+        return {**self._counters, **self._attachments.counters, **self._parser.counters,
+                **self._names.counters}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -185,8 +186,8 @@ class NetworkMonitor:
             event.container = container
             if isinstance(event, FlowEvent):
                 self._flow_opened(event)
-            elif isinstance(event, DnsEvent):
-                self._dns_seen(event)
+            elif isinstance(event, DnsEvent) and not self._dns_seen(event):
+                continue
             delivered.append(event)
         self._deliver(delivered)
 
@@ -213,14 +214,21 @@ class NetworkMonitor:
             return False
         return key.l4proto != "tcp" or stats.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
 
-    def _dns_seen(self, event: DnsEvent) -> None:
-        response = event.type == "dns_response"
-        self._counters["dns_responses" if response else "dns_queries"] += 1
-        if response:
-            self._names.learn(event.container.id, dns.DnsMessage(
-                dns_id=event.dns_id, is_response=True, qname=event.qname, qtype=event.qtype,
-                rcode=event.rcode, answers=event.answers, ttls=event.ttls,
-                answer_types=tuple(_answer_type(a) for a in event.answers)))
+    def _dns_seen(self, event: DnsEvent) -> bool:
+        """A query the container sent, or a response it received: False for a response to no
+        query of its own (counted, not delivered: see cauditd.network.names)."""
+        container_id = event.container.id
+        if event.type == "dns_query":
+            self._names.query(container_id, event)
+            self._counters["dns_queries"] += 1
+        elif self._names.answer(container_id, event):
+            self._counters["dns_responses"] += 1
+        else:
+            return False
+        self._log_dns(event)
+        return True
+
+    def _log_dns(self, event: DnsEvent) -> None:
         c = event.container
         entry: dict[str, Any] = {
             "container": c.short_id, "container_id": c.id, "container_name": c.name,
@@ -310,7 +318,7 @@ class NetworkMonitor:
             **self.counters, "lost": self.lost(), "containers_attached": attached,
             "interfaces_attached": interfaces, "flows_active": self._flows.active(),
             "flow_log": len(self._flows.records), "dns_log": len(self._dns_log),
-            "peer_addresses": len(self._names),
+            "peer_addresses": len(self._names), "dns_pending": self._names.pending(),
             "dns_parse_backlog": self._parser.backlog,
             "history_written": dict(self.history.written) if self.history else {},
             "decode_errors": self.probes.decode_errors,
@@ -322,9 +330,3 @@ def _alive(pid: int) -> bool:
     the container is removed)."""
     return os.path.isdir(f"/proc/{pid}")  # procfs: never blocks on disk
 
-
-def _answer_type(answer: str) -> str:
-    try:
-        return "AAAA" if ipaddress.ip_address(answer).version == 6 else "A"
-    except ValueError:
-        return "CNAME"
