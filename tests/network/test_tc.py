@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from cauditd.config import NetworkConfig
 from cauditd.events import ContainerInfo
@@ -20,6 +21,33 @@ def test_veth_found_from_netns(ebpf: None, own_veth: OwnVeth) -> None:
     net = veth.container_net(own_veth.pid)
     assert net.host_ifindexes == [own_veth.ifindex]
     assert not veth.same_netns_as_host(own_veth.pid)
+
+
+def test_veth_made_inside_the_netns_is_not_taken_for_a_host_peer(
+        ebpf: None, own_veth: OwnVeth) -> None:
+    """A container with NET_ADMIN can make a veth pair inside its own netns, giving one end the
+    ifindex of another host interface: that end's IFLA_LINK then names the host interface,
+    but the peer lives in the container's netns (IFLA_LINK_NETNSID says so). Attaching there
+    would attribute the other interface's traffic to this container."""
+    victim, victim_peer = f"{own_veth.host_name}v", f"{own_veth.host_name}w"
+    sh = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    sh("ip", "link", "add", victim, "type", "veth", "peer", "name", victim_peer)
+    try:
+        index = Path(f"/sys/class/net/{victim}/ifindex").read_text().strip()
+        sh("ip", "netns", "exec", own_veth.netns, "ip", "link", "add", "fake0", "index", index,
+           "type", "veth", "peer", "name", "fake1")
+        assert veth.container_net(own_veth.pid).host_ifindexes == [own_veth.ifindex]
+        registry = StaticRegistry([ContainerInfo(id="e0" * 32, pid=own_veth.pid)])
+        runner = MonitorThread(NetworkConfig(), registry)
+        runner.start()
+        try:
+            runner.wait_until(lambda: runner.monitor.attached(), "attach")
+            assert runner.monitor.attached() == {"e0" * 32: [own_veth.ifindex]}
+            assert tc.ours(int(index)) == []
+        finally:
+            runner.stop()
+    finally:
+        subprocess.run(["ip", "link", "del", victim], capture_output=True)
 
 
 def test_attach_detach_follow_the_registry(ebpf: None, own_veth: OwnVeth) -> None:

@@ -1,6 +1,10 @@
 """Find a container's host-side veth interfaces from its network namespace.
 
-Inside the container's netns each veth end's IFLA_LINK is its peer's ifindex in the host netns.
+Inside the container's netns a veth end's IFLA_LINK is its peer's ifindex *in the peer's netns*,
+which IFLA_LINK_NETNSID names (absent: the same netns). A container with NET_ADMIN can make veth
+pairs of its own and give an end any free ifindex, so IFLA_LINK alone may name another host
+interface (another container's veth): a peer counts only when its netns id is the host's, and
+the host-side interface is checked back (a veth whose peer is that end, in that netns).
 We enter the netns with setns(2) in a short-lived thread of our own (a network namespace is per
 thread), so the rest of the daemon never leaves the host netns.
 """
@@ -14,8 +18,10 @@ import threading
 from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 CLONE_NEWNET = 0x40000000
+NSID_NOT_ASSIGNED = -1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -63,9 +69,11 @@ def _read_in_netns(pid: int, result: list[ContainerNet | BaseException]) -> None
         try:
             _setns(target)
             try:
-                result.append(_read_links())
+                net, peers = _read_links(own)
             finally:
                 _setns(own)
+            net.host_ifindexes = [peer for peer, end in peers if _host_peer_ok(peer, end, target)]
+            result.append(net)
         finally:
             os.close(target)
     except BaseException as exc:  # handed to the caller's thread
@@ -80,17 +88,48 @@ def _setns(fd: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
-def _read_links() -> ContainerNet:
+def _netnsid(ipr: IPRoute, netns_fd: int) -> int | None:
+    """The id the current netns gives the netns of `netns_fd` (None: it has none, so no link
+    here has its peer there). Ask after dumping the links: the dump assigns the ids."""
+    answer = ipr.get_netnsid(fd=netns_fd)
+    nsid = answer.get("nsid") if answer else None
+    return None if nsid is None or nsid in (NSID_NOT_ASSIGNED, 0xFFFFFFFF) else int(nsid)
+
+
+def _read_links(host_fd: int) -> tuple[ContainerNet, list[tuple[int, int]]]:
+    """In the container's netns: its addresses, and (host ifindex, container-side ifindex) of
+    each veth whose peer is in the host's netns."""
     net = ContainerNet()
     with IPRoute() as ipr:
+        veths = []
         for link in ipr.get_links():
             info = link.get_attr("IFLA_LINKINFO")
             kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
             peer = link.get_attr("IFLA_LINK")
             if kind == "veth" and peer:
-                net.host_ifindexes.append(int(peer))
+                veths.append((int(peer), int(link["index"]), link.get_attr("IFLA_LINK_NETNSID")))
+        host = _netnsid(ipr, host_fd)
+        peers = [(peer, end) for peer, end, nsid in veths if host is not None and nsid == host]
         for addr in ipr.get_addr():
             text = addr.get_attr("IFA_ADDRESS")
             if text and not ipaddress.ip_address(text).is_loopback:
                 net.addresses.append(str(text))
-    return net
+    return net, peers
+
+
+def _host_peer_ok(ifindex: int, container_end: int, container_fd: int) -> bool:
+    """In the host's netns: `ifindex` is a veth whose peer is `container_end` in the container's
+    netns (not an interface that merely has that number)."""
+    try:
+        with IPRoute() as ipr:
+            links = ipr.get_links(ifindex)
+            netns = _netnsid(ipr, container_fd)
+    except NetlinkError:  # gone meanwhile
+        return False
+    if not links:
+        return False
+    link = links[0]
+    info = link.get_attr("IFLA_LINKINFO")
+    return (info is not None and info.get_attr("IFLA_INFO_KIND") == "veth"
+            and link.get_attr("IFLA_LINK") == container_end and netns is not None
+            and link.get_attr("IFLA_LINK_NETNSID") == netns)
