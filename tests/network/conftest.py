@@ -42,6 +42,7 @@ class MonitorThread:
         self.monitor = NetworkMonitor(config, registry, self.events.extend, poll_interval_s=0.2)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread_name = self._thread.name
         self.running = False
 
     def run(self, coro: Any, timeout: float = 60) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ TRANSFER_BYTES = 1_000_000
 HEADERS_PER_PACKET = 14 + 20 + 32  # Ethernet, IPv4, TCP with timestamps
 SYN_EXTRA_OPTIONS = 8  # the SYN's options (MSS, SACK-permitted, window scale) beyond timestamps
 DNS_NAME = "web.cauditd.test"
+LEARNING_S = 2  # B's baseline: the ports it listens on in its first 2 s (httpd's 8080)
 
 
 @dataclass
@@ -95,14 +97,17 @@ def pair() -> Iterator[Pair]:
     _docker("network", "create", "--subnet", subnet, net)
     from cauditd.containers.registry import ContainerRegistry
 
-    runner = MonitorThread(NetworkConfig(flow_scrape_interval_s=0.5, flow_idle_timeout_s=600),
+    runner = MonitorThread(NetworkConfig(flow_scrape_interval_s=0.5, flow_idle_timeout_s=600,
+                                         inbound_learning_s=LEARNING_S),
                            ContainerRegistry(ProbesConfig(), []))
     try:
         runner.start()
         a_id = _docker("run", "-d", "--name", names[0], "--network", net, "--ip", a_ip,
                        TEST_IMAGE, "sleep", "600")
         b_id = _docker("run", "-d", "--name", names[1], "--network", net, "--ip", b_ip,
-                       TEST_IMAGE, "sh", "-c", f"dnsd {DNS_NAME}={b_ip} & exec sleep 600")
+                       TEST_IMAGE, "sh", "-c", "mkdir -p /tmp/www && echo hello > "
+                       f"/tmp/www/index.html && httpd -p 8080 -h /tmp/www && "
+                       f"dnsd {DNS_NAME}={b_ip} & exec sleep 600")
         a_pid, b_pid = (int(_docker("inspect", "-f", "{{.State.Pid}}", i)) for i in (a_id, b_id))
         runner.wait_until(lambda: {a_id, b_id} <= set(runner.monitor.attached()), "attach")
         yield Pair(runner, subnet, a_ip, b_ip, a_id, b_id, a_pid, b_pid)
@@ -272,10 +277,41 @@ def test_port_scan_gives_200_destination_ports(pair: Pair) -> None:
     assert len(scans) == 1 and scans[0].container.full_id == pair.a_id
 
 
+def test_syn_flood_at_closed_ports_reads_sockets_off_the_loop(
+        pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A neighbour's SYN flood at 1,000 closed ports of B (past its learning period): every
+    flow reaches the rules, and B's sockets are read in a worker thread about once a second,
+    never on the event loop (each read walks the kernel's socket hash for milliseconds)."""
+    from cauditd.network import inbound, listen
+
+    reads: list[str] = []
+    real_read = listen.read_ports
+
+    def read(pid: int) -> listen.SocketPorts:
+        reads.append(threading.current_thread().name)
+        return real_read(pid)
+
+    time.sleep(LEARNING_S + 0.5)  # B's learning period is over (when this test runs first)
+    monkeypatch.setattr(listen, "read_ports", read)
+    mark, began = len(pair.runner.events), time.monotonic()
+    scan = subprocess.run(
+        ["nsenter", "-t", str(pair.a_pid), "-n", "nmap", "-n", "-Pn", "-sS", "-p", "1000-1999",
+         "--max-retries", "0", pair.b_ip], capture_output=True, text=True, timeout=120)
+    assert scan.returncode == 0, scan.stderr
+
+    def flooded() -> set[int]:
+        return {e.dport for e in _flow_news(pair.runner.events[mark:], pair.b_id)
+                if e.direction == "ingress" and e.sip == pair.a_ip}
+
+    pair.runner.wait_until(lambda: len(flooded()) >= 1000, "B's 1,000 inbound flows")
+    assert flooded() == set(range(1000, 2000))
+    elapsed = time.monotonic() - began
+    assert reads and pair.runner.thread_name not in reads
+    assert len(reads) <= elapsed / inbound.READ_INTERVAL_S + 3, (len(reads), elapsed)
+
+
 def test_benign_http_fetch_gives_only_its_flows(pair: Pair) -> None:
-    pair.exec("b", "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && "
-                   "httpd -f -p 8080 -h /tmp/www", detach=True)
-    pair.wait_listen(8080)
+    pair.wait_listen(8080)  # since B started: a port of its baseline (LEARNING_S)
     time.sleep(1)  # settle: earlier tests' stragglers (late FIN/ACKs) land before the mark
     mark = len(pair.runner.events)
     assert pair.exec("a", f"wget -q -O - http://{pair.b_ip}:8080/index.html").strip() == "hello"
@@ -310,3 +346,4 @@ def test_stop_ends_flows_and_leaves_no_filters(pair: Pair) -> None:
     transfer = [e for e in pair.events(0) if isinstance(e, FlowEvent) and e.type == "flow_end"
                 and e.container.id == pair.a_id and e.dport == 5001 and e.direction == "egress"]
     assert len(transfer) == 1 and transfer[0].bytes >= TRANSFER_BYTES  # ended once, in full
+

@@ -1,8 +1,10 @@
 """Which ports each container serves: its listening sockets during a learning period after it
 was attached (the baseline), then the ports it took connections on; for net.port_first_seen.
 
-A container's listening sockets are read from /proc/<pid>/net/{tcp,tcp6,udp,udp6}, which list
-the sockets of the network namespace of <pid>: the container's, not the host's.
+A container's sockets are read from /proc/<pid>/net/{tcp,tcp6,udp,udp6}, which list the sockets
+of the network namespace of <pid>: the container's, not the host's. A read walks the kernel's
+whole socket hash (~5-20 ms), so it never runs on the event loop: ListenPorts is the loop's
+state and says when a read is needed; network.inbound does the reads in a worker thread.
 """
 
 from __future__ import annotations
@@ -20,24 +22,39 @@ MAX_PORTS = 4096  # per container; a container serving more ports than this is n
 # Reading /proc/<pid>/net/tcp walks the kernel's whole TCP hash (~4.6 ms even with no sockets):
 # sampled at every 0.5 s poll it cost ~1.8% of a core per learning container.
 SAMPLE_INTERVAL_S = 5.0
+Ports = dict[str, set[int]]  # "tcp"/"udp" -> port numbers
 
 
-def listening_ports(pid: int, *, any_state: bool = False) -> dict[str, set[int]]:
-    """Local ports in the listening state in the netns of `pid`, by protocol ("tcp", "udp");
-    with `any_state`, the local ports of every socket (a connection just accepted counts even
-    when its listener is closed already, as `nc -l` does)."""
-    ports: dict[str, set[int]] = {"tcp": set(), "udp": set()}
+@dataclass(frozen=True, slots=True)
+class SocketPorts:
+    """A container's local ports at one moment: listening ones, and those of any socket (a
+    connection just accepted counts even when its listener is closed already, as `nc -l`)."""
+
+    listening: Ports
+    held: Ports
+
+
+def read_ports(pid: int) -> SocketPorts:
+    """The local ports of the sockets in the netns of `pid` (empty when it is gone). Blocks for
+    milliseconds: call it off the event loop."""
+    listening: Ports = {"tcp": set(), "udp": set()}
+    held: Ports = {"tcp": set(), "udp": set()}
     for table, state in SOCKET_TABLES:
+        proto = table[:3]
         try:
             with open(f"/proc/{pid}/net/{table}") as f:
                 next(f, None)  # the header
                 for line in f:
                     parts = line.split(None, 4)
-                    if len(parts) > 3 and (any_state or parts[3] == state):
-                        ports[table[:3]].add(int(parts[1].rsplit(":", 1)[1], 16))
-        except OSError:
+                    if len(parts) <= 3:
+                        continue
+                    port = int(parts[1].rsplit(":", 1)[1], 16)
+                    held[proto].add(port)
+                    if parts[3] == state:
+                        listening[proto].add(port)
+        except (OSError, ValueError):
             continue  # the process went, or no IPv6
-    return ports
+    return SocketPorts(listening, held)
 
 
 @dataclass
@@ -45,53 +62,60 @@ class _Profile:
     pid: int
     learn_until: float
     next_sample: float = 0.0
-    known: dict[str, set[int]] = field(default_factory=lambda: {"tcp": set(), "udp": set()})
+    known: Ports = field(default_factory=lambda: {"tcp": set(), "udp": set()})
 
 
 class ListenPorts:
-    """Per container: the ports it is known to serve. Call from one thread (the loop)."""
+    """Per container: the ports it is known to serve. Loop state only: it never reads /proc,
+    it says when a read is due (`due_samples`, `judge` returning None) and takes the result."""
 
-    def __init__(self, learning_s: float, *, clock: Callable[[], float] = time.monotonic,
-                 read_ports: Callable[..., dict[str, set[int]]] = listening_ports) -> None:
+    def __init__(self, learning_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._learning_s = learning_s
         self._clock = clock
-        self._read_ports = read_ports
         self._profiles: dict[str, _Profile] = {}
 
     def track(self, container_id: str, pid: int) -> None:
-        """Start learning a container (newly attached, or restarted with a new pid)."""
+        """Start learning a container (newly attached, or restarted with a new pid); its first
+        sample is due at once."""
         self._profiles[container_id] = _Profile(pid, self._clock() + self._learning_s)
-        self.sample(container_id)
 
     def forget(self, container_id: str) -> None:
         self._profiles.pop(container_id, None)
 
-    def sample_learning(self) -> None:
-        """Add the listening ports of the containers still learning, each every
-        SAMPLE_INTERVAL_S, with one last sample at or after the end of its learning period."""
-        now = self._clock()
-        for container_id, profile in list(self._profiles.items()):
-            if now >= profile.next_sample:
-                self.sample(container_id)
-
-    def sample(self, container_id: str) -> None:
+    def pid(self, container_id: str) -> int:
         profile = self._profiles.get(container_id)
-        if profile is None:
-            return
+        return profile.pid if profile is not None else 0
+
+    def due_samples(self) -> list[tuple[str, int]]:
+        """(container id, pid) of the containers still learning whose sample is due: every
+        SAMPLE_INTERVAL_S, and one last at or after the end of the learning period. Each is
+        then not due again until its next interval."""
         now = self._clock()
-        learning = now < profile.learn_until
-        profile.next_sample = min(now + SAMPLE_INTERVAL_S, profile.learn_until) if learning else inf
-        for proto, ports in self._read_ports(profile.pid).items():
+        due = []
+        for container_id, profile in self._profiles.items():
+            if now < profile.next_sample:
+                continue
+            learning = now < profile.learn_until
+            profile.next_sample = (min(now + SAMPLE_INTERVAL_S, profile.learn_until)
+                                   if learning else inf)
+            due.append((container_id, profile.pid))
+        return due
+
+    def add_sample(self, container_id: str, pid: int, ports: SocketPorts) -> None:
+        """The listening ports a due sample found join the baseline."""
+        profile = self._profiles.get(container_id)
+        if profile is None or profile.pid != pid:
+            return  # forgotten, or restarted since the read was asked for
+        for proto, found in ports.listening.items():
             known = profile.known[proto]
             if len(known) < MAX_PORTS:
-                known.update(ports)
+                known.update(found)
 
-    def first_seen(self, container_id: str, proto: str, port: int,
-                   answered: Callable[[], bool] = lambda: False) -> bool:
-        """An inbound flow to `port`: True if the container serves it (`answered`: it accepted
-        the flow, a SYN-ACK or a UDP reply; or a socket of it holds the port now), did not
-        listen on it while learning, and never took a connection on it before (the port
-        becomes known)."""
+    def judge(self, container_id: str, proto: str, port: int, answered: bool) -> bool | None:
+        """An inbound flow to `port`: True if it is the first to a port the container serves
+        (`answered`: the kernel saw it accept the flow) that it did not listen on while
+        learning (the port becomes known); False if not; None when only a look at the
+        container's sockets can tell (judge_held then)."""
         profile = self._profiles.get(container_id)
         if profile is None or proto not in profile.known:
             return False
@@ -101,10 +125,21 @@ class ListenPorts:
         if self._clock() <= profile.learn_until:
             known.add(port)  # still learning: the port is part of the baseline
             return False
-        # A short connection is over (its sockets gone) before the flow_new record is read,
-        # so the kernel's answer flow is checked first; /proc covers a flow not answered yet.
-        if not answered() and port not in self._read_ports(profile.pid, any_state=True)[proto]:
-            return False  # no socket on it: a probe of a closed port (the scan rules' business)
+        if not answered:
+            return None
+        known.add(port)
+        return True
+
+    def judge_held(self, container_id: str, proto: str, port: int, ports: SocketPorts) -> bool:
+        """judge() for a flow the kernel had not seen answered, once the container's sockets
+        were read: a socket holding the port means it serves it (a probe of a closed port is
+        the scan rules' business)."""
+        profile = self._profiles.get(container_id)
+        if profile is None or proto not in profile.known:
+            return False
+        known = profile.known[proto]
+        if port in known or len(known) >= MAX_PORTS or port not in ports.held.get(proto, ()):
+            return False
         known.add(port)
         return True
 

@@ -25,6 +25,7 @@ from cauditd.network.attach import Attachments, off_loop
 from cauditd.network.dnsparse import DnsParser
 from cauditd.network.flows import TCP_ACK, TCP_SYN, FlowLog, FlowRecord
 from cauditd.network.history import NetworkHistory
+from cauditd.network.inbound import InboundPorts
 from cauditd.network.listen import ListenPorts
 from cauditd.network.names import PeerNames
 from cauditd.network.probes import NetProbes
@@ -65,7 +66,7 @@ class NetworkMonitor:
                               int(config.flow_idle_timeout_s * 1_000_000_000))
         self._names = PeerNames()
         self._dns_log: deque[dict[str, Any]] = deque(maxlen=config.flow_log_size)
-        self._listen = ListenPorts(config.inbound_learning_s)
+        self._inbound = InboundPorts(ListenPorts(config.inbound_learning_s), self._deliver)
         self.history = NetworkHistory(
             store, max_rows=config.history_max_rows, max_age_s=config.history_days * 86400,
         ) if store is not None and config.history else None
@@ -73,13 +74,13 @@ class NetworkMonitor:
         self._lost = dict.fromkeys(("flow", "dns"), 0)
         self._counters: dict[str, int] = dict.fromkeys(
             ("flows_new", "flows_ended", "dns_queries", "dns_responses", "unknown_ifindex",
-             "leftovers_cleaned", "new_inbound_ports"), 0)
+             "leftovers_cleaned"), 0)
 
     @property
     def counters(self) -> dict[str, int]:
         """Every counter of the monitor and its parts, by name."""
         return {**self._counters, **self._attachments.counters, **self._parser.counters,
-                **self._names.counters}
+                **self._names.counters, **self._inbound.counters}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -90,6 +91,7 @@ class NetworkMonitor:
         await asyncio.to_thread(self._load)
         self._queries.started_wall_ns = time.time_ns()
         self._parser.start()
+        self._inbound.start()
         self.probes.start_reader(self._parser.submit)
         metrics.PROBES_ATTACHED.labels(PROBE).set(1)
         self._tasks = [create_task(self._follow_containers(), name="net-containers"),
@@ -108,6 +110,7 @@ class NetworkMonitor:
         await asyncio.to_thread(self.probes.stop_reader)
         await asyncio.sleep(0.05)  # let the reader's last batch reach the parser
         await self._parser.stop()
+        await self._inbound.stop()
         await self.scrape_now(final=True)
         if self.history is not None:
             self.history.close()
@@ -150,7 +153,7 @@ class NetworkMonitor:
     async def sync_containers(self) -> None:
         """Attach to new containers, detach from gone or restarted ones (poll of the registry)."""
         self._apply_attach_changes()
-        self._listen.sample_learning()
+        self._inbound.sample_due()
         current = {c.id: c for c in self._registry.containers() if not c.is_host}
         attached = self._attachments.attached()
         for container_id, (pid, _ifs) in attached.items():
@@ -168,9 +171,9 @@ class NetworkMonitor:
     def _apply_attach_changes(self) -> None:
         for container_id, pid in self._attachments.take_changes():
             if pid:
-                self._listen.track(container_id, pid)
+                self._inbound.track(container_id, pid)
             else:
-                self._listen.forget(container_id)
+                self._inbound.forget(container_id)
 
     # -- on the loop -------------------------------------------------------------------------
 
@@ -185,26 +188,26 @@ class NetworkMonitor:
                 continue
             event.container = container
             if isinstance(event, FlowEvent):
-                self._flow_opened(event)
+                if self._flow_opened(event):
+                    continue  # held for a look at the container's sockets (network.inbound)
             elif isinstance(event, DnsEvent) and not self._dns_seen(event):
                 continue
             delivered.append(event)
         self._deliver(delivered)
 
-    def _flow_opened(self, event: FlowEvent) -> None:
+    def _flow_opened(self, event: FlowEvent) -> bool:
+        """Log a new flow and name its peer; True when it is held back (see InboundPorts)."""
         self._counters["flows_new"] += 1
         key = flow_key_of(event)
         event.peer_names = self._names.names(event.container.id, key.peer)
-        midstream = event.l4proto == "tcp" and not event.tcp_flags & TCP_SYN
-        if event.direction == "ingress" and event.l4proto in ("tcp", "udp") and \
-                self._listen.first_seen(event.container.id, event.l4proto, event.dport,
-                                        lambda: self._answered(key)):
-            event.port_first_seen = True
-            self._counters["new_inbound_ports"] += 1
         self._flows.opened(FlowRecord(
             container=event.container, key=key, first_ns=event.first_ns, last_ns=event.last_ns,
-            packets=1, bytes=event.bytes, tcp_flags=event.tcp_flags, midstream=midstream,
+            packets=1, bytes=event.bytes, tcp_flags=event.tcp_flags,
+            midstream=event.l4proto == "tcp" and not event.tcp_flags & TCP_SYN,
             peer_names=event.peer_names))
+        if event.direction != "ingress" or event.l4proto not in ("tcp", "udp"):
+            return False
+        return self._inbound.judge(event, lambda: self._answered(key))
 
     def _answered(self, key: FlowKey) -> bool:
         """The container answered the flow `key` opened: the kernel holds its reverse flow,
@@ -319,7 +322,7 @@ class NetworkMonitor:
             "interfaces_attached": interfaces, "flows_active": self._flows.active(),
             "flow_log": len(self._flows.records), "dns_log": len(self._dns_log),
             "peer_addresses": len(self._names), "dns_pending": self._names.pending(),
-            "dns_parse_backlog": self._parser.backlog,
+            "dns_parse_backlog": self._parser.backlog, "inbound_held": self._inbound.held,
             "history_written": dict(self.history.written) if self.history else {},
             "decode_errors": self.probes.decode_errors,
         }
