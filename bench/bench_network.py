@@ -188,7 +188,7 @@ def main(quick: bool) -> dict[str, object]:
 def dns_round(monitor: NetworkMonitor, events: list[Event], client_pid: int, server_ip: str,
               count: int, unique: bool) -> dict[str, float]:
     """One DNS burst; how many messages were parsed, how fast, and how many were lost."""
-    mark, lost_before = len(events), sum(monitor.lost().values())
+    mark, lost_before = len(events), sum(monitor.probes.lost().values())
     began = time.monotonic()
     answered, elapsed = dns_blast(client_pid, server_ip, count, unique=unique)
     sent = count + answered
@@ -200,7 +200,7 @@ def dns_round(monitor: NetworkMonitor, events: list[Event], client_pid: int, ser
             break
         time.sleep(0.05)
     done = time.monotonic() - began
-    lost = sum(monitor.lost().values()) - lost_before
+    lost = sum(monitor.probes.lost().values()) - lost_before
     print(f"DNS ({'unique names' if unique else 'one name'}): {count} queries, {answered} "
           f"answers in {elapsed:.2f} s ({sent / elapsed:.0f} packets/s); parsed {parsed} of "
           f"{sent} in {done:.2f} s ({parsed / done:.0f}/s); lost {lost}; backlog dropped "

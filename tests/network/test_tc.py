@@ -80,6 +80,10 @@ def test_host_network_process_is_not_attached(ebpf: None) -> None:
             registry.items.append(ContainerInfo(id="d0" * 32, pid=proc.pid))
             runner.wait_until(lambda: runner.monitor.counters["host_network"], "host network seen")
             assert runner.monitor.attached() == {}
+            assert runner.monitor.stats()["containers_skipped"] == 1
+            registry.items.clear()  # removed: nothing of it stays (host-network churn)
+            runner.wait_until(lambda: not runner.monitor.stats()["containers_skipped"],
+                              "the skipped container forgotten")
         finally:
             proc.kill()
             proc.wait()

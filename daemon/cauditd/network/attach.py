@@ -101,6 +101,15 @@ class Attachments:
         """True when attaching to this container's `pid` failed or does not apply."""
         return self._skip.get(container_id) == pid
 
+    def keep_skipped(self, container_ids: set[str]) -> None:
+        """Forget the skipped containers that are gone (never attached, never detached)."""
+        for container_id in [c for c in self._skip if c not in container_ids]:
+            del self._skip[container_id]
+
+    @property
+    def skipped_count(self) -> int:
+        return len(self._skip)
+
     def attached(self) -> dict[str, tuple[int, list[int]]]:
         """Container id -> (pid, host ifindexes)."""
         with self._lock:

@@ -2,7 +2,9 @@
 records a thread of its own parses with scapy (identical payloads once), handed on in order.
 
 scapy costs ~0.1-1 ms per distinct message, far more than the reader may spend per record, so
-parsing runs here and the backlog waits in memory, bounded (what is dropped is counted).
+parsing runs here and the backlog waits in memory. The backlog is every record handed to the
+parser and not yet processed on the loop (flows too: the loop may be the slow one), bounded in
+records and in DNS payload bytes; a batch that does not fit is dropped and counted, by kind.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from cauditd.probes.net_records import DnsCapture
 log = logging.getLogger(__name__)
 
 PARSE_CACHE_SIZE = 4096  # DNS payloads (less their id) already parsed
-PARSE_BACKLOG = 200_000  # DNS records waiting for the parser; more are dropped and counted
+MAX_BACKLOG = 50_000  # records handed on and not processed on the loop yet
+MAX_BACKLOG_BYTES = 16 << 20  # DNS payload bytes among them
 EventSink = Callable[[list[Event]], None]
 
 
@@ -32,13 +35,13 @@ class DnsParser:
     def __init__(self, sink: EventSink) -> None:
         self._sink = sink
         self._queue: queue.SimpleQueue[list[Event] | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._cache: OrderedDict[bytes, dns.DnsMessage | None] = OrderedDict()
-        self.backlog = 0
+        self.backlog = 0  # loop-only: records submitted and not processed yet
+        self.backlog_bytes = 0
         self.counters: dict[str, int] = dict.fromkeys(
             ("dns_malformed", "dns_parsed", "dns_parse_cached", "dns_backlog_dropped",
-             "dns_odd_qr"), 0)
+             "flows_backlog_dropped", "dns_odd_qr"), 0)
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -55,20 +58,28 @@ class DnsParser:
         await asyncio.sleep(0)  # the thread's last batch runs on the loop
         self._thread = None
 
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the backlog was full, so far."""
+        return self.counters["dns_backlog_dropped"] + self.counters["flows_backlog_dropped"]
+
     def submit(self, batch: list[Event]) -> None:
-        """A batch from the reader (on the loop): queue it for the parser thread, in order."""
-        captures = sum(1 for e in batch if isinstance(e, DnsCapture))
-        if captures and self.backlog + captures > PARSE_BACKLOG:
-            self.counters["dns_backlog_dropped"] += captures
-            batch = [e for e in batch if not isinstance(e, DnsCapture)]
-            captures = 0
+        """A batch from the reader (on the loop): queue it for the parser thread, in order, or
+        drop it (counted) when the backlog is full."""
         if not batch:
+            return
+        captures = [e.payload for e in batch if isinstance(e, DnsCapture)]
+        size = sum(map(len, captures))
+        if self.backlog + len(batch) > MAX_BACKLOG or \
+                self.backlog_bytes + size > MAX_BACKLOG_BYTES:
+            self.counters["dns_backlog_dropped"] += len(captures)
+            self.counters["flows_backlog_dropped"] += len(batch) - len(captures)
             return
         if self._thread is None:  # not started (tests driving the monitor): parse here
             self._sink(self.parse_batch(batch))
             return
-        with self._lock:
-            self.backlog += captures
+        self.backlog += len(batch)
+        self.backlog_bytes += size
         self._queue.put(batch)
 
     def _main(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -77,14 +88,19 @@ class DnsParser:
                 parsed = self.parse_batch(batch)
             except Exception:
                 log.exception("network: parsing a batch of %d records failed", len(batch))
-                continue
-            finally:
-                with self._lock:
-                    self.backlog -= sum(1 for e in batch if isinstance(e, DnsCapture))
+                parsed = []
             try:
-                loop.call_soon_threadsafe(self._sink, parsed)
+                loop.call_soon_threadsafe(self._hand_on, batch, parsed)
             except RuntimeError:  # loop closed during shutdown
                 return
+
+    def _hand_on(self, batch: list[Event], parsed: list[Event]) -> None:
+        """On the loop: the sink takes a parsed batch; its records leave the backlog."""
+        try:
+            self._sink(parsed)
+        finally:
+            self.backlog -= len(batch)
+            self.backlog_bytes -= sum(len(e.payload) for e in batch if isinstance(e, DnsCapture))
 
     def parse_batch(self, batch: list[Event]) -> list[Event]:
         out: list[Event] = []

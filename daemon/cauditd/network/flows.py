@@ -75,6 +75,7 @@ class FlowLog:
     idle_timeout_ns: int
     records: OrderedDict[tuple[FlowKey, int], FlowRecord] = field(default_factory=OrderedDict)
     ended_total: int = 0
+    evicted: int = 0  # records pushed out by newer ones (the kernel table still has active ones)
     just_ended: list[FlowRecord] = field(default_factory=list)  # drained by the monitor
 
     def opened(self, record: FlowRecord) -> None:
@@ -137,6 +138,7 @@ class FlowLog:
         self.records[(record.key, record.first_ns)] = record
         while len(self.records) > self.capacity:
             self.records.popitem(last=False)
+            self.evicted += 1
 
     def oldest_ns(self) -> int | None:
         """First-packet time of the oldest flow still in memory (None when empty)."""

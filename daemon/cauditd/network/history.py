@@ -33,6 +33,7 @@ CREATE INDEX IF NOT EXISTS net_dns_time ON net_dns(time_ns);
 """
 TABLES = ("net_flows", "net_dns")
 RETENTION_EVERY_S = 60.0
+MAX_PENDING = 50_000  # rows per table waiting for the next flush; more are dropped and counted
 SCAN_FACTOR = 50  # rows read per requested row at most, when filters are not in SQL
 
 
@@ -51,6 +52,7 @@ class NetworkHistory:
         self._reader: sqlite3.Connection | None = None
         self._last_retention = time.monotonic()
         self.written = dict.fromkeys(TABLES, 0)
+        self.dropped = dict.fromkeys(TABLES, 0)
         self.write_errors = 0
         store.add_schema(SCHEMA)
 
@@ -62,9 +64,11 @@ class NetworkHistory:
 
     def _add(self, table: str, time_ns: int, doc: dict[str, Any]) -> None:
         pending = self._pending[table]
-        if len(pending) < self._max_rows:  # a store that stopped writing does not grow memory
-            pending.append((time_ns, doc["container_id"], doc["container_name"],
-                            json.dumps(doc, separators=(",", ":"))))
+        if len(pending) >= min(self._max_rows, MAX_PENDING):  # a flood, or a store that stopped
+            self.dropped[table] += 1  # writing, does not grow memory
+            return
+        pending.append((time_ns, doc["container_id"], doc["container_name"],
+                        json.dumps(doc, separators=(",", ":"))))
 
     async def flush(self) -> None:
         """Write what was added since the last flush (one writer transaction); retention once a

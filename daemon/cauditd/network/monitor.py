@@ -71,10 +71,10 @@ class NetworkMonitor:
             store, max_rows=config.history_max_rows, max_age_s=config.history_days * 86400,
         ) if store is not None and config.history else None
         self._queries = NetworkQueries(self._flows, self._dns_log, self.history)
-        self._lost = dict.fromkeys(("flow", "dns"), 0)
+        self._lost = dict.fromkeys(("flow", "dns", "backlog"), 0)
         self._counters: dict[str, int] = dict.fromkeys(
             ("flows_new", "flows_ended", "dns_queries", "dns_responses", "unknown_ifindex",
-             "leftovers_cleaned"), 0)
+             "leftovers_cleaned", "dns_log_evicted", "events_failed"), 0)
 
     @property
     def counters(self) -> dict[str, int]:
@@ -155,6 +155,7 @@ class NetworkMonitor:
         self._apply_attach_changes()
         self._inbound.sample_due()
         current = {c.id: c for c in self._registry.containers() if not c.is_host}
+        self._attachments.keep_skipped(set(current))
         attached = self._attachments.attached()
         for container_id, (pid, _ifs) in attached.items():
             info = current.get(container_id)
@@ -187,13 +188,24 @@ class NetworkMonitor:
                 self._counters["unknown_ifindex"] += 1
                 continue
             event.container = container
-            if isinstance(event, FlowEvent):
-                if self._flow_opened(event):
-                    continue  # held for a look at the container's sockets (network.inbound)
-            elif isinstance(event, DnsEvent) and not self._dns_seen(event):
+            try:
+                if not self._seen(event):
+                    continue
+            except Exception:  # one bad event never takes its batch with it
+                self._counters["events_failed"] += 1
+                log.exception("network: handling a %s event failed", event.type)
                 continue
             delivered.append(event)
         self._deliver(delivered)
+
+    def _seen(self, event: Event) -> bool:
+        """Fold one attributed event into the monitor's state; False when it is not delivered
+        now (a flow held back by InboundPorts, a DNS response to no query)."""
+        if isinstance(event, FlowEvent):
+            return not self._flow_opened(event)
+        if isinstance(event, DnsEvent):
+            return self._dns_seen(event)
+        return True
 
     def _flow_opened(self, event: FlowEvent) -> bool:
         """Log a new flow and name its peer; True when it is held back (see InboundPorts)."""
@@ -241,6 +253,8 @@ class NetworkMonitor:
             "server": event.dip if event.direction == "egress" else event.sip,
             "proto": event.l4proto,
         }
+        if len(self._dns_log) == self._dns_log.maxlen:
+            self._counters["dns_log_evicted"] += 1
         self._dns_log.append(entry)
         if self.history is not None:
             self.history.add_dns(entry)
@@ -295,11 +309,12 @@ class NetworkMonitor:
     # -- reading -----------------------------------------------------------------------------
 
     def lost(self) -> dict[str, int]:
-        """Records the kernel could not hand over: new-flow records and DNS copies."""
-        return self.probes.lost()
+        """Records lost on their way: those the kernel could not hand over (new-flow records,
+        DNS copies) and those dropped because the parser's backlog was full."""
+        return {**self.probes.lost(), "backlog": self._parser.dropped}
 
     def poll_lost(self) -> int:
-        """Add new kernel-side losses to the metric; returns how many since the last call."""
+        """Add new losses to the metric; returns how many since the last call."""
         now = self.lost()
         delta = sum(now.values()) - sum(self._lost.values())
         if delta > 0:
@@ -320,10 +335,12 @@ class NetworkMonitor:
         return {
             **self.counters, "lost": self.lost(), "containers_attached": attached,
             "interfaces_attached": interfaces, "flows_active": self._flows.active(),
-            "flow_log": len(self._flows.records), "dns_log": len(self._dns_log),
+            "flow_log": len(self._flows.records), "flow_log_evicted": self._flows.evicted,
+            "dns_log": len(self._dns_log), "containers_skipped": self._attachments.skipped_count,
             "peer_addresses": len(self._names), "dns_pending": self._names.pending(),
             "dns_parse_backlog": self._parser.backlog, "inbound_held": self._inbound.held,
             "history_written": dict(self.history.written) if self.history else {},
+            "history_dropped": dict(self.history.dropped) if self.history else {},
             "decode_errors": self.probes.decode_errors,
         }
 

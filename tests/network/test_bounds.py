@@ -1,0 +1,73 @@
+"""Every map of the network monitor that hostile traffic can grow has a cap, and what the cap
+turns away is counted: the parser's backlog, the flow log, the history's pending rows."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from cauditd.events import ContainerInfo, Event, FlowEvent
+from cauditd.network import dnsparse
+from cauditd.network.dnsparse import DnsParser
+from cauditd.network.flows import FlowLog, FlowRecord
+from cauditd.network.history import MAX_PENDING, NetworkHistory
+from cauditd.probes.net_records import DnsCapture, FlowKey
+
+
+def _flow(port: int) -> FlowEvent:
+    return FlowEvent(type="flow_new", ts_ns=port, ifindex=3, direction="egress", l4proto="tcp",
+                     sip="10.0.0.2", sport=40000, dip="10.0.0.3", dport=port)
+
+
+async def test_parser_backlog_is_bounded_in_records_and_bytes() -> None:
+    """While the loop does not get to the parsed batches (a flood), submissions beyond the
+    backlog are dropped and counted by kind; once the loop catches up, the backlog is empty."""
+    got: list[Event] = []
+    parser = DnsParser(got.extend)
+    parser.start()
+    try:
+        batch: list[Event] = [_flow(p) for p in range(1000)]
+        for _ in range(dnsparse.MAX_BACKLOG // 1000 + 5):  # no await: the loop cannot catch up
+            parser.submit(batch)
+        big = [DnsCapture(type="dns", ts_ns=0, ifindex=3, direction="egress", l4proto="udp",
+                          payload=b"\0" * 4096)] * 10
+        assert parser.counters["flows_backlog_dropped"] == 5000
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+        assert parser.backlog == 0 and len(got) == dnsparse.MAX_BACKLOG
+        for _ in range(dnsparse.MAX_BACKLOG_BYTES // (4096 * 10) + 3):
+            parser.submit(list(big))
+        assert parser.counters["dns_backlog_dropped"] == 30  # 3 batches of 10
+        assert parser.dropped == 5030
+    finally:
+        await parser.stop()
+    assert parser.backlog == 0 and parser.backlog_bytes == 0
+
+
+def test_flow_log_evictions_are_counted() -> None:
+    log = FlowLog(capacity=100, idle_timeout_ns=1)
+    container = ContainerInfo(id="c" * 64)
+    for port in range(250):
+        key = FlowKey(3, "ingress", "tcp", "10.0.0.9", 40000, "10.0.0.2", port)
+        log.opened(FlowRecord(container=container, key=key, first_ns=port))
+    assert len(log.records) == 100 and log.evicted == 150
+
+
+class _StoreThatNeverWrites:
+    path = None
+
+    def add_schema(self, _schema: str) -> None:
+        pass
+
+    async def run_in_writer(self, _fn: Any) -> None:
+        raise RuntimeError("disk full")
+
+
+async def test_history_pending_rows_are_capped_when_the_store_cannot_write() -> None:
+    history = NetworkHistory(_StoreThatNeverWrites(), max_rows=10**7, max_age_s=60)
+    doc = {"container_id": "c" * 64, "container_name": "x", "time_ns": 1}
+    for _ in range(MAX_PENDING + 10):
+        history.add_dns(doc)
+    assert history.dropped["net_dns"] == 10
+    await history.flush()
+    assert history.write_errors == 1
