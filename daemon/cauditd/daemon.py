@@ -34,7 +34,7 @@ from cauditd.rules import RuleSet
 from cauditd.rules.fields_socket import use_dns_names
 from cauditd.store import FindingStore
 from cauditd.tasks import cancel_all, create_task
-from cauditd.views import EventCounts, RegistryContainers
+from cauditd.views import EventCounts, RegistryContainers, table_health
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +243,7 @@ class Daemon:
             },
             "containers_tracked": len(self.registry.containers()),
             "processes_tracked": len(self.proctable),
+            "tables": table_health(self.registry, self.proctable),
             "pid": os.getpid(),
         }
 

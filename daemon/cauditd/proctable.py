@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import posixpath
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,6 +73,10 @@ class ProcessTable:
 
     def get(self, pid: int) -> ProcessInfo | None:
         return self._procs.get(pid)
+
+    def container_ids(self) -> Counter[str]:
+        """How many processes the table holds per container id (HOST_ID for the host)."""
+        return Counter(proc.container_id for proc in self._procs.values())
 
     # --- seeding -------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ from collections import Counter
 from typing import Any
 
 from cauditd.containers.registry import ContainerRegistry
-from cauditd.events import ContainerInfo
+from cauditd.events import HOST_ID, ContainerInfo
+from cauditd.proctable import ProcessTable
 
 
 def container_doc(info: ContainerInfo) -> dict[str, Any]:
@@ -56,3 +57,12 @@ class EventCounts:
         for (probe, event_type), count in self.seen.items():
             probes.setdefault(probe, {})[event_type] = count
         return probes
+
+
+def table_health(registry: ContainerRegistry, proctable: ProcessTable) -> dict[str, Any]:
+    """The daemon's tables against each other: processes whose container the registry no
+    longer has (they go with their exit events), and the registry's own sizes."""
+    known = {info.id for info in registry.containers()}
+    stale = sum(count for container_id, count in proctable.container_ids().items()
+                if container_id != HOST_ID and container_id not in known)
+    return {"processes_of_gone_containers": stale, **registry.table_stats()}

@@ -140,6 +140,29 @@ class CgroupTree:
         self._paths = paths
         return paths
 
+    def live_ids(self) -> set[int]:
+        """The id of every cgroup now (a walk of the tree, without changing what is known)."""
+        found = set()
+        for dirpath, _dirs, _files in os.walk(self.root):
+            try:
+                found.add(os.stat(dirpath).st_ino)
+            except FileNotFoundError:
+                continue
+        return found
+
+    def gone(self, cgroups: list[tuple[int, str]]) -> list[int]:
+        """The ids of `cgroups` (id, path) whose directory is gone (or is a newer cgroup of the
+        same path, with another id). A stat each: call off the event loop."""
+        found = []
+        for cgroup_id, path in cgroups:
+            try:
+                alive = os.stat(self.root / path.lstrip("/")).st_ino == cgroup_id
+            except OSError:
+                alive = False
+            if not alive:
+                found.append(cgroup_id)
+        return found
+
     def forget(self, cgroup_id: int) -> None:
         self._paths.pop(cgroup_id, None)
         self._created.pop(cgroup_id, None)

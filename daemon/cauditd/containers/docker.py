@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -49,10 +49,21 @@ class DockerClient:
             ) as resp:
                 if resp.status != 200:
                     return None
-                doc: dict[str, Any] = await resp.json()
+                doc: dict[str, Any] = decode_json(await resp.read())
                 return doc
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             log.debug("docker inspect %s: %s", container_id[:12], exc)
+            return None
+
+    async def known(self, container_id: str) -> bool | None:
+        """True when dockerd has the container, False when it says it has not (404), None when
+        it cannot tell (down, timeout)."""
+        try:
+            async with self._http().get(
+                f"{API}/containers/{container_id}/json", timeout=aiohttp.ClientTimeout(total=3)
+            ) as resp:
+                return True if resp.status == 200 else False if resp.status == 404 else None
+        except (aiohttp.ClientError, OSError, TimeoutError):
             return None
 
     async def running_ids(self) -> list[str]:
@@ -60,18 +71,59 @@ class DockerClient:
             async with self._http().get(
                 f"{API}/containers/json", timeout=aiohttp.ClientTimeout(total=5)
             ) as resp:
-                return [c["Id"] for c in await resp.json()] if resp.status == 200 else []
-        except (aiohttp.ClientError, OSError, TimeoutError):
+                if resp.status != 200:
+                    return []
+                return [c["Id"] for c in decode_json(await resp.read())]
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError):
             return []
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Container lifecycle events (start, die, destroy) as dockerd streams them."""
-        filters = json.dumps({"type": ["container"], "event": ["start", "die", "destroy"]})
-        async with self._http().get(f"{API}/events", params={"filters": filters}) as resp:
+    async def events(
+        self, since_ns: int = 0, on_open: Callable[[], None] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Container lifecycle events (create, start, die, destroy) as dockerd streams them;
+        with `since_ns`, those since then first (dockerd replays its recent events), so a
+        stream that broke and reconnects misses nothing. `on_open` is called once the stream
+        is open. Ends (or raises) when dockerd goes away."""
+        filters = json.dumps({"type": ["container"], "event": list(LIFECYCLE)})
+        params = {"filters": filters}
+        if since_ns:
+            params["since"] = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
+        async with self._http().get(f"{API}/events", params=params) as resp:
             resp.raise_for_status()
+            if on_open is not None:
+                on_open()
             async for line in resp.content:
-                if line.strip():
-                    yield json.loads(line)
+                if not line.strip():
+                    continue
+                try:
+                    yield decode_json(line)
+                except ValueError as exc:  # skip it: a reconnect would replay it again
+                    log.warning("docker event that is not JSON skipped: %s", exc)
+
+
+LIFECYCLE = ("create", "start", "die", "destroy")
+
+
+def decode_json(raw: bytes) -> Any:
+    """A document from dockerd: names, labels and env are whatever bytes the container's
+    creator chose, so undecodable UTF-8 is kept as surrogate escapes (as the probes' strings
+    are), never an exception that loses the document or, in the event stream, the stream."""
+    return json.loads(raw.decode("utf-8", "surrogateescape"))
+
+
+def announced(event: dict[str, Any]) -> ContainerInfo | None:
+    """What a create/start event says of its container (name, image, labels: dockerd puts the
+    labels beside name and image in the actor's attributes), before any inspect can."""
+    actor = event.get("Actor") or {}
+    attributes = dict(actor.get("Attributes") or {})
+    container_id = str(actor.get("ID") or event.get("id") or "")
+    if not container_id:
+        return None
+    name, image = str(attributes.pop("name", "")), str(attributes.pop("image", ""))
+    return ContainerInfo(
+        id=container_id, name=name, image=image, runtime="docker",
+        labels={str(k): str(v) for k, v in attributes.items()},
+    )
 
 
 def container_info(doc: dict[str, Any]) -> ContainerInfo:

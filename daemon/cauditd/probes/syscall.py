@@ -168,6 +168,12 @@ class SyscallProbes:
             with contextlib.suppress(KeyError):
                 del self._bpf["cgroup_state"][ctypes.c_uint64(cgroup_id)]
 
+    def cgroup_ids(self) -> list[int]:
+        """Every cgroup id the kernel's cgroup_state map holds (its own IGNORED verdicts too)."""
+        if self._bpf is None:
+            return []
+        return [int(key.value) for key in self._bpf["cgroup_state"]]
+
     def add_watch_root(self, cgroup_id: int) -> None:
         if self._bpf is not None:
             self._bpf["watch_roots"][ctypes.c_uint64(cgroup_id)] = ctypes.c_uint8(1)
