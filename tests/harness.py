@@ -1,4 +1,5 @@
-"""`cauditd run` as a subprocess for e2e tests: its log, its API, and a clean kill at the end."""
+"""`cauditd run` as a subprocess for e2e tests (its log, its API, and a clean kill at the end),
+and a local webhook receiver playing the chat service."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,41 @@ class DaemonProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class WebhookReceiver:
+    """A webhook endpoint on 127.0.0.1 recording each JSON body and its delivery headers;
+    `delay_s` makes it a slow service (each POST waits that long before its 200)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        received: list[tuple[dict[str, str], Any]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(delay_s)
+                received.append((dict(self.headers), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait(self, predicate: Any, timeout: float = 20) -> tuple[dict[str, str], Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for item in list(self.received):
+                if predicate(item[1]):
+                    return item
+            time.sleep(0.1)
+        raise AssertionError(f"nothing matching arrived; got {len(self.received)} posts")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

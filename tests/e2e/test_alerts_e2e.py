@@ -2,67 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import Containers
-from tests.harness import DaemonProcess, write_config
+from tests.harness import DaemonProcess, WebhookReceiver, write_config
 
 pytestmark = pytest.mark.usefixtures("ebpf", "docker")
 
 
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 recording each JSON body and its delivery headers."""
-
-    def __init__(self) -> None:
-        received: list[tuple[dict[str, str], Any]] = []
-        self.received = received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.append((dict(self.headers), json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def wait(self, predicate: Any, timeout: float = 20) -> tuple[dict[str, str], Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for item in list(self.received):
-                if predicate(item[1]):
-                    return item
-            time.sleep(0.1)
-        raise AssertionError(f"nothing matching arrived; got {len(self.received)} posts")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()
     yield server
     server.close()
 
 
 def test_shell_in_container_reaches_the_webhook_as_falco_json(
-    tmp_path: Path, receiver: Receiver, containers: Containers
+    tmp_path: Path, receiver: WebhookReceiver, containers: Containers
 ) -> None:
     config = write_config(
         tmp_path / "cauditd.toml",
