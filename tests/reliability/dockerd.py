@@ -1,6 +1,12 @@
 """A private Docker engine for tests that stop and start it: its own data root, exec root (and
-so its own containerd), pidfile and socket, no bridge, no iptables, no forwarding. The host's
-engine, which other tests share, is never touched."""
+so its own containerd), pidfile and socket, no bridge, no iptables, no forwarding, and its own
+network namespace. The host's engine, which other tests share, is never touched.
+
+The network namespace matters: a dockerd started with --bridge=none deletes the interface named
+docker0 in its netns at start, which in the host's netns is the shared engine's bridge (seen
+here: every `docker run` on the default network then failed with "could not find bridge
+docker0"). Entered with nsenter --net only, so it keeps the host's mounts (cgroups).
+"""
 
 from __future__ import annotations
 
@@ -26,11 +32,14 @@ class PrivateDockerd:
         self.pidfile = self.root / "docker.pid"
         self.proc: subprocess.Popen[bytes] | None = None
         self.root.mkdir()
+        self.netns = f"cdt-{self.root.name[4:]}"
+        subprocess.run(["ip", "netns", "add", self.netns], check=True, capture_output=True)
 
     def start(self) -> None:
         log = (self.root / "dockerd.log").open("ab")
         self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", str(self.root / "data"),
+            ["nsenter", f"--net=/run/netns/{self.netns}",
+             "dockerd", "--data-root", str(self.root / "data"),
              "--exec-root", str(self.root / "exec"), "--pidfile", str(self.pidfile),
              "-H", f"unix://{self.socket}", "--bridge=none", "--iptables=false",
              "--ip6tables=false", "--ip-forward=false", "--live-restore"],
@@ -86,3 +95,4 @@ class PrivateDockerd:
         for mount in sorted(mounts, key=len, reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
