@@ -44,6 +44,7 @@ def test_veth_made_inside_the_netns_is_not_taken_for_a_host_peer(
             runner.wait_until(lambda: runner.monitor.attached(), "attach")
             assert runner.monitor.attached() == {"e0" * 32: [own_veth.ifindex]}
             assert tc.ours(int(index)) == []
+            assert runner.monitor.stats()["veth_foreign_peers"] == 2  # fake0 and fake1
         finally:
             runner.stop()
     finally:

@@ -57,7 +57,8 @@ class Attachments:
         self._clsact_ours: set[int] = set()
         self._skip: dict[str, int] = {}  # container id -> pid not to retry (host net, failure)
         self._changes: list[tuple[str, int]] = []
-        self.counters: dict[str, int] = dict.fromkeys(("attach_errors", "host_network"), 0)
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("attach_errors", "host_network", "veth_foreign_peers"), 0)
 
     def attach(self, container: ContainerInfo, programs: list[tc.TcProgram]) -> list[int]:
         """Attach `programs` to the host-side veths of `container`; the ifindexes (none: host
@@ -68,7 +69,13 @@ class Attachments:
                 self.counters["host_network"] += 1
                 self._skip[container.id] = pid
                 return []
-            ifindexes = veth.container_net(pid).host_ifindexes
+            net = veth.container_net(pid)
+            ifindexes = net.host_ifindexes
+            if net.foreign_peers:
+                self.counters["veth_foreign_peers"] += net.foreign_peers
+                log.warning("network: container %s has %d veth ends whose peer is not its "
+                            "host-side veth (made inside its netns?): not attached to them",
+                            container.short_id, net.foreign_peers)
             for ifindex in ifindexes:
                 if tc.attach(ifindex, programs):
                     self._clsact_ours.add(ifindex)

@@ -31,6 +31,9 @@ class ContainerNet:
 
     host_ifindexes: list[int] = field(default_factory=list)
     addresses: list[str] = field(default_factory=list)
+    # veth ends whose IFLA_LINK names no host-side peer of theirs (made inside the netns, or
+    # pointing elsewhere): not attached to, but worth counting (a container with NET_ADMIN)
+    foreign_peers: int = 0
 
 
 class VethError(RuntimeError):
@@ -73,6 +76,7 @@ def _read_in_netns(pid: int, result: list[ContainerNet | BaseException]) -> None
             finally:
                 _setns(own)
             net.host_ifindexes = [peer for peer, end in peers if _host_peer_ok(peer, end, target)]
+            net.foreign_peers += len(peers) - len(net.host_ifindexes)
             result.append(net)
         finally:
             os.close(target)
@@ -110,6 +114,7 @@ def _read_links(host_fd: int) -> tuple[ContainerNet, list[tuple[int, int]]]:
                 veths.append((int(peer), int(link["index"]), link.get_attr("IFLA_LINK_NETNSID")))
         host = _netnsid(ipr, host_fd)
         peers = [(peer, end) for peer, end, nsid in veths if host is not None and nsid == host]
+        net.foreign_peers = len(veths) - len(peers)
         for addr in ipr.get_addr():
             text = addr.get_attr("IFA_ADDRESS")
             if text and not ipaddress.ip_address(text).is_loopback:
