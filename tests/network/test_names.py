@@ -11,6 +11,7 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 from cauditd.events import DnsEvent
 from cauditd.network import dns, names
 from cauditd.network.names import PeerNames
+from tests.network.test_dns import response
 
 CLIENT, SERVER = "10.213.0.2", "10.213.0.53"
 QUERY = DnsEvent(type="dns_query", ts_ns=0, direction="egress", l4proto="udp", sip=CLIENT,
@@ -26,15 +27,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def response(qname: str = "example.org") -> bytes:
-    answers = [
-        DNSRR(rrname=qname, type="CNAME", rdata="www." + qname, ttl=60),
-        DNSRR(rrname="www." + qname, type="A", rdata="10.213.0.9", ttl=30),
-        DNSRR(rrname="www." + qname, type="AAAA", rdata="fd00::9", ttl=30),
-    ]
-    return bytes(DNS(id=7, qr=1, qd=[DNSQR(qname=qname, qtype="A")], an=answers))
 
 
 def test_answer_to_a_query_names_its_addresses() -> None:

@@ -258,12 +258,17 @@ def test_unsolicited_response_teaches_no_name(pair: Pair) -> None:
     assert "spoofed.cauditd.test" not in _flow_to(pair, 5997, mark).peer_names
 
 
+def _syn_scan(pair: Pair, ports: str, retries: int) -> None:
+    """An nmap SYN scan from A of B's `ports` (only B, on the test's own bridge)."""
+    scan = subprocess.run(
+        ["nsenter", "-t", str(pair.a_pid), "-n", "nmap", "-n", "-Pn", "-sS", "-p", ports,
+         "--max-retries", str(retries), pair.b_ip], capture_output=True, text=True, timeout=120)
+    assert scan.returncode == 0, scan.stderr
+
+
 def test_port_scan_gives_200_destination_ports(pair: Pair) -> None:
     mark = len(pair.runner.events)
-    scan = subprocess.run(
-        ["nsenter", "-t", str(pair.a_pid), "-n", "nmap", "-n", "-Pn", "-sS", "-p", "1-200",
-         "--max-retries", "1", pair.b_ip], capture_output=True, text=True, timeout=120)
-    assert scan.returncode == 0, scan.stderr
+    _syn_scan(pair, "1-200", retries=1)
 
     def ports() -> set[int]:
         return {e.dport for e in _flow_news(pair.runner.events[mark:], pair.a_id)
@@ -294,10 +299,7 @@ def test_syn_flood_at_closed_ports_reads_sockets_off_the_loop(
     time.sleep(LEARNING_S + 0.5)  # B's learning period is over (when this test runs first)
     monkeypatch.setattr(listen, "read_ports", read)
     mark, began = len(pair.runner.events), time.monotonic()
-    scan = subprocess.run(
-        ["nsenter", "-t", str(pair.a_pid), "-n", "nmap", "-n", "-Pn", "-sS", "-p", "1000-1999",
-         "--max-retries", "0", pair.b_ip], capture_output=True, text=True, timeout=120)
-    assert scan.returncode == 0, scan.stderr
+    _syn_scan(pair, "1000-1999", retries=0)
 
     def flooded() -> set[int]:
         return {e.dport for e in _flow_news(pair.runner.events[mark:], pair.b_id)

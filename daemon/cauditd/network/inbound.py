@@ -36,7 +36,8 @@ class _Held:
 
 class InboundPorts:
     """Judges inbound flow_new events for net.port_first_seen (on the loop); the held ones go
-    to `deliver` once judged. `start` runs the reading worker; `stop` releases what waits."""
+    to `deliver` (which must not raise) once judged. `start` runs the reading worker; `stop`
+    releases what waits."""
 
     def __init__(self, ports: ListenPorts, deliver: EventSink, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -160,9 +161,5 @@ class InboundPorts:
         self._send(events)
 
     def _send(self, events: list[Event]) -> None:
-        if not events:
-            return
-        try:
-            self._deliver(events)
-        except Exception:
-            log.exception("network: the event sink failed on %d held flows", len(events))
+        if events:
+            self._deliver(events)  # the monitor's delivery, which logs a failing sink
