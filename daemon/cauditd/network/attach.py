@@ -50,7 +50,9 @@ class Attachments:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the maps below
+        self._netlink = threading.Lock()  # an attach under way, against close()
+        self._closed = False
         self._attached: dict[str, tuple[int, list[int]]] = {}
         self._by_ifindex: dict[int, ContainerInfo] = {}
         self._closing: set[int] = set()  # detached ifindexes whose flows end at the next scrape
@@ -62,7 +64,19 @@ class Attachments:
 
     def attach(self, container: ContainerInfo, programs: list[tc.TcProgram]) -> list[int]:
         """Attach `programs` to the host-side veths of `container`; the ifindexes (none: host
-        network, or it failed and will not be retried for this pid)."""
+        network, it failed and will not be retried for this pid, or `close` was called)."""
+        with self._netlink:
+            if self._closed:
+                return []
+            return self._attach(container, programs)
+
+    def close(self) -> None:
+        """Refuse attaching from now on; returns once an attach under way has finished (a
+        thread cannot be cancelled), so what `attached()` lists next is complete."""
+        with self._netlink:
+            self._closed = True
+
+    def _attach(self, container: ContainerInfo, programs: list[tc.TcProgram]) -> list[int]:
         pid = container.pid
         try:
             if veth.same_netns_as_host(pid):

@@ -3,7 +3,8 @@ their veths, attributes the probes' records to them, turns the kernel flow table
 events and the flow log, and hands network events (source "network") to the rules.
 
 The parts: network.probes (net.c and its maps), network.attach (veths per container),
-network.dnsparse (the parser thread), network.flows (the flow log), network.queries (the API).
+network.dnsparse (the parser thread), network.names (peer names from answered queries),
+network.inbound (net.port_first_seen), network.flows (the flow log), network.queries (the API).
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class NetworkMonitor:
         self._tasks = []
         if not self.probes.loaded:
             return
+        await asyncio.to_thread(self._attachments.close)  # an attach under way finishes first
         for container_id in self._attachments.attached():
             await asyncio.to_thread(self._attachments.detach, container_id)
         await asyncio.to_thread(self.probes.stop_reader)
