@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from cauditd.config import NetworkConfig
@@ -59,8 +60,9 @@ def test_attach_detach_follow_the_registry(ebpf: None, own_veth: OwnVeth) -> Non
         container = ContainerInfo(id="c0" * 32, name="netns-box", pid=own_veth.pid)
         registry.items.append(container)
         runner.wait_until(lambda: runner.monitor.attached().get(container.id), "attach")
-        assert sorted(tc.ours(own_veth.ifindex)) == [f"cauditd-net-egress.{os.getpid()}",
-                                                     f"cauditd-net-ingress.{os.getpid()}"]
+        mine = tc.owner_token()
+        assert sorted(tc.ours(own_veth.ifindex)) == [f"cauditd-net-egress.{mine}",
+                                                     f"cauditd-net-ingress.{mine}"]
         registry.items.clear()
         runner.wait_until(lambda: not runner.monitor.attached(), "detach")
         assert tc.ours(own_veth.ifindex) == []
@@ -121,6 +123,47 @@ def test_killed_daemon_leftovers_removed_at_start(ebpf: None, own_veth: OwnVeth)
         assert runner.monitor.stats()["leftovers_cleaned"] >= 1
     finally:
         runner.stop()
+
+
+HOLD_FILTERS = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {daemon!r})
+    from bcc import BPF
+    from cauditd.network import tc
+    from cauditd.probes.bpf import source
+    held = tc._bind({token})  # a token whose number is no pid on the host
+    b = BPF(text=source(["net.c"], {{"NET_RINGBUF_PAGES": 16, "DNS_CAPTURE": 512,
+                                    "FLOW_TABLE_SIZE": 1024}}))
+    programs = [tc.TcProgram(b.load_func("net_" + d, BPF.SCHED_CLS).fd, d, owner={token})
+                for d in ("egress", "ingress")]
+    tc.attach({ifindex}, programs)
+    print("attached", flush=True)
+    time.sleep(120)
+""")
+
+
+def test_live_daemon_in_another_pid_namespace_keeps_its_filters(
+    ebpf: None, own_veth: OwnVeth
+) -> None:
+    """A daemon in a pid namespace of its own (a container, an nspawn machine) is alive though
+    its pid means nothing here: its filters survive our cleanup, and go once it is killed."""
+    token = next(t for t in range(tc.TOKENS - 1, 1, -1) if not os.path.exists(f"/proc/{t}"))
+    script = HOLD_FILTERS.format(daemon=str(REPO / "daemon"), ifindex=own_veth.ifindex,
+                                 token=token)
+    other = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", sys.executable,
+                              "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and "attached" in other.stdout.readline()
+        tc.clean_leftovers()
+        assert len(tc.ours(own_veth.ifindex, every=True)) == 2
+    finally:
+        other.kill()
+        other.wait()
+    deadline = time.monotonic() + 10
+    while tc.ours(own_veth.ifindex, every=True) and time.monotonic() < deadline:
+        tc.clean_leftovers()
+        time.sleep(0.2)
+    assert tc.ours(own_veth.ifindex, every=True) == []
 
 
 def test_detach_keeps_foreign_filters(ebpf: None, own_veth: OwnVeth) -> None:

@@ -7,8 +7,8 @@ restart, and be restarted by the watchdog when it hangs.
 What the machine changes in the installed config, and why: the API port (a free one, not 7411);
 probes.cgroup_root (the machine's own /sys/fs/cgroup is its cgroup namespace, so the host's tree
 is bound elsewhere); network off (the machine's PID namespace hides host PIDs, so veth peers
-cannot be found through /proc/<pid>/ns/net, and the sweep of stale tc filters would take other
-daemons' filters for a dead daemon's); an exec sink for this test's container.
+cannot be found through /proc/<pid>/ns/net; a unit on a real host runs in the host's PID
+namespace); an exec sink for this test's container.
 """
 
 from __future__ import annotations

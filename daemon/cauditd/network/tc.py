@@ -1,10 +1,19 @@
 """Attach and detach cauditd's tc (clsact) programs on host-side veth interfaces, with pyroute2.
 
-Our filters carry a TCA_BPF_NAME "cauditd-net-<direction>.<pid>" and a priority derived from
-the daemon's pid, so the ones a SIGKILLed daemon left behind (its pid gone) are found and
-removed at the next start, and two daemons on one host (tests, benchmarks) do not replace or
-remove each other's filters. pyroute2's sync
-IPRoute runs its own event loop, so these functions must run off the asyncio loop's thread.
+Our filters carry a TCA_BPF_NAME "cauditd-net-<direction>.<owner>" and a priority derived from
+the owner token, so the ones a SIGKILLed daemon left behind are found and removed at the next
+start, and two daemons on one host (tests, benchmarks, a daemon in a container) do not replace
+or remove each other's filters.
+
+A daemon owns its token by holding the abstract unix socket "@cauditd-tc.<owner>" for its life
+(OwnerClaim). Abstract sockets live in the network namespace, as the filters do, and the kernel
+releases them when the process dies however it dies; so "nobody holds it" means the owner is
+gone, whichever pid namespace it ran in (a pid read from /proc says nothing about a daemon in
+another pid namespace: one in an nspawn machine took the host daemon's live filters for a dead
+daemon's). The token is the daemon's pid when free, else the next free one.
+
+pyroute2's sync IPRoute runs its own event loop, so these functions must run off the asyncio
+loop's thread.
 """
 
 from __future__ import annotations
@@ -12,8 +21,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import socket
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -28,13 +39,68 @@ PARENT_EGRESS = 0xFFFFFFF3  # clsact egress hook: packets going to the container
 HOOKS = {"egress": PARENT_INGRESS, "ingress": PARENT_EGRESS}  # container direction -> hook
 
 
+class TcError(RuntimeError):
+    """A tc attach that failed; the message names the interface."""
+
+
+TOKENS = 0x8000  # owner tokens are 1..TOKENS-1, so each live owner has a priority of its own
+
+
+class OwnerClaim:
+    """This process's owner token, held as the abstract socket "@cauditd-tc.<token>"."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._pid = 0
+        self.token = 0
+
+    def get(self) -> int:
+        """The token, claimed on first use (and again in a forked child, which owns nothing)."""
+        with self._lock:
+            if self._socket is None or self._pid != os.getpid():
+                self._claim()
+            return self.token
+
+    def _claim(self) -> None:
+        start = os.getpid() % TOKENS or 1
+        for step in range(TOKENS - 1):
+            token = (start - 1 + step) % (TOKENS - 1) + 1
+            held = _bind(token)
+            if held is not None:
+                self._socket, self._pid, self.token = held, os.getpid(), token
+                return
+        raise TcError("no free cauditd tc owner token (32767 daemons on one host?)")
+
+
+def _bind(token: int) -> socket.socket | None:
+    """The socket holding `token`'s abstract name, or None when another process holds it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(f"\0cauditd-tc.{token}")
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            return None
+        raise
+    return sock
+
+
+OWNER = OwnerClaim()
+
+
+def owner_token() -> int:
+    """This daemon's owner token (claimed on first use, held until the process ends)."""
+    return OWNER.get()
+
+
 @dataclass(frozen=True, slots=True)
 class TcProgram:
     """A loaded SCHED_CLS program: its fd and the container direction it observes."""
 
     fd: int
     direction: str  # "egress" or "ingress", as the container sees it
-    owner: int = os.getpid()
+    owner: int = field(default_factory=owner_token)
 
     @property
     def filter_name(self) -> str:
@@ -46,23 +112,28 @@ class TcProgram:
 
 
 def filter_prio(owner: int) -> int:
-    return FILTER_PRIO + owner % 0x8000
+    return FILTER_PRIO + owner % TOKENS
 
 
 def owner_of(name: str) -> int | None:
-    """The daemon pid in one of our filter names (None: not ours, or an older unnamed one)."""
+    """The owner token in one of our filter names (None: not ours; 0: an older unnamed one)."""
     if not name.startswith(NAME_PREFIX):
         return None
-    _, dot, pid = name.rpartition(".")
-    return int(pid) if dot and pid.isdigit() else 0
+    _, dot, token = name.rpartition(".")
+    return int(token) if dot and token.isdigit() else 0
 
 
 def _owner_gone(owner: int) -> bool:
-    return owner == 0 or not os.path.isdir(f"/proc/{owner}")
-
-
-class TcError(RuntimeError):
-    """A tc attach that failed; the message names the interface."""
+    """Whether no live daemon holds `owner` (probing its name releases it again at once)."""
+    if owner <= 0 or owner >= TOKENS:
+        return True
+    if owner == OWNER.token and OWNER.get() == owner:
+        return False
+    held = _bind(owner)
+    if held is None:
+        return False
+    held.close()
+    return True
 
 
 def attach(ifindex: int, programs: list[TcProgram]) -> bool:
@@ -83,11 +154,11 @@ def attach(ifindex: int, programs: list[TcProgram]) -> bool:
 
 
 def detach(ifindex: int, *, remove_clsact: bool = False, owner: int | None = None) -> int:
-    """Remove this process's filters (`owner`'s; None: those of dead daemons) from `ifindex`
-    (gone interfaces are fine); the number removed.
+    """Remove this daemon's filters from `ifindex` (`owner`'s; 0: those of dead daemons; gone
+    interfaces are fine); the number removed.
 
     With remove_clsact, also delete the clsact qdisc when no other filter is left on it."""
-    owner = os.getpid() if owner is None else owner
+    owner = owner_token() if owner is None else owner
     try:
         with IPRoute() as ipr:
             removed = sum(_remove_ours(ipr, ifindex, parent, owner) for parent in HOOKS.values())
@@ -101,8 +172,8 @@ def detach(ifindex: int, *, remove_clsact: bool = False, owner: int | None = Non
 
 
 def ours(ifindex: int, *, every: bool = False) -> list[str]:
-    """Names of this process's filters on `ifindex` (every: any cauditd's), for tests."""
-    mine = os.getpid()
+    """Names of this daemon's filters on `ifindex` (every: any cauditd's), for tests."""
+    mine = owner_token()
     with IPRoute() as ipr:
         found = []
         for parent in HOOKS.values():
