@@ -85,7 +85,7 @@ kernel_headers
 tracefs
 if [ "$want_test" -eq 1 ]; then
     apt_install docker.io busybox-static gcc libc6-dev systemd prometheus nmap iperf3 bpftool \
-        debootstrap systemd-container python3-seccomp
+        debootstrap systemd-container python3-seccomp nats-server
     "$here/scripts/dockerd.sh"
     "$here/scripts/test-image.sh"
 fi

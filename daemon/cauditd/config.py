@@ -232,6 +232,60 @@ class AlertsConfig:
 
 
 @dataclass(slots=True, kw_only=True)
+class FleetConfig:
+    servers: list[str] = doc(
+        'NATS servers, e.g. ["nats://10.0.0.5:4222"]; empty: no fleet export, no rollout.',
+        default_factory=list,
+    )
+    host: str = doc(
+        "This host's token in subjects (cauditd.<host>.finding.<priority>); empty: "
+        "daemon.hostname or the system's, with '.', '*', '>' and spaces made '_'.",
+        default="",
+    )
+    subject_prefix: str = doc("First token of every subject.", default="cauditd")
+    creds_file: str = doc("A NATS credentials file (JWT and NKey seed), as `nats --creds`.",
+                          default="")
+    nkey_file: str = doc("A file holding an NKey seed (SU...), as `nats --nkey`.", default="")
+    token_file: str = doc("A file whose first line is the NATS token.", default="")
+    tls_ca_file: str = doc("CA bundle that signs the servers' certificates (TLS on).", default="")
+    tls_cert_file: str = doc("Client certificate for mutual TLS.", default="")
+    tls_key_file: str = doc("Client certificate's key for mutual TLS.", default="")
+    stream: str = doc("JetStream stream of findings, flows and DNS records.", default="CAUDITD")
+    create_stream: bool = doc(
+        "Create the stream when it is missing; false: only check that it exists as configured.",
+        default=True,
+    )
+    replicas: int = doc("Stream replicas (1, or 3 or 5 on a cluster).", default=1)
+    max_age_days: float = doc("Messages older than this leave the stream (0: no limit).",
+                              default=30.0)
+    max_bytes: int = doc("Stream size limit in bytes; the oldest go first (-1: no limit).",
+                         default=-1)
+    duplicate_window_s: float = doc(
+        "JetStream's de-duplication window by Nats-Msg-Id: a message retried within it is "
+        "stored once.", default=600.0,
+    )
+    storage: str = doc('"file" or "memory".', default="file")
+    min_priority: str = doc("Findings below this priority are not published.", default="debug")
+    publish_flows: bool = doc(
+        "Also publish ended flows (cauditd.<host>.flow; needs network.history).", default=False
+    )
+    publish_dns: bool = doc(
+        "Also publish DNS records (cauditd.<host>.dns; needs network.history).", default=False
+    )
+    heartbeat_interval_s: float = doc(
+        "How often this host publishes cauditd.<host>.heartbeat (version, rule-set digest, "
+        "drops; kept in the stream <stream>_HOSTS).", default=10.0,
+    )
+    ack_timeout_s: float = doc("How long one publish waits for JetStream's ack.", default=5.0)
+    retry_max_s: float = doc("Longest wait between publish attempts while the broker is away.",
+                             default=10.0)
+    rules_bucket: str = doc(
+        "Follow fleet rule rollout from this JetStream key-value bucket (one key per rule "
+        "file; `cauditctl fleet rules push`); empty: rules are local only.", default="",
+    )
+
+
+@dataclass(slots=True, kw_only=True)
 class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
@@ -240,6 +294,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     path: str = field(default="", metadata={"internal": True})
 
 

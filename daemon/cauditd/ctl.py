@@ -410,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--name", help="DNS name")
         cmd.add_argument("--limit", type=int, help="how many (default 100)")
         cmd.set_defaults(run=run)
+
+    from cauditd.fleet.ctl import add_parser as add_fleet_parser
+
+    add_fleet_parser(sub)
     return parser
 
 
@@ -478,6 +482,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "alerts" and args.action == "test" and not args.sink:
         parser.error("alerts test needs a SINK")
     out = sys.stdout
+    if args.command == "fleet":  # asks NATS, not this host's API
+        from cauditd.fleet.ctl import run as run_fleet
+
+        return run_fleet(args, out, _read_config(), print_findings, print_dicts)
     client = make_client(args)
     try:
         return int(args.run(client, args, out))

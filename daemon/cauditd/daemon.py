@@ -15,13 +15,13 @@ import sys
 import time
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cauditd import config as configmod
 from cauditd import metrics, sdnotify
 from cauditd.alerts import AlertDispatcher
 from cauditd.api import ApiContext, ApiServer, check_config, serve
-from cauditd.config import Config
+from cauditd.config import Config, RulesConfig
 from cauditd.containers.holdback import MetadataHoldBack
 from cauditd.containers.registry import ContainerRegistry
 from cauditd.detection import Detector
@@ -35,6 +35,9 @@ from cauditd.rules.fields_socket import use_dns_names
 from cauditd.store import FindingStore
 from cauditd.tasks import cancel_all, create_task
 from cauditd.views import EventCounts, RegistryContainers, table_health
+
+if TYPE_CHECKING:
+    from cauditd.fleet.node import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +56,10 @@ class Daemon:
         self.store = FindingStore(state_dir / "findings.db", config.store)
         self.alerts = AlertDispatcher(config.alerts, self.store)
         self.alerts.register(self.store)
+        self.fleet = self._make_fleet(config, state_dir)
         self.probes = SyscallProbes(config.probes, self._on_events)
         self.detector = Detector(
-            config.rules,
+            self.fleet.rules_config(config.rules) if self.fleet else config.rules,
             self.store,
             hostname=config.daemon.hostname,
             on_rules_changed=self._rules_changed,
@@ -73,6 +77,36 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._ready = False
         self._counted: dict[tuple[str, str], int] = {}
+
+    def _make_fleet(self, config: Config, state_dir: Path) -> Fleet | None:
+        """The fleet component when [fleet] names servers (nats-py loads only then)."""
+        if not config.fleet.servers:
+            return None
+        from cauditd.detection import rule_paths
+        from cauditd.fleet.node import Fleet
+
+        fleet = Fleet(
+            config.fleet, hostname=config.daemon.hostname, state_dir=state_dir,
+            local_rules=lambda: self.config.rules, rule_paths=rule_paths,
+            host_status=self._fleet_status, reload=self.detector_reload,
+        )  # fmt: skip
+        fleet.register(self.alerts, self.store)
+        return fleet
+
+    async def detector_reload(self, rules: RulesConfig) -> list[str]:
+        return await self.detector.reload(rules)
+
+    def _fleet_status(self) -> dict[str, Any]:
+        """The daemon's figures in the fleet heartbeat."""
+        return {
+            "ready": self._ready,
+            "rules": len(self.detector.rules_info()),
+            "drops": {
+                "syscall": self.probes.lost_total,
+                "network": sum(self.network.lost().values()),
+            },
+            "containers": len(self.registry.containers()),
+        }
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; SIGHUP reloads. Returns the process exit code."""
@@ -92,6 +126,8 @@ class Daemon:
             check_config(self.config.api)
         await self.store.start()
         await self.alerts.start()
+        if self.fleet is not None:
+            await self.fleet.start()
         self.detector.rules_changed()
         if self.config.probes.enabled:
             await self.probes.start()
@@ -125,6 +161,8 @@ class Daemon:
         self.holdback.release_all()
         self.detector.flush_updates()
         await self._timed("registry", self.registry.stop())
+        if self.fleet is not None:
+            await self._timed("fleet", self.fleet.stop())
         await self._timed("alerts", self.alerts.stop())
         await self._timed("store", self.store.stop())
         await cancel_all()
@@ -214,7 +252,8 @@ class Daemon:
         except configmod.ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return [str(exc)]
-        errors = await self.detector.reload(fresh.rules)
+        rules = self.fleet.rules_config(fresh.rules) if self.fleet else fresh.rules
+        errors = await self.detector.reload(rules)
         if not errors:
             self.config.rules = fresh.rules
             log.info("configuration reloaded from %s", self.config.path or configmod.DEFAULT_PATH)
@@ -237,6 +276,7 @@ class Daemon:
                 },
             },
             "network": self.network.stats(),
+            **({"fleet": self.fleet.status()} if self.fleet else {}),
             "events_by_type": {f"{s}:{t}": n for (s, t), n in sorted(self.counts.seen.items())},
             "findings_by_rule": {
                 r["name"]: r["matches"] for r in self.rules_info() if r["matches"]

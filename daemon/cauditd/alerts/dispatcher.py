@@ -59,6 +59,17 @@ class AlertDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
+    def add_worker(self, worker: SinkWorker) -> None:
+        """Another component's outbox consumer (the fleet export), routed and run like a sink.
+
+        Call before the store starts, as `register`.
+        """
+        name = worker.sink.name
+        if name in self.workers:
+            raise ConfigError(f"alerts: a sink named {name!r} already exists")
+        self.routes[name] = Route(worker.config)
+        self.workers[name] = worker
+
     def register(self, store: AlertStore | None = None) -> None:
         """Add the outbox schema and the write hook to the store (before it starts)."""
         target = store or self.store

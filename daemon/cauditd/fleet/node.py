@@ -1,0 +1,263 @@
+"""The daemon's side of the fleet: one NATS connection, the stream check, the outbox publisher,
+the heartbeat and the rule rollout follower, started and stopped with the daemon.
+
+Nothing here is on the detection path: findings reach the store and the outbox whatever NATS
+does; while the connection is down the publisher waits and its outbox queue grows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cauditd import __version__, tasks
+from cauditd.alerts import AlertDispatcher
+from cauditd.alerts.delivery import AlertStore
+from cauditd.config import FleetConfig, RulesConfig
+from cauditd.findings import HOSTNAME, rfc3339_ns
+from cauditd.fleet import rollout
+from cauditd.fleet.connection import Access, FleetError, StreamSpec, connect, ensure_stream
+from cauditd.fleet.publisher import JetStreamSink, JetStreamWorker, sink_config
+from cauditd.fleet.subjects import Subjects, host_token
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
+    from nats.js.client import JetStreamContext
+
+log = logging.getLogger(__name__)
+
+RETRY_SETUP_S = 5.0
+ROLLOUT_POLL_S = 2.0
+CURRENT = "current"
+Reload = Callable[[RulesConfig], Awaitable[list[str]]]
+
+
+class Fleet:
+    """Register with the alert dispatcher before the store starts; `start` after the alerts.
+
+    `host_status()` gives the heartbeat's daemon figures (drops, rule count); `reload` applies a
+    RulesConfig as a local reload does and returns the errors of a refused set.
+    """
+
+    def __init__(
+        self, config: FleetConfig, *, hostname: str, state_dir: Path,
+        local_rules: Callable[[], RulesConfig],
+        rule_paths: Callable[[RulesConfig], list[Path]],
+        host_status: Callable[[], dict[str, Any]], reload: Reload,
+    ) -> None:  # fmt: skip
+        self.config = config
+        self.hostname = hostname or HOSTNAME
+        self.host = host_token(config.host or self.hostname)
+        self.subjects = Subjects(config.subject_prefix)
+        self.access = Access.of(config)
+        self.access.options()  # unreadable secret files: a config error at start
+        self.rules_root = state_dir / "fleet-rules"
+        self._local_rules = local_rules
+        self._rule_paths = rule_paths
+        self._host_status = host_status
+        self._reload = reload
+        self.sink = JetStreamSink(sink_config(config), self.subjects, self.host, config.stream)
+        self.worker: JetStreamWorker | None = None
+        self.nc: NatsClient | None = None
+        self.js: JetStreamContext | None = None
+        self.state = "starting"
+        self.last_error = ""
+        self.rules_digest = ""
+        self.rules_refused: dict[str, Any] = {}
+        self._manifest_revision = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def register(self, alerts: AlertDispatcher, store: AlertStore) -> None:
+        """The fleet sink joins the outbox beside the chat sinks."""
+        self.worker = JetStreamWorker(self.sink, store)
+        alerts.add_worker(self.worker)
+
+    def rules_config(self, local: RulesConfig) -> RulesConfig:
+        """The local rules plus the fleet's set this host last applied (if it follows one)."""
+        current = self.rules_root / CURRENT
+        if not self.config.rules_bucket or not current.is_dir():
+            return local
+        return dataclasses.replace(local, paths=[*local.paths, str(current)])
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.rules_digest = self._running_digest()
+        self._tasks.append(tasks.create_task(self._connect_loop(), name="fleet-connect"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), 5)
+            self.nc = None
+
+    async def _connect_loop(self) -> None:
+        """Connect (retrying for ever), check the streams, then run the fleet's tasks."""
+        self.nc = await connect(self.access, name=f"cauditd {self.hostname}", forever=True,
+                                error_cb=self._on_error, disconnected_cb=self._on_disconnect,
+                                reconnected_cb=self._on_reconnect)
+        self.js = self.nc.jetstream(timeout=self.config.ack_timeout_s)
+        while True:
+            try:
+                for spec in (StreamSpec.findings(self.config), StreamSpec.heartbeats(self.config)):
+                    await ensure_stream(self.js, spec, create=self.config.create_stream)
+                break
+            except FleetError as exc:
+                self._note_error(str(exc), level=logging.ERROR)
+            except Exception as exc:  # no leader yet, timeouts: the cluster is settling
+                self._note_error(f"fleet: stream set-up: {type(exc).__name__} {exc}")
+            await asyncio.sleep(RETRY_SETUP_S)
+        self.state = "connected"
+        log.info("fleet: publishing to stream %s as host %s", self.config.stream, self.host)
+        self.sink.js = self.js
+        if self.worker is not None:
+            self.worker.connected.set()
+            self.worker.wake.set()
+        self._tasks.append(tasks.create_task(self._heartbeat_loop(), name="fleet-heartbeat"))
+        if self.config.rules_bucket:
+            self._tasks.append(tasks.create_task(self._follow_rules(), name="fleet-rules"))
+
+    def _note_error(self, error: str, level: int = logging.WARNING) -> None:
+        if error != self.last_error:
+            log.log(level, "%s", error)
+        self.last_error = error
+
+    async def _on_error(self, exc: Exception) -> None:
+        self._note_error(f"fleet: NATS: {type(exc).__name__} {exc}".rstrip())
+
+    async def _on_disconnect(self) -> None:
+        self.state = "disconnected"
+        log.warning("fleet: disconnected from NATS; findings wait in the outbox")
+
+    async def _on_reconnect(self) -> None:
+        self.state = "connected"
+        url = self.nc.connected_url if self.nc is not None else None
+        log.info("fleet: reconnected to %s", url.netloc if url else "NATS")
+        if self.worker is not None:
+            self.worker.wake.set()
+
+    # -- heartbeat -----------------------------------------------------------------------------
+
+    def heartbeat(self) -> dict[str, Any]:
+        """What `cauditctl fleet hosts` shows of this host."""
+        worker = self.worker
+        return {
+            "host": self.host,
+            "hostname": self.hostname,
+            "time": rfc3339_ns(time.time_ns()),
+            "version": __version__,
+            "pid": os.getpid(),
+            "rules_digest": self.rules_digest,
+            "rules_bucket": self.config.rules_bucket or None,
+            "rules_refused": self.rules_refused or None,
+            "outbox_depth": worker.depth if worker is not None else 0,
+            "published": worker.counters.delivered if worker is not None else 0,
+            **self._host_status(),
+        }
+
+    async def _heartbeat_loop(self) -> None:
+        subject = self.subjects.heartbeat(self.host)
+        while True:
+            await self._publish_plain(subject, self.heartbeat())
+            await asyncio.sleep(self.config.heartbeat_interval_s)
+
+    async def _publish_plain(self, subject: str, document: dict[str, Any]) -> None:
+        """A best-effort JetStream publish (heartbeats, rollout status); failures are logged."""
+        if self.js is None:
+            return
+        try:
+            await self.js.publish(subject, json.dumps(document).encode(),
+                                  timeout=self.config.ack_timeout_s)
+        except Exception as exc:  # the next one will do
+            log.debug("fleet: publish to %s failed: %s", subject, exc)
+
+    # -- rule rollout --------------------------------------------------------------------------
+
+    def _running_digest(self) -> str:
+        current = self.rules_root / CURRENT / rollout.MANIFEST_KEY
+        if self.config.rules_bucket and current.is_file():
+            with contextlib.suppress(OSError, rollout.RolloutError):
+                return rollout.Manifest.from_bytes(current.read_bytes()).digest
+        return "local:" + rollout.local_digest(self._rule_paths(self._local_rules()))
+
+    async def _follow_rules(self) -> None:
+        bucket = self.config.rules_bucket
+        while True:
+            try:
+                await self.check_rules(bucket)
+            except Exception as exc:  # bucket missing, broker away: look again later
+                self._note_error(f"fleet: rules bucket {bucket}: {type(exc).__name__} {exc}")
+            await asyncio.sleep(ROLLOUT_POLL_S)
+
+    async def check_rules(self, bucket: str) -> None:
+        """Apply the bucket's newest manifest if it is new to this host."""
+        from nats.js.errors import KeyNotFoundError
+
+        assert self.js is not None
+        kv = await self.js.key_value(bucket)
+        try:
+            entry = await kv.get(rollout.MANIFEST_KEY)
+        except KeyNotFoundError:
+            return
+        if entry.revision == self._manifest_revision or entry.value is None:
+            return
+        manifest = rollout.Manifest.from_bytes(entry.value)
+        if manifest.digest in (self.rules_digest, self.rules_refused.get("digest")):
+            self._manifest_revision = entry.revision or 0
+            return
+        files = {}
+        for name in manifest.files:
+            files[name] = (await kv.get(name)).value or b""
+        if not manifest.verify(files):
+            log.info("fleet: rule set %s is still being pushed; looking again", manifest.digest)
+            return
+        await self._apply(manifest, files, bucket)
+        self._manifest_revision = entry.revision or 0
+
+    async def _apply(self, manifest: rollout.Manifest, files: dict[str, bytes],
+                     bucket: str) -> None:
+        directory = await asyncio.to_thread(rollout.install, files, self.rules_root, manifest)
+        local = self._local_rules()
+        candidate = dataclasses.replace(local, paths=[*local.paths, str(directory)])
+        errors = await self._reload(candidate)
+        status_subject = self.subjects.rules_status(bucket) + f".{self.host}"
+        if errors:
+            log.error("fleet: rule set %s refused, the running rules stay: %d problem(s)",
+                      manifest.digest, len(errors))
+            self.rules_refused = {"digest": manifest.digest, "errors": errors[:20]}
+        else:
+            await asyncio.to_thread(self._point_current, directory)
+            self.rules_digest = manifest.digest
+            self.rules_refused = {}
+            log.info("fleet: running rule set %s (%d file(s))", manifest.digest, len(files))
+        await self._publish_plain(status_subject, json.loads(rollout.status_document(
+            self.host, manifest, errors, running=self.rules_digest,
+            time=rfc3339_ns(time.time_ns()))))
+
+    def _point_current(self, directory: Path) -> None:
+        link = self.rules_root / CURRENT
+        staging = self.rules_root / f".{CURRENT}.tmp"
+        staging.unlink(missing_ok=True)
+        staging.symlink_to(directory.name)
+        staging.rename(link)
+        rollout.prune(self.rules_root, [directory])
+
+    def status(self) -> dict[str, Any]:
+        """The fleet's line in /v1/stats."""
+        return {"state": self.state, "host": self.host, "stream": self.config.stream,
+                "last_error": self.last_error or None, "rules_digest": self.rules_digest,
+                "rules_refused": self.rules_refused or None}
