@@ -13,6 +13,7 @@ import json
 import os
 import re
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -70,15 +71,25 @@ def run(args: argparse.Namespace, out: TextIO, file_config: dict[str, Any],
     access = _access(args, settings)
     stream = args.stream or settings.get("stream") or "CAUDITD"
     prefix = args.prefix or settings.get("subject_prefix") or "cauditd"
+    from nats import errors as nats_errors
+    from nats.js import errors as js_errors
+
     context = Context(access, stream, prefix, out, args, print_findings, print_dicts)
     try:
         return asyncio.run(context.run(args.fleet_run))
     except FleetError as exc:
-        out.write(f"cauditctl: {exc}\n")
+        sys.stderr.write(f"cauditctl: {exc}\n")
         return EXIT_ERROR
-    except (OSError, TimeoutError) as exc:
-        out.write(f"cauditctl: cannot reach NATS at {', '.join(access.servers)}: {exc}\n")
+    except js_errors.NotFoundError as exc:
+        sys.stderr.write(f"cauditctl: not found on the NATS servers: {exc.description}\n")
+        return EXIT_ERROR
+    except (OSError, TimeoutError, nats_errors.NoServersError) as exc:
+        where = ", ".join(access.servers)
+        sys.stderr.write(f"cauditctl: cannot reach NATS at {where}: {exc or type(exc).__name__}\n")
         return EXIT_UNREACHABLE
+    except nats_errors.Error as exc:
+        sys.stderr.write(f"cauditctl: NATS: {exc}\n")
+        return EXIT_ERROR
 
 
 def _access(args: argparse.Namespace, settings: dict[str, Any]) -> Access:
@@ -125,12 +136,16 @@ class Context:
     async def run(self, command: Callable[[Context], Awaitable[int]]) -> int:
         from cauditd.fleet.connection import connect
 
-        nc = await connect(self.access, name="cauditctl", forever=False)
+        nc = await connect(self.access, name="cauditctl", forever=False, error_cb=_quiet)
         try:
             self.js = nc.jetstream(timeout=10)
             return await command(self)
         finally:
             await nc.close()
+
+
+async def _quiet(exc: Exception) -> None:
+    """Connection errors surface as the exception `run` reports, not as a traceback."""
 
 
 def _table_doc(doc: dict[str, Any]) -> dict[str, Any]:
