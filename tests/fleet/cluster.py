@@ -49,6 +49,8 @@ class Cluster:
 
     root: Path
     size: int = 3
+    config: str = ""  # nats-server configuration (TLS, authorization) for every node
+    scheme: str = "nats"
     nodes: list[Node] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -58,11 +60,16 @@ class Cluster:
 
     @property
     def urls(self) -> list[str]:
-        return [node.url for node in self.nodes]
+        return [f"{self.scheme}://127.0.0.1:{node.port}" for node in self.nodes]
 
     def command(self, node: Node) -> list[str]:
         cmd = [NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(node.port), "-n", node.name,
                "-sd", str(node.store)]
+        if self.config:
+            path = self.root / "server.conf"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.config)
+            cmd += ["-c", str(path)]
         if self.size > 1:
             routes = ",".join(f"nats://127.0.0.1:{n.cluster_port}" for n in self.nodes
                               if n is not node)

@@ -14,8 +14,8 @@ CAUDITCTL = [sys.executable, "-m", "cauditd.ctl"]
 class Fleetctl:
     """`cauditctl --json fleet --server URL... COMMAND` against one test cluster."""
 
-    def __init__(self, urls: list[str]) -> None:
-        self.servers = [arg for url in urls for arg in ("--server", url)]
+    def __init__(self, urls: list[str], *options: str) -> None:
+        self.servers = [*(arg for url in urls for arg in ("--server", url)), *options]
 
     async def run(self, *args: str, json_output: bool = True,
                   timeout: float = 60) -> subprocess.CompletedProcess[str]:

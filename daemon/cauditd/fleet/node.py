@@ -58,7 +58,6 @@ class Fleet:
         self.host = host_token(config.host or self.hostname)
         self.subjects = Subjects(config.subject_prefix)
         self.access = Access.of(config)
-        self.access.options()  # unreadable secret files: a config error at start
         self.rules_root = state_dir / "fleet-rules"
         self._local_rules = local_rules
         self._rule_paths = rule_paths
@@ -92,6 +91,9 @@ class Fleet:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Check the secret files (FleetError stops the daemon's start), then connect in the
+        background."""
+        self.access.options()
         self.rules_digest = self._running_digest()
         self._tasks.append(tasks.create_task(self._connect_loop(), name="fleet-connect"))
 
