@@ -128,10 +128,12 @@ class StreamSpec:
 
     @classmethod
     def heartbeats(cls, config: FleetConfig) -> StreamSpec:
-        """The newest heartbeat of each host (`cauditctl fleet hosts`)."""
+        """The newest heartbeat of each host (`cauditctl fleet hosts`) and its newest report on
+        each rules bucket (`cauditctl fleet rules status`)."""
+        subjects = Subjects(config.subject_prefix)
         return cls(
             name=config.stream + HOSTS_SUFFIX,
-            subjects=[Subjects(config.subject_prefix).heartbeat("*")],
+            subjects=[subjects.heartbeat("*"), subjects.rules_status("*") + ".*"],
             replicas=config.replicas, max_age_s=HEARTBEAT_MAX_AGE_S, max_bytes=-1,
             duplicate_window_s=min(120.0, config.duplicate_window_s), storage=config.storage,
             max_msgs_per_subject=1,

@@ -57,11 +57,14 @@ def add_parser(sub: Any) -> None:
         fleet_run=cmd_hosts)
 
     rules = commands.add_parser("rules", help="push rule files to the fleet; rollout status")
-    rules.add_argument("action", choices=["push", "status"])
-    rules.add_argument("files", nargs="*", type=Path, help="for push: rule files or directories")
-    rules.add_argument("--bucket", default="cauditd-rules", help="key-value bucket")
-    rules.add_argument("--replicas", type=int, default=1, help="replicas of a new bucket")
-    rules.set_defaults(fleet_run=cmd_rules)
+    actions = rules.add_subparsers(dest="action", required=True, metavar="ACTION")
+    push = actions.add_parser("push", help="put rule files in the bucket; followers load them")
+    push.add_argument("files", nargs="+", type=Path, help="rule files or directories")
+    push.add_argument("--replicas", type=int, default=1, help="replicas of a new bucket")
+    status = actions.add_parser("status", help="the pushed set and what each host runs")
+    for parser in (push, status):
+        parser.add_argument("--bucket", default="cauditd-rules", help="key-value bucket")
+        parser.set_defaults(fleet_run=cmd_rules)
 
 
 def run(args: argparse.Namespace, out: TextIO, file_config: dict[str, Any],

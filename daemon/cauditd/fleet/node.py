@@ -197,10 +197,15 @@ class Fleet:
         return "local:" + rollout.local_digest(self._rule_paths(self._local_rules()))
 
     async def _follow_rules(self) -> None:
+        from nats.js.errors import BucketNotFoundError
+
         bucket = self.config.rules_bucket
         while True:
             try:
                 await self.check_rules(bucket)
+            except BucketNotFoundError:
+                self._note_error(f"fleet: rules bucket {bucket} does not exist yet (nothing "
+                                 "pushed); the local rules run", level=logging.INFO)
             except Exception as exc:  # bucket missing, broker away: look again later
                 self._note_error(f"fleet: rules bucket {bucket}: {type(exc).__name__} {exc}")
             await asyncio.sleep(ROLLOUT_POLL_S)

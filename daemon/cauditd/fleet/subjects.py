@@ -2,7 +2,8 @@
 
 Subjects carry host, kind and priority so consumers filter without decoding:
 `<prefix>.<host>.finding.<priority>`, `<prefix>.<host>.flow`, `<prefix>.<host>.dns`, and
-`<prefix>.<host>.heartbeat` (in a stream of its own that keeps the newest per host).
+`<prefix>.<host>.heartbeat` and `<prefix>.rules.<bucket>.status.<host>` (in a stream of
+its own, <stream>_HOSTS, that keeps the newest message per subject).
 """
 
 from __future__ import annotations
