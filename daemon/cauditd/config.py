@@ -192,7 +192,10 @@ class ApiConfig:
 @dataclass(slots=True, kw_only=True)
 class SinkConfig:
     name: str = doc("Name of the sink in logs, metrics and the API.")
-    kind: str = doc("slack, mattermost, rocketchat, discord, teams, googlechat, webhook or exec.")
+    kind: str = doc(
+        "slack, mattermost, rocketchat, discord, teams, googlechat, webhook, exec or otlp "
+        "(OTLP/HTTP protobuf logs; url is the Collector's .../v1/logs; use rate_limit = \"none\")."
+    )
     url: str = doc("Webhook URL (prefer url_file for secrets).", default="")
     url_file: str = doc("File holding the webhook URL.", default="")
     command: list[str] = doc(

@@ -20,7 +20,7 @@ FORMATTERS: dict[str, Callable[[Message], dict[str, Any]]] = {
     "googlechat": googlechat.payload,
     "webhook": webhook.payload,
 }
-KINDS = (*FORMATTERS, "teams", "exec")
+KINDS = (*FORMATTERS, "teams", "exec", "otlp")
 
 __all__ = ["KINDS", "Delivery", "Outcome", "Sink", "make_sink"]
 
@@ -48,6 +48,10 @@ def make_sink(config: SinkConfig) -> Sink:
         kinds = ", ".join(KINDS)
         raise ValueError(f"sink {config.name}: unknown kind {config.kind!r} (one of {kinds})")
     url = sink_url(config)
+    if config.kind == "otlp":
+        from cauditd.alerts.sinks.otlp import OtlpSink  # opentelemetry-proto only when used
+
+        return OtlpSink(config, url)
     if config.kind == "teams":
         chosen = teams.choose_format(config.format, url)
         formatter = teams.message_card if chosen == teams.MESSAGECARD else teams.adaptive_card
