@@ -13,6 +13,7 @@ from cauditd.config import AlertsConfig, FleetConfig, RulesConfig, StoreConfig
 from cauditd.detection import Detector, rule_paths
 from cauditd.findings import Finding
 from cauditd.fleet.node import Fleet
+from cauditd.network.history import NetworkHistory
 from cauditd.store import FindingStore
 
 
@@ -41,6 +42,7 @@ class SimHost:
                            host_status=lambda: {"drops": {"syscall": 0, "network": 0}},
                            reload=self.detector.reload)
         self.fleet.register(self.alerts, self.store)
+        self.history = NetworkHistory(self.store, max_rows=100_000, max_age_s=86400.0)
 
     async def start(self) -> SimHost:
         await self.store.start()

@@ -23,9 +23,10 @@ from cauditd.alerts import AlertDispatcher
 from cauditd.alerts.delivery import AlertStore
 from cauditd.config import FleetConfig, RulesConfig
 from cauditd.findings import HOSTNAME, rfc3339_ns
-from cauditd.fleet import rollout
+from cauditd.fleet import records, rollout
 from cauditd.fleet.connection import Access, FleetError, StreamSpec, connect, ensure_stream
 from cauditd.fleet.publisher import JetStreamSink, JetStreamWorker, sink_config
+from cauditd.fleet.records import RecordPublisher
 from cauditd.fleet.subjects import Subjects, host_token
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Fleet:
         self._reload = reload
         self.sink = JetStreamSink(sink_config(config), self.subjects, self.host, config.stream)
         self.worker: JetStreamWorker | None = None
+        self.records: list[RecordPublisher] = []
         self.nc: NatsClient | None = None
         self.js: JetStreamContext | None = None
         self.state = "starting"
@@ -80,6 +82,12 @@ class Fleet:
         """The fleet sink joins the outbox beside the chat sinks."""
         self.worker = JetStreamWorker(self.sink, store)
         alerts.add_worker(self.worker)
+        kinds = [k for k, on in (("flow", self.config.publish_flows),
+                                 ("dns", self.config.publish_dns)) if on]
+        if kinds:
+            store.add_schema(records.SCHEMA)
+        self.records = [RecordPublisher(kind, store, self.sink, self.subjects,
+                                        self.config.retry_max_s) for kind in kinds]
 
     def rules_config(self, local: RulesConfig) -> RulesConfig:
         """The local rules plus the fleet's set this host last applied (if it follows one)."""
@@ -130,6 +138,8 @@ class Fleet:
             self.worker.connected.set()
             self.worker.wake.set()
         self._tasks.append(tasks.create_task(self._heartbeat_loop(), name="fleet-heartbeat"))
+        for publisher in self.records:
+            self._tasks.append(tasks.create_task(publisher.run(), name=f"fleet-{publisher.kind}"))
         if self.config.rules_bucket:
             self._tasks.append(tasks.create_task(self._follow_rules(), name="fleet-rules"))
 
@@ -168,6 +178,7 @@ class Fleet:
             "rules_refused": self.rules_refused or None,
             "outbox_depth": worker.depth if worker is not None else 0,
             "published": worker.counters.delivered if worker is not None else 0,
+            **{f"published_{p.kind}": p.published for p in self.records},
             **self._host_status(),
         }
 
