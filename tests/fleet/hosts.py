@@ -55,6 +55,11 @@ class SimHost:
         await self.alerts.stop()
         await self.store.stop()
 
+    async def connected(self) -> None:
+        """Wait until the fleet sink has checked its streams and publishes."""
+        assert self.fleet.worker is not None
+        await self.fleet.worker.connected.wait()
+
     def add(self, finding: Finding) -> Finding:
         finding.hostname = self.hostname
         return self.store.add(finding)

@@ -106,6 +106,7 @@ class Fleet:
         self._tasks.append(tasks.create_task(self._connect_loop(), name="fleet-connect"))
 
     async def stop(self) -> None:
+        self.state = "stopped"
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -152,10 +153,14 @@ class Fleet:
         self._note_error(f"fleet: NATS: {type(exc).__name__} {exc}".rstrip())
 
     async def _on_disconnect(self) -> None:
+        if self.state == "stopped":
+            return
         self.state = "disconnected"
         log.warning("fleet: disconnected from NATS; findings wait in the outbox")
 
     async def _on_reconnect(self) -> None:
+        if self.state == "stopped":
+            return
         self.state = "connected"
         url = self.nc.connected_url if self.nc is not None else None
         log.info("fleet: reconnected to %s", url.netloc if url else "NATS")
