@@ -25,7 +25,7 @@ from cauditd.config import FleetConfig, RulesConfig
 from cauditd.findings import HOSTNAME, rfc3339_ns
 from cauditd.fleet import records, rollout
 from cauditd.fleet.connection import Access, FleetError, StreamSpec, connect, ensure_stream
-from cauditd.fleet.publisher import JetStreamSink, JetStreamWorker, sink_config
+from cauditd.fleet.publisher import JetStreamSink, JetStreamWorker, nats_call, sink_config
 from cauditd.fleet.records import RecordPublisher
 from cauditd.fleet.subjects import Subjects, host_token
 
@@ -118,14 +118,14 @@ class Fleet:
 
     async def _connect_loop(self) -> None:
         """Connect (retrying for ever), check the streams, then run the fleet's tasks."""
-        self.nc = await connect(self.access, name=f"cauditd {self.hostname}", forever=True,
-                                error_cb=self._on_error, disconnected_cb=self._on_disconnect,
-                                reconnected_cb=self._on_reconnect)
+        self.nc = await nats_call(connect(
+            self.access, name=f"cauditd {self.hostname}", forever=True, error_cb=self._on_error,
+            disconnected_cb=self._on_disconnect, reconnected_cb=self._on_reconnect))
         self.js = self.nc.jetstream(timeout=self.config.ack_timeout_s)
         while True:
             try:
                 for spec in (StreamSpec.findings(self.config), StreamSpec.heartbeats(self.config)):
-                    await ensure_stream(self.js, spec, create=self.config.create_stream)
+                    await nats_call(ensure_stream(self.js, spec, create=self.config.create_stream))
                 break
             except FleetError as exc:
                 self._note_error(str(exc), level=logging.ERROR)
@@ -150,7 +150,9 @@ class Fleet:
         self.last_error = error
 
     async def _on_error(self, exc: Exception) -> None:
-        self._note_error(f"fleet: NATS: {type(exc).__name__} {exc}".rstrip())
+        quiet = self.state in ("disconnected", "stopped")  # each failed reconnect: debug only
+        self._note_error(f"fleet: NATS: {type(exc).__name__} {exc}".rstrip(),
+                         level=logging.DEBUG if quiet else logging.WARNING)
 
     async def _on_disconnect(self) -> None:
         if self.state == "stopped":
@@ -198,8 +200,8 @@ class Fleet:
         if self.js is None:
             return
         try:
-            await self.js.publish(subject, json.dumps(document).encode(),
-                                  timeout=self.config.ack_timeout_s)
+            await nats_call(self.js.publish(subject, json.dumps(document).encode(),
+                                            timeout=self.config.ack_timeout_s))
         except Exception as exc:  # the next one will do
             log.debug("fleet: publish to %s failed: %s", subject, exc)
 
@@ -231,9 +233,9 @@ class Fleet:
         from nats.js.errors import KeyNotFoundError
 
         assert self.js is not None
-        kv = await self.js.key_value(bucket)
+        kv = await nats_call(self.js.key_value(bucket))
         try:
-            entry = await kv.get(rollout.MANIFEST_KEY)
+            entry = await nats_call(kv.get(rollout.MANIFEST_KEY))
         except KeyNotFoundError:
             return
         if entry.revision == self._manifest_revision or entry.value is None:
@@ -244,7 +246,7 @@ class Fleet:
             return
         files = {}
         for name in manifest.files:
-            files[name] = (await kv.get(name)).value or b""
+            files[name] = (await nats_call(kv.get(name))).value or b""
         if not manifest.verify(files):
             log.info("fleet: rule set %s is still being pushed; looking again", manifest.digest)
             return

@@ -15,7 +15,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 SINK_NAME = "fleet"
 READ_BATCH = 256  # outbox rows read per writer round trip
 ACK_EVERY = 64  # published rows acknowledged in the outbox per writer round trip
@@ -47,6 +49,29 @@ def sink_config(config: FleetConfig) -> SinkConfig:
         timeout_s=config.ack_timeout_s, retry_base_s=0.5, retry_max_s=config.retry_max_s,
         max_attempts=0,
     )  # fmt: skip
+
+
+async def nats_call(call: Awaitable[T]) -> T:
+    """Await a nats-py call so that cancelling the caller works.
+
+    nats-py swallows CancelledError in its publish path (a flush of the pending buffer while
+    disconnected), so a task cancelled inside it carries on and a stop waits for ever. The
+    call runs as a task of its own; cancellation hits our wait, and the call is then cancelled
+    (or, if it ignores that too, ends on its own timeout).
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        await asyncio.wait({task})
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(_consume)
+        raise
+    return task.result()
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def encode(document: dict[str, Any]) -> bytes:
@@ -79,8 +104,8 @@ class JetStreamSink(Sink):
         if self.js is None:
             return Outcome(ok=False, retry=True, error="connection: not connected to NATS yet")
         try:
-            await self.js.publish(subject, payload, timeout=self.config.timeout_s,
-                                  stream=self.stream, headers={"Nats-Msg-Id": key})
+            await nats_call(self.js.publish(subject, payload, timeout=self.config.timeout_s,
+                                            stream=self.stream, headers={"Nats-Msg-Id": key}))
         except nats_errors.MaxPayloadError as exc:
             return Outcome(ok=False, error=f"too large for the server: {exc}")
         except js_errors.APIError as exc:  # 503 no leader, 404 no stream, ...
