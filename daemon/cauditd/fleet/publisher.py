@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 SINK_NAME = "fleet"
 READ_BATCH = 256  # outbox rows read per writer round trip
 ACK_EVERY = 64  # published rows acknowledged in the outbox per writer round trip
@@ -72,6 +73,23 @@ async def nats_call(call: Awaitable[T]) -> T:
 def _consume(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+async def publish_in_order(rows: Sequence[R], publish: Callable[[R], Awaitable[bool]],
+                           acknowledge: Callable[[list[R]], Awaitable[None]], every: int) -> None:
+    """Publish `rows` one at a time, in order; those published (`publish` returned True) go to
+    `acknowledge` in groups of `every`, and the rest at the end, also when cancelled."""
+    done: list[R] = []
+    try:
+        for row in rows:
+            if await publish(row):
+                done.append(row)
+            if len(done) >= every:
+                await acknowledge(done)
+                done = []
+    finally:
+        if done:
+            await acknowledge(done)
 
 
 def encode(document: dict[str, Any]) -> bytes:
@@ -143,17 +161,7 @@ class JetStreamWorker(SinkWorker):
             await self._idle()
 
     async def _publish_rows(self, rows: list[OutboxRow]) -> None:
-        done: list[int] = []
-        try:
-            for row in rows:
-                if await self._publish_row(row):
-                    done.append(row.seq)
-                if len(done) >= ACK_EVERY:
-                    await self._acked(done)
-                    done = []
-        finally:
-            if done:
-                await self._acked(done)
+        await publish_in_order(rows, self._publish_row, self._acked, ACK_EVERY)
 
     async def _publish_row(self, row: OutboxRow) -> bool:
         """Publish until the stream acks (True) or the row can never go (kept as failed)."""
@@ -173,8 +181,8 @@ class JetStreamWorker(SinkWorker):
             await asyncio.sleep(self.retry_delay_s(attempt, None))
             attempt += 1
 
-    async def _acked(self, seqs: list[int]) -> None:
-        now, name, done = time.time_ns(), self.sink.name, list(seqs)
+    async def _acked(self, rows: list[OutboxRow]) -> None:
+        now, name, done = time.time_ns(), self.sink.name, [row.seq for row in rows]
         await self._db(lambda c: outbox.ack(c, name, done, now))
         self.counters.delivered += len(done)
         self.counters.messages += len(done)

@@ -15,7 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from cauditd.alerts.delivery import AlertStore
-from cauditd.fleet.publisher import JetStreamSink
+from cauditd.fleet.publisher import JetStreamSink, publish_in_order
 from cauditd.fleet.subjects import Subjects, message_id
 
 log = logging.getLogger(__name__)
@@ -89,24 +89,12 @@ class RecordPublisher:
                           self.kind, exc)
                 return
             if rows:
-                await self._publish(rows)
+                await publish_in_order(rows, self._publish_row, self._advance, ACK_EVERY)
             else:
                 await asyncio.sleep(IDLE_S)
 
-    async def _publish(self, rows: list[RecordRow]) -> None:
-        done: list[RecordRow] = []
-        try:
-            for row in rows:
-                await self._publish_row(row)
-                done.append(row)
-                if len(done) >= ACK_EVERY:
-                    await self._advance(done)
-                    done = []
-        finally:
-            if done:
-                await self._advance(done)
-
-    async def _publish_row(self, row: RecordRow) -> None:
+    async def _publish_row(self, row: RecordRow) -> bool:
+        """Publish until acked (or refused for good: logged, and the cursor moves past it)."""
         try:
             document = json.loads(row.doc)
         except ValueError:
@@ -121,7 +109,7 @@ class RecordPublisher:
                 if not outcome.ok:
                     log.warning("fleet: %s record %d dropped: %s", self.kind, row.id,
                                 outcome.error)
-                return
+                return True
             await asyncio.sleep(delay)
             delay = min(self.retry_max_s, delay * 2)
 
