@@ -88,6 +88,11 @@ async def test_push_rolls_out_and_a_broken_set_is_refused_everywhere(
         assert all(h["ok"] for h in status["hosts"])
         assert daemon_rules(daemon) == local_rules | {"Fleet pushed rule"}
         assert [r["name"] for r in other.detector.rules_info()] == ["Fleet pushed rule"]
+        fleet = daemon.get("/v1/stats")["fleet"]
+        assert (fleet["state"], fleet["host"], fleet["rules_digest"]) == \
+            ("connected", "host-a", digest)
+        sinks = {s["name"]: s for s in daemon.get("/v1/alerts")["sinks"]}
+        assert sinks["fleet"]["kind"] == "nats"
 
         broken = write_set(tmp_path / "broken", BROKEN)
         assert (await ctl.run("rules", "push", "--bucket", BUCKET,
