@@ -1,5 +1,5 @@
 """The daemon's side of the fleet: one NATS connection, the stream check, the outbox publisher,
-the heartbeat and the rule rollout follower, started and stopped with the daemon.
+the heartbeat and the rule rollout follower (follower.py), started and stopped with the daemon.
 
 Nothing here is on the detection path: findings reach the store and the outbox whatever NATS
 does; while the connection is down the publisher waits and its outbox queue grows.
@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +22,9 @@ from cauditd.alerts import AlertDispatcher
 from cauditd.alerts.delivery import AlertStore
 from cauditd.config import FleetConfig, RulesConfig
 from cauditd.findings import HOSTNAME, rfc3339_ns
-from cauditd.fleet import records, rollout
+from cauditd.fleet import records
 from cauditd.fleet.connection import Access, FleetError, StreamSpec, connect, ensure_stream
+from cauditd.fleet.follower import Reload, RuleFollower, RuleSources
 from cauditd.fleet.publisher import JetStreamSink, JetStreamWorker, nats_call, sink_config
 from cauditd.fleet.records import RecordPublisher
 from cauditd.fleet.subjects import Subjects, host_token
@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_SETUP_S = 5.0
-ROLLOUT_POLL_S = 2.0
-CURRENT = "current"
-Reload = Callable[[RulesConfig], Awaitable[list[str]]]
 
 
 class Fleet:
@@ -59,11 +56,9 @@ class Fleet:
         self.host = host_token(config.host or self.hostname)
         self.subjects = Subjects(config.subject_prefix)
         self.access = Access.of(config)
-        self.rules_root = state_dir / "fleet-rules"
-        self._local_rules = local_rules
-        self._rule_paths = rule_paths
+        self.rules = RuleFollower(config.rules_bucket, state_dir / "fleet-rules",
+                                  RuleSources(local_rules, rule_paths, reload))
         self._host_status = host_status
-        self._reload = reload
         self.sink = JetStreamSink(sink_config(config), self.subjects, self.host, config.stream)
         self.worker: JetStreamWorker | None = None
         self.records: list[RecordPublisher] = []
@@ -71,9 +66,6 @@ class Fleet:
         self.js: JetStreamContext | None = None
         self.state = "starting"
         self.last_error = ""
-        self.rules_digest = ""
-        self.rules_refused: dict[str, Any] = {}
-        self._manifest_revision = 0
         self._tasks: list[asyncio.Task[Any]] = []
 
     # -- wiring --------------------------------------------------------------------------------
@@ -91,10 +83,7 @@ class Fleet:
 
     def rules_config(self, local: RulesConfig) -> RulesConfig:
         """The local rules plus the fleet's set this host last applied (if it follows one)."""
-        current = self.rules_root / CURRENT
-        if not self.config.rules_bucket or not current.is_dir():
-            return local
-        return dataclasses.replace(local, paths=[*local.paths, str(current)])
+        return self.rules.rules_config(local)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -102,7 +91,7 @@ class Fleet:
         """Check the secret files (FleetError stops the daemon's start), then connect in the
         background."""
         self.access.options()
-        self.rules_digest = self._running_digest()
+        self.rules.load_digest()
         self._tasks.append(tasks.create_task(self._connect_loop(), name="fleet-connect"))
 
     async def stop(self) -> None:
@@ -142,7 +131,9 @@ class Fleet:
         for publisher in self.records:
             self._tasks.append(tasks.create_task(publisher.run(), name=f"fleet-{publisher.kind}"))
         if self.config.rules_bucket:
-            self._tasks.append(tasks.create_task(self._follow_rules(), name="fleet-rules"))
+            status = f"{self.subjects.rules_status(self.config.rules_bucket)}.{self.host}"
+            follow = self.rules.run(self.js, status, self._publish_report, self._note_error)
+            self._tasks.append(tasks.create_task(follow, name="fleet-rules"))
 
     def _note_error(self, error: str, level: int = logging.WARNING) -> None:
         if error != self.last_error:
@@ -180,9 +171,9 @@ class Fleet:
             "time": rfc3339_ns(time.time_ns()),
             "version": __version__,
             "pid": os.getpid(),
-            "rules_digest": self.rules_digest,
+            "rules_digest": self.rules.digest,
             "rules_bucket": self.config.rules_bucket or None,
-            "rules_refused": self.rules_refused or None,
+            "rules_refused": self.rules.refused or None,
             "outbox_depth": worker.depth if worker is not None else 0,
             "published": worker.counters.delivered if worker is not None else 0,
             **{f"published_{p.kind}": p.published for p in self.records},
@@ -195,6 +186,9 @@ class Fleet:
             await self._publish_plain(subject, self.heartbeat())
             await asyncio.sleep(self.config.heartbeat_interval_s)
 
+    async def _publish_report(self, subject: str, report: dict[str, Any]) -> None:
+        await self._publish_plain(subject, {"host": self.host, **report})
+
     async def _publish_plain(self, subject: str, document: dict[str, Any]) -> None:
         """A best-effort JetStream publish (heartbeats, rollout status); failures are logged."""
         if self.js is None:
@@ -205,84 +199,8 @@ class Fleet:
         except Exception as exc:  # the next one will do
             log.debug("fleet: publish to %s failed: %s", subject, exc)
 
-    # -- rule rollout --------------------------------------------------------------------------
-
-    def _running_digest(self) -> str:
-        current = self.rules_root / CURRENT / rollout.MANIFEST_KEY
-        if self.config.rules_bucket and current.is_file():
-            with contextlib.suppress(OSError, rollout.RolloutError):
-                return rollout.Manifest.from_bytes(current.read_bytes()).digest
-        return "local:" + rollout.local_digest(self._rule_paths(self._local_rules()))
-
-    async def _follow_rules(self) -> None:
-        from nats.js.errors import BucketNotFoundError
-
-        bucket = self.config.rules_bucket
-        while True:
-            try:
-                await self.check_rules(bucket)
-            except BucketNotFoundError:
-                self._note_error(f"fleet: rules bucket {bucket} does not exist yet (nothing "
-                                 "pushed); the local rules run", level=logging.INFO)
-            except Exception as exc:  # bucket missing, broker away: look again later
-                self._note_error(f"fleet: rules bucket {bucket}: {type(exc).__name__} {exc}")
-            await asyncio.sleep(ROLLOUT_POLL_S)
-
-    async def check_rules(self, bucket: str) -> None:
-        """Apply the bucket's newest manifest if it is new to this host."""
-        from nats.js.errors import KeyNotFoundError
-
-        assert self.js is not None
-        kv = await nats_call(self.js.key_value(bucket))
-        try:
-            entry = await nats_call(kv.get(rollout.MANIFEST_KEY))
-        except KeyNotFoundError:
-            return
-        if entry.revision == self._manifest_revision or entry.value is None:
-            return
-        manifest = rollout.Manifest.from_bytes(entry.value)
-        if manifest.digest in (self.rules_digest, self.rules_refused.get("digest")):
-            self._manifest_revision = entry.revision or 0
-            return
-        files = {}
-        for name in manifest.files:
-            files[name] = (await nats_call(kv.get(name))).value or b""
-        if not manifest.verify(files):
-            log.info("fleet: rule set %s is still being pushed; looking again", manifest.digest)
-            return
-        await self._apply(manifest, files, bucket)
-        self._manifest_revision = entry.revision or 0
-
-    async def _apply(self, manifest: rollout.Manifest, files: dict[str, bytes],
-                     bucket: str) -> None:
-        directory = await asyncio.to_thread(rollout.install, files, self.rules_root, manifest)
-        local = self._local_rules()
-        candidate = dataclasses.replace(local, paths=[*local.paths, str(directory)])
-        errors = await self._reload(candidate)
-        status_subject = self.subjects.rules_status(bucket) + f".{self.host}"
-        if errors:
-            log.error("fleet: rule set %s refused, the running rules stay: %d problem(s)",
-                      manifest.digest, len(errors))
-            self.rules_refused = {"digest": manifest.digest, "errors": errors[:20]}
-        else:
-            await asyncio.to_thread(self._point_current, directory)
-            self.rules_digest = manifest.digest
-            self.rules_refused = {}
-            log.info("fleet: running rule set %s (%d file(s))", manifest.digest, len(files))
-        await self._publish_plain(status_subject, json.loads(rollout.status_document(
-            self.host, manifest, errors, running=self.rules_digest,
-            time=rfc3339_ns(time.time_ns()))))
-
-    def _point_current(self, directory: Path) -> None:
-        link = self.rules_root / CURRENT
-        staging = self.rules_root / f".{CURRENT}.tmp"
-        staging.unlink(missing_ok=True)
-        staging.symlink_to(directory.name)
-        staging.rename(link)
-        rollout.prune(self.rules_root, [directory])
-
     def status(self) -> dict[str, Any]:
         """The fleet's line in /v1/stats."""
         return {"state": self.state, "host": self.host, "stream": self.config.stream,
-                "last_error": self.last_error or None, "rules_digest": self.rules_digest,
-                "rules_refused": self.rules_refused or None}
+                "last_error": self.last_error or None, "rules_digest": self.rules.digest,
+                "rules_refused": self.rules.refused or None}

@@ -17,7 +17,6 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 MANIFEST_KEY = "_manifest"
 _KEY = re.compile(r"^[-_=.A-Za-z0-9]+$")
@@ -138,9 +137,3 @@ def prune(root: Path, keep: Iterable[Path]) -> None:
     for entry in root.iterdir() if root.is_dir() else ():
         if entry.is_dir() and entry.resolve() not in kept and entry.name != "current":
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def status_document(host: str, manifest: Manifest, errors: list[str], **extra: Any) -> bytes:
-    """What a follower says about a set it was offered."""
-    return json.dumps({"host": host, "digest": manifest.digest, "ok": not errors,
-                       "errors": errors[:50], **extra}).encode()
