@@ -330,11 +330,9 @@ async def simulation_table(root: Path, cluster: Any, quick: bool) -> Result:
         f"Each simulated host makes {FINDINGS_PER_HOST_S} findings/s and {FLOWS_PER_HOST_S} "
         f"flow records/s for {seconds:.0f} s (findings through the outbox, flows through the "
         "network history tables, as on a real host), all hosts in one Python process beside "
-        "the three nats-server processes on this 2-core VM. Each host keeps one publish in "
-        "flight per kind (findings, flows), so it publishes at most one record per JetStream "
-        "ack round trip per kind: when acks slow down (more hosts, a busy machine) its 200 "
-        "flows/s queue up first. Real hosts each have their own CPU; the cluster's ack latency "
-        "is the limit this measures.",
+        "the three nats-server processes on this 2-core VM (findings: one publish in flight "
+        "per host, for their order; flows: 64). Real hosts each have their own CPU; here the "
+        "hosts, the cluster and the machine's other jobs share two cores.",
         "\"Kept up\": at the end of the run at most one second of findings and of flows was "
         "still queued; "
         "\"in stream\" counts after the hosts drained (JetStream drops duplicates by "

@@ -1,9 +1,12 @@
 """Flows and DNS records to JetStream (fleet.publish_flows / publish_dns), from the network
 history tables, which are their durable outbox: a cursor per kind, kept in the same database,
-moves past a row only once JetStream has acked it; one publish in flight, in id order.
+moves past a window of rows only once JetStream has acked every one of them.
 
-Rows retention deleted before they could be published (a broker away longer than
-network.history_days, or more rows than history_max_rows) are counted as skipped.
+Unlike findings, records go WINDOW publishes at a time (a host makes hundreds per second, and
+one in flight caps it at one per ack round trip): they are stored in id order unless a publish
+fails and its retry lands after later ones; each record carries its own time. Rows retention
+deletes before they could be published (a broker away longer than network.history_days, or
+more rows than history_max_rows) are not published.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from cauditd.alerts.delivery import AlertStore
-from cauditd.fleet.publisher import JetStreamSink, publish_in_order
+from cauditd.fleet.publisher import JetStreamSink
 from cauditd.fleet.subjects import Subjects, message_id
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,7 @@ CREATE TABLE IF NOT EXISTS fleet_cursors (
 """
 TABLES = {"flow": "net_flows", "dns": "net_dns"}
 READ_BATCH = 512
-ACK_EVERY = 128
+WINDOW = 64  # publishes in flight per kind
 IDLE_S = 1.0
 
 
@@ -68,7 +71,7 @@ def advance(conn: sqlite3.Connection, kind: str, last_id: int, count: int) -> No
 
 
 class RecordPublisher:
-    """Publishes one kind ("flow" or "dns") of network history rows, in order, at least once."""
+    """Publishes one kind ("flow" or "dns") of network history rows, at least once."""
 
     def __init__(self, kind: str, store: AlertStore, sink: JetStreamSink,
                  subjects: Subjects, retry_max_s: float) -> None:
@@ -88,12 +91,14 @@ class RecordPublisher:
                 log.error("fleet: cannot publish %s records: %s (is network.history off?)",
                           self.kind, exc)
                 return
-            if rows:
-                await publish_in_order(rows, self._publish_row, self._advance, ACK_EVERY)
-            else:
+            for start in range(0, len(rows), WINDOW):
+                window = rows[start:start + WINDOW]
+                await asyncio.gather(*(self._publish_row(row) for row in window))
+                await self._advance(window)
+            if not rows:
                 await asyncio.sleep(IDLE_S)
 
-    async def _publish_row(self, row: RecordRow) -> bool:
+    async def _publish_row(self, row: RecordRow) -> None:
         """Publish until acked (or refused for good: logged, and the cursor moves past it)."""
         try:
             document = json.loads(row.doc)
@@ -109,7 +114,7 @@ class RecordPublisher:
                 if not outcome.ok:
                     log.warning("fleet: %s record %d dropped: %s", self.kind, row.id,
                                 outcome.error)
-                return True
+                return
             await asyncio.sleep(delay)
             delay = min(self.retry_max_s, delay * 2)
 
