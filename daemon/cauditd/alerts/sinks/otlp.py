@@ -136,34 +136,15 @@ def _partial_success(body: bytes) -> Outcome:
 
 def _status_message(body: bytes) -> str:
     """The message (field 2) of a google.rpc.Status error body, else the body as text."""
-    pos = 0
+    from cauditd.containers.containerd import decode_message  # the one protobuf wire reader
+
     try:
-        while pos < len(body):
-            key, pos = _varint(body, pos)
-            field, wire = key >> 3, key & 7
-            if wire == 0:
-                _, pos = _varint(body, pos)
-            elif wire == 2:
-                size, pos = _varint(body, pos)
-                if field == 2:
-                    return body[pos:pos + size].decode(errors="replace")[:200]
-                pos += size
-            else:
-                break
-    except IndexError:
-        pass
+        message = decode_message(body).get(2)
+    except (ValueError, IndexError):
+        message = None
+    if message and isinstance(message[-1], bytes):
+        return message[-1].decode(errors="replace")[:200]
     return body.decode(errors="replace").strip()[:200]
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
 
 
 class OtlpSink(Sink):
