@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cauditd.fleet.connection import FleetError
+from cauditd.fleet.connection import Access, FleetError
 from tests.conftest import unavailable
 from tests.fakes import make_finding
 from tests.fleet.cluster import Cluster, nats_server_problem
@@ -96,6 +96,7 @@ async def test_token_from_file(tmp_path: Path) -> None:
     cluster = server(tmp_path, f'authorization {{\n  token: "{token}"\n}}\n')
     token_file = tmp_path / "nats.token"
     token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
     try:
         host = await publish_three(tmp_path, fleet_config(cluster.urls,
                                                           token_file=str(token_file)))
@@ -112,6 +113,23 @@ async def test_missing_secret_file_stops_the_start(tmp_path: Path,
     with pytest.raises(FleetError, match=r"nope.creds: no such file"):
         await host.start()
     await host.stop()
+
+
+@pytest.mark.parametrize(("name", "mode", "why"), [
+    ("token", 0o644, "readable or writable by others"),
+    ("user.creds", 0o620, "readable or writable by others"),
+    ("ca.pem", 0o666, "writable by group or others"),
+])
+def test_credential_files_others_could_read_or_change_are_refused(
+    tmp_path: Path, name: str, mode: int, why: str
+) -> None:
+    path = tmp_path / name
+    path.write_text("x\n")
+    path.chmod(mode)
+    field = {"token": "token_file", "user.creds": "creds_file", "ca.pem": "tls_ca_file"}[name]
+    access = Access(servers=("nats://127.0.0.1:9",), **{field: str(path)})
+    with pytest.raises(FleetError, match=why):
+        access.options()
 
 
 def test_daemon_says_why_it_cannot_start(tmp_path: Path) -> None:

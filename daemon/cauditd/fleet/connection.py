@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cauditd.config import FleetConfig
+from cauditd.config import ConfigError, FleetConfig, check_file_permissions
 from cauditd.fleet.subjects import Subjects
 
 if TYPE_CHECKING:
@@ -51,10 +51,7 @@ class Access:
     def options(self) -> dict[str, Any]:
         """Keyword arguments of nats.connect for these credentials; FleetError if unreadable."""
         options: dict[str, Any] = {"servers": list(self.servers)}
-        for path in (self.creds_file, self.nkey_file, self.token_file, self.tls_ca_file,
-                     self.tls_cert_file, self.tls_key_file):
-            if path and not Path(path).is_file():
-                raise FleetError(f"fleet: {path}: no such file")
+        self.check_files()
         if self.creds_file:
             options["user_credentials"] = self.creds_file
         if self.nkey_file:
@@ -64,6 +61,21 @@ class Access:
         if self.tls_ca_file or self.tls_cert_file:
             options["tls"] = self.tls_context()
         return options
+
+    def check_files(self) -> None:
+        """Refuse a credential file that is missing, or that another user could change (a CA
+        certificate someone else can rewrite lets them stand in for the servers) or read (the
+        secrets); FleetError says which and why."""
+        secrets = (self.creds_file, self.nkey_file, self.token_file, self.tls_key_file)
+        for path in (*secrets, self.tls_ca_file, self.tls_cert_file):
+            if not path:
+                continue
+            if not Path(path).is_file():
+                raise FleetError(f"fleet: {path}: no such file")
+            try:
+                check_file_permissions(path, "a NATS credential file", secret=path in secrets)
+            except ConfigError as exc:
+                raise FleetError(f"fleet: {exc}") from None
 
     def tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.tls_ca_file or None)
