@@ -19,13 +19,12 @@ from cauditd.containers.cgroups import container_from_path, find_cgroup2_root
 from cauditd.containers.containerd import (
     ContainerdClient,
     ContainerdContainer,
-    encode_string,
-    encode_varint,
     parse_container,
     parse_envelope,
     parse_task_pid,
 )
 from cauditd.events import ExecEvent
+from cauditd.protowire import encode_string, encode_varint
 from tests.conftest import (
     TEST_IMAGE,
     DaemonThread,

@@ -1,6 +1,6 @@
 """containerd's gRPC API over its unix socket: container metadata, init pid, and task events.
 
-The few protobuf messages needed are spoken by hand (`encode_string`, `decode_message`) and sent
+The few protobuf messages needed are spoken by hand (cauditd.protowire) and sent
 with grpcio's raw-bytes calls: the PyPI `containerd` bindings are generated for protobuf 3 and
 refuse to load under protobuf 4+. grpcio is imported lazily; without it, or without the socket,
 every call answers nothing and the daemon runs as before.
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cauditd.events import ContainerInfo
+from cauditd.protowire import decode_message, encode_string
 
 log = logging.getLogger(__name__)
 
@@ -31,58 +32,6 @@ CALL_TIMEOUT = 3.0
 
 # Names the runtimes put on containers, most specific first.
 NAME_LABELS = ("io.kubernetes.container.name", "nerdctl/name")
-
-
-def encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def encode_string(field: int, value: str) -> bytes:
-    """One length-delimited protobuf field."""
-    data = value.encode()
-    return encode_varint(field << 3 | 2) + encode_varint(len(data)) + data
-
-
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def decode_message(buf: bytes) -> dict[int, list[Any]]:
-    """Protobuf wire format to {field number: [values]}: ints for varints and fixed fields,
-    bytes for length-delimited ones (strings, messages, map entries)."""
-    fields: dict[int, list[Any]] = {}
-    pos = 0
-    while pos < len(buf):
-        key, pos = _read_varint(buf, pos)
-        number, wire_type = key >> 3, key & 7
-        value: Any
-        if wire_type == 0:
-            value, pos = _read_varint(buf, pos)
-        elif wire_type == 2:
-            length, pos = _read_varint(buf, pos)
-            value, pos = bytes(buf[pos : pos + length]), pos + length
-        elif wire_type in (1, 5):
-            size = 8 if wire_type == 1 else 4
-            value, pos = int.from_bytes(buf[pos : pos + size], "little"), pos + size
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire_type}")
-        fields.setdefault(number, []).append(value)
-    return fields
 
 
 def _string(fields: dict[int, list[Any]], number: int) -> str:

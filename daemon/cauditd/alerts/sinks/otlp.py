@@ -20,6 +20,7 @@ from cauditd.alerts.message import Message
 from cauditd.alerts.sinks.base import DELIVERED, USER_AGENT, Delivery, Outcome, Sink, retry_after_s
 from cauditd.config import SinkConfig
 from cauditd.findings import Priority
+from cauditd.protowire import decode_message
 
 if TYPE_CHECKING:
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -136,11 +137,9 @@ def _partial_success(body: bytes) -> Outcome:
 
 def _status_message(body: bytes) -> str:
     """The message (field 2) of a google.rpc.Status error body, else the body as text."""
-    from cauditd.containers.containerd import decode_message  # the one protobuf wire reader
-
     try:
         message = decode_message(body).get(2)
-    except (ValueError, IndexError):
+    except ValueError:
         message = None
     if message and isinstance(message[-1], bytes):
         return message[-1].decode(errors="replace")[:200]
