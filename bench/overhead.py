@@ -52,6 +52,7 @@ class Plan:
         self.loop_s = 0.3 if quick else 2.0
         self.web_s = 1 if quick else 3
         self.archive_copies = 4 if quick else 20
+        self.app_iterations = 150 if quick else 600
 
 
 # --- watchers ---------------------------------------------------------------------------------
@@ -164,6 +165,7 @@ class Workloads:
         self.containers = containers
         self.plan = plan
         self.web_ip = ""
+        self.prefork_ip = ""
         self.wrk = shutil.which("wrk")
 
     def setup(self) -> None:
@@ -177,6 +179,9 @@ class Workloads:
         net = c.network("net")
         c.start("web", ["sh", "-c", WEB_SCRIPT], ["--network", net])
         self.web_ip = c.ip("web")
+        c.start("prefork", ["sh", "-c", PREFORK_SCRIPT], ["--network", net])
+        self.prefork_ip = c.ip("prefork")
+        c.start("app", ["sleep", "3600"], ["--network", net])
         if not self.wrk:
             self.wrk = install_wrk()
 
@@ -196,10 +201,24 @@ class Workloads:
             elif parts and parts[0] == "archive":
                 rates["archive (tar+gzip)"] = 1 / max(float(parts[3]) - float(parts[2]), 0.01)
         if self.wrk and self.web_ip:
-            rates["web server (httpd+wrk)"] = self._web_rate()
+            rates["web server (httpd+wrk)"] = self._web_rate(f"http://{self.web_ip}/index.html")
+        if self.wrk and self.prefork_ip:
+            url = f"http://{self.prefork_ip}:8080/index.html"
+            rates["pre-forked server (4 workers+wrk)"] = self._web_rate(url)
+        rates["shell app (file, exec, HTTP)"] = self._app_rate()
         return rates
 
-    def _web_rate(self) -> float:
+    def _app_rate(self) -> float:
+        """Iterations per second of a shell application doing mixed work (APP_SCRIPT)."""
+        script = APP_SCRIPT.format(n=self.plan.app_iterations, url=f"http://{self.prefork_ip}:8080/")
+        out = self.containers.exec("app", script)
+        match = re.search(r"^app (\d+) ([\d.]+) ([\d.]+)$", out, re.M)
+        if not match:
+            raise Unavailable(f"the shell app printed no rate: {out[-200:]}")
+        iterations, began, ended = int(match[1]), float(match[2]), float(match[3])
+        return iterations / max(ended - began, 0.01)
+
+    def _web_rate(self, url: str) -> float:
         out = run_text(
             [
                 str(self.wrk),
@@ -208,7 +227,7 @@ class Workloads:
                 f"-d{self.plan.web_s}s",
                 "--timeout",
                 "2s",
-                f"http://{self.web_ip}/index.html",
+                url,
             ],
             timeout=self.plan.web_s + 30,
         )
@@ -221,6 +240,25 @@ class Workloads:
 WEB_SCRIPT = (
     "mkdir -p /www && head -c 4096 /dev/zero | tr '\\0' x > /www/index.html && "
     "exec httpd -f -p 80 -h /www"
+)
+# nginx's shape: a master and 4 long-lived workers accepting keep-alive connections, each
+# request an open/fstat/sendfile/close of the file (tests/image/prefork_httpd.c).
+PREFORK_SCRIPT = (
+    "mkdir -p /www && head -c 4096 /dev/zero | tr '\\0' x > /www/index.html && "
+    "exec prefork_httpd 8080 /www 4"
+)
+# A shell application's mixed work per iteration: append to a log, read it back with a
+# separate program, fetch a page from the pre-forked server, compress it (4 execs, ~10 opens,
+# one TCP connection). Prints "app <iterations> <start> <end>" (seconds of /proc/uptime).
+APP_SCRIPT = (
+    ": > /tmp/app.log; a=$(cut -d' ' -f1 /proc/uptime); i=0;"
+    " while [ $i -lt {n} ]; do"
+    " echo \"$i request served\" >> /tmp/app.log;"
+    " /bin/grep -c served /tmp/app.log >/dev/null;"
+    " /usr/bin/wget -q -O /tmp/page {url}index.html;"
+    " /bin/gzip -c /tmp/page > /tmp/page.gz;"
+    " i=$((i+1)); done;"
+    " b=$(cut -d' ' -f1 /proc/uptime); echo app $i $a $b"
 )
 
 
@@ -360,7 +398,10 @@ def table_result(
     result.notes.append(
         f"{plan.rounds} rounds; loops run {plan.loop_s}s each, wrk {plan.web_s}s "
         "(1 thread, 8 connections, host to the web container's bridge IP), the archive job "
-        f"tars and gzips {plan.archive_copies} copies of /etc and busybox."
+        f"tars and gzips {plan.archive_copies} copies of /etc and busybox; the pre-forked "
+        "server is wrk against prefork_httpd (4 workers, keep-alive); the shell app runs "
+        f"{plan.app_iterations} iterations of log append, grep, wget from the pre-forked "
+        "server and gzip."
     )
     if NAIVE_SUMMARIES:
         result.notes.append("naive tracer, per run: " + "; ".join(NAIVE_SUMMARIES))
