@@ -3,6 +3,12 @@
 What any tracer on these tracepoints pays before it does any work: the cost of attaching
 raw_syscalls sys_enter/sys_exit and the sched exec/fork/exit tracepoints at all. Run as a helper
 process by bench/overhead.py: prints "ready" once attached, a summary line after SIGINT.
+
+`--per-syscall` attaches the same lookup to syscalls:sys_enter_<name>/sys_exit_<name> of only the
+syscalls the default rules need instead of raw_syscalls, to measure what attaching where the
+syscalls are would save (issue 14). Both kinds ride the kernel's one sys_enter/sys_exit hook: an
+enabled syscall tracepoint of either kind puts every task's syscalls on the traced slow path,
+the per-syscall kind then runs the program only for its own syscall.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 
 PROGRAM = r"""
 BPF_HASH(cgroup_state, u64, u8, 65536);
@@ -28,18 +35,40 @@ static __always_inline int lookup_cgroup(void)
     return 0;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter) { return lookup_cgroup(); }
-TRACEPOINT_PROBE(raw_syscalls, sys_exit) { return lookup_cgroup(); }
+RAW_SYSCALLS
 TRACEPOINT_PROBE(sched, sched_process_exec) { return lookup_cgroup(); }
 TRACEPOINT_PROBE(sched, sched_process_fork) { return lookup_cgroup(); }
 TRACEPOINT_PROBE(sched, sched_process_exit) { return lookup_cgroup(); }
 """
+RAW_SYSCALLS = """
+TRACEPOINT_PROBE(raw_syscalls, sys_enter) { return lookup_cgroup(); }
+TRACEPOINT_PROBE(raw_syscalls, sys_exit) { return lookup_cgroup(); }
+"""
+PER_SYSCALL = "int per_syscall(void *ctx) { return lookup_cgroup(); }\n"
+
+
+def needed_syscalls() -> list[str]:
+    """The syscalls cauditd's probes stash for the default rules (catalog.plan's enabled set)."""
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "daemon"))
+    from cauditd.probes import catalog
+    from cauditd.rules import default_rules_dir, load_ruleset
+
+    plan = catalog.plan(load_ruleset([default_rules_dir()]).needed_syscalls())
+    return sorted(name for name, (enabled, _emit) in plan.items() if enabled)
 
 
 def main() -> int:
     from bcc import BPF
 
-    bpf = BPF(text=PROGRAM)
+    per_syscall = "--per-syscall" in sys.argv
+    bpf = BPF(text=PROGRAM.replace("RAW_SYSCALLS", PER_SYSCALL if per_syscall else RAW_SYSCALLS))
+    if per_syscall:
+        for name in needed_syscalls():
+            for phase in ("enter", "exit"):
+                tracepoint = f"syscalls:sys_{phase}_{name}"
+                if BPF.tracepoint_exists("syscalls", f"sys_{phase}_{name}"):
+                    bpf.attach_tracepoint(tp=tracepoint, fn_name="per_syscall")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

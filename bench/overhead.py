@@ -41,7 +41,14 @@ TITLE = "Workload overhead (throughput watched / bare)"
 LOOPS = ("open", "exec", "connect")
 AUDIT_KEY = "cauditd-bench"
 AUDIT_SYSCALLS = ("open", "openat", "openat2", "execve", "execveat", "connect")
-WATCHERS = ("floor", "cauditd", "cauditd, kernel filters off", "naive tracer", "auditd")
+WATCHERS = (
+    "floor",
+    "floor, per-syscall tracepoints",
+    "cauditd",
+    "cauditd, kernel filters off",
+    "naive tracer",
+    "auditd",
+)
 
 
 class Plan:
@@ -79,6 +86,12 @@ def watched_by_cauditd_unfiltered() -> contextlib.AbstractContextManager[str]:
 @contextlib.contextmanager
 def watched_by_floor() -> Iterator[str]:
     with HelperProcess(HERE / "floor.py"):
+        yield ""
+
+
+@contextlib.contextmanager
+def watched_by_floor_per_syscall() -> Iterator[str]:
+    with HelperProcess(HERE / "floor.py", "--per-syscall"):
         yield ""
 
 
@@ -281,6 +294,7 @@ def watchers(
     table: dict[str, Callable[[], contextlib.AbstractContextManager[str]]] = {
         "bare": bare,
         "floor": watched_by_floor,
+        "floor, per-syscall tracepoints": watched_by_floor_per_syscall,
         "cauditd": watched_by_cauditd,
         "cauditd, kernel filters off": watched_by_cauditd_unfiltered,
         "naive tracer": watched_by_naive,
