@@ -8,13 +8,16 @@ executables, and the local address of a listening socket (from its bind).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from cauditd import text
 from cauditd.containers.cgroups import container_from_path
 from cauditd.events import (
     HOST_ID,
@@ -29,6 +32,8 @@ from cauditd.events import (
 )
 
 AT_FDCWD = -100
+PROC_READ_MAX = 65536  # stat, status and cgroup are a few hundred bytes; never read more
+CMDLINE_MAX = 4096  # argv kept per process from /proc (the probe keeps 16 x 128 bytes)
 _FD_PATH_PREFIXES = ("/dev/fd/", "/proc/self/fd/")
 _NO_RESOLVE = frozenset(("symlink", "symlinkat"))
 
@@ -93,7 +98,10 @@ class ProcessTable:
         return len(self._procs)
 
     def read_proc(self) -> dict[int, ProcessInfo]:
-        """Every process of /proc now (pid, parent, exe, argv, cwd, container); no table change."""
+        """Every process of /proc now (pid, parent, exe, argv, cwd, container); no table change.
+
+        What a process holds never stops the scan: one whose stat cannot be read or parsed is
+        left out, the others are kept."""
         found: dict[int, ProcessInfo] = {}
         for entry in self._proc.iterdir():
             if entry.name.isdigit() and len(found) < self.max_size:
@@ -103,43 +111,34 @@ class ProcessTable:
         return found
 
     def _from_proc(self, pid: int) -> ProcessInfo | None:
+        """One process from /proc/<pid>, read as bytes: its comm, argv and cgroup are whatever
+        the process chose (text.decode keeps bytes that are not UTF-8 as surrogate escapes)."""
         base = self._proc / str(pid)
-        try:
-            stat = (base / "stat").read_text()
-            cmdline = (base / "cmdline").read_bytes()
-        except OSError:
+        stat = ProcStat.read(base)
+        if stat is None:
             return None
-        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-        fields = stat[stat.rfind(")") + 2 :].split()
-        args = tuple(a.decode("utf-8", "surrogateescape") for a in cmdline.split(b"\0")[:-1])
         info = ProcessInfo(
             pid=pid,
-            ppid=int(fields[1]),
-            comm=comm,
-            args=args,
-            tty=int(fields[4]),
-            start_ns=int(fields[19]) * (1_000_000_000 // os.sysconf("SC_CLK_TCK")),
+            ppid=stat.ppid,
+            comm=stat.comm,
+            args=_cmdline(base),
+            tty=stat.tty,
+            start_ns=stat.start_ticks * (1_000_000_000 // os.sysconf("SC_CLK_TCK")),
             exe=_readlink(base / "exe"),
             cwd=_readlink(base / "cwd"),
             container_id=self._container_of(base),
         )
-        try:
-            status = (base / "status").read_text()
-            for line in status.splitlines():
-                if line.startswith(("Uid:", "Gid:")):
-                    setattr(info, "uid" if line[0] == "U" else "gid", int(line.split()[2]))
-        except OSError:
-            pass
+        for line in _read_lines(base / "status"):
+            if line.startswith((b"Uid:", b"Gid:")):
+                with contextlib.suppress(ValueError, IndexError):
+                    setattr(info, "uid" if line[:1] == b"U" else "gid", int(line.split()[2]))
         return info
 
     def _container_of(self, base: Path) -> str:
-        try:
-            for line in (base / "cgroup").read_text().splitlines():
-                if line.startswith("0::"):
-                    found = container_from_path(line[3:])
-                    return found.container_id if found else HOST_ID
-        except OSError:
-            pass
+        for line in _read_lines(base / "cgroup"):
+            if line.startswith(b"0::"):
+                found = container_from_path(text.decode(line[3:], "cgroup"))
+                return found.container_id if found else HOST_ID
         return HOST_ID
 
     # --- the per-event path --------------------------------------------------------------
@@ -310,17 +309,54 @@ def _readlink(path: Path) -> str:
     return target.removesuffix(" (deleted)")
 
 
-def _cmdline(base: Path) -> tuple[str, ...]:
+def _read(path: Path, limit: int = PROC_READ_MAX) -> bytes | None:
+    """At most `limit` bytes of a /proc file (None when it cannot be read: the process left)."""
     try:
-        raw = (base / "cmdline").read_bytes()
+        with open(path, "rb") as f:
+            return f.read(limit)
     except OSError:
+        return None
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    return (_read(path) or b"").splitlines()
+
+
+def _cmdline(base: Path) -> tuple[str, ...]:
+    """argv from /proc/<pid>/cmdline, its first CMDLINE_MAX bytes (the last argument may be cut;
+    the rest of a multi-megabyte argv would only grow the table)."""
+    raw = _read(base / "cmdline", CMDLINE_MAX)
+    if not raw:
         return ()
-    return tuple(a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")[:-1])
+    args = raw.split(b"\0")
+    if not args[-1]:
+        args.pop()
+    return tuple(text.decode(a, "argv") for a in args)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    """The fields of /proc/<pid>/stat the table uses. The comm is between the first "(" and the
+    last ")": it may itself hold ")", spaces, newlines or bytes that are not UTF-8."""
+
+    comm: str
+    ppid: int
+    tty: int
+    start_ticks: int
+
+    @classmethod
+    def read(cls, base: Path) -> ProcStat | None:
+        raw = _read(base / "stat")
+        if raw is None:
+            return None
+        try:
+            fields = raw[raw.rindex(b")") + 2 :].split()
+            comm = text.decode(raw[raw.index(b"(") + 1 : raw.rindex(b")")], "comm")
+            return cls(comm, int(fields[1]), int(fields[4]), int(fields[19]))
+        except (ValueError, IndexError):
+            return None
 
 
 def _tty(base: Path) -> int:
-    try:
-        stat = (base / "stat").read_text()
-    except OSError:
-        return 0
-    return int(stat[stat.rfind(")") + 2 :].split()[4])
+    stat = ProcStat.read(base)
+    return 0 if stat is None else stat.tty

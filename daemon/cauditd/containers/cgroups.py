@@ -88,7 +88,7 @@ def find_cgroup2_root(configured: str = "") -> Path:
     """The cgroup v2 mount: the configured one, else /sys/fs/cgroup or /sys/fs/cgroup/unified."""
     if configured:
         return Path(configured)
-    with open("/proc/self/mounts") as mounts:
+    with open("/proc/self/mounts", errors="surrogateescape") as mounts:  # paths are bytes
         found = [line.split()[1] for line in mounts if line.split()[2:3] == ["cgroup2"]]
     for candidate in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
         if candidate in found:

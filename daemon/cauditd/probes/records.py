@@ -12,6 +12,7 @@ import ipaddress
 import struct
 from collections.abc import Callable
 
+from cauditd import text
 from cauditd.events import (
     CgroupEvent,
     Event,
@@ -59,9 +60,10 @@ _NO_ARGS = frozenset(("capset",))
 
 
 def cstr(raw: bytes) -> str:
-    """A NUL-terminated C string as text (undecodable bytes kept as surrogate escapes)."""
+    """A NUL-terminated C string as text (bytes that are not UTF-8 kept as surrogate escapes,
+    see cauditd.text)."""
     end = raw.find(b"\0")
-    return (raw if end < 0 else raw[:end]).decode("utf-8", "surrogateescape")
+    return text.decode(raw if end < 0 else raw[:end], "record")
 
 
 def s32(value: int) -> int:
