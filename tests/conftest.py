@@ -140,14 +140,13 @@ class DaemonThread:
         seen: list[Any] = []
         self.events = seen
 
-        class RecordingDaemon(Daemon):
-            def _handle(self, event: Any) -> None:
-                name = event.container.name
-                if not name or name.startswith("cauditd-t-"):  # not other helpers' containers
-                    seen.append(event)
-                super()._handle(event)
+        def record(event: Any) -> None:
+            name = event.container.name
+            if not name or name.startswith("cauditd-t-"):  # not other helpers' containers
+                seen.append(event)
 
-        self.daemon = RecordingDaemon(config)
+        self.daemon = Daemon(config)
+        self.daemon.pipeline.taps.append(record)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

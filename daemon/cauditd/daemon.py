@@ -7,7 +7,6 @@ the probes still held is matched and every finding accepted is on disk before ex
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -18,15 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cauditd import config as configmod
-from cauditd import metrics, sdnotify
+from cauditd import metrics, sdnotify, text
 from cauditd.alerts import AlertDispatcher
 from cauditd.api import ApiContext, ApiServer, check_config, serve
 from cauditd.config import Config, RulesConfig
-from cauditd.containers.holdback import MetadataHoldBack
 from cauditd.containers.registry import ContainerRegistry
-from cauditd.detection import Detector
-from cauditd.events import CgroupEvent, Event, ExecEvent, event_to_json
+from cauditd.detection import Detector, describe_load
+from cauditd.events import Event, ExecEvent, event_to_json
 from cauditd.network import NetworkMonitor
+from cauditd.pipeline import EventPipeline
 from cauditd.probes import bpf as bpfmod
 from cauditd.probes.syscall import SyscallProbes
 from cauditd.proctable import ProcessTable
@@ -34,7 +33,7 @@ from cauditd.rules import RuleSet
 from cauditd.rules.fields_socket import use_dns_names
 from cauditd.store import FindingStore
 from cauditd.tasks import cancel_all, create_task
-from cauditd.views import EventCounts, RegistryContainers, table_health
+from cauditd.views import RegistryContainers, table_health
 
 if TYPE_CHECKING:
     from cauditd.fleet.node import Fleet
@@ -44,39 +43,60 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL = 1.0
 
 
+def print_event(event: Event) -> None:
+    """--print-events: every event as one JSON line (always valid UTF-8, see cauditd.text)."""
+    sys.stdout.write(text.json_dumps(event_to_json(event)) + "\n")
+    sys.stdout.flush()
+
+
+def log_exec(event: Event) -> None:
+    if isinstance(event, ExecEvent):
+        log.debug("exec container=%s pid=%d exe=%s", event.container.short_id, event.pid,
+                  event.exe)
+
+
 class Daemon:
-    """Owns the components and the event path: probes -> registry -> rules -> store."""
+    """Owns the components in start order; the event path is the EventPipeline (probes ->
+    container -> process table -> rules -> store)."""
 
     def __init__(self, config: Config, *, print_events: bool = False) -> None:
         self.config = config
         self.print_events = print_events
         self.started = time.monotonic()
-        self.counts = EventCounts()
         state_dir = Path(config.daemon.state_dir)
         self.store = FindingStore(state_dir / "findings.db", config.store)
         self.alerts = AlertDispatcher(config.alerts, self.store)
         self.alerts.register(self.store)
         self.fleet = self._make_fleet(config, state_dir)
-        self.probes = SyscallProbes(config.probes, self._on_events)
         self.detector = Detector(
             self.fleet.rules_config(config.rules) if self.fleet else config.rules,
             self.store,
             hostname=config.daemon.hostname,
             on_rules_changed=self._rules_changed,
         )
-        self.registry = ContainerRegistry(config.probes, [self.probes])
+        self.registry = ContainerRegistry(config.probes, [])
         self.proctable = ProcessTable(
             config.probes.process_table_size, upper_dir_of=self.registry.upper_dir
         )
-        self.holdback = MetadataHoldBack(self.registry, self._deliver)
+        self.pipeline = EventPipeline(self.registry, self.proctable, self.detector)
+        self.probes = SyscallProbes(config.probes, self.pipeline.on_batch)
+        self.registry.add_filter(self.probes)
         self.network = NetworkMonitor(
-            config.network, self.registry, self._on_network_events, store=self.store
+            config.network, self.registry, self.pipeline.on_network_batch, store=self.store
         )
         use_dns_names(self.network.peer_names)
+        if print_events:
+            self.pipeline.taps.append(print_event)
+        if log.isEnabledFor(logging.DEBUG):
+            self.pipeline.taps.append(log_exec)
         self.api: ApiServer | None = None
         self._stopping = asyncio.Event()
         self._ready = False
-        self._counted: dict[tuple[str, str], int] = {}
+        self._counters = (
+            (self.pipeline.seen, metrics.CounterSync(metrics.EVENTS)),
+            (self.pipeline.failed, metrics.CounterSync(metrics.EVENTS_FAILED)),
+            (text.UNDECODABLE, metrics.CounterSync(metrics.UNDECODABLE)),
+        )
 
     def _make_fleet(self, config: Config, state_dir: Path) -> Fleet | None:
         """The fleet component when [fleet] names servers (nats-py loads only then)."""
@@ -158,8 +178,7 @@ class Daemon:
             await self._timed("api", self.api.close())
         await self._timed("network", self.network.stop())
         await self._timed("probes", self.probes.stop())
-        self.holdback.release_all()
-        self.detector.flush_updates()
+        self.pipeline.flush()
         await self._timed("registry", self.registry.stop())
         if self.fleet is not None:
             await self._timed("fleet", self.fleet.stop())
@@ -167,7 +186,7 @@ class Daemon:
         await self._timed("store", self.store.stop())
         await cancel_all()
         self._sync_counts()
-        log.info("cauditd stopped: %d events seen", sum(self.counts.seen.values()))
+        log.info("cauditd stopped: %d events seen", sum(self.pipeline.seen.values()))
 
     def _on_stop_signal(self, name: str) -> None:
         log.info("%s: stopping", name)
@@ -193,44 +212,6 @@ class Daemon:
             network=self.network,
             config=self.config.api,
         )
-
-    # --- the event path ----------------------------------------------------------------------
-
-    def _on_events(self, batch: list[Event]) -> None:
-        resolve = self.registry.resolve
-        for event in batch:
-            if isinstance(event, CgroupEvent):
-                self.registry.tree.created(event.cgroup_id, event.path)
-                continue
-            container = resolve(getattr(event, "cgroup_id", 0))
-            if container is None:
-                continue
-            event.container = container
-            self.holdback.submit(event)
-        self.detector.flush_updates()
-
-    def _on_network_events(self, batch: list[Event]) -> None:
-        """Flows and DNS from the veth probes; they arrive with their container set."""
-        for event in batch:
-            self.counts.seen[(event.source, event.type)] += 1
-            self._handle(event)
-        self.detector.flush_updates()
-
-    def _deliver(self, event: Event) -> None:
-        self.proctable.apply(event)
-        self.counts.seen[(event.source, event.type)] += 1
-        self._handle(event)
-
-    def _handle(self, event: Event) -> None:
-        """Print (with --print-events) and match one event that has its container and process."""
-        if self.print_events:
-            sys.stdout.write(json.dumps(event_to_json(event)) + "\n")
-            sys.stdout.flush()
-        if isinstance(event, ExecEvent) and log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "exec container=%s pid=%d exe=%s", event.container.short_id, event.pid, event.exe
-            )
-        self.detector.process(event)
 
     def _rules_changed(self, ruleset: RuleSet) -> None:
         """Tell the probes which syscalls, opens, connects and dups the rules need (all of them for
@@ -267,7 +248,7 @@ class Daemon:
                 "syscall": {
                     "attached": self._ready and self.config.probes.enabled,
                     "events": sum(
-                        n for (src, _), n in self.counts.seen.items() if src == "syscall"
+                        n for (src, _), n in self.pipeline.seen.items() if src == "syscall"
                     ),
                     "lost": self.probes.lost_total,
                     "syscalls_enabled": sorted(self.probes.enabled_syscalls),
@@ -277,7 +258,8 @@ class Daemon:
             },
             "network": self.network.stats(),
             **({"fleet": self.fleet.status()} if self.fleet else {}),
-            "events_by_type": {f"{s}:{t}": n for (s, t), n in sorted(self.counts.seen.items())},
+            "events_by_type": {f"{s}:{t}": n for (s, t), n in sorted(self.pipeline.seen.items())},
+            "pipeline": self.pipeline.stats(),
             "findings_by_rule": {
                 r["name"]: r["matches"] for r in self.rules_info() if r["matches"]
             },
@@ -301,24 +283,30 @@ class Daemon:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             self.proctable.expire()
             self.detector.flush_updates()
+            self.pipeline.load.tick()
             self._sync_counts()
+            self._report_failures()
             self.probes.poll_filtered()
-            lost = self.probes.poll_lost()
-            if lost:
-                log.warning("syscall probes lost %d events (ring buffer full)", lost)
-                self.detector.report_drops("syscall", lost)
-            lost = self.network.poll_lost()
-            if lost:
-                log.warning("network probes lost %d records (ring buffer full)", lost)
-                self.detector.report_drops("network", lost)
+            self._report_drops("syscall", self.probes.poll_lost())
+            self._report_drops("network", self.network.poll_lost())
+
+    def _report_drops(self, probe: str, lost: int) -> None:
+        if not lost:
+            return
+        loaders = self.pipeline.load.top()
+        log.warning("%s probes lost %d events (ring buffer full)%s", probe, lost,
+                    describe_load(loaders))
+        self.detector.report_drops(probe, lost, loaders)
+
+    def _report_failures(self) -> None:
+        for stage, failures in self.pipeline.take_failures().items():
+            self.detector.report_failures(stage, failures.count, failures.error,
+                                          failures.container)
 
     def _sync_counts(self) -> None:
         """Move the per-event counts into Prometheus (kept off the per-event path)."""
-        for key, total in self.counts.seen.items():
-            delta = total - self._counted.get(key, 0)
-            if delta:
-                metrics.EVENTS.labels(*key).inc(delta)
-                self._counted[key] = total
+        for counts, sync in self._counters:
+            sync.sync(counts)
 
     async def _watchdog(self, interval: float) -> None:
         while True:

@@ -6,20 +6,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cauditd import metrics
+from cauditd import metrics, text
 from cauditd.config import RulesConfig
+from cauditd.events import ContainerInfo
 from cauditd.findings import ContainerRef, Finding, Priority
 from cauditd.rules import RuleEngine, RuleSet, RuleSetError, default_rules_dir, load_ruleset
+from cauditd.rules.engine import container_ref_of
 from cauditd.store import FindingStore
 
 log = logging.getLogger(__name__)
 
 DEFAULT_USER_RULES = "/etc/cauditd/rules.d"
 DROP_RULE = "Syscall event drop"
-DROP_WINDOW_NS = 60 * 1_000_000_000
+FAILURE_RULE = "Event processing failure"
+ALARM_WINDOW_NS = 60 * 1_000_000_000
 
 
 def rule_paths(config: RulesConfig) -> list[Path]:
@@ -66,7 +70,7 @@ class Detector:
         self._hostname = hostname
         self._on_rules_changed = on_rules_changed
         self.engine = RuleEngine(compile_rules(config), suppress_window_s=config.suppress_window_s)
-        self._drop_finding: Finding | None = None
+        self._alarms: dict[tuple[str, str], Finding] = {}
         self._reload_lock = asyncio.Lock()
 
     def rules_changed(self) -> None:
@@ -110,29 +114,82 @@ class Detector:
     def rules_info(self) -> list[dict[str, Any]]:
         return self.engine.rules_info()
 
-    def report_drops(self, probe: str, lost: int) -> None:
-        """Turn lost kernel events into a finding (Falco's "syscall event drop").
+    def report_drops(self, probe: str, lost: int, loaders: list[Load]) -> None:
+        """Turn lost kernel events into a finding (Falco's "syscall event drop"), naming the
+        containers that sent the most events meanwhile (a flood is attributed).
 
         Drops within a minute of the last drop finding add to it rather than starting a new one.
         """
+        share = describe_load(loaders)
+        self._alarm(
+            DROP_RULE, probe, lost, "evt.lost",
+            lambda: f"{probe} probes lost {lost} events: the ring buffer was full (detection "
+            f"may have missed activity){share}",
+            {"probe": probe, "load.top": load_fields(loaders)},
+            loaders[0].container if loaders else None,
+        )
+
+    def report_failures(self, stage: str, failed: int, error: str,
+                        container: ContainerInfo | None) -> None:
+        """Events that raised on the way to the rules (one bad event never takes its batch
+        with it): a finding per stage and minute whose count and evt.failed grow."""
+        self._alarm(
+            FAILURE_RULE, stage, failed, "evt.failed",
+            lambda: f"{failed} events failed in the {stage} stage and were not matched "
+            f"(detection may have missed activity): {error}",
+            {"stage": stage, "error": error},
+            container,
+        )
+
+    def _alarm(self, rule: str, key: str, amount: int, counter: str,
+               output: Callable[[], str], fields: dict[str, Any],
+               container: ContainerInfo | None) -> None:
+        """A cauditd-internal finding per rule and key and minute; later reports in the same
+        minute add `amount` to its `counter` field and its count."""
         now_ns = time.time_ns()
-        current = self._drop_finding
-        if current is not None and now_ns - current.last_time_ns < DROP_WINDOW_NS:
+        current = self._alarms.get((rule, key))
+        if current is not None and now_ns - current.last_time_ns < ALARM_WINDOW_NS:
             current.count += 1
             current.last_time_ns = now_ns
-            current.output_fields["evt.lost"] = int(current.output_fields["evt.lost"]) + lost
+            current.output_fields[counter] = int(current.output_fields[counter]) + amount
+            current.output_fields.update(fields)
             self._store.update(current)
             return
-        self._drop_finding = Finding(
-            rule=DROP_RULE,
+        finding = Finding(
+            rule=rule,
             priority=Priority.WARNING,
             source="internal",
-            output=f"{probe} probes lost {lost} events: the ring buffer was full "
-            "(detection may have missed activity)",
+            output=text.printable(output()),
             time_ns=now_ns,
-            output_fields={"evt.lost": lost, "probe": probe},
+            output_fields=text.printable_value({counter: amount, **fields}),
             tags=("cauditd_internal",),
-            container=ContainerRef(),
-            key=f"{DROP_RULE}\x1e{probe}",
+            container=ContainerRef() if container is None else container_ref_of(container),
+            key=f"{rule}\x1e{key}",
         )
-        self._accept(self._drop_finding, now_ns)
+        self._alarms[(rule, key)] = finding
+        self._accept(finding, now_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """How many events one container sent in the last seconds (see pipeline.LoadMeter)."""
+
+    container: ContainerInfo
+    events: int
+    share: float  # of all events in that time, 0..1
+
+
+def describe_load(loaders: list[Load]) -> str:
+    if not loaders:
+        return ""
+    top = loaders[0]
+    name = top.container.name or top.container.short_id
+    return f"; most events from {name} ({top.share:.0%} of the last seconds' events)"
+
+
+def load_fields(loaders: list[Load]) -> list[dict[str, Any]]:
+    return [
+        {"container": load.container.name or load.container.short_id,
+         "id": load.container.short_id, "events": load.events}
+        for load in loaders
+    ]

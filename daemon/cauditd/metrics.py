@@ -5,6 +5,9 @@ Every metric is declared here so the names stay consistent; components import th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.process_collector import ProcessCollector
 
@@ -13,6 +16,20 @@ ProcessCollector(registry=REGISTRY)
 
 EVENTS = Counter(
     "cauditd_events", "Events decoded from the probes.", ["probe", "type"], registry=REGISTRY
+)
+EVENTS_FAILED = Counter(
+    "cauditd_events_failed",
+    "Events that raised on their way to the rules and were skipped (the rest of their batch "
+    "went on), by pipeline stage: resolve, holdback, proctable, tap, match.",
+    ["stage"],
+    registry=REGISTRY,
+)
+UNDECODABLE = Counter(
+    "cauditd_undecodable_strings",
+    "Strings from the kernel or /proc that were not UTF-8 (kept with their bytes as escapes), "
+    "by where they came from: record (probe records), comm, argv, cgroup.",
+    ["field"],
+    registry=REGISTRY,
 )
 EVENTS_LOST = Counter(
     "cauditd_events_lost",
@@ -82,3 +99,20 @@ DETECTION_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
+
+
+class CounterSync:
+    """Moves the growth of a plain counter (a dict kept on the per-event path) into a
+    Prometheus counter; called from housekeeping, never per event."""
+
+    def __init__(self, metric: Counter) -> None:
+        self.metric = metric
+        self._done: dict[Any, int] = {}
+
+    def sync(self, counts: Mapping[Any, int]) -> None:
+        for key, total in list(counts.items()):
+            delta = total - self._done.get(key, 0)
+            if delta > 0:
+                labels = key if isinstance(key, tuple) else (key,)
+                self.metric.labels(*labels).inc(delta)
+                self._done[key] = total

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections import Counter
 from typing import Any
 
 from cauditd.containers.registry import ContainerRegistry
@@ -43,20 +41,6 @@ class RegistryContainers:
             if id_or_name in (info.id, info.short_id, info.name):
                 return container_doc(info)
         return None
-
-
-class EventCounts:
-    """Events seen per probe and type, kept by the daemon on the per-event path."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.seen: Counter[tuple[str, str]] = Counter()
-
-    def by_probe(self) -> dict[str, dict[str, int]]:
-        probes: dict[str, dict[str, int]] = {}
-        for (probe, event_type), count in self.seen.items():
-            probes.setdefault(probe, {})[event_type] = count
-        return probes
 
 
 def table_health(registry: ContainerRegistry, proctable: ProcessTable) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Hold back a new container's events until its runtime metadata arrives (at most ~300 ms).
 
 So the first exec of a container already carries container.name and container.image. Events of
-one container keep their order; other containers' events are not delayed.
+one container keep their order; other containers' events are not delayed. What one container
+may have held is bounded: past `max_held` its events go on at once, without the metadata.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from cauditd.events import Event
+
+MAX_HELD = 10_000  # events held per container; a burst beyond it is released at once
 
 
 class MetadataSource(Protocol):
@@ -22,14 +25,22 @@ class MetadataSource(Protocol):
 
 
 class MetadataHoldBack:
-    """`submit(event)` delivers at once, or queues it while its container's metadata is pending."""
+    """`hold(event)` queues an event while its container's metadata is pending; `release`
+    hands what was held, in order, to `deliver` (metadata arrived, the wait ran out, or the
+    container's queue reached `max_held`)."""
 
     def __init__(
-        self, registry: MetadataSource, deliver: Callable[[Event], None], max_wait: float = 0.3
+        self,
+        registry: MetadataSource,
+        deliver: Callable[[Event], None],
+        max_wait: float = 0.3,
+        max_held: int = MAX_HELD,
     ) -> None:
         self._registry = registry
         self._deliver = deliver
         self.max_wait = max_wait
+        self.max_held = max_held
+        self.released_early = 0  # containers whose queue filled before the metadata came
         self._held: dict[str, list[Event]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         registry.on_metadata.append(self.release)
@@ -38,20 +49,25 @@ class MetadataHoldBack:
     def held(self) -> int:
         return sum(len(q) for q in self._held.values())
 
-    def submit(self, event: Event) -> None:
+    def hold(self, event: Event) -> bool:
+        """True when the event was queued (it is delivered later); False: deliver it now."""
         container_id = event.container.id
         queue = self._held.get(container_id)
         if queue is not None:
             queue.append(event)
-        elif self._registry.metadata_pending(container_id):
-            self._held[container_id] = [event]
-            loop = asyncio.get_running_loop()
-            self._timers[container_id] = loop.call_later(self.max_wait, self.release, container_id)
-        else:
-            self._deliver(event)
+            if len(queue) >= self.max_held:
+                self.released_early += 1
+                self.release(container_id)
+            return True
+        if not self._registry.metadata_pending(container_id):
+            return False
+        self._held[container_id] = [event]
+        loop = asyncio.get_running_loop()
+        self._timers[container_id] = loop.call_later(self.max_wait, self.release, container_id)
+        return True
 
     def release(self, container_id: str) -> None:
-        """Deliver what was held for this container (metadata arrived, or the wait ran out)."""
+        """Deliver what was held for this container."""
         timer = self._timers.pop(container_id, None)
         if timer is not None:
             timer.cancel()

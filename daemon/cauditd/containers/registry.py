@@ -78,6 +78,10 @@ class ContainerRegistry:
         self.counters = dict.fromkeys(
             ("cgroups_forgotten", "containers_removed", "kernel_verdicts_swept"), 0)
 
+    def add_filter(self, cgroup_filter: CgroupFilter) -> None:
+        """Keep `cgroup_filter` (the syscall probes) in step too, from now on."""
+        self._filters.append(cgroup_filter)
+
     async def start(self) -> None:
         # ctr and nerdctl (cgroupfs) put containers in /<containerd namespace>/<id>.
         self._add_watch_roots(self.tree.watch_roots(await self.containerd.namespaces()))

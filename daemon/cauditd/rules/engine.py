@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cauditd import metrics
-from cauditd.events import Event, SyscallEvent
+from cauditd.events import ContainerInfo, Event, SyscallEvent
 from cauditd.findings import ContainerRef, Finding, ProcessRef
 from cauditd.rules import fields
 from cauditd.rules.output import format_value
@@ -114,7 +114,10 @@ def suppression_key(rule: Rule, event: Event) -> str:
 
 
 def container_ref(event: Event) -> ContainerRef:
-    info = event.container
+    return container_ref_of(event.container)
+
+
+def container_ref_of(info: ContainerInfo) -> ContainerRef:
     return ContainerRef(id=info.short_id, full_id=info.id, name=info.name or info.short_id,
                         image=info.image, pod=info.pod_name, namespace=info.pod_namespace)
 
