@@ -254,6 +254,7 @@ class Daemon:
                     "syscalls_enabled": sorted(self.probes.enabled_syscalls),
                     "filters": self.probes.filters,
                     "filtered": self.probes.filtered,
+                    "handoff": self.probes.handoff,
                 },
             },
             "network": self.network.stats(),

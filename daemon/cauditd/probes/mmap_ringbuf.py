@@ -147,7 +147,7 @@ class MmapRingBuffer(DrainThread):
         consumer_pos = self._consumer_pos[0]
         producer_pos = self._producer_pos[0]  # acquire: a plain load on x86 (module docstring)
         read = 0
-        while consumer_pos < producer_pos:
+        while consumer_pos < producer_pos and self._may_drain():
             try:
                 end, spans, skipped = self._scan(consumer_pos, producer_pos)
             except RingBufferCorrupt as exc:

@@ -3,6 +3,12 @@
 Probes submit with BPF_RB_NO_WAKEUP, so nothing signals epoll: the reader consumes on a timer
 instead (see ENVIRONMENT.md: a wakeup per record cost the workload most), every `interval`
 seconds while records flow and backing off to IDLE_INTERVAL_MAX while none do (PollInterval).
+
+The hand-off to the loop is bounded (Handoff): while the loop still holds HANDOFF_EVENTS events
+it has not processed, the reader stops draining, the ring buffer fills, and the kernel drops
+and counts what no longer fits (the probes' lost counter, reported as a drop finding naming the
+container that sent the most). A slow loop therefore costs events that are counted, never
+memory that grows.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import contextlib
 import ctypes
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -25,6 +32,8 @@ BatchSink = Callable[[list[Event]], None]
 PR_SET_NAME = 15
 IDLE_INTERVAL_MAX = 0.02  # the longest wait between drains while nothing arrives
 IDLE_GRACE = 0.1  # a quiet spell shorter than this keeps the base interval
+HANDOFF_EVENTS = 16384  # events handed to the loop and not processed yet, at most (+1 batch)
+HANDOFF_CHECK_S = 0.05  # how often a reader waiting for room looks at its stop flag
 
 
 def name_os_thread(name: str) -> None:
@@ -71,30 +80,105 @@ class Reader(Protocol):
     """What a probe needs from a ring buffer reader (this one, or mmap_ringbuf.MmapRingBuffer)."""
 
     decode_errors: int
+    handoff: Handoff
 
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
 
 
+class Handoff:
+    """Batches from a reader thread to the event loop, with at most `capacity` events handed
+    over and not yet processed (one batch may overshoot it). The reader asks `full()` before
+    it drains and `wait_for_room()` while it is full; the loop frees room as it processes."""
+
+    def __init__(self, sink: BatchSink, name: str, capacity: int = HANDOFF_EVENTS) -> None:
+        self._sink = sink
+        self._name = name
+        self.capacity = capacity
+        self.pending = 0  # events handed over, not processed yet
+        self.peak = 0
+        self.stalls = 0  # times the reader found the loop behind and waited
+        self.stalled_s = 0.0
+        self.dropped = 0  # events that could not be handed over (loop closed at shutdown)
+        self._lock = threading.Lock()
+        self._room = threading.Event()
+        self._room.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def full(self) -> bool:
+        return self.pending >= self.capacity
+
+    def wait_for_room(self, stop: threading.Event) -> None:
+        """Block the reader while the loop is behind (or until `stop` is set)."""
+        if not self.full():
+            return
+        self.stalls += 1
+        began = time.monotonic()
+        while self.full() and not stop.is_set():
+            self._room.wait(HANDOFF_CHECK_S)
+        self.stalled_s += time.monotonic() - began
+
+    def put(self, batch: list[Event]) -> None:
+        """Hand `batch` to the loop (from the reader thread)."""
+        if not batch:
+            return
+        assert self._loop is not None, "Handoff.bind() before put()"
+        with self._lock:
+            self.pending += len(batch)
+            self.peak = max(self.peak, self.pending)
+            if self.pending >= self.capacity:
+                self._room.clear()
+        try:
+            self._loop.call_soon_threadsafe(self._run, batch)
+        except RuntimeError:  # loop closed during shutdown
+            self._done(len(batch))
+            self.dropped += len(batch)
+            log.warning("%s: %d events dropped at shutdown", self._name, len(batch))
+
+    def _run(self, batch: list[Event]) -> None:
+        try:
+            self._sink(batch)
+        except Exception:  # the pipeline isolates events; this is a last guard for the reader
+            log.exception("%s: a batch of %d events failed", self._name, len(batch))
+        finally:
+            self._done(len(batch))
+
+    def _done(self, count: int) -> None:
+        with self._lock:
+            self.pending -= count
+            if self.pending < self.capacity:
+                self._room.set()
+
+    def stats(self) -> dict[str, int | float]:
+        return {
+            "capacity": self.capacity, "pending": self.pending, "peak": self.peak,
+            "stalls": self.stalls, "stalled_s": round(self.stalled_s, 3),
+            "dropped": self.dropped,
+        }
+
+
 class DrainThread:
     """What both readers share: a thread calling `drain()` on the PollInterval timer (at once
-    again while drains find records), a last drain at stop, and batches handed to the loop."""
+    again while drains find records, never while the hand-off to the loop is full), a last
+    drain at stop, and batches handed to the loop through a bounded Handoff."""
 
     def __init__(self, sink: BatchSink, interval: float, name: str) -> None:
-        self._sink = sink
+        self.handoff = Handoff(sink, name)
         self._poll = PollInterval(interval)
         self._name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def drain(self) -> int:
         """Consume what the kernel holds, `_deliver` it; returns how many records were read."""
         raise NotImplementedError
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self.handoff.bind(asyncio.get_running_loop())
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
@@ -114,6 +198,7 @@ class DrainThread:
         name_os_thread(self._name)
         try:
             while not self._stop.is_set():
+                self.handoff.wait_for_room(self._stop)
                 found = self.drain()
                 wait = self._poll.after(found)
                 if not found:  # records found: drain again at once, the producer is busy
@@ -122,14 +207,12 @@ class DrainThread:
         except Exception:
             log.exception("%s: reader stopped", self._name)
 
+    def _may_drain(self) -> bool:
+        """More batches may be read in this drain: the loop has room (or this is the last)."""
+        return self._stop.is_set() or not self.handoff.full()
+
     def _deliver(self, batch: list[Event]) -> None:
-        if not batch:
-            return
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(self._sink, batch)
-        except RuntimeError:  # loop closed during shutdown
-            log.warning("%s: %d events dropped at shutdown", self._name, len(batch))
+        self.handoff.put(batch)
 
 
 class RingBufferReader(DrainThread):

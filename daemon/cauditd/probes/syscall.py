@@ -208,6 +208,11 @@ class SyscallProbes:
                 metrics.SYSCALLS_FILTERED.labels(name).inc(new)
 
     @property
+    def handoff(self) -> dict[str, int | float]:
+        """The reader's hand-off to the loop: capacity, pending, peak, stalls (ringbuf.Handoff)."""
+        return self._reader.handoff.stats() if self._reader is not None else {}
+
+    @property
     def filtered(self) -> dict[str, int]:
         """Syscalls the kernel's filters dropped so far, by filter ("open", "connect", "dup")."""
         return dict(self._filtered_seen)
