@@ -139,6 +139,12 @@ class RulesConfig:
     suppress_window_s: float = doc(
         "Repeats of one finding within this window are merged.", default=60.0
     )
+    finding_budget: int = doc(
+        "New findings one rule may make about one container per budget window; past it they "
+        "are folded into one summary finding whose count grows (0: no budget).",
+        default=20,
+    )
+    finding_budget_window_s: float = doc("The finding budget's window.", default=60.0)
 
 
 @dataclass(slots=True, kw_only=True)

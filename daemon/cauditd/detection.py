@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cauditd import metrics, text
+from cauditd.budget import FindingBudget
 from cauditd.config import RulesConfig
 from cauditd.events import ContainerInfo
 from cauditd.findings import ContainerRef, Finding, Priority
@@ -70,6 +71,7 @@ class Detector:
         self._hostname = hostname
         self._on_rules_changed = on_rules_changed
         self.engine = RuleEngine(compile_rules(config), suppress_window_s=config.suppress_window_s)
+        self.budget = FindingBudget(config.finding_budget, config.finding_budget_window_s)
         self._alarms: dict[tuple[str, str], Finding] = {}
         self._reload_lock = asyncio.Lock()
 
@@ -83,12 +85,18 @@ class Detector:
         if findings:
             now_ns = time.time_ns()
             for finding in findings:
-                self._accept(finding, now_ns)
+                admitted = self.budget.admit(finding)
+                if admitted is not finding:
+                    self.engine.fold(finding, self.budget.summary_of(finding))
+                if admitted is not None:
+                    self._accept(admitted, now_ns)
 
     def flush_updates(self) -> None:
-        """Hand the store the new counts of suppressed repeats (once per batch)."""
-        for finding in self.engine.drain_updates():
-            self._store.update(finding)
+        """Hand the store the new counts of suppressed repeats and budget summaries (once per
+        batch)."""
+        for finding in (*self.engine.drain_updates(), *self.budget.drain()):
+            if finding.id is not None:
+                self._store.update(finding)
 
     def _accept(self, finding: Finding, now_ns: int) -> None:
         if self._hostname:

@@ -70,7 +70,8 @@ class ProcessTable:
         self._upper_dir_of = upper_dir_of or (lambda _cid: None)
         self._proc = Path(proc_root)
         self._procs: dict[int, ProcessInfo] = {}
-        self._exited: deque[tuple[float, int, ProcessInfo]] = deque()
+        # Both bounded like the table: past max_size the oldest exit or bind is forgotten.
+        self._exited: deque[tuple[float, int, ProcessInfo]] = deque(maxlen=max_size)
         self._sockets: dict[tuple[int, int], tuple[str, int]] = {}
 
     def __len__(self) -> int:
@@ -290,6 +291,8 @@ class ProcessTable:
     def _socket_addresses(self, event: NetSyscallEvent) -> None:
         key = (event.pid, event.fd)
         if event.type == "bind" and event.ret == 0 and event.addr:
+            if len(self._sockets) >= self.max_size:
+                del self._sockets[next(iter(self._sockets))]
             self._sockets[key] = (event.addr, event.port)
         elif event.type == "listen" and not event.addr and key in self._sockets:
             event.addr, event.port = self._sockets[key]

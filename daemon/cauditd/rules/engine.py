@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from cauditd.rules.suppress import Suppressor
 log = logging.getLogger(__name__)
 
 MAX_PARENTS = 8
+KEY_VALUES_MAX = 256
 LOGGED_ERRORS_PER_RULE = 5
 
 
@@ -58,6 +60,11 @@ class RuleEngine:
                 metrics.FINDINGS.labels(rule.name, rule.priority.label).inc()
                 findings.append(finding)
         return findings
+
+    def fold(self, finding: Finding, into: Finding) -> None:
+        """`finding` was folded into `into` (a finding budget's summary): its repeats count
+        there from now on."""
+        self._suppressor.alias(finding.key, into)
 
     def drain_updates(self) -> list[Finding]:
         """Earlier findings whose count/last_time_ns grew since the last call."""
@@ -108,8 +115,13 @@ class RuleEngine:
 
 
 def suppression_key(rule: Rule, event: Event) -> str:
-    """Rule, full container id and the rule's key fields, as one string."""
+    """Rule, full container id and the rule's key fields, as one string. Key fields a process
+    chose (paths, argv) longer than KEY_VALUES_MAX are kept as their digest, so the bounded
+    suppressor stays bounded in bytes too."""
     values = "\x1f".join(format_value(get(event)) for _, get in rule.suppress_by)
+    if len(values) > KEY_VALUES_MAX:
+        values = "#" + hashlib.blake2b(values.encode("utf-8", "surrogateescape"),
+                                       digest_size=16).hexdigest()
     return f"{rule.name}\x1e{event.container.id}\x1e{values}"
 
 

@@ -46,6 +46,13 @@ class Suppressor:
         self.recent.move_to_end(key)
         self._expire()
 
+    def alias(self, key: str, finding: Finding) -> None:
+        """Let repeats of `key` count on `finding` from now on (a budget summary that the
+        finding remembered under `key` was folded into)."""
+        entry = self.recent.get(key)
+        if entry is not None:
+            self.recent[key] = (entry[0], finding)
+
     def _expire(self) -> None:
         now = self.clock()
         while self.recent:

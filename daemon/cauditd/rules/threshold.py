@@ -8,6 +8,7 @@ own (kernel) clock.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from cauditd.events import Event
 
 NS = 1_000_000_000
 SUM_BUCKETS = 16  # a sum's window is kept as this many partial sums (bounded, 1/16 precision)
+VALUE_MAX = 256  # longer key and distinct values are kept as a 16-byte digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,7 @@ class Threshold:
         self.windows: OrderedDict[tuple[Any, ...], _Window] = OrderedDict()
 
     def key(self, event: Event) -> tuple[Any, ...]:
-        return tuple(get(event) for _, get in self.spec.by)
+        return tuple(bounded(get(event)) for _, get in self.spec.by)
 
     def observe(self, event: Event) -> bool:
         """Count one match; True exactly once per window per key when the threshold is met."""
@@ -66,7 +68,7 @@ class Threshold:
             return self._sum(window, now, self.spec.total[1](event))
         if self.spec.distinct is None:
             return self._count(window, now)
-        return self._distinct(window, now, self.spec.distinct[1](event))
+        return self._distinct(window, now, bounded(self.spec.distinct[1](event)))
 
     def _count(self, window: _Window, now: int) -> bool:
         window.times.append(now)
@@ -108,6 +110,14 @@ class Threshold:
         window.sums.clear()
         window.muted_until = now + self.spec.within_ns
         return True
+
+
+def bounded(value: Any) -> Any:
+    """A key or distinct value as kept in memory: text a process chose longer than VALUE_MAX
+    becomes its digest (equal values stay equal), so max_keys bounds bytes too."""
+    if isinstance(value, str) and len(value) > VALUE_MAX:
+        return hashlib.blake2b(value.encode("utf-8", "surrogateescape"), digest_size=16).digest()
+    return value
 
 
 def parse_duration(text: str | int | float) -> int:
