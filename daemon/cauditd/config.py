@@ -233,6 +233,11 @@ class SinkConfig:
         "Longest retry delay (a service's Retry-After is honoured).", default=300.0
     )
     max_attempts: int = doc("Attempts before a delivery is marked failed (0: no limit).", default=0)
+    max_queue: int = doc(
+        "Findings waiting for this sink at most; past it the oldest below Critical leave the "
+        "queue unsent (they stay in the findings store), counted and logged.",
+        default=10000,
+    )
 
 
 @dataclass(slots=True, kw_only=True)

@@ -78,6 +78,13 @@ ALERT_RETRIES = Counter(
     ["sink", "reason"],
     registry=REGISTRY,
 )
+ALERT_DROPPED = Counter(
+    "cauditd_alert_dropped",
+    "Findings that left a sink's queue unsent because it was over its max_queue (the oldest "
+    "below Critical first; they stay in the findings store), per sink.",
+    ["sink"],
+    registry=REGISTRY,
+)
 ALERT_QUEUE = Gauge(
     "cauditd_alert_queue_depth",
     "Findings waiting in the outbox, per sink.",

@@ -80,6 +80,7 @@ class SinkWorker:
         self.wake = asyncio.Event()
         self.session: aiohttp.ClientSession | None = None
         self.counters = SinkCounters()
+        self.counters_dropped = 0  # rows trimmed from a queue over max_queue, since start
         self._depth = 0
         self._depth_lock = threading.Lock()
 
@@ -93,6 +94,17 @@ class SinkWorker:
         with self._depth_lock:
             self._depth = max(0, self._depth + n)
             metrics.ALERT_QUEUE.labels(self.sink.name).set(self._depth)
+
+    def dropped(self, count: int) -> None:
+        """`count` rows left the queue unsent because it was over max_queue (writer thread)."""
+        self.add_depth(-count)
+        self.counters_dropped += count
+        metrics.ALERT_DROPPED.labels(self.sink.name).inc(count)
+        log.warning(
+            "alert sink %s: %d findings over its queue of %d left it unsent (oldest below "
+            "Critical first; they stay in the findings store)",
+            self.sink.name, count, self.config.max_queue,
+        )  # fmt: skip
 
     async def run(self) -> None:
         """Deliver until cancelled; undelivered rows stay in the outbox."""
@@ -229,6 +241,7 @@ class SinkWorker:
             name, outcome.status, len(seqs), outcome.error,
         )  # fmt: skip
         await self._db(lambda c: outbox.fail(c, name, seqs, outcome.error, now))
+        await self._db(lambda c: outbox.prune_failed(c, name))
         self.counters.failed += len(seqs)
         self._note_error(outcome.error, now)
         self.add_depth(-len(seqs))
@@ -269,4 +282,5 @@ class SinkWorker:
             "messages": c.messages,
             "failed": c.failed,
             "retries": c.retries,
+            "dropped": self.counters_dropped,
         }

@@ -96,7 +96,22 @@ class AlertDispatcher:
         for name, n in queued.items():
             worker = self.workers[name]
             worker.add_depth(n)
+            if worker.depth > worker.config.max_queue:
+                self._trim(conn, worker)
             self._wake(worker)
+
+    def _trim(self, conn: sqlite3.Connection, worker: SinkWorker) -> None:
+        """A sink's queue went over its max_queue: drop its oldest rows below Critical, down to
+        nine tenths of the cap (so a sink stuck at the cap is not trimmed at every batch)."""
+        keep = worker.config.max_queue * 9 // 10
+        try:
+            with outbox.atomic(conn, "alert_trim"):
+                dropped = outbox.trim(conn, worker.sink.name, keep)
+        except sqlite3.Error:
+            log.exception("alerts: could not trim the queue of sink %s", worker.sink.name)
+            return
+        if dropped:
+            worker.dropped(dropped)
 
     def _wake(self, worker: SinkWorker) -> None:
         loop = self._loop

@@ -2,8 +2,10 @@
 
 Rows are inserted by the store's write hook in the transaction that stores the findings, so a
 finding the store kept is a finding every interested sink will see. Delivered rows are deleted;
-permanently failed rows stay (state 'failed') for inspection. `batch` is set when rows are
-bundled into one summary message, so a retried summary covers exactly the same findings.
+permanently failed rows stay (state 'failed') for inspection, the newest FAILED_KEPT per sink.
+`batch` is set when rows are bundled into one summary message, so a retried summary covers
+exactly the same findings. A sink that fails for ever holds at most its `max_queue` rows: past
+it the oldest rows below Critical leave its queue first (`trim`); the findings stay in the store.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from cauditd.findings import Finding
+from cauditd.findings import Finding, Priority
+
+FAILED_KEPT = 1000  # failed rows kept per sink for inspection (GET /v1/alerts), newest first
+_SEVERE = tuple(p.label for p in Priority if p <= Priority.CRITICAL)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert_outbox (
@@ -218,3 +223,30 @@ def counters(conn: sqlite3.Connection) -> dict[str, SinkCounters]:
         " last_error_ns FROM alert_sinks"
     )
     return {row[0]: SinkCounters(*row[1:]) for row in cursor.fetchall()}
+
+
+def trim(conn: sqlite3.Connection, sink: str, keep: int) -> int:
+    """Leave at most `keep` pending rows for `sink`, dropping the oldest rows below Critical
+    first (rows already bundled into a summary stay); returns how many were dropped."""
+    excess = depth(conn, sink) - keep
+    if excess <= 0:
+        return 0
+    severe = ", ".join("?" * len(_SEVERE))
+    cursor = conn.execute(
+        "DELETE FROM alert_outbox WHERE seq IN (SELECT seq FROM alert_outbox WHERE sink = ?"
+        " AND state = 'pending' AND batch IS NULL"
+        f" ORDER BY json_extract(finding, '$.priority') IN ({severe}), seq LIMIT ?)",
+        (sink, *_SEVERE, excess),
+    )
+    return cursor.rowcount
+
+
+def prune_failed(conn: sqlite3.Connection, sink: str, keep: int = FAILED_KEPT) -> int:
+    """Delete the failed rows of `sink` older than its newest `keep`; returns how many."""
+    cursor = conn.execute(
+        "DELETE FROM alert_outbox WHERE sink = ? AND state = 'failed' AND seq <= (SELECT seq"
+        " FROM alert_outbox WHERE sink = ? AND state = 'failed' ORDER BY seq DESC LIMIT 1"
+        " OFFSET ?)",
+        (sink, sink, keep),
+    )
+    return cursor.rowcount
