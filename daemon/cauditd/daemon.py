@@ -258,6 +258,7 @@ class Daemon:
                 },
             },
             "network": self.network.stats(),
+            "store": self.store.stats(),
             **({"fleet": self.fleet.status()} if self.fleet else {}),
             "events_by_type": {f"{s}:{t}": n for (s, t), n in sorted(self.pipeline.seen.items())},
             "pipeline": self.pipeline.stats(),

@@ -27,14 +27,18 @@ from typing import Any, TypeVar
 from cauditd import tasks
 from cauditd.config import StoreConfig
 from cauditd.findings import Finding, Priority, rfc3339_ns
+from cauditd.retention import Retention
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteHook = Callable[[sqlite3.Connection, list[Finding]], None]
+HeldHook = Callable[[list[Finding]], None]
 
 MAX_BATCH = 5000
-DELETE_CHUNK = 500
+STORAGE_ERRORS = frozenset((8, 10, 13))  # SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL
+RETRY_S = 2.0  # during an outage, how often the writer tries the disk again
+HELD_MAX = 20_000  # findings held in memory during an outage, at most
 RETENTION_INTERVAL_S = 60.0
 RETENTION_FIRST_S = 10.0  # not in the start-up burst
 SUBSCRIBER_QUEUE = 1000
@@ -156,6 +160,94 @@ class FindingFilter:
         return (" WHERE " + " AND ".join(terms)) if terms else "", args
 
 
+def _storage_error(exc: sqlite3.Error) -> bool:
+    """The state dir refused the write (full, read-only, I/O error): worth holding and retrying,
+    unlike an error in what was written."""
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in STORAGE_ERRORS
+
+
+class Outage:
+    """What the writer holds in memory while the state dir refuses writes, and since when.
+
+    Only the writer thread changes it; the loop reads it for /v1/stats, /readyz and queries.
+    At most HELD_MAX findings are held; past it the oldest below Critical are dropped (`lost`).
+    """
+
+    def __init__(self) -> None:
+        self.since_ns = 0
+        self.error = ""
+        self.adds: list[Finding] = []
+        self.updates: dict[int, Finding] = {}
+        self.lost = 0
+        self.outages = 0
+        self.written_after = 0  # held findings written once the disk took writes again
+        self._retry_at = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.since_ns != 0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._retry_at
+
+    def began(self, error: sqlite3.Error) -> None:
+        self._retry_at = time.monotonic() + RETRY_S
+        if not self.active:
+            self.since_ns = time.time_ns()
+            self.outages += 1
+            log.error("the state dir refuses writes (%s): findings are held in memory and "
+                      "alerts still sent; retrying every %gs", error, RETRY_S)
+        self.error = str(error)
+
+    def recovered(self, written: int) -> None:
+        if self.active:
+            log.warning("the state dir takes writes again: %d findings held in memory written",
+                        written)
+        self.since_ns, self.error = 0, ""
+        self.written_after += written
+
+    def hold(self, adds: list[Finding], updates: list[Finding]) -> None:
+        self.adds += adds
+        for finding in updates:
+            self.updates[finding.id or 0] = finding
+        if len(self.adds) > HELD_MAX:
+            self._trim()
+
+    def take(self) -> tuple[list[Finding], list[Finding]]:
+        adds, updates = self.adds, list(self.updates.values())
+        self.adds, self.updates = [], {}
+        return adds, updates
+
+    def _trim(self) -> None:
+        """Down to nine tenths of HELD_MAX: the oldest below Critical go first."""
+        excess = len(self.adds) - HELD_MAX * 9 // 10
+        lesser = [f for f in self.adds if f.priority > Priority.CRITICAL][:excess]
+        dropped = {id(f) for f in lesser}
+        kept = [f for f in self.adds if id(f) not in dropped]
+        if len(kept) > HELD_MAX * 9 // 10:
+            kept = kept[len(kept) - HELD_MAX * 9 // 10:]
+        self.lost += len(self.adds) - len(kept)
+        log.error("the state dir still refuses writes: %d held findings dropped (%d held)",
+                  len(self.adds) - len(kept), len(kept))
+        self.adds = kept
+
+    def describe(self) -> str | None:
+        if not self.active:
+            return None
+        return (f"the state dir refuses writes since {rfc3339_ns(self.since_ns)} ({self.error}):"
+                f" {len(self.adds)} findings held in memory, alerts still sent")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "writable": not self.active,
+            "problem": self.describe(),
+            "held_in_memory": len(self.adds),
+            "held_lost": self.lost,
+            "outages": self.outages,
+            "written_after_outage": self.written_after,
+        }
+
+
 class Gap:
     """Marks findings a slow subscriber missed: read them from the store by id, then go on."""
 
@@ -231,6 +323,9 @@ class FindingStore:
         self._retention_task: asyncio.Task[None] | None = None
         self._next_id = 1
         self._accepting = False
+        self.retention = Retention(config, self.run_in_writer)
+        self.outage = Outage()
+        self._held_hooks: list[HeldHook] = []
 
     @property
     def last_id(self) -> int:
@@ -333,23 +428,39 @@ class FindingStore:
             raise RuntimeError("the finding store is not running")
         self._ops.put(("update", finding))
 
+    def add_held_hook(self, fn: HeldHook) -> None:
+        """Call `fn(findings)` on the writer thread with new findings the state dir refused and
+        that are held in memory until it takes writes again (the alerts send them meanwhile)."""
+        self._held_hooks.append(fn)
+
+    @property
+    def problem(self) -> str | None:
+        """Why findings are not reaching the disk now (None while they are)."""
+        return self.outage.describe()
+
     def _writer_main(self) -> None:
         conn = self._connect()
         try:
             running = True
             while running:
                 adds, updates, control = self._next_batch()
-                self._write_batch(conn, adds, updates)
+                self._write(conn, adds, updates)
                 if control is not None:
                     running = self._run_control(conn, control)
+            if self.outage.active:
+                self._write(conn, [], [], final=True)
         finally:
             conn.close()
 
     def _next_batch(self) -> tuple[list[Finding], list[Finding], tuple[Any, ...] | None]:
-        """Collect adds and updates until the first is batch_ms old or a control op comes."""
+        """Collect adds and updates until the first is batch_ms old or a control op comes
+        (during an outage, also return empty-handed every RETRY_S to try the disk again)."""
         adds: list[Finding] = []
         updates: list[Finding] = []
-        op = self._ops.get()
+        try:
+            op = self._ops.get(timeout=RETRY_S if self.outage.active else None)
+        except queue.Empty:
+            return adds, updates, None
         deadline = time.monotonic() + self.config.batch_ms / 1000
         while True:
             if op[0] == "add":
@@ -366,10 +477,46 @@ class FindingStore:
             except queue.Empty:
                 return adds, updates, None
 
-    def _write_batch(self, conn: sqlite3.Connection, adds: list[Finding],
-                     updates: list[Finding]) -> None:
-        if not adds and not updates:
+    def _write(self, conn: sqlite3.Connection, adds: list[Finding], updates: list[Finding],
+               *, final: bool = False) -> None:
+        """Write a batch; during an outage, first what is held (when it is time to retry), and
+        hold the batch when the disk still refuses it."""
+        outage = self.outage
+        if outage.active and not (final or outage.due()):
+            self._hold(outage, adds, updates)
             return
+        held_adds, held_updates = outage.take()
+        error = self._write_batch(conn, held_adds + adds, held_updates + updates)
+        if error is None:
+            if held_adds or held_updates or outage.active:
+                outage.recovered(len(held_adds))
+            return
+        if not _storage_error(error):
+            log.error("writing %d findings failed; they are lost: %s",
+                      len(held_adds) + len(adds) + len(held_updates) + len(updates), error)
+            return
+        outage.began(error)
+        outage.hold(held_adds, held_updates)
+        self._hold(outage, adds, updates)
+        if final:
+            log.error("cauditd stopping with %d findings the state dir refused (%s): lost",
+                      len(outage.adds), error)
+
+    def _hold(self, outage: Outage, adds: list[Finding], updates: list[Finding]) -> None:
+        outage.hold(adds, updates)
+        if adds:
+            for hook in self._held_hooks:
+                try:
+                    hook(adds)
+                except Exception:
+                    log.exception("held-findings hook %r failed", hook)
+
+    def _write_batch(self, conn: sqlite3.Connection, adds: list[Finding],
+                     updates: list[Finding]) -> sqlite3.Error | None:
+        """One transaction: the findings, the write hooks' rows, the updates. The error if it
+        failed (rolled back: nothing of it is on disk)."""
+        if not adds and not updates:
+            return None
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(INSERT, [_row(f) for f in adds])
@@ -380,10 +527,12 @@ class FindingStore:
                 UPDATE, [(f.count, f.last_time_ns, _doc(f), f.id) for f in updates]
             )
             conn.execute("COMMIT")
-        except sqlite3.Error:
-            log.exception("writing %d findings failed; they are lost", len(adds) + len(updates))
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            return exc
+        return None
 
     def _run_control(self, conn: sqlite3.Connection, op: tuple[Any, ...]) -> bool:
         if op[0] == "stop":
@@ -439,15 +588,30 @@ class FindingStore:
         return fn(conn)
 
     async def query(self, filters: FindingFilter) -> tuple[list[Finding], str | None]:
-        """Findings matching `filters`, newest first (or oldest first), and the next cursor."""
-        return await self._read(functools.partial(_query, filters=filters))
+        """Findings matching `filters`, newest first (or oldest first), and the next cursor;
+        during an outage the findings held in memory are included."""
+        found, cursor = await self._read(functools.partial(_query, filters=filters))
+        held = [f for f in list(self.outage.adds) if filters.matches(f)]
+        if not held:
+            return found, cursor
+        merged = sorted([*found, *held], key=lambda f: f.id or 0, reverse=not filters.ascending)
+        if len(merged) > filters.limit:
+            merged = merged[: filters.limit]
+            cursor = None if filters.ascending else encode_cursor(merged[-1].id or 0)
+        return merged, cursor
 
     async def get(self, finding_id: int) -> Finding | None:
-        """One finding by id, once it is on disk."""
+        """One finding by id, once it is on disk (or held in memory during an outage)."""
         row = await self._read(
             lambda c: c.execute("SELECT doc FROM findings WHERE id = ?", (finding_id,)).fetchone()
         )
-        return None if row is None else Finding.from_json(json.loads(row[0]))
+        if row is not None:
+            return Finding.from_json(json.loads(row[0]))
+        return next((f for f in list(self.outage.adds) if f.id == finding_id), None)
+
+    def stats(self) -> dict[str, Any]:
+        """/v1/stats `store`: writable or why not, what is held, what retention deleted."""
+        return {**self.outage.to_json(), "retention": self.retention.stats.to_json()}
 
     async def counts_by_container(self) -> list[dict[str, Any]]:
         """Per container: its ids and name, findings stored, repeats counted and the latest time."""
@@ -481,34 +645,14 @@ class FindingStore:
         await asyncio.sleep(min(self._retention_interval_s, RETENTION_FIRST_S))
         while True:
             try:
-                deleted = await self.apply_retention()
-            except sqlite3.Error:
-                log.exception("retention failed")
-            else:
-                if deleted:
-                    log.info("retention deleted %d findings", deleted)
+                await self.apply_retention()
+            except sqlite3.Error as exc:
+                log.error("retention failed: %s", exc)
             await asyncio.sleep(self._retention_interval_s)
 
     async def apply_retention(self) -> int:
-        """Delete findings past the age and count limits, in chunks between writer batches."""
-        cutoff = time.time_ns() - int(self.config.retention_days * 86400 * 1e9)
-        deleted = await self._delete_chunked("time_ns < ?", cutoff)
-        boundary = await self.run_in_writer(
-            functools.partial(_id_at_rank, rank=self.config.max_findings)
-        )
-        if boundary is not None:
-            deleted += await self._delete_chunked("id <= ?", boundary)
-        return deleted
-
-    async def _delete_chunked(self, condition: str, value: int) -> int:
-        sql = (f"DELETE FROM findings WHERE id IN (SELECT id FROM findings WHERE {condition}"
-               f" ORDER BY id LIMIT {DELETE_CHUNK})")
-        total = 0
-        while True:
-            count = await self.run_in_writer(lambda c: c.execute(sql, (value,)).rowcount)
-            total += count
-            if count < DELETE_CHUNK:
-                return total
+        """Delete findings past the age and count limits (cauditd.retention); how many."""
+        return await self.retention.apply()
 
 
 def _noop(conn: sqlite3.Connection) -> None:
@@ -551,11 +695,3 @@ def _query(conn: sqlite3.Connection, filters: FindingFilter) -> tuple[list[Findi
         finding.id = fid
     cursor = encode_cursor(rows[filters.limit - 1][0]) if more and not filters.ascending else None
     return findings, cursor
-
-
-def _id_at_rank(conn: sqlite3.Connection, rank: int) -> int | None:
-    """The id of the newest finding past the `rank` newest, or None when there are fewer."""
-    row = conn.execute(
-        "SELECT id FROM findings ORDER BY id DESC LIMIT 1 OFFSET ?", (rank,)
-    ).fetchone()
-    return None if row is None else int(row[0])

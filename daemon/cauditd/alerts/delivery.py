@@ -5,6 +5,7 @@ with retries, and records the outcome in the outbox.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -12,7 +13,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -40,6 +41,11 @@ class AlertStore(Protocol):
     def add_write_hook(self, fn: Callable[[sqlite3.Connection, list[Finding]], None]) -> None: ...
 
     async def run_in_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    def add_held_hook(self, fn: Callable[[list[Finding]], None]) -> None: ...
+
+    @property
+    def problem(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,10 @@ class SinkWorker:
         self.counters_dropped = 0  # rows trimmed from a queue over max_queue, since start
         self._depth = 0
         self._depth_lock = threading.Lock()
+        # Findings the store could not write (state dir full), sent from memory meanwhile.
+        self._held: collections.deque[Finding] = collections.deque()
+        self._held_ids: set[int] = set()
+        self._sent_held: set[int] = set()
 
     @property
     def depth(self) -> int:
@@ -106,11 +116,72 @@ class SinkWorker:
             self.sink.name, count, self.config.max_queue,
         )  # fmt: skip
 
+    # -- findings held in memory while the state dir refuses writes ---------------------------
+
+    def hold(self, finding: Finding) -> None:
+        """Send `finding` from memory: the store holds it unwritten (writer thread)."""
+        with self._depth_lock:
+            if len(self._held) >= self.config.max_queue:
+                self._held_ids.discard(self._held.popleft().id or 0)
+                self.counters_dropped += 1
+                metrics.ALERT_DROPPED.labels(self.sink.name).inc()
+            self._held.append(finding)
+            self._held_ids.add(finding.id or 0)
+
+    def written(self, finding_id: int) -> bool:
+        """The store wrote a finding it had held: True when this sink already sent it from
+        memory (no outbox row then); one still waiting in memory goes by the outbox instead."""
+        with self._depth_lock:
+            if finding_id in self._sent_held:
+                self._sent_held.discard(finding_id)
+                return True
+            if finding_id in self._held_ids:
+                self._held_ids.discard(finding_id)
+                self._held = collections.deque(f for f in self._held if f.id != finding_id)
+            return False
+
+    def _next_held(self) -> Finding | None:
+        with self._depth_lock:
+            if not self._held:
+                return None
+            finding = self._held.popleft()
+            self._held_ids.discard(finding.id or 0)
+            self._sent_held.add(finding.id or 0)  # claimed: the outbox will not send it again
+            return finding
+
+    async def _deliver_held(self) -> bool:
+        """Send one held finding (rate limit and retries as usual, no outbox row to record in);
+        False when none is held."""
+        finding = self._next_held()
+        if finding is None:
+            return False
+        while True:  # no summaries from memory: each held finding waits for the rate limit
+            if self.bucket.try_take():
+                break
+            await asyncio.sleep(self.bucket.wait_s())
+        delivery = Delivery(
+            key=delivery_key(finding.hostname, finding.id or 0, None, self.sink.name),
+            message=for_finding(finding, self.config.template),
+        )
+        outcome = await self._send(delivery, 0, self._count_retry)
+        if outcome.ok:
+            self._count_success(1)
+        else:
+            log.warning("alert sink %s: a finding held in memory could not be sent: %s",
+                        self.sink.name, outcome.error)
+            self._count_failure(1, outcome)
+        return True
+
     async def run(self) -> None:
         """Deliver until cancelled; undelivered rows stay in the outbox."""
         while True:
             self.wake.clear()
             try:
+                if await self._deliver_held():
+                    continue
+                if self.store.problem:  # acks cannot be written: the outbox waits for the disk
+                    await self._idle()
+                    continue
                 window = await self._next_window()
                 if window:
                     done = await asyncio.gather(
@@ -202,19 +273,29 @@ class SinkWorker:
 
     async def _deliver(self, batch: Batch) -> None:
         delivery = self.message(batch)
-        attempt = 0
         prior = max(row.attempts for row in batch.rows)
+
+        async def note_retry(outcome: Outcome, attempt: int) -> None:
+            await self._record_retry(batch, outcome, attempt)
+
+        outcome = await self._send(delivery, prior, note_retry)
+        if outcome.ok:
+            await self._record_success(batch)
+        else:
+            await self._record_failure(batch, outcome)
+
+    async def _send(self, delivery: Delivery, prior: int,
+                    note_retry: Callable[[Outcome, int], Awaitable[None]]) -> Outcome:
+        """Attempt until delivered or given up (permanent error, or max_attempts reached);
+        the last outcome."""
+        attempt = 0
         while True:
             assert self.session is not None, "worker started without a session"
             outcome = await self.sink.send(delivery, self.session)
-            if outcome.ok:
-                await self._record_success(batch)
-                return
             limit = self.config.max_attempts
-            if not outcome.retry or (limit and prior + attempt + 1 >= limit):
-                await self._record_failure(batch, outcome)
-                return
-            await self._record_retry(batch, outcome, attempt)
+            if outcome.ok or not outcome.retry or (limit and prior + attempt + 1 >= limit):
+                return outcome
+            await note_retry(outcome, attempt)
             await asyncio.sleep(self.retry_delay_s(attempt, outcome.retry_after_s))
             attempt += 1
 
@@ -228,11 +309,8 @@ class SinkWorker:
     async def _record_success(self, batch: Batch) -> None:
         now, seqs, name = time.time_ns(), batch.seqs, self.sink.name
         await self._db(lambda c: outbox.ack(c, name, seqs, now))
-        self.counters.delivered += len(seqs)
-        self.counters.messages += 1
-        self.counters.last_success_ns = now
+        self._count_success(len(seqs))
         self.add_depth(-len(seqs))
-        metrics.ALERT_DELIVERIES.labels(name, "ok").inc()
 
     async def _record_failure(self, batch: Batch, outcome: Outcome) -> None:
         now, seqs, name = time.time_ns(), batch.seqs, self.sink.name
@@ -242,26 +320,33 @@ class SinkWorker:
         )  # fmt: skip
         await self._db(lambda c: outbox.fail(c, name, seqs, outcome.error, now))
         await self._db(lambda c: outbox.prune_failed(c, name))
-        self.counters.failed += len(seqs)
-        self._note_error(outcome.error, now)
+        self._count_failure(len(seqs), outcome)
         self.add_depth(-len(seqs))
-        metrics.ALERT_DELIVERIES.labels(name, "failed").inc()
 
     async def _record_retry(self, batch: Batch, outcome: Outcome, attempt: int) -> None:
         now, seqs, name = time.time_ns(), batch.seqs, self.sink.name
-        level = logging.WARNING if attempt == 0 else logging.DEBUG
-        log.log(
-            level,
-            "alert sink %s: attempt %d failed, will retry: %s",
-            name,
-            attempt + 1,
-            outcome.error,
-        )
         await self._db(lambda c: outbox.note_retry(c, name, seqs, outcome.error, now))
+        await self._count_retry(outcome, attempt)
+
+    def _count_success(self, findings: int) -> None:
+        self.counters.delivered += findings
+        self.counters.messages += 1
+        self.counters.last_success_ns = time.time_ns()
+        metrics.ALERT_DELIVERIES.labels(self.sink.name, "ok").inc()
+
+    def _count_failure(self, findings: int, outcome: Outcome) -> None:
+        self.counters.failed += findings
+        self._note_error(outcome.error, time.time_ns())
+        metrics.ALERT_DELIVERIES.labels(self.sink.name, "failed").inc()
+
+    async def _count_retry(self, outcome: Outcome, attempt: int) -> None:
+        level = logging.WARNING if attempt == 0 else logging.DEBUG
+        log.log(level, "alert sink %s: attempt %d failed, will retry: %s",
+                self.sink.name, attempt + 1, outcome.error)
         self.counters.retries += 1
-        self._note_error(outcome.error, now)
-        metrics.ALERT_DELIVERIES.labels(name, "retry").inc()
-        metrics.ALERT_RETRIES.labels(name, outcome.reason).inc()
+        self._note_error(outcome.error, time.time_ns())
+        metrics.ALERT_DELIVERIES.labels(self.sink.name, "retry").inc()
+        metrics.ALERT_RETRIES.labels(self.sink.name, outcome.reason).inc()
 
     def _note_error(self, error: str, now: int) -> None:
         self.counters.last_error = error

@@ -75,15 +75,17 @@ class AlertDispatcher:
         target = store or self.store
         target.add_schema(outbox.SCHEMA)
         target.add_write_hook(self.on_findings)
+        target.add_held_hook(self.on_held)
 
     def on_findings(self, conn: sqlite3.Connection, findings: list[Finding]) -> None:
-        """Write hook, on the store's writer thread inside its transaction: queue per sink."""
+        """Write hook, on the store's writer thread inside its transaction: queue per sink
+        (not to a sink that already sent the finding while the store held it in memory)."""
         entries = [
             (name, finding)
             for finding in findings
             if finding.id is not None
             for name, route in self.routes.items()
-            if route.wants(finding)
+            if route.wants(finding) and not self.workers[name].written(finding.id)
         ]
         if not entries:
             return
@@ -99,6 +101,15 @@ class AlertDispatcher:
             if worker.depth > worker.config.max_queue:
                 self._trim(conn, worker)
             self._wake(worker)
+
+    def on_held(self, findings: list[Finding]) -> None:
+        """Held-findings hook, on the store's writer thread: the state dir refused these, so
+        each interested sink sends them from memory."""
+        for finding in findings:
+            for name, route in self.routes.items():
+                if route.wants(finding):
+                    self.workers[name].hold(finding)
+                    self._wake(self.workers[name])
 
     def _trim(self, conn: sqlite3.Connection, worker: SinkWorker) -> None:
         """A sink's queue went over its max_queue: drop its oldest rows below Critical, down to

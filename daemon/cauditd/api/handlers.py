@@ -138,8 +138,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if not request.app[CONTEXT].stats.ready():
+    context = request.app[CONTEXT]
+    if not context.stats.ready():
         return error_response(503, "not ready", "the probes are not attached yet")
+    problem = context.store.problem
+    if problem:  # still detecting and alerting, but findings are not reaching the disk
+        return error_response(503, "degraded", problem)
     return web.json_response({"status": "ready"})
 
 

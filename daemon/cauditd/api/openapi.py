@@ -263,8 +263,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "/healthz": {"get": _op("healthz", "Alive.", _json(_ref("Status"), "Alive."), role=None,
                             checks_input=False)},
     "/readyz": {"get": _op(
-        "readyz", "Ready: the probes are attached.", _json(_ref("Status"), "Ready."),
-        errors={"503": _error("Not ready yet.")}, role=None, checks_input=False,
+        "readyz", "Ready: the probes are attached and findings reach the disk.",
+        _json(_ref("Status"), "Ready."),
+        errors={"503": _error("Not ready yet, or degraded (the state dir refuses writes: "
+                              "findings held in memory, alerts still sent).")},
+        role=None, checks_input=False,
     )},
     "/metrics": {"get": _op(
         "metrics", "Prometheus metrics (text format 0.0.4).",
