@@ -5,6 +5,10 @@ CAUDITD_TOKEN_FILE, then ~/.config/cauditctl.toml (keys url, socket, token_file)
 daemon's own config ($CAUDITD_CONFIG or /etc/cauditd/cauditd.toml) when this user may read it:
 its listen address or unix socket, and its token files (the read token for reads, the admin
 token for POSTs), so root on the host needs no flags.
+
+Findings carry strings a container chose: every table cell and message is printed through
+cauditd.text.terminal (control characters, ANSI/OSC sequences, newlines that would fake a row and
+invisible format characters escaped); --json prints JSON with every non-ASCII character escaped.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cauditd import config as configmod
+from cauditd import text
 from cauditd.config import ApiConfig
 
 DEFAULT_URL = "http://127.0.0.1:7411"
@@ -159,15 +164,16 @@ def _sse_events(resp: http.client.HTTPResponse) -> Iterator[tuple[int, dict[str,
 def _table(rows: list[list[str]], headers: list[str], out: TextIO,
            colour: Callable[[int], str] | None = None) -> None:
     """Columns padded to their widest cell; the last column runs free."""
+    rows = [[text.terminal(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(headers)]
     out.write("  ".join(h.ljust(w) for h, w in zip(headers[:-1], widths, strict=False))
               + "  " + headers[-1] + "\n")
     for n, row in enumerate(rows):
         cells = "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=False))
-        text = cells + "  " + row[-1]
+        line = cells + "  " + row[-1]
         start = colour(n) if colour else ""
-        out.write(f"{start}{text}{RESET if start else ''}\n")
+        out.write(f"{start}{line}{RESET if start else ''}\n")
 
 
 def _finding_row(f: dict[str, Any]) -> list[str]:
@@ -199,7 +205,8 @@ def print_findings(findings: list[dict[str, Any]], out: TextIO, as_json: bool,
     else:
         for n, row in enumerate(rows):
             start = colour(n)
-            out.write(f"{start}{'  '.join(row)}{RESET if start else ''}\n")
+            line = "  ".join(text.terminal(cell) for cell in row)
+            out.write(f"{start}{line}{RESET if start else ''}\n")
     out.flush()
 
 
@@ -273,7 +280,7 @@ def cmd_rules(client: Client, args: argparse.Namespace, out: TextIO) -> int:
                 raise
             out.write("rule set refused; the running rules are unchanged:\n")
             for error in exc.body.get("errors", []):
-                out.write(f"  {error}\n")
+                out.write(f"  {text.terminal(str(error))}\n")
             return EXIT_API_ERROR
         out.write("rules reloaded\n")
         return 0
@@ -298,7 +305,7 @@ def check_rules(paths: list[str], out: TextIO) -> int:
         targets = [Path(rules_module.default_rules_dir())]
     errors = list(check(targets))
     for error in errors:
-        out.write(f"{error}\n")
+        out.write(f"{text.terminal(str(error))}\n")
     names = ", ".join(str(t) for t in targets)
     out.write(f"{len(errors)} problem(s) in {names}\n" if errors else f"ok: {names}\n")
     return EXIT_API_ERROR if errors else 0
@@ -319,14 +326,16 @@ def cmd_status(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     stats = client.call("GET", "/v1/stats")
     try:
         ready = client.call("GET", "/readyz")["status"] == "ready"
-    except ApiError:
+        state = "ready"
+    except ApiError as exc:  # not attached yet, or degraded (the state dir refuses writes)
         ready = False
+        state = f"NOT READY ({exc.body.get('error')}: {exc.body.get('detail')})"
     if args.json:
         out.write(json.dumps({"ready": ready, "stats": stats}, indent=2) + "\n")
         return 0
-    out.write(f"daemon: {'ready' if ready else 'NOT READY (probes not attached)'}\n")
+    out.write(text.terminal(f"daemon: {state}") + "\n")
     for key, value in stats.items():
-        out.write(f"{key}: {_cell(value)}\n")
+        out.write(text.terminal(f"{key}: {_cell(value)}") + "\n")
     return 0
 
 
@@ -374,9 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     findings.add_argument("--until", help="RFC 3339 time or an age")
     findings.add_argument("--min-priority", dest="min_priority",
                           help="emergency ... debug: this level or more severe")
-    for name, text in (("rule", "rule name"), ("tag", "tag"),
+    for name, what in (("rule", "rule name"), ("tag", "tag"),
                        ("container", "container id, short id or name"), ("source", "source")):
-        findings.add_argument(f"--{name}", action="append", help=f"{text} (repeatable)")
+        findings.add_argument(f"--{name}", action="append", help=f"{what} (repeatable)")
     findings.add_argument("--limit", type=int, default=50, help="how many (default 50, max 1000)")
     findings.add_argument("-f", "--follow", action="store_true",
                           help="then print new findings as they come (reconnects by itself)")
@@ -400,9 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     alerts.add_argument("sink", nargs="?", help="for test: the sink's name")
     alerts.set_defaults(run=cmd_alerts)
 
-    for name, run, text in (("flows", cmd_flows, "network flows"),
+    for name, run, what in (("flows", cmd_flows, "network flows"),
                             ("dns", cmd_dns, "DNS queries and answers")):
-        cmd = sub.add_parser(name, help=text)
+        cmd = sub.add_parser(name, help=what)
         cmd.add_argument("--container", help="container id, short id or name")
         cmd.add_argument("--since", help="RFC 3339 time or an age")
         cmd.add_argument("--peer", help="peer IP address or CIDR network")
@@ -490,7 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(client, args, out))
     except ApiError as exc:
-        sys.stderr.write(f"cauditctl: {exc.body.get('error')}: {exc.body.get('detail')}\n")
+        message = f"{exc.body.get('error')}: {exc.body.get('detail')}"
+        sys.stderr.write(f"cauditctl: {text.terminal(message)}\n")
         if exc.status == 401 and not (client.token or client.role_tokens):
             sys.stderr.write("cauditctl: no token: pass --token-file, or run as a user who may "
                              "read the daemon's token files\n")

@@ -1,11 +1,18 @@
-"""Logging to stderr: one line per record, as text or as JSON for log shippers."""
+"""Logging to stderr: one line per record, as text or as JSON for log shippers.
+
+Messages carry strings a container chose (paths, names, argv), so neither format lets them end
+a line or reach a terminal as control sequences: text lines escape every control character in
+the message (`\n`, `\x1b`; cauditd.text.one_line) and fold tracebacks with " | "; JSON lines
+are valid JSON whatever the bytes (cauditd.text.json_dumps).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
+
+from cauditd import text
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,7 +28,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
+        return text.json_dumps(doc)
 
 
 class TextFormatter(logging.Formatter):
@@ -31,7 +38,14 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\n", " | ")
+        record.message = text.one_line(record.getMessage())
+        line = self.formatMessage(record)
+        trace = self.formatException(record.exc_info) if record.exc_info else ""
+        if record.stack_info:
+            trace += "\n" + self.formatStack(record.stack_info)
+        if trace:
+            line += " | " + text.multiline(trace).replace("\n", " | ")
+        return line
 
 
 def setup(level: str = "info", fmt: str = "text") -> None:

@@ -65,17 +65,23 @@ def printable_value(value: Any) -> Any:
     return value
 
 
-def json_dumps(value: Any, **kwargs: Any) -> str:
-    """JSON text that is always valid UTF-8: strings holding undecodable bytes go through
-    `printable` first (only when there are some: the common case costs one encode check)."""
-    kwargs.setdefault("ensure_ascii", False)
+def json_dumps(value: Any, *, ensure_ascii: bool = True, **kwargs: Any) -> str:
+    """JSON text that is always valid: strings holding undecodable bytes (lone surrogates, which
+    strict parsers refuse) go through `printable` first. The check is one substring search (or
+    one encode without `ensure_ascii`); only JSON that may hold them is encoded twice."""
     kwargs.setdefault("default", str)
-    text = json.dumps(value, **kwargs)
+    text = json.dumps(value, ensure_ascii=ensure_ascii, **kwargs)
+    if "\\ud" in text if ensure_ascii else not _encodable(text):
+        return json.dumps(printable_value(value), ensure_ascii=ensure_ascii, **kwargs)
+    return text
+
+
+def _encodable(text: str) -> bool:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(printable_value(value), **kwargs)
-    return text
+        return False
+    return True
 
 
 def _escape_control(match: re.Match[str]) -> str:
@@ -84,6 +90,15 @@ def _escape_control(match: re.Match[str]) -> str:
         return _LINE_ESCAPES[char]
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def multiline(text: str) -> str:
+    """`one_line`, except that newlines and tabs stay (chat messages keep their lines)."""
+    return _CONTROLS.sub(_keep_lines, printable(text))
+
+
+def _keep_lines(match: re.Match[str]) -> str:
+    return match.group() if match.group() in "\n\t" else _escape_control(match)
 
 
 def one_line(text: str) -> str:

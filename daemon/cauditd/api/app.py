@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from cauditd import metrics
 from cauditd.api import handlers, openapi, sse
@@ -69,6 +69,12 @@ def _route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+def _method_label(request: web.Request) -> str:
+    """The method as a metric label: any token is a valid HTTP method, so a client could make
+    one label per request; only the standard ones are kept by name."""
+    return request.method if request.method in hdrs.METH_ALL else "other"
+
+
 @web.middleware
 async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     """API_REQUESTS by route pattern (never the raw path), method and status."""
@@ -78,7 +84,8 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         status = response.status
         return response
     finally:
-        metrics.API_REQUESTS.labels(_route_label(request), request.method, str(status)).inc()
+        metrics.API_REQUESTS.labels(_route_label(request), _method_label(request),
+                                    str(status)).inc()
 
 
 @web.middleware
@@ -95,8 +102,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             return web.Response(status=exc.status, text=exc.text, headers=headers,
                                 content_type="application/json")
         detail = f"{request.method} {request.path}: {exc.reason}"
-        return web.json_response({"error": exc.reason.lower(), "detail": detail},
-                                 status=exc.status, headers=headers)
+        return handlers.json_response({"error": exc.reason.lower(), "detail": detail},
+                                      status=exc.status, headers=headers)
     except (asyncio.CancelledError, ConnectionError):
         raise
     except Exception:

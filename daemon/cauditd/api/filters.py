@@ -7,7 +7,6 @@ that Python's `re` and ECMA-262 (JSON Schema's `pattern`) read alike: no `\\d`, 
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
+from cauditd import text
 from cauditd.api.context import NetworkFilter
 from cauditd.findings import Priority, parse_rfc3339_ns
 from cauditd.store import FindingFilter, decode_cursor
@@ -35,7 +35,7 @@ NETWORK_PARAMS = ("container", "since", "peer", "port", "name", "limit")
 def bad_parameter(name: str, detail: str) -> web.HTTPBadRequest:
     """A 400 with the JSON error body naming the parameter."""
     body = {"error": f"bad parameter {name!r}", "detail": detail, "parameter": name}
-    return web.HTTPBadRequest(text=json.dumps(body), content_type="application/json")
+    return web.HTTPBadRequest(text=text.json_dumps(body), content_type="application/json")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import functools
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from cauditd import metrics
+from cauditd import metrics, text
 from cauditd.api.context import CONTEXT
 from cauditd.api.filters import (
     CONTAINER,
@@ -21,16 +21,18 @@ from cauditd.api.filters import (
 from cauditd.store import FindingFilter
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Every JSON answer: valid whatever bytes a container put in its strings (cauditd.text).
+json_response = functools.partial(web.json_response, dumps=text.json_dumps)
 RECENT_FINDINGS = 10
 
 
 def error_response(status: int, error: str, detail: str, **extra: Any) -> web.Response:
     """The JSON error body every failure uses."""
-    return web.json_response({"error": error, "detail": detail, **extra}, status=status)
+    return json_response({"error": error, "detail": detail, **extra}, status=status)
 
 
 def not_found(detail: str) -> web.HTTPNotFound:
-    body = json.dumps({"error": "not found", "detail": detail})
+    body = text.json_dumps({"error": "not found", "detail": detail})
     return web.HTTPNotFound(text=body, content_type="application/json")
 
 
@@ -42,7 +44,7 @@ def _no_query(request: web.Request) -> None:
 async def list_findings(request: web.Request) -> web.Response:
     store = request.app[CONTEXT].store
     findings, cursor = await store.query(finding_filter(request.query))
-    return web.json_response(
+    return json_response(
         {"findings": [f.to_json() for f in findings], "next_cursor": cursor}
     )
 
@@ -53,12 +55,12 @@ async def get_finding(request: web.Request) -> web.Response:
     finding = await request.app[CONTEXT].store.get(finding_id)
     if finding is None:
         raise not_found(f"no finding {finding_id}")
-    return web.json_response(finding.to_json())
+    return json_response(finding.to_json())
 
 
 async def list_rules(request: web.Request) -> web.Response:
     _no_query(request)
-    return web.json_response({"rules": request.app[CONTEXT].rules.rules_info()})
+    return json_response({"rules": request.app[CONTEXT].rules.rules_info()})
 
 
 async def reload_rules(request: web.Request) -> web.Response:
@@ -67,7 +69,7 @@ async def reload_rules(request: web.Request) -> web.Response:
     if errors:
         detail = f"{len(errors)} error(s); the running rule set is unchanged"
         return error_response(422, "rule set refused", detail, errors=errors)
-    return web.json_response({"reloaded": True, "errors": []})
+    return json_response({"reloaded": True, "errors": []})
 
 
 async def list_containers(request: web.Request) -> web.Response:
@@ -80,7 +82,7 @@ async def list_containers(request: web.Request) -> web.Response:
         count = by_id.get(str(info.get("id", "")))
         containers.append({**info, "findings": count["findings"] if count else 0,
                            "last_finding": count["last_time"] if count else None})
-    return web.json_response({"containers": containers, "findings_by_container": counts})
+    return json_response({"containers": containers, "findings_by_container": counts})
 
 
 async def get_container(request: web.Request) -> web.Response:
@@ -94,7 +96,7 @@ async def get_container(request: web.Request) -> web.Response:
         raise not_found(f"no container {key!r} is tracked or has findings")
     counts = [c for c in await ctx.store.counts_by_container()
               if ids[0] in (c["full_id"], c["id"], c["name"])]
-    return web.json_response({
+    return json_response({
         "container": info if info is not None else {"id": recent[0].container.full_id,
                                                     "name": recent[0].container.name,
                                                     "running": False},
@@ -105,12 +107,12 @@ async def get_container(request: web.Request) -> web.Response:
 
 async def get_stats(request: web.Request) -> web.Response:
     _no_query(request)
-    return web.json_response(request.app[CONTEXT].stats.stats())
+    return json_response(request.app[CONTEXT].stats.stats())
 
 
 async def list_alerts(request: web.Request) -> web.Response:
     _no_query(request)
-    return web.json_response({"sinks": request.app[CONTEXT].alerts.status()})
+    return json_response({"sinks": request.app[CONTEXT].alerts.status()})
 
 
 async def test_alert(request: web.Request) -> web.Response:
@@ -120,21 +122,21 @@ async def test_alert(request: web.Request) -> web.Response:
         result = await request.app[CONTEXT].alerts.send_test(sink)
     except KeyError:
         raise not_found(f"no alert sink {sink!r}") from None
-    return web.json_response(result)
+    return json_response(result)
 
 
 async def list_flows(request: web.Request) -> web.Response:
     filters = network_filter(request.query)
-    return web.json_response({"flows": request.app[CONTEXT].network.flows(filters)})
+    return json_response({"flows": request.app[CONTEXT].network.flows(filters)})
 
 
 async def list_dns(request: web.Request) -> web.Response:
     filters = network_filter(request.query)
-    return web.json_response({"dns": request.app[CONTEXT].network.dns(filters)})
+    return json_response({"dns": request.app[CONTEXT].network.dns(filters)})
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -144,7 +146,7 @@ async def readyz(request: web.Request) -> web.Response:
     problem = context.store.problem
     if problem:  # still detecting and alerting, but findings are not reaching the disk
         return error_response(503, "degraded", problem)
-    return web.json_response({"status": "ready"})
+    return json_response({"status": "ready"})
 
 
 async def prometheus_metrics(request: web.Request) -> web.Response:

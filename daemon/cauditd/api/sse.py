@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 
 from aiohttp import web
 
+from cauditd import text
 from cauditd.api.context import CONTEXT
 from cauditd.api.filters import finding_filter, last_event_id
 from cauditd.api.limits import refused
@@ -93,7 +93,7 @@ async def _catch_up(store: FindingStore, filters: FindingFilter, after: int,
 
 
 async def _send(response: web.StreamResponse, finding: Finding) -> None:
-    data = json.dumps(finding.to_json(), separators=(",", ":"), default=str)
+    data = text.json_dumps(finding.to_json(), separators=(",", ":"))
     await response.write(f"id: {finding.id}\nevent: finding\ndata: {data}\n\n".encode())
 
 

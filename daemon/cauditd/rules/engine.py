@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cauditd import metrics
+from cauditd import metrics, text
 from cauditd.events import ContainerInfo, Event, SyscallEvent
 from cauditd.findings import ContainerRef, Finding, ProcessRef
 from cauditd.rules import fields
@@ -91,13 +91,13 @@ class RuleEngine:
         if self._suppressor.repeat(key, wall_ns):
             return None
         output, fields = rule.output.render(event)
-        finding = Finding(
+        finding = Finding(  # an output boundary: undecodable bytes written as \xNN (cauditd.text)
             rule=rule.name,
             priority=rule.priority,
             source=rule.source,
-            output=output,
+            output=text.printable(output),
             time_ns=wall_ns,
-            output_fields=fields,
+            output_fields=text.printable_value(fields),
             tags=rule.tags,
             container=container_ref(event),
             process=process_ref(event),
@@ -130,20 +130,23 @@ def container_ref(event: Event) -> ContainerRef:
 
 
 def container_ref_of(info: ContainerInfo) -> ContainerRef:
-    return ContainerRef(id=info.short_id, full_id=info.id, name=info.name or info.short_id,
-                        image=info.image, pod=info.pod_name, namespace=info.pod_namespace)
+    p = text.printable
+    return ContainerRef(id=p(info.short_id), full_id=p(info.id), name=p(info.name or info.short_id),
+                        image=p(info.image), pod=p(info.pod_name), namespace=p(info.pod_namespace))
 
 
 def process_ref(event: Event) -> ProcessRef | None:
     if not isinstance(event, SyscallEvent):
         return None
     proc = event.process
+    printable = text.printable
     parents = [] if proc is None else [
-        {"pid": p.pid, "exe": p.exe, "name": p.name} for p in proc.ancestors(MAX_PARENTS)
+        {"pid": p.pid, "exe": printable(p.exe), "name": printable(p.name)}
+        for p in proc.ancestors(MAX_PARENTS)
     ]
     return ProcessRef(
         pid=event.pid,
-        exe=fields.FIELDS["proc.exepath"].extract(event) or "",
-        cmdline=fields.FIELDS["proc.cmdline"].extract(event) or "",
+        exe=printable(fields.FIELDS["proc.exepath"].extract(event) or ""),
+        cmdline=printable(fields.FIELDS["proc.cmdline"].extract(event) or ""),
         parents=parents,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import email.utils
-import json
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from cauditd import text
 from cauditd.alerts.message import Message
 from cauditd.config import SinkConfig
 
@@ -116,7 +116,7 @@ class HttpSink(Sink):
 
     def body(self, message: Message) -> bytes:
         """The request body for `message`."""
-        return json.dumps(self.formatter(message), ensure_ascii=False).encode()
+        return text.json_dumps(self.formatter(message), ensure_ascii=False).encode()
 
     async def send(self, delivery: Delivery, session: aiohttp.ClientSession) -> Outcome:
         headers = {

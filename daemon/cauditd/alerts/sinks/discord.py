@@ -1,4 +1,5 @@
-"""Discord webhooks: one embed coloured by priority.
+"""Discord webhooks: one embed coloured by priority, its Markdown escaped (alerts.markup) and
+no mention allowed to ping.
 
 Limits kept (Discord's embed reference): title 256, description 4096, 25 fields of name 256 and
 value 1024, footer 2048, and 6000 characters over the whole embed.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cauditd.alerts.message import Message, clip, iso_ms
+from cauditd.alerts.markup import fit, markdown
+from cauditd.alerts.message import Message, iso_ms
 
 TITLE_MAX = 256
 DESCRIPTION_MAX = 4096
@@ -22,13 +24,14 @@ FIELD_BUDGET = 2400  # characters all fields together may take, leaving the rest
 def payload(message: Message) -> dict[str, Any]:
     """The webhook body: no mentions, one embed."""
     fields = _fields(message.fields[:FIELDS_MAX])
-    title = clip(message.title, TITLE_MAX)
-    footer = clip(f"cauditd on {message.hostname}", 200)
+    title = fit(message.title, TITLE_MAX, markdown)
+    footer = fit(f"cauditd on {message.hostname}", 200, markdown)
     used = len(title) + len(footer) + sum(len(f["name"]) + len(f["value"]) for f in fields)
     body = "\n".join(f"• {line}" for line in message.summary_lines) or message.text
+    room = min(DESCRIPTION_MAX, EMBED_TOTAL_MAX - used)
     embed: dict[str, Any] = {
         "title": title,
-        "description": clip(body or "(no output)", min(DESCRIPTION_MAX, EMBED_TOTAL_MAX - used)),
+        "description": fit(body or "(no output)", room, markdown),
         "color": int(message.colour.lstrip("#"), 16),
         "fields": fields,
         "footer": {"text": footer},
@@ -41,8 +44,8 @@ def _fields(pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
     each = max(20, FIELD_BUDGET // max(1, len(pairs)))
     return [
         {
-            "name": clip(name, FIELD_NAME_MAX) or "-",
-            "value": clip(value, min(FIELD_VALUE_MAX, each)) or "-",
+            "name": fit(name, FIELD_NAME_MAX, markdown) or "-",
+            "value": fit(value, min(FIELD_VALUE_MAX, each), markdown) or "-",
             "inline": len(value) < 40,
         }
         for name, value in pairs

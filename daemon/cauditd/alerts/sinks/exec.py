@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import sys
 
 import aiohttp
 
+from cauditd import text
 from cauditd.alerts.sinks.base import DELIVERED, Delivery, Outcome, Sink
 from cauditd.config import SinkConfig
 
@@ -33,7 +33,7 @@ class ExecSink(Sink):
         self.command = list(config.command)
 
     async def send(self, delivery: Delivery, session: aiohttp.ClientSession) -> Outcome:
-        data = json.dumps(delivery.message.document, ensure_ascii=False).encode() + b"\n"
+        data = text.json_dumps(delivery.message.document, ensure_ascii=False).encode() + b"\n"
         env = {**os.environ, "CAUDITD_IDEMPOTENCY_KEY": delivery.key, "CAUDITD_SINK": self.name}
         if shutil.which(self.command[0]) is None:
             return Outcome(ok=False, error=f"cannot run {self.command[0]}: not an executable")

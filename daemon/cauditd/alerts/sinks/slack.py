@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from cauditd.alerts import markup
 from cauditd.alerts.message import ELLIPSIS, Message, clip, iso_ms
 
 HEADER_MAX = 150
@@ -19,8 +20,9 @@ _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 
 
 def escape(text: str) -> str:
-    """Slack's mrkdwn control characters (&, <, >) as entities."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack's mrkdwn control characters (&, <, >) as entities, bare mentions broken
+    (alerts.markup.slack)."""
+    return markup.slack(text)
 
 
 def mrkdwn(text: str, limit: int) -> str:
@@ -35,7 +37,8 @@ def mrkdwn(text: str, limit: int) -> str:
 def payload(message: Message) -> dict[str, Any]:
     """The webhook body: fallback `text` plus one coloured attachment of blocks."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": clip(message.title, HEADER_MAX)}},
+        {"type": "header",
+         "text": {"type": "plain_text", "text": clip(markup.plain(message.title), HEADER_MAX)}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _body(message)}},
     ]
     if message.fields:
@@ -50,7 +53,8 @@ def payload(message: Message) -> dict[str, Any]:
     return {
         "text": mrkdwn(message.title, SECTION_MAX),
         "attachments": [
-            {"color": message.colour, "fallback": clip(message.title, 300), "blocks": blocks}
+            {"color": message.colour, "fallback": clip(markup.plain(message.title), 300),
+             "blocks": blocks}
         ],
     }
 

@@ -1,5 +1,6 @@
 """Microsoft Teams: an Adaptive Card for Workflows (Power Automate) webhooks, or a MessageCard
-for legacy Office 365 connectors. Both are kept under Teams' ~28 KB message size.
+for legacy Office 365 connectors. Both are kept under Teams' ~28 KB message size; card text is
+made inert by alerts.markup (links broken in Adaptive Cards' Markdown, plain in MessageCards).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from cauditd.alerts import markup
 from cauditd.alerts.message import Message, clip, iso_ms
 from cauditd.findings import Priority
 
@@ -59,9 +61,9 @@ def _fit(message: Message, build: Callable[[Message, int], dict[str, Any]]) -> d
         limit = max(0, limit - (size - CARD_MAX_BYTES) - 64)
 
 
-def _text(message: Message, limit: int) -> str:
+def _text(message: Message, limit: int, escape: Callable[[str], str] = markup.teams) -> str:
     body = "\n\n".join(f"- {line}" for line in message.summary_lines) or message.text
-    return clip(body or "(no output)", limit)
+    return markup.fit(body or "(no output)", limit, escape)
 
 
 def _adaptive(message: Message, limit: int) -> dict[str, Any]:
@@ -72,15 +74,16 @@ def _adaptive(message: Message, limit: int) -> dict[str, Any]:
         "msteams": {"width": "Full"},
         "body": [
             {"type": "Container", "style": style(message.priority), "bleed": True, "items": [
-                {"type": "TextBlock", "text": clip(message.title, 300), "weight": "Bolder",
-                 "size": "Medium", "wrap": True},
+                {"type": "TextBlock", "text": markup.fit(message.title, 300, markup.teams),
+                 "weight": "Bolder", "size": "Medium", "wrap": True},
             ]},
             {"type": "TextBlock", "text": _text(message, limit), "wrap": True},
             {"type": "FactSet", "facts": [
-                {"title": name, "value": clip(value, 500)} for name, value in message.fields
+                {"title": markup.teams(name), "value": markup.fit(value, 500, markup.teams)}
+                for name, value in message.fields
             ]},
-            {"type": "TextBlock", "text": f"cauditd on {message.hostname} · "
-             f"{iso_ms(message.time_ns)}", "isSubtle": True, "size": "Small", "wrap": True},
+            {"type": "TextBlock", "text": markup.teams(f"cauditd on {message.hostname} · "
+             f"{iso_ms(message.time_ns)}"), "isSubtle": True, "size": "Small", "wrap": True},
         ],
     }  # fmt: skip
     return {
@@ -97,14 +100,15 @@ def _message_card(message: Message, limit: int) -> dict[str, Any]:
     return {
         "@type": "MessageCard",
         "@context": "https://schema.org/extensions",
-        "summary": clip(message.title, 200),
+        "summary": clip(markup.plain(message.title), 200),
         "themeColor": message.colour.lstrip("#"),
-        "title": clip(message.title, 300),
+        "title": clip(markup.plain(message.title), 300),
         "sections": [{
-            "activityTitle": f"cauditd on {message.hostname}",
+            "activityTitle": markup.plain(f"cauditd on {message.hostname}"),
             "activitySubtitle": iso_ms(message.time_ns),
-            "text": _text(message, limit),
-            "facts": [{"name": name, "value": clip(value, 500)} for name, value in message.fields],
+            "text": _text(message, limit, markup.plain),
+            "facts": [{"name": markup.plain(name), "value": clip(markup.plain(value), 500)}
+                      for name, value in message.fields],
             "markdown": False,
         }],
     }  # fmt: skip
