@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from cauditd.config import Config, RulesConfig
 from cauditd.containers.registry import ContainerRegistry
 from cauditd.detection import Detector, describe_load
 from cauditd.events import Event, ExecEvent, event_to_json
+from cauditd.flood import FloodGuard
 from cauditd.network import NetworkMonitor
 from cauditd.pipeline import EventPipeline
 from cauditd.probes import bpf as bpfmod
@@ -92,6 +94,9 @@ class Daemon:
         self.api: ApiServer | None = None
         self._stopping = asyncio.Event()
         self._ready = False
+        self.flood = FloodGuard()
+        self._shed_seen: Counter[int] = Counter()
+        self._stalls_seen = 0
         self._counters = (
             (self.pipeline.seen, metrics.CounterSync(metrics.EVENTS)),
             (self.pipeline.failed, metrics.CounterSync(metrics.EVENTS_FAILED)),
@@ -255,6 +260,8 @@ class Daemon:
                     "filters": self.probes.filters,
                     "filtered": self.probes.filtered,
                     "handoff": self.probes.handoff,
+                    "shed": sum(self.probes.shed.values()),
+                    "shedding": sorted(self._shedding_names()),
                 },
             },
             "network": self.network.stats(),
@@ -271,6 +278,13 @@ class Daemon:
             "pid": os.getpid(),
         }
 
+    def _shedding_names(self) -> list[str]:
+        names = []
+        for cgroup_id in self.flood.shedding:
+            container = self.registry.resolve(cgroup_id)
+            names.append(container.name or container.short_id if container else str(cgroup_id))
+        return names
+
     def ready(self) -> bool:
         """True once the probes are attached (GET /readyz)."""
         return self._ready
@@ -285,20 +299,36 @@ class Daemon:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             self.proctable.expire()
             self.detector.flush_updates()
-            self.pipeline.load.tick()
             self._sync_counts()
             self._report_failures()
             self.probes.poll_filtered()
-            self._report_drops("syscall", self.probes.poll_lost())
+            lost, shed = self._guard_against_floods()
+            self._report_drops("syscall", lost, shed)
             self._report_drops("network", self.network.poll_lost())
 
-    def _report_drops(self, probe: str, lost: int) -> None:
-        if not lost:
+    def _guard_against_floods(self) -> tuple[int, int]:
+        """Close the second's load tick and choose what the syscall reader sheds (flood.py);
+        returns the events the kernel lost and those shed in the second."""
+        shed = self.probes.shed - self._shed_seen
+        self._shed_seen = self.probes.shed.copy()
+        load = self.pipeline.load
+        load.cgroups.update(shed)  # the flooder stays the top loader while it is shed
+        sent = load.cgroups.copy()
+        load.tick()
+        lost = self.probes.poll_lost()
+        stalls = int(self.probes.handoff.get("stalls", 0))
+        pressure = bool(lost) or stalls > self._stalls_seen
+        self._stalls_seen = stalls
+        self.probes.shed_cgroups(self.flood.decide(pressure, sent))
+        return lost, sum(shed.values())
+
+    def _report_drops(self, probe: str, lost: int, shed: int = 0) -> None:
+        if not lost and not shed:
             return
         loaders = self.pipeline.load.top()
-        log.warning("%s probes lost %d events (ring buffer full)%s", probe, lost,
-                    describe_load(loaders))
-        self.detector.report_drops(probe, lost, loaders)
+        log.warning("%s probes lost %d events (ring buffer full) and shed %d%s", probe, lost,
+                    shed, describe_load(loaders))
+        self.detector.report_drops(probe, lost, loaders, shed)
 
     def _report_failures(self) -> None:
         for stage, failures in self.pipeline.take_failures().items():

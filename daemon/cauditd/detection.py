@@ -122,16 +122,19 @@ class Detector:
     def rules_info(self) -> list[dict[str, Any]]:
         return self.engine.rules_info()
 
-    def report_drops(self, probe: str, lost: int, loaders: list[Load]) -> None:
-        """Turn lost kernel events into a finding (Falco's "syscall event drop"), naming the
-        containers that sent the most events meanwhile (a flood is attributed).
+    def report_drops(self, probe: str, lost: int, loaders: list[Load], shed: int = 0) -> None:
+        """Turn lost events into a finding (Falco's "syscall event drop"): `lost` by the kernel
+        (ring buffer full), `shed` by the reader from a flooding container (cauditd.flood),
+        naming the containers that sent the most events meanwhile (a flood is attributed).
 
         Drops within a minute of the last drop finding add to it rather than starting a new one.
         """
+        causes = [f"{lost} as the ring buffer was full"] if lost else []
+        causes += [f"{shed} shed from the flooding container"] if shed else []
         share = describe_load(loaders)
         self._alarm(
-            DROP_RULE, probe, lost, "evt.lost",
-            lambda: f"{probe} probes lost {lost} events: the ring buffer was full (detection "
+            DROP_RULE, probe, lost + shed, "evt.lost",
+            lambda: f"{probe} probes lost {lost + shed} events ({', '.join(causes)}; detection "
             f"may have missed activity){share}",
             {"probe": probe, "load.top": load_fields(loaders)},
             loaders[0].container if loaders else None,

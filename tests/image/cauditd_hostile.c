@@ -5,6 +5,8 @@
  *                                  hostile comm, reads /etc/shadow, writes /etc/<hostile name>,
  *                                  then sleeps SECONDS (alive for a daemon that starts meanwhile)
  *   cauditd_hostile touch N        write N files /etc/cauditd-loop-<i> (a loop of distinct names)
+ *   cauditd_hostile flood SECONDS  open and close /etc/shadow as fast as it can (opens the
+ *                                  kernel's filter lets through: an attempt to blind the daemon)
  *
  * Hostile means: bytes that are not UTF-8 (0xff, 0xfe), newlines that would start a fake log
  * line or table row, ANSI/OSC sequences, and chat markup (<!channel>, <users/all>, @everyone,
@@ -18,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NAME "\xff\xfe\x1b]0;pwned\x07\x1b[2J\n<!channel>@everyone"
@@ -88,6 +91,18 @@ static int do_touch(int count)
     return 0;
 }
 
+static int do_flood(int seconds)
+{
+    time_t end = time(NULL) + seconds;
+    while (time(NULL) < end)
+        for (int i = 0; i < 1000; i++) {
+            int fd = open("/etc/shadow", O_RDONLY);
+            if (fd >= 0)
+                close(fd);
+        }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "exec"))
@@ -96,6 +111,8 @@ int main(int argc, char **argv)
         return stage2(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "touch"))
         return do_touch(atoi(argv[2]));
-    fprintf(stderr, "usage: cauditd_hostile exec SECONDS | touch N\n");
+    if (argc == 3 && !strcmp(argv[1], "flood"))
+        return do_flood(atoi(argv[2]));
+    fprintf(stderr, "usage: cauditd_hostile exec SECONDS | touch N | flood SECONDS\n");
     return 2;
 }

@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from cauditd.events import Event
-from cauditd.probes.ringbuf import BatchSink, DrainThread, Reader, RingBufferReader
+from cauditd.probes.ringbuf import AnyDecoder, BatchSink, DrainThread, Reader, RingBufferReader
 
 log = logging.getLogger(__name__)
 
 RecordDecoder = Callable[[memoryview], Event | None]
-AnyDecoder = Callable[[bytes | memoryview], Event | None]  # fits both readers
 
 PAGE_SIZE = mmap.PAGESIZE
 HEADER_SIZE = 8
@@ -122,6 +121,9 @@ class MmapRingBuffer(DrainThread):
         self._data = pages[PAGE_SIZE:]
         self._lens = self._data.cast("I")  # header `len` at index (pos & mask) >> 2
         self._views += [self._consumer_pos, self._producer_pos, self._data, self._lens]
+
+    def set_decoder(self, decode: RecordDecoder) -> None:
+        self._decode = decode
 
     def stop(self) -> None:
         """Stop the thread after a last drain (what the kernel still held is delivered), then

@@ -19,6 +19,7 @@ import ctypes
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ from cauditd.events import Event
 log = logging.getLogger(__name__)
 
 Decoder = Callable[[bytes], Event | None]
+AnyDecoder = Callable[[bytes | memoryview], Event | None]  # fits both readers
 BatchSink = Callable[[list[Event]], None]
 
 PR_SET_NAME = 15
@@ -34,6 +36,7 @@ IDLE_INTERVAL_MAX = 0.02  # the longest wait between drains while nothing arrive
 IDLE_GRACE = 0.1  # a quiet spell shorter than this keeps the base interval
 HANDOFF_EVENTS = 16384  # events handed to the loop and not processed yet, at most (+1 batch)
 HANDOFF_CHECK_S = 0.05  # how often a reader waiting for room looks at its stop flag
+SLICE_EVENTS = 1024  # events the loop processes in one turn before it serves other callbacks
 
 
 def name_os_thread(name: str) -> None:
@@ -82,6 +85,10 @@ class Reader(Protocol):
     decode_errors: int
     handoff: Handoff
 
+    def set_decoder(self, decode: AnyDecoder) -> None:
+        """Decode records with `decode` from the next batch on (any thread)."""
+        ...
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
@@ -90,7 +97,11 @@ class Reader(Protocol):
 class Handoff:
     """Batches from a reader thread to the event loop, with at most `capacity` events handed
     over and not yet processed (one batch may overshoot it). The reader asks `full()` before
-    it drains and `wait_for_room()` while it is full; the loop frees room as it processes."""
+    it drains and `wait_for_room()` while it is full; the loop frees room as it processes.
+
+    The loop takes at most SLICE_EVENTS events per turn (one callback at a time, rescheduled
+    while events wait), so the API and timers are served between slices even during a storm.
+    """
 
     def __init__(self, sink: BatchSink, name: str, capacity: int = HANDOFF_EVENTS) -> None:
         self._sink = sink
@@ -101,6 +112,8 @@ class Handoff:
         self.stalls = 0  # times the reader found the loop behind and waited
         self.stalled_s = 0.0
         self.dropped = 0  # events that could not be handed over (loop closed at shutdown)
+        self._batches: deque[list[Event]] = deque()
+        self._scheduled = False
         self._lock = threading.Lock()
         self._room = threading.Event()
         self._room.set()
@@ -128,30 +141,56 @@ class Handoff:
             return
         assert self._loop is not None, "Handoff.bind() before put()"
         with self._lock:
+            self._batches.append(batch)
             self.pending += len(batch)
             self.peak = max(self.peak, self.pending)
             if self.pending >= self.capacity:
                 self._room.clear()
-        try:
-            self._loop.call_soon_threadsafe(self._run, batch)
-        except RuntimeError:  # loop closed during shutdown
-            self._done(len(batch))
-            self.dropped += len(batch)
-            log.warning("%s: %d events dropped at shutdown", self._name, len(batch))
+            schedule, self._scheduled = not self._scheduled, True
+        if schedule:
+            try:
+                self._loop.call_soon_threadsafe(self._run)
+            except RuntimeError:  # loop closed during shutdown
+                self._drop_all()
 
-    def _run(self, batch: list[Event]) -> None:
-        try:
-            self._sink(batch)
-        except Exception:  # the pipeline isolates events; this is a last guard for the reader
-            log.exception("%s: a batch of %d events failed", self._name, len(batch))
-        finally:
-            self._done(len(batch))
+    def _run(self) -> None:
+        """On the loop: process up to SLICE_EVENTS events, then yield to other callbacks."""
+        budget = SLICE_EVENTS
+        while budget > 0:
+            with self._lock:
+                if not self._batches:
+                    break
+                batch = self._batches.popleft()
+                if len(batch) > budget:
+                    self._batches.appendleft(batch[budget:])
+                    batch = batch[:budget]
+            budget -= len(batch)
+            try:
+                self._sink(batch)
+            except Exception:  # the pipeline isolates events; this is a last guard
+                log.exception("%s: a batch of %d events failed", self._name, len(batch))
+            finally:
+                self._done(len(batch))
+        with self._lock:
+            self._scheduled = bool(self._batches)
+        if self._scheduled:
+            assert self._loop is not None
+            self._loop.call_soon(self._run)
 
     def _done(self, count: int) -> None:
         with self._lock:
             self.pending -= count
             if self.pending < self.capacity:
                 self._room.set()
+
+    def _drop_all(self) -> None:
+        with self._lock:
+            dropped = sum(len(b) for b in self._batches)
+            self._batches.clear()
+            self._scheduled = False
+        self._done(dropped)
+        self.dropped += dropped
+        log.warning("%s: %d events dropped at shutdown", self._name, dropped)
 
     def stats(self) -> dict[str, int | float]:
         return {
@@ -236,6 +275,9 @@ class RingBufferReader(DrainThread):
         self._batch: list[Event] = []
         self.decode_errors = 0
         bpf[map_name].open_ring_buffer(self._on_record)
+
+    def set_decoder(self, decode: Decoder) -> None:
+        self._decode = decode
 
     def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
         self._records += 1

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cauditd import metrics
 from cauditd.config import ProbesConfig
 from cauditd.events import Event
+from cauditd.flood import SheddingDecoder
 from cauditd.probes import bpf as bpfmod
 from cauditd.probes import catalog
 from cauditd.probes.mmap_ringbuf import open_reader
@@ -50,6 +52,7 @@ class SyscallProbes:
         self._filtered_seen = dict.fromkeys(FILTERS, 0)
         self._syscalls: set[str] | None = None
         self._filters: KernelFilters | None = None
+        self.shed: Counter[int] = Counter()  # records shed per cgroup id (flood.py), ever
 
     @property
     def defines(self) -> dict[str, int | str]:
@@ -206,6 +209,12 @@ class SyscallProbes:
             new, self._filtered_seen[name] = total - self._filtered_seen[name], total
             if new:
                 metrics.SYSCALLS_FILTERED.labels(name).inc(new)
+
+    def shed_cgroups(self, cgroups: frozenset[int]) -> None:
+        """Shed the records of these cgroups (execs excepted) before decoding; empty: none."""
+        if self._reader is not None:
+            self._reader.set_decoder(SheddingDecoder(decode, cgroups, self.shed) if cgroups
+                                     else decode)
 
     @property
     def handoff(self) -> dict[str, int | float]:
