@@ -111,7 +111,9 @@ class ProcessInfo:
         """The ancestor `level` generations up (1 = parent), as Falco's proc.aname[N]."""
         proc: ProcessInfo | None = self
         for _ in range(level):
-            proc = proc.parent if proc is not None else None
+            if proc is None:  # past the root: a rule may ask for any depth, even 10**11
+                break
+            proc = proc.parent
         return proc
 
     def ancestors(self, limit: int = 16) -> list[ProcessInfo]:

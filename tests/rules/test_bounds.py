@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from cauditd.rules import RuleSetError, load_ruleset
 from cauditd.rules.engine import KEY_VALUES_MAX, suppression_key
 from cauditd.rules.threshold import VALUE_MAX, bounded
 from tests.rules.helpers import engine_for, rule_toml, write
@@ -38,3 +41,18 @@ def test_threshold_values_are_bounded() -> None:
     long = "x" * (VALUE_MAX + 1)
     assert isinstance(bounded(long), bytes) and len(bounded(long)) == 16
     assert bounded(long) == bounded("x" * (VALUE_MAX + 1)) != bounded("y" * (VALUE_MAX + 1))
+
+
+def test_deep_nesting_is_a_rule_error_not_a_crash(tmp_path: Path) -> None:
+    for condition in ("not " * 3000 + "evt.type = openat",
+                      "(" * 150 + "evt.type = openat" + ")" * 150):
+        path = write(tmp_path, "deep.toml", rule_toml(condition))
+        with pytest.raises(RuleSetError, match="nested more than 100"):
+            load_ruleset([path])
+    path = write(tmp_path, "ok.toml", rule_toml("(" * 99 + "evt.type = openat" + ")" * 99))
+    assert load_ruleset([path]).rules
+
+
+def test_an_ancestor_far_past_the_root_is_found_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.toml", rule_toml("proc.aname[99999999999] = sh"))
+    assert engine_for([path]).match(open_read("/etc/shadow")) == []
