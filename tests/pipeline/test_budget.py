@@ -3,13 +3,8 @@ every one of them is still counted (in a summary finding whose count grows)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from cauditd.budget import BUDGET_TAG, FindingBudget
-from cauditd.config import RulesConfig, StoreConfig
+from cauditd.config import RulesConfig
 from cauditd.detection import Detector
 from cauditd.findings import ContainerRef, Finding, Priority
 from cauditd.store import FindingFilter, FindingStore
@@ -54,14 +49,6 @@ def test_past_the_limit_findings_fold_into_one_summary_per_window() -> None:
 def test_no_budget_admits_everything() -> None:
     budget = FindingBudget(0, 60)
     assert all(budget.admit(finding("R", f"/etc/{i}")) is not None for i in range(100))
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FindingStore]:
-    store = FindingStore(tmp_path / "findings.db", StoreConfig(batch_ms=1))
-    await store.start()
-    yield store
-    await store.stop()
 
 
 async def test_a_loop_of_distinct_names_makes_bounded_findings(store: FindingStore) -> None:

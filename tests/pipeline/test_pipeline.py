@@ -3,12 +3,12 @@ counted by stage and become a finding; load is attributed to the container that 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from cauditd.config import RulesConfig, StoreConfig
+from cauditd.config import RulesConfig
 from cauditd.detection import FAILURE_RULE, Detector
 from cauditd.events import CgroupEvent, ContainerInfo, Event, FileEvent
 from cauditd.pipeline import EventPipeline
@@ -56,14 +56,6 @@ class BrokenTable(ProcessTable):
 def shadow_read(pid: int, cgroup_id: int = WEB.cgroup_id) -> FileEvent:
     return FileEvent(type="openat", ts_ns=pid, cgroup_id=cgroup_id, pid=pid, tid=pid,
                      comm="cat", path="/etc/shadow")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FindingStore]:
-    store = FindingStore(tmp_path / "findings.db", StoreConfig(batch_ms=1))
-    await store.start()
-    yield store
-    await store.stop()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.alerts.test_hostile_markup import EVERYWHERE, FORBIDDEN
+from tests.alerts.test_hostile_markup import EVERYWHERE, FORBIDDEN, strings
 from tests.conftest import Containers
 from tests.harness import DaemonProcess, write_config
 from tests.reliability.receiver import ChatThread, get_raw, sinks_toml, strict_json, wait_until
@@ -114,7 +114,7 @@ def check_chat(chat: ChatThread, name: str) -> None:
                 assert "\udcff" not in str(body)
             continue
         for body in messages:
-            texts = _strings(body)
+            texts = strings(body)
             for pattern in FORBIDDEN[service] + [re.escape(c) for c in EVERYWHERE]:
                 assert not any(re.search(pattern, t) for t in texts), (service, pattern, body)
 
@@ -129,16 +129,6 @@ def check_terminal(output: str, findings: int) -> None:
 
 def check_log(lines: list[str]) -> None:
     assert not [line for line in lines if CONTROL.search(line)]
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
 
 
 def test_a_process_that_cannot_be_read_never_stops_start_up(
