@@ -7,6 +7,7 @@ the probes still held is matched and every finding accepted is on disk before ex
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 1.0
+DROP_LOG_INTERVAL_S = 10.0  # a storm's drops are logged this often at most (the finding has all)
 
 
 def print_event(event: Event) -> None:
@@ -95,6 +97,8 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._ready = False
         self.flood = FloodGuard()
+        self._drops_logged_at: dict[str, float] = {}
+        self._drops_unlogged: dict[str, list[int]] = {}
         self._shed_seen: Counter[int] = Counter()
         self._stalls_seen = 0
         self._counters = (
@@ -160,6 +164,11 @@ class Daemon:
             await self.registry.start()
         await self.network.start()
         bpfmod.release_compiler_memory()
+        # What start-up made (rules, BCC, modules) lives as long as the daemon: keep it out of
+        # the collector's full passes, which otherwise walk it all and stall the loop (~200 ms
+        # under a storm). Garbage is collected first, so none is frozen with it.
+        gc.collect()
+        gc.freeze()
         create_task(self._housekeeping(), name="housekeeping")
         if self.config.api.enabled:
             self.api = await serve(self._api_context())
@@ -326,9 +335,16 @@ class Daemon:
         if not lost and not shed:
             return
         loaders = self.pipeline.load.top()
-        log.warning("%s probes lost %d events (ring buffer full) and shed %d%s", probe, lost,
-                    shed, describe_load(loaders))
         self.detector.report_drops(probe, lost, loaders, shed)
+        unlogged = self._drops_unlogged.setdefault(probe, [0, 0])
+        unlogged[0] += lost
+        unlogged[1] += shed
+        now = time.monotonic()
+        if now - self._drops_logged_at.get(probe, -DROP_LOG_INTERVAL_S) >= DROP_LOG_INTERVAL_S:
+            self._drops_logged_at[probe] = now
+            log.warning("%s probes lost %d events (ring buffer full) and shed %d%s since the "
+                        "last such line", probe, *unlogged, describe_load(loaders))
+            unlogged[:] = [0, 0]
 
     def _report_failures(self) -> None:
         for stage, failures in self.pipeline.take_failures().items():

@@ -6,14 +6,17 @@ flood in one container would hide another container's `cat /etc/shadow`. Instead
 daemon is under pressure (the kernel lost events, or the hand-off to the loop stalled) and one
 container sent at least SHED_SHARE of the events and SHED_FLOOR per second, the syscall reader
 sheds that container's records before decoding them (~0.2 us each instead of ~10 us through the
-pipeline), keeping its execs. Shedding stops once the container sends fewer than SHED_FLOOR
-events a second. Shed events are counted as drops, with the container named, like kernel drops.
+pipeline), keeping up to KEPT_EXECS of its execs a second (a new program is what matters most,
+and each costs the process table a read of /proc). Shedding stops once the container sends fewer
+than SHED_FLOOR events a second. Shed events are counted as drops, with the container named,
+like kernel drops.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -24,25 +27,37 @@ log = logging.getLogger(__name__)
 
 SHED_SHARE = 0.5  # of the events of the last second
 SHED_FLOOR = 5_000  # events per second (delivered or shed)
+KEPT_EXECS = 100  # execs per second kept from the cgroups being shed
 _KEY = struct.Struct("<QI")  # cgroup_id and kind, at offset 8 of every syscall record
 Decoder = Callable[[Record], Event | None]
 
 
 class SheddingDecoder:
-    """The reader's decoder while shedding: records of `cgroups` other than execs are counted
-    in `shed` (by cgroup id, never reset) and skipped."""
+    """The reader's decoder while shedding: records of `cgroups` are counted in `shed` (by
+    cgroup id, never reset) and skipped, except up to KEPT_EXECS execs a second."""
 
-    def __init__(self, decode: Decoder, cgroups: frozenset[int], shed: Counter[int]) -> None:
+    def __init__(self, decode: Decoder, cgroups: frozenset[int], shed: Counter[int],
+                 kept_execs: int = KEPT_EXECS) -> None:
         self._decode = decode
         self._cgroups = cgroups
         self._shed = shed
+        self._kept_execs = kept_execs
+        self._second = 0
+        self._execs = 0
 
     def __call__(self, raw: Record) -> Event | None:
         cgroup_id, kind = _KEY.unpack_from(raw, 8)
-        if cgroup_id in self._cgroups and kind != EVENT_EXEC:
+        if cgroup_id in self._cgroups and not (kind == EVENT_EXEC and self._keep_exec()):
             self._shed[cgroup_id] += 1
             return None
         return self._decode(raw)
+
+    def _keep_exec(self) -> bool:
+        second = int(time.monotonic())
+        if second != self._second:
+            self._second, self._execs = second, 0
+        self._execs += 1
+        return self._execs <= self._kept_execs
 
 
 class FloodGuard:

@@ -39,8 +39,9 @@ def rules_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def config(tmp_path: Path, rules_dir: Path) -> Path:
-    return write_config(
-        tmp_path / "cauditd.toml", tmp_path / "state", f'[rules]\npaths = ["{rules_dir}"]\n'
+    return write_config(  # no finding budget: the tests count one finding per marker file
+        tmp_path / "cauditd.toml", tmp_path / "state",
+        f'[rules]\npaths = ["{rules_dir}"]\nfinding_budget = 0\n',
     )
 
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from cauditd.events import Event
 
-MAX_HELD = 10_000  # events held per container; a burst beyond it is released at once
+MAX_HELD = 2_048  # events held per container; a burst beyond it is released (a bounded stall)
 
 
 class MetadataSource(Protocol):

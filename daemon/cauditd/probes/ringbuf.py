@@ -34,9 +34,9 @@ BatchSink = Callable[[list[Event]], None]
 PR_SET_NAME = 15
 IDLE_INTERVAL_MAX = 0.02  # the longest wait between drains while nothing arrives
 IDLE_GRACE = 0.1  # a quiet spell shorter than this keeps the base interval
-HANDOFF_EVENTS = 16384  # events handed to the loop and not processed yet, at most (+1 batch)
+HANDOFF_EVENTS = 8192  # events handed to the loop and not processed yet, at most (+1 batch)
 HANDOFF_CHECK_S = 0.05  # how often a reader waiting for room looks at its stop flag
-SLICE_EVENTS = 1024  # events the loop processes in one turn before it serves other callbacks
+SLICE_EVENTS = 512  # events the loop processes in one turn before it serves other callbacks
 
 
 def name_os_thread(name: str) -> None:

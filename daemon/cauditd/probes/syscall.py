@@ -211,7 +211,8 @@ class SyscallProbes:
                 metrics.SYSCALLS_FILTERED.labels(name).inc(new)
 
     def shed_cgroups(self, cgroups: frozenset[int]) -> None:
-        """Shed the records of these cgroups (execs excepted) before decoding; empty: none."""
+        """Shed the records of these cgroups (but 100 execs a second) before decoding; empty:
+        none."""
         if self._reader is not None:
             self._reader.set_decoder(SheddingDecoder(decode, cgroups, self.shed) if cgroups
                                      else decode)
