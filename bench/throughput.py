@@ -7,7 +7,8 @@ filters are off (probes.kernel_filters = false): the workload opens /etc/passwd,
 watches, so with the open filter on not one of its opens would leave the kernel and there would
 be nothing to measure. This is the user-space pipeline's capacity for events that do reach it,
 counted through GET /v1/stats (`probes.syscall.events` delivered past enrichment,
-`probes.syscall.lost` counted in the kernel). Decode path: SyscallProbes in this process with
+`probes.syscall.lost` counted in the kernel plus `shed`, what the reader sheds from a container
+it cannot follow). Decode path: SyscallProbes in this process with
 the same syscalls enabled and a sink that only counts (bench_consumer's live mode). Workload:
 `bench_loop open SECONDS RATE` in a --network none container, at fixed rates and then unpaced.
 """
@@ -142,9 +143,10 @@ def stats(daemon: CauditdProcess) -> dict[str, Any]:
 
 
 def counters(daemon: CauditdProcess) -> tuple[int, int]:
-    """(syscall events delivered, syscall events lost in the kernel) so far."""
+    """(syscall events delivered, syscall events lost in the kernel or shed) so far. A
+    workload the daemon cannot follow is shed (cauditd.flood): that is loss too."""
     syscall = stats(daemon)["probes"]["syscall"]
-    return int(syscall["events"]), int(syscall["lost"])
+    return int(syscall["events"]), int(syscall["lost"]) + int(syscall.get("shed", 0))
 
 
 def settle(read: Callable[[], tuple[int, int]]) -> tuple[int, int]:
