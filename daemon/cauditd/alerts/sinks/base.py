@@ -133,8 +133,8 @@ class HttpSink(Sink):
             ) as response:
                 if 300 <= response.status < 400:
                     return redirect_refused(response.status, response.headers.get("Location", ""))
-                text = (await response.content.read(1024)).decode(errors="replace")
-                return outcome_of_status(response.status, response.headers.get("Retry-After"), text)
+                body = (await response.content.read(1024)).decode(errors="replace")
+                return outcome_of_status(response.status, response.headers.get("Retry-After"), body)
         except aiohttp.InvalidURL as exc:
             return Outcome(ok=False, error=f"invalid URL: {exc}")
         except TimeoutError:
