@@ -37,21 +37,24 @@ NOT_THE_ENTRYPOINT = ("sh", "-c")
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]")
 
 
-def findings_of(daemon: DaemonProcess, name: str) -> list[dict[str, Any]]:
-    status, raw = get_raw(daemon.api_url, f"/v1/findings?container={name}&limit=100")
+def findings_of(daemon: DaemonProcess, container: str) -> list[dict[str, Any]]:
+    """Findings about `container` (its id: a busy engine may answer after the first findings,
+    which then carry the short id as the container's name)."""
+    status, raw = get_raw(daemon.api_url, f"/v1/findings?container={container}&limit=100")
     assert status == 200
     return list(strict_json(raw)["findings"])
 
 
-def rules_found(daemon: DaemonProcess, name: str) -> set[str]:
-    return {f["rule"] for f in findings_of(daemon, name)}
+def rules_found(daemon: DaemonProcess, container: str) -> set[str]:
+    return {f["rule"] for f in findings_of(daemon, container)}
 
 
-def cauditctl_on_a_terminal(api_url: str, name: str) -> str:
-    """`cauditctl findings --container NAME` with its stdout on a pseudo-terminal."""
+def cauditctl_on_a_terminal(api_url: str, container: str) -> str:
+    """`cauditctl findings --container ID` with its stdout on a pseudo-terminal."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cauditd.ctl", "--url", api_url, "findings", "--container", name],
+        [sys.executable, "-m", "cauditd.ctl", "--url", api_url, "findings", "--container",
+         container],
         stdout=slave, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"},
     )
     os.close(slave)
@@ -81,13 +84,14 @@ def test_hostile_names_at_runtime_and_at_start_up(tmp_path: Path, containers: Co
             result = containers.run(*NOT_THE_ENTRYPOINT, "cauditd_hostile exec 90; :", name=name,
                                     detach=True, options=("--network", "none"))
             assert result.returncode == 0, result.stderr
-            wait_until(lambda: rules_found(daemon, name) >= EXPECTED_RULES, "the findings")
-            found = findings_of(daemon, name)
+            short_id = result.stdout.strip()[:12]
+            wait_until(lambda: rules_found(daemon, short_id) >= EXPECTED_RULES, "the findings")
+            found = findings_of(daemon, short_id)
             assert any("\\xff" in f["output"] for f in found)
             assert all("\udcff" not in str(f) for f in found)
             wait_until(lambda: all(chat.of(s) for s, _ in SERVICES), "every chat service")
-            check_chat(chat, name)
-            check_terminal(cauditctl_on_a_terminal(daemon.api_url, name), len(found))
+            check_chat(chat, short_id)
+            check_terminal(cauditctl_on_a_terminal(daemon.api_url, short_id), len(found))
         finally:
             assert daemon.stop() == 0
         check_log(daemon.lines)
@@ -95,7 +99,7 @@ def test_hostile_names_at_runtime_and_at_start_up(tmp_path: Path, containers: Co
         restarted = DaemonProcess(config).wait_ready()  # the hostile process still lives
         try:
             assert containers.exec(name, "cauditd_hostile", "exec", "1").returncode == 0
-            wait_until(lambda: len(findings_of(restarted, name)) > len(found), "new findings")
+            wait_until(lambda: len(findings_of(restarted, short_id)) > len(found), "new findings")
             _, raw = get_raw(restarted.api_url, "/v1/stats")
             stats = strict_json(raw)
             assert set(stats["pipeline"]["events_failed"].values()) == {0}
@@ -104,11 +108,11 @@ def test_hostile_names_at_runtime_and_at_start_up(tmp_path: Path, containers: Co
         check_log(restarted.lines)
 
 
-def check_chat(chat: ChatThread, name: str) -> None:
+def check_chat(chat: ChatThread, short_id: str) -> None:
     assert chat.invalid == []
     for service, _ in SERVICES:
-        messages = [m.body for m in chat.of(service) if name[:20] in str(m.body)]
-        assert messages, f"no message about {name} reached {service}"
+        messages = [m.body for m in chat.of(service) if short_id in str(m.body)]
+        assert messages, f"no message about {short_id} reached {service}"
         if service == "webhook":
             for body in messages:
                 assert "\udcff" not in str(body)
@@ -139,13 +143,14 @@ def test_a_process_that_cannot_be_read_never_stops_start_up(
     result = containers.run(*NOT_THE_ENTRYPOINT, "cauditd_hostile exec 60; :", name=name,
                             detach=True, options=("--network", "none"))
     assert result.returncode == 0, result.stderr
+    short_id = result.stdout.strip()[:12]
     wait_until(lambda: "ready" in subprocess.run(["docker", "logs", name], capture_output=True,
                                                  text=True).stdout, "the hostile process")
     daemon = DaemonProcess(write_config(tmp_path / "c.toml", tmp_path / "state")).wait_ready()
     try:
         assert daemon.proc.poll() is None
         assert containers.exec(name, "cat", "/etc/shadow").returncode == 0
-        wait_until(lambda: "Read sensitive file untrusted" in rules_found(daemon, name),
+        wait_until(lambda: "Read sensitive file untrusted" in rules_found(daemon, short_id),
                    "a finding after start-up")
     finally:
         assert daemon.stop(signal.SIGTERM) == 0
