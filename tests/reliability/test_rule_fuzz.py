@@ -45,6 +45,7 @@ TYPED_VALUES: dict[FieldType, list[str]] = {
     FieldType.IPADDR: ["10.0.0.1", "10.0.0.0/8", "::1", "169.254.169.254/32"],
     FieldType.IPLIST: ["10.0.0.1", "192.168.0.0/16"],
     FieldType.LIST: ["sh", '"/etc/shadow"', "evil.example"],
+    FieldType.INTLIST: ["0", "443", "65535"],
 }
 TYPED_OPS: dict[FieldType, tuple[str, ...]] = {
     FieldType.STRING: ("=", "!=", "contains", "icontains", "startswith", "endswith", "glob",
@@ -56,6 +57,7 @@ TYPED_OPS: dict[FieldType, tuple[str, ...]] = {
     FieldType.IPADDR: ("=", "!=", "in"),
     FieldType.IPLIST: ("intersects", "contains", "in"),
     FieldType.LIST: ("intersects", "contains", "in"),
+    FieldType.INTLIST: ("intersects", "contains", "in"),
 }
 
 
@@ -92,15 +94,17 @@ class Grammar:
             return f"{name}[{self.rng.randint(0, 4)}]"
         if arg == "name":
             return f"{name}.{self.rng.choice(['path', 'request', 'flags', 'fd'])}"
+        if arg == "key":
+            return f"{name}[{self.rng.choice(['app', '/data', 'PATH', 'a b', ''])}]"
         return name
 
     def typed(self) -> str:
         """A check whose operator and value fit the field's type."""
         r = self.rng
         name = r.choice(FIELD_NAMES)
-        kind = FIELDS[name].type
-        op = r.choice(TYPED_OPS[kind])
-        values = TYPED_VALUES[kind]
+        kind = FIELDS[name].type  # a type added later is fuzzed with strings
+        op = r.choice(TYPED_OPS.get(kind, TYPED_OPS[FieldType.STRING]))
+        values = TYPED_VALUES.get(kind, TYPED_VALUES[FieldType.STRING])
         if op in ("in", "intersects", "pmatch"):
             operand = "(" + ", ".join(r.sample(values, r.randint(1, min(3, len(values))))) + ")"
             if self.lists and r.random() < 0.3:
