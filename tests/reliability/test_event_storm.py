@@ -6,8 +6,9 @@ container's `cat /etc/shadow` is still found. The flood opens /etc/shadow (what 
 filter lets through, like an attacker trying to blind the daemon), forks and execs, faster than
 any Python pipeline can follow (issue 14), so the daemon must shed the flood (cauditd.flood)
 and keep watching everyone else. The daemon runs with CPU priority over the containers (nice -5,
-as docs/security.md "Running hardened" says): a flood that saturates every CPU would otherwise
-starve any process of the time it needs to answer, whatever its design.
+as docs/security.md "Running hardened" says), and so does the client that measures /healthz: a
+flood that saturates every CPU would otherwise starve any process of the time it needs to answer
+or to ask, whatever its design.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class Sampler(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
+        # The client runs at the daemon's priority too: at nice 0 it would queue behind the
+        # flood for a CPU and measure its own wait, not the daemon's answer.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DAEMON_NICE)
         next_rss = 0.0
         while not self.done.is_set():
             began = time.monotonic()
