@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 1.0
+FLOOD_CHECK_S = 0.25
 DROP_LOG_INTERVAL_S = 10.0  # a storm's drops are logged this often at most (the finding has all)
 
 
@@ -170,6 +171,7 @@ class Daemon:
         gc.collect()
         gc.freeze()
         create_task(self._housekeeping(), name="housekeeping")
+        create_task(self._flood_watch(), name="flood-watch")
         if self.config.api.enabled:
             self.api = await serve(self._api_context())
         self._ready = True
@@ -311,13 +313,20 @@ class Daemon:
             self._sync_counts()
             self._report_failures()
             self.probes.poll_filtered()
-            lost, shed = self._guard_against_floods()
-            self._report_drops("syscall", lost, shed)
             self._report_drops("network", self.network.poll_lost())
 
+    async def _flood_watch(self) -> None:
+        """Four times a second: who sent what, what the syscall reader sheds (flood.py), and
+        the syscall probes' drops. Often, so that a storm is shed within a fraction of a
+        second, while it still costs the loop every event."""
+        while True:
+            await asyncio.sleep(FLOOD_CHECK_S)
+            lost, shed = self._guard_against_floods()
+            self._report_drops("syscall", lost, shed)
+
     def _guard_against_floods(self) -> tuple[int, int]:
-        """Close the second's load tick and choose what the syscall reader sheds (flood.py);
-        returns the events the kernel lost and those shed in the second."""
+        """Close the load tick and choose what the syscall reader sheds; returns the events
+        the kernel lost and those shed since the last call."""
         shed = self.probes.shed - self._shed_seen
         self._shed_seen = self.probes.shed.copy()
         load = self.pipeline.load
@@ -328,7 +337,7 @@ class Daemon:
         stalls = int(self.probes.handoff.get("stalls", 0))
         pressure = bool(lost) or stalls > self._stalls_seen
         self._stalls_seen = stalls
-        self.probes.shed_cgroups(self.flood.decide(pressure, sent))
+        self.probes.shed_cgroups(self.flood.decide(pressure, sent, FLOOD_CHECK_S))
         return lost, sum(shed.values())
 
     def _report_drops(self, probe: str, lost: int, shed: int = 0) -> None:

@@ -25,7 +25,7 @@ from cauditd.probes.records import EVENT_EXEC, Record
 
 log = logging.getLogger(__name__)
 
-SHED_SHARE = 0.5  # of the events of the last second
+SHED_SHARE = 0.5  # of the events of the last check (a quarter second)
 SHED_FLOOR = 5_000  # events per second (delivered or shed)
 KEPT_EXECS = 100  # execs per second kept from the cgroups being shed
 _KEY = struct.Struct("<QI")  # cgroup_id and kind, at offset 8 of every syscall record
@@ -61,21 +61,22 @@ class SheddingDecoder:
 
 
 class FloodGuard:
-    """Decides, once a second, which cgroups the syscall reader sheds."""
+    """Decides, a few times a second, which cgroups the syscall reader sheds."""
 
     def __init__(self, share: float = SHED_SHARE, floor: int = SHED_FLOOR) -> None:
         self.share = share
         self.floor = floor
         self.shedding: frozenset[int] = frozenset()
 
-    def decide(self, pressure: bool, sent: Counter[int]) -> frozenset[int]:
-        """The cgroups to shed next, from the events each sent in the last second (delivered
-        and shed) and whether the daemon fell behind meanwhile."""
-        keep = {c for c in self.shedding if sent[c] >= self.floor}
+    def decide(self, pressure: bool, sent: Counter[int], seconds: float = 1.0) -> frozenset[int]:
+        """The cgroups to shed next, from the events each sent in the last `seconds`
+        (delivered and shed) and whether the daemon fell behind meanwhile."""
+        floor = self.floor * seconds
+        keep = {c for c in self.shedding if sent[c] >= floor}
         total = sum(sent.values())
         if pressure and total and not keep:
             cgroup_id, events = sent.most_common(1)[0]
-            if events >= self.floor and events >= self.share * total:
+            if events >= floor and events >= self.share * total:
                 keep.add(cgroup_id)
         chosen = frozenset(keep)
         if chosen != self.shedding:

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("resolve", "holdback", "proctable", "tap", "match")
 FAILURE_LOG_INTERVAL_S = 10.0
-LOAD_TICKS = 10  # housekeeping ticks (seconds) of load kept to name a flood's source
+LOAD_TICKS = 40  # flood-watch ticks (a quarter second each) of load kept to name a flood's source
 _CGROUP_ID = operator.attrgetter("cgroup_id")
 _CONTAINER = operator.attrgetter("container")
 
@@ -58,7 +58,7 @@ class Failures:
 
 
 class LoadMeter:
-    """Events per container over the last LOAD_TICKS housekeeping ticks, so that drops can
+    """Events per container over the last LOAD_TICKS flood-watch ticks, so that drops can
     name the container that sent the most. Counting costs one C-level Counter update per batch.
     """
 
@@ -69,7 +69,7 @@ class LoadMeter:
         self._ticks: deque[Counter[ContainerInfo]] = deque(maxlen=LOAD_TICKS)
 
     def tick(self) -> None:
-        """Close the current tick (called once a second by the daemon's housekeeping)."""
+        """Close the current tick (called four times a second by the daemon's flood watch)."""
         tick: Counter[ContainerInfo] = self.containers
         for cgroup_id, events in self.cgroups.items():
             container = self._resolve(cgroup_id)
