@@ -36,7 +36,7 @@ PRIORITIES = (Priority.CRITICAL, Priority.WARNING, Priority.NOTICE, Priority.ERR
 def daemon_fleet_config(path: Path, state: Path, cluster: Cluster) -> Path:
     servers = ", ".join(f'"{url}"' for url in cluster.urls)
     return write_config(path, state, (
-        "[rules]\nsuppress_window_s = 0\n[network]\nenabled = false\n"
+        "[rules]\nsuppress_window_s = 0\nfinding_budget = 0\n[network]\nenabled = false\n"
         f'[fleet]\nservers = [{servers}]\nhost = "host-a"\nreplicas = 3\n'
         "retry_max_s = 1.0\nheartbeat_interval_s = 1.0\nack_timeout_s = 2.0\n"
     ))
