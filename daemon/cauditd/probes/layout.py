@@ -1,0 +1,108 @@
+"""The running kernel's struct layouts the probes read, as #defines for their C code.
+
+With them the probes resolve paths as the kernel did (probes/vfs.h: the opened file's dentries
+and mounts up to the process's root), know what an fd is (socket, pipe, file), name an
+executable by the file the kernel runs, and tell 32-bit compat syscalls apart. Offsets come
+from the kernel's BTF (cauditd.probes.btf), never from the installed headers, which may belong
+to another kernel. Without BTF the probes run without these features (`KernelLayout.read`
+returns None and says why).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from cauditd.probes.btf import VMLINUX, Btf, BtfError
+
+log = logging.getLogger(__name__)
+
+# define -> (struct, member path): what probes/vfs.h and process.c read.
+CORE: dict[str, tuple[str, str]] = {
+    "OFF_TASK_STATUS": ("task_struct", "thread_info.status"),
+    "OFF_TASK_FS": ("task_struct", "fs"),
+    "OFF_TASK_FILES": ("task_struct", "files"),
+    "OFF_TASK_MM": ("task_struct", "mm"),
+    "OFF_TASK_NSPROXY": ("task_struct", "nsproxy"),
+    "OFF_FS_ROOT": ("fs_struct", "root"),
+    "OFF_FS_PWD": ("fs_struct", "pwd"),
+    "OFF_PATH_MNT": ("path", "mnt"),
+    "OFF_PATH_DENTRY": ("path", "dentry"),
+    "OFF_DENTRY_PARENT": ("dentry", "d_parent"),
+    "OFF_DENTRY_NAME_LEN": ("dentry", "d_name.len"),
+    "OFF_DENTRY_NAME": ("dentry", "d_name.name"),
+    "OFF_MOUNT_MNT": ("mount", "mnt"),
+    "OFF_MOUNT_PARENT": ("mount", "mnt_parent"),
+    "OFF_MOUNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),
+    "OFF_MOUNT_NS": ("mount", "mnt_ns"),
+    "OFF_VFSMOUNT_ROOT": ("vfsmount", "mnt_root"),
+    "OFF_NSPROXY_MNT_NS": ("nsproxy", "mnt_ns"),
+    "OFF_FILES_FDT": ("files_struct", "fdt"),
+    "OFF_FDT_MAX_FDS": ("fdtable", "max_fds"),
+    "OFF_FDT_FD": ("fdtable", "fd"),
+    "OFF_FILE_PATH": ("file", "f_path"),
+    "OFF_FILE_INODE": ("file", "f_inode"),
+    "OFF_FILE_MODE": ("file", "f_mode"),
+    "OFF_FILE_PRIVATE": ("file", "private_data"),
+    "OFF_INODE_MODE": ("inode", "i_mode"),
+    "OFF_INODE_INO": ("inode", "i_ino"),
+    "OFF_INODE_SB": ("inode", "i_sb"),
+    "OFF_INODE_NLINK": ("inode", "i_nlink"),
+    "OFF_SB_DEV": ("super_block", "s_dev"),
+    "OFF_MM_EXE_FILE": ("mm_struct", "exe_file"),
+    "OFF_SOCKET_SK": ("socket", "sk"),
+    "OFF_SOCKET_TYPE": ("socket", "type"),
+    "OFF_SK_FAMILY": ("sock", "__sk_common.skc_family"),
+    "OFF_SK_DADDR": ("sock", "__sk_common.skc_daddr"),
+    "OFF_SK_RCV_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),
+    "OFF_SK_DPORT": ("sock", "__sk_common.skc_dport"),
+    "OFF_SK_NUM": ("sock", "__sk_common.skc_num"),
+    "OFF_SK_V6_DADDR": ("sock", "__sk_common.skc_v6_daddr"),
+    "OFF_SK_V6_RCV_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
+}
+# io_uring requests as the submission tracepoint sees them (kernels with io_uring only).
+IO_URING: dict[str, tuple[str, str]] = {
+    "OFF_REQ_OPCODE": ("io_kiocb", "opcode"),
+    "OFF_OPEN_DFD": ("io_open", "dfd"),
+    "OFF_OPEN_FILENAME": ("io_open", "filename"),
+    "OFF_OPEN_FLAGS": ("io_open", "how.flags"),
+    "OFF_OPEN_MODE": ("io_open", "how.mode"),
+    "OFF_OPEN_SLOT": ("io_open", "file_slot"),
+    "OFF_FILENAME_NAME": ("filename", "name"),
+    "OFF_CONNECT_ADDR": ("io_connect", "addr"),
+    "OFF_CONNECT_ADDR_LEN": ("io_connect", "addr_len"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class KernelLayout:
+    """Member offsets of the running kernel (by define name), and which optional parts exist."""
+
+    offsets: dict[str, int]
+    io_uring: bool
+
+    @classmethod
+    def read(cls, path: Path = VMLINUX) -> KernelLayout | None:
+        """The layout from the kernel's BTF; None (with the reason logged) when there is none."""
+        try:
+            btf = Btf.load(path)
+            offsets = {name: btf.offset(*where) for name, where in CORE.items()}
+        except BtfError as exc:
+            log.warning("kernel BTF unusable (%s): paths as written, no fd kinds, no compat "
+                        "syscalls", exc)
+            return None
+        try:
+            offsets.update({name: btf.offset(*where) for name, where in IO_URING.items()})
+            io_uring = True
+        except BtfError as exc:
+            log.info("io_uring requests not readable (%s): io_uring operations not traced", exc)
+            io_uring = False
+        return cls(offsets, io_uring)
+
+    def defines(self) -> dict[str, int | str]:
+        """The #defines that switch the kernel-struct parts of the probes on."""
+        found: dict[str, int | str] = {"KERNEL_LAYOUT": 1, **self.offsets}
+        if self.io_uring:
+            found["IO_URING_REQUESTS"] = 1
+        return found
