@@ -23,6 +23,10 @@ enum setting {
     SETTING_OPEN_ANY_MODES, /* OPEN_READ/OPEN_WRITE opens that pass whatever their path */
     SETTING_CONNECT_FILTER, /* 1: connects/sendtos pass only as connect_ports/_nets say */
     SETTING_DUP_SOCKETS_ONLY, /* 1: dups onto fds 0-2 pass only when the old fd is a socket */
+    SETTING_OPEN_FAILED,    /* 1: failed opens are judged by their path as written; 0: dropped */
+    SETTING_OPEN_SETID,     /* OPEN_READ/OPEN_WRITE opens asking for setuid/setgid bits that pass */
+    SETTING_PIPES,          /* 1: connects of processes whose fds 0 and 1 are pipes pass, and
+                               opens of FIFOs (shells wired to the network, pipes.py) */
     SETTING_COUNT
 };
 
@@ -38,9 +42,13 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 struct pending_syscall {
     u64 args[6];
     u64 deref;  /* a u64 read through a pointer argument at entry (open_how.flags, clone3 flags) */
-    u32 nr;
+    u32 nr;     /* the x86_64 number of what the call does */
+    u32 id;     /* the number as the call was made (an i386 one for compat calls) */
+    u32 info;   /* SC_COMPAT */
     u32 _pad;
 };
+#define SC_COMPAT 1 /* made through the 32-bit entry (int 0x80): an i386 syscall number */
+#define AT_FDCWD_ARG -100
 BPF_TABLE("lru_hash", u32, struct pending_syscall, pending, 16384);
 
 /* argv captured at execve entry (user memory is gone once exec succeeds), joined to the
@@ -74,6 +82,15 @@ BPF_TABLE("lru_hash", u32, u32, parent_of, 8192);
 #define EVENT_FORK 3
 #define EVENT_EXIT 4
 #define EVENT_CGROUP 5
+#define EVENT_OPEN 6
+
+/* The running executable by identity (struct exe_id in vfs.h), in records of processes user
+ * space may meet first (syscalls, forks); zeros without the kernel's layout. */
+struct exe_fields {
+    u64 exe_ino;
+    u32 exe_dev;
+    u32 exe_foreign;
+};
 
 struct event_header {
     u64 ts_ns;

@@ -1,29 +1,90 @@
 /* process.c: process lifecycle in traced cgroups, from scheduler tracepoints.
  *
- * exec: sched_process_exec gives the executed file's path (TP_DATA_LOC_READ_STR); argv was
- * captured at execve entry by syscalls.c (ARGV_MAX args of ARG_LEN bytes each, longer ones cut)
- * and is joined here by the old thread id. fork: sched_process_fork gives parent and child pid;
+ * exec: sched_process_exec gives the path the exec was asked for (TP_DATA_LOC_READ_STR); argv
+ * was captured at execve entry by syscalls.c (ARGV_MAX args of ARG_LEN bytes each, longer ones
+ * cut) and is joined here by the old thread id. With the kernel's layout (vfs.h) the record
+ * also names the executable by identity: the path of the file the kernel runs (mm->exe_file,
+ * resolved through its dentries: not "/../dev/shm/x", "/proc/self/fd/3" or a symlink), its
+ * inode and device, whether it lives on a mount of another mount namespace than the process's
+ * (the host's runtime binary run inside a container's namespaces), and what fds 0-2 are (for
+ * shells wired to the network through pipes). fork: sched_process_fork gives parent and child pid;
  * thread creation (CLONE_THREAD, seen in the pending clone flags) is dropped here. exit:
  * sched_process_exit with group_dead (the whole thread group is gone); the status comes from the
  * exit_group()/exit() argument, -1 when the process was killed by a signal.
  *
- * Cost: one cgroup_state lookup per exec/fork/exit on the host; a ~2.4 KB record per exec,
- * ~100 bytes per fork/exit in a traced cgroup. No kernel struct reads anywhere.
+ * Cost: one cgroup_state lookup per exec/fork/exit on the host; a ~3 KB record per exec,
+ * ~100 bytes per fork/exit in a traced cgroup; with the layout, a path walk and ~20 kernel
+ * reads per exec.
  */
 #include "common.h"
+#include "vfs.h"
 
 #define PATH_MAX_CAPTURE 256
 #define CLONE_THREAD_FLAG 0x00010000ULL
+
+#define EXE_RESOLVED 1       /* exe is the path of the file the kernel runs */
+#define EXE_FOREIGN_MNT_NS 2 /* it lives on a mount of another mount namespace */
+#define EXE_TRUNCATED 4
+#define EXE_DETACHED 8       /* not below the process's root (a memfd, another namespace's file) */
+#define EXE_UNLINKED 16      /* no name on disk (O_TMPFILE, deleted, memfd) */
+#define EXE_PATH_LEN 512
+
+struct stdio_fd {
+    u32 mode; /* i_mode: S_IFIFO for pipes and FIFOs, S_IFSOCK, S_IFCHR for ttys... */
+    u32 dev;
+    u64 ino;
+};
 
 struct exec_record {
     struct event_header h;
     u32 old_pid;
     u32 argc;
     u32 flags;
+    u32 exe_flags;
+    u64 exe_ino;
+    u32 exe_dev;
     u32 _pad;
+    struct stdio_fd stdio[3];
     char filename[PATH_MAX_CAPTURE];
+    char exe[EXE_PATH_LEN];
     char argv[ARGV_MAX][ARG_LEN];
 };
+
+#ifdef KERNEL_LAYOUT
+/* The executable by identity, and what fds 0-2 are. */
+static __always_inline void describe_exe(struct exec_record *rec)
+{
+    u64 task = this_task();
+    u64 exe_file = kread_u64(kread_u64(task, OFF_TASK_MM), OFF_MM_EXE_FILE);
+    struct file_id id = {};
+    file_identity(exe_file, &id);
+    rec->exe_ino = id.ino;
+    rec->exe_dev = id.dev;
+    rec->exe_flags = EXE_RESOLVED;
+    if (exe_from_foreign_mnt_ns(task, exe_file))
+        rec->exe_flags |= EXE_FOREIGN_MNT_NS;
+    if (!kread_u32(kread_u64(exe_file, OFF_FILE_INODE), OFF_INODE_NLINK))
+        rec->exe_flags |= EXE_UNLINKED;
+    struct rpath *rp = rpath_buffer();
+    if (rp) {
+        rpath_walk(rp, task, kread_u64(exe_file, OFF_FILE_PATH + OFF_PATH_MNT),
+                   kread_u64(exe_file, OFF_FILE_PATH + OFF_PATH_DENTRY));
+        rpath_copy(rp, rec->exe, EXE_PATH_LEN);
+        if (rp->flags & RPATH_TRUNCATED)
+            rec->exe_flags |= EXE_TRUNCATED;
+        if (rp->flags & RPATH_DETACHED)
+            rec->exe_flags |= EXE_DETACHED;
+    }
+#pragma unroll
+    for (int fd = 0; fd < 3; fd++) {
+        struct file_id stdio = {};
+        file_identity(task_fd_file(task, fd), &stdio);
+        rec->stdio[fd].mode = stdio.mode;
+        rec->stdio[fd].dev = stdio.dev;
+        rec->stdio[fd].ino = stdio.ino;
+    }
+}
+#endif
 
 struct fork_record {
     struct event_header h;
@@ -32,6 +93,7 @@ struct fork_record {
     u64 clone_flags;
     u32 nr;
     u32 _pad;
+    struct exe_fields exe;
 };
 
 struct exit_record {
@@ -55,6 +117,14 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     fill_header(&rec->h, EVENT_EXEC, cgroup_id);
     rec->old_pid = old_pid;
     rec->_pad = 0;
+    rec->exe_flags = 0;
+    rec->exe_ino = 0;
+    rec->exe_dev = 0;
+    rec->exe[0] = 0;
+    __builtin_memset(rec->stdio, 0, sizeof(rec->stdio));
+#ifdef KERNEL_LAYOUT
+    describe_exe(rec);
+#endif
     TP_DATA_LOC_READ_STR(rec->filename, filename, sizeof(rec->filename));
     struct exec_args *captured = exec_args.lookup(&old_pid);
     if (captured) {
@@ -99,6 +169,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     rec->clone_flags = flags;
     rec->nr = nr;
     rec->_pad = 0;
+    fill_exe(&rec->exe);
     events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
     return 0;
 }

@@ -3,29 +3,38 @@
  * raw_syscalls sys_enter stashes the arguments per thread; sys_exit pairs them with the return
  * value and emits one record. What to capture is data, not code: user space fills syscall_spec
  * (by syscall number) with which arguments are C strings, which is a socket address, which is a
- * pointer to dereference, and whether the syscall is enabled at all (from the rules'
- * needed_syscalls; exec, fork and exit are always on for the process table).
+ * pointer to dereference, and whether the syscall is traced at entry, at exit, or not at all
+ * (from the rules' needed_syscalls; exec, fork and exit are always on for the process table).
  *
- * Opens are filtered by path too, and connects/sendtos by destination: user space derives
- * from the rules which paths (prefixes, exact paths, file names) with which access modes, and
- * which destination ports and networks, any rule can match (cauditd.rules.prefilter) and fills
- * open_prefixes/open_names and connect_ports/connect_nets; what nothing matches is counted in
- * filtered[] and dropped at sys_enter, before it costs a pending-map update. Relative paths,
- * paths with "//", "." or ".." components, and sockets other than IPv4/IPv6 always pass: user
- * space resolves or judges them. So does a call whose path or address cannot be read at entry.
+ * With the kernel's layout (KERNEL_LAYOUT, from its BTF; see vfs.h):
+ * - 32-bit compat syscalls (int 0x80) are recognised (thread_info.status) and mapped to the
+ *   x86_64 syscall they are (syscall_spec.compat_native, from the catalog's i386 numbers);
+ *   socketcall is unpacked. An i386 number is never read as an x86_64 one.
+ * - opens are handled at sys_exit only (opens.h): the path judged and reported is the file the
+ *   kernel opened, resolved through its dentries; the path as written travels along.
+ * - relative paths of other file syscalls carry the directory they were relative to at the
+ *   time of the call (the cwd or the dirfd, resolved by the kernel) in `base`.
+ * - dups onto fds 0-2 are judged by what the new fd is (a socket, a pipe, a file), read from
+ *   the fd table, and carry a socket's family, type and peer.
+ * Without it, x86_64 numbers only and paths as written (user space resolves them from /proc).
+ *
+ * Filters (filters.h) drop in the kernel the opens, connects/sendtos and dups no loaded rule
+ * can match, counted in filtered[].
  *
  * Cost: an array lookup per syscall on the whole host (disabled syscalls stop there), then one
- * cgroup_state lookup; a traced syscall adds a pending-map update and a ~650-byte record; a
- * dropped open costs a path read, a trie lookup, a scan of the path and a hash lookup instead
- * (measured: the open loop at ~0.77x of bare vs the floor's 0.85x; ~0.84x without the scan).
- * Caveats: x86_64 syscall numbers only (32-bit compat syscalls are not traced); strings are read
- * at entry for the filters and at exit for the record (a racing thread could change them in
- * between: the same TOCTOU every syscall tracer has; an LSM hook would close it); paths are cut
- * at 256 bytes, mount's fstype at 64, socket addresses at 128.
+ * cgroup_state lookup and, with the layout, one read of thread_info.status; a traced syscall
+ * adds a pending-map update and a ~920-byte record. Opens: see opens.h.
+ * Caveats: strings are read at entry for the filters and at exit for the record (a racing
+ * thread could change them in between: the same TOCTOU every syscall tracer has; an LSM hook
+ * would close it); paths are cut at 256 bytes, mount's fstype at 64, socket addresses at 128.
  */
 #include "common.h"
+#include "vfs.h"
+#include "filters.h"
 
 #define ARG_NONE 255
+#define NO_SYSCALL 0xffff
+#define SOCKETCALL_NATIVE 0xfffe /* compat_native of i386 socketcall: unpacked at entry */
 #define OPT_ADDRLEN_PTR 1
 #define OPT_REQUIRE_ADDR 2
 #define OPT_SOCKET_RESULT 4
@@ -34,15 +43,25 @@
 #define OPT_MEMFD_RESULT 32
 #define OPT_OPEN_FILTER 64
 #define OPT_CONNECT_FILTER 128
-#define FAMILY_INET 2
-#define FAMILY_INET6 10
+#define OPT_MSGHDR 256      /* the address is msg_name of the msghdr at `addr` */
+#define OPT_FCNTL_DUP 512   /* fcntl: only F_DUPFD/F_DUPFD_CLOEXEC onto fds 0-2 are wanted */
+#define OPT_RESOLVE_CWD 1024 /* chdir/fchdir: the record carries the new cwd in base */
+#define OPT_MMSG 2048       /* sendmmsg: each message's msghdr, up to MMSG_MAX of them */
+#define MMSG_MAX 16
 #define SOCKET_KNOWN 0x80000000U
+#define SOCKET_ACCEPTED 0x40000000U /* returned by accept: the server's end of a connection */
+#define DUPS_OUTBOUND 2 /* SETTING_DUP_SOCKETS_ONLY: sockets that accept() did not return */
 #define AT_EMPTY_PATH_FLAG 0x1000
+#define F_DUPFD_CMD 0
+#define F_DUPFD_CLOEXEC_CMD 1030
 #define STR_LEN 256
 #define ADDR_LEN 128
+#define X32_SYSCALL_BIT 0x40000000
+#define SC_BASE 2    /* base holds the directory path1 was relative to (or the new cwd) */
+#define SC_DETACHED 4 /* base is not below the process's root */
 
 struct syscall_spec {
-    u8 enabled;  /* stash at entry (side effects only when emit is 0) */
+    u8 enter;   /* stash at entry (side effects only when emit is 0) */
     u8 emit;
     u8 path1;
     u8 path2;
@@ -51,7 +70,11 @@ struct syscall_spec {
     u8 addrlen;
     u8 deref;
     u32 opts;
-    u32 _pad;
+    u8 exit;    /* handled at exit alone, no stash (opens, with the kernel's layout) */
+    u8 compat_enter; /* the i386 syscall of this number is traced at entry / at exit */
+    u16 compat_native; /* the x86_64 number of the i386 syscall with this number */
+    u8 compat_exit;
+    u8 _pad[3];
 };
 BPF_ARRAY(syscall_spec, struct syscall_spec, SYSCALL_MAX);
 
@@ -63,43 +86,14 @@ struct syscall_record {
     u64 args[6];
     u64 deref;
     u32 addr_len;
+    u32 info;    /* SC_COMPAT, SC_BASE, SC_DETACHED */
+    u32 fd_mode; /* i_mode of the file at the fd a dup placed (0: unknown) */
     u32 _pad;
+    struct exe_fields exe;
     char path1[STR_LEN];
     char tail[STR_LEN]; /* second path, or socket address; mount's fstype at +192 */
+    char base[STR_LEN];
 };
-
-/* The open filter. Prefixes and exact paths (stored with their NUL) share one trie, whose
- * entries carry the modes of their shorter prefixes too (the trie answers with the longest
- * match only); file names are a hash. Values are OPEN_READ | OPEN_WRITE. */
-#define OPEN_READ 1
-#define OPEN_WRITE 2
-#define PATH_KEY_LEN 256
-#define NAME_KEY_LEN 32
-struct path_key {
-    u32 prefixlen; /* in bits: the whole buffer on lookups */
-    char path[PATH_KEY_LEN];
-};
-struct name_key {
-    char name[NAME_KEY_LEN];
-};
-BPF_LPM_TRIE(open_prefixes, struct path_key, u8, 4096);
-BPF_HASH(open_names, struct name_key, u8, 1024);
-BPF_PERCPU_ARRAY(path_scratch, struct path_key, 1);
-/* The connect filter: destination ports (host order), and destination networks with IPv4 as
- * IPv4-mapped IPv6 (::ffff:a.b.c.d). */
-struct net_key {
-    u32 prefixlen;
-    u8 addr[16];
-};
-BPF_HASH(connect_ports, u16, u8, 1024);
-BPF_LPM_TRIE(connect_nets, struct net_key, u8, 1024);
-
-/* What the filters dropped, per CPU: [0] opens, [1] connects and sendtos, [2] dups onto fds
- * 0-2 of fds that are not sockets (cauditd_syscalls_filtered in user space). */
-#define FILTERED_OPEN 0
-#define FILTERED_CONNECT 1
-#define FILTERED_DUP 2
-BPF_PERCPU_ARRAY(filtered, u64, 3);
 
 static __always_inline u64 arg_at(const u64 *args, u8 index)
 {
@@ -114,7 +108,18 @@ static __always_inline u64 arg_at(const u64 *args, u8 index)
     return 0;
 }
 
-static __always_inline void capture_argv(const char *const *argv, u32 flags)
+static __always_inline struct syscall_spec *spec_of(long id)
+{
+    if (id & X32_SYSCALL_BIT)
+        id &= ~X32_SYSCALL_BIT; /* x32 shares the x86_64 numbers below 512 */
+    if (id < 0 || id >= SYSCALL_MAX)
+        return NULL;
+    u32 nr = id;
+    return syscall_spec.lookup(&nr);
+}
+
+/* argv pointers are 8 bytes apart, 4 in a compat exec. */
+static __always_inline void capture_argv(u64 argv, u32 flags, u32 stride)
 {
     int zero = 0;
     struct exec_args *scratch = exec_scratch.lookup(&zero);
@@ -124,10 +129,10 @@ static __always_inline void capture_argv(const char *const *argv, u32 flags)
     scratch->flags = flags;
 #pragma unroll
     for (int i = 0; i < ARGV_MAX; i++) {
-        const char *arg = NULL;
-        if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) || !arg)
+        u64 arg = 0;
+        if (bpf_probe_read_user(&arg, stride == 4 ? 4 : 8, (void *)(argv + i * stride)) || !arg)
             break;
-        if (bpf_probe_read_user_str(scratch->argv[i], ARG_LEN, arg) < 0)
+        if (bpf_probe_read_user_str(scratch->argv[i], ARG_LEN, (void *)arg) < 0)
             break;
         scratch->argc = i + 1;
     }
@@ -169,22 +174,52 @@ static __always_inline void remember_fd(struct syscall_spec *spec, struct pendin
             u32 *known = socket_fds.lookup(&listener);
             if (known)
                 info = *known;
+            info |= SOCKET_ACCEPTED;
         }
         socket_fds.update(&key, &info);
     }
 }
 
+/* Where a socket address is: the argument itself, or msg_name of a msghdr (whose layout has
+ * 4-byte pointers in compat calls). Fills *len from the address length. */
+static __always_inline u64 addr_ptr(struct syscall_spec *spec, struct pending_syscall *p,
+                                    u32 *len)
+{
+    u64 ptr = arg_at(p->args, spec->addr);
+    if (spec->opts & OPT_MSGHDR) {
+        u64 msg = ptr;
+        if (spec->opts & OPT_MMSG) /* struct mmsghdr: a msghdr and a u32, 64 or 32 bytes */
+            msg += (p->deref & (MMSG_MAX - 1)) * (p->info & SC_COMPAT ? 32 : 64);
+        ptr = 0;
+        *len = 0;
+        if (!msg)
+            return 0;
+        if (p->info & SC_COMPAT) {
+            u32 head[2] = {}; /* compat_msghdr: msg_name, msg_namelen */
+            bpf_probe_read_user(head, sizeof(head), (void *)msg);
+            ptr = head[0];
+            *len = head[1];
+        } else {
+            bpf_probe_read_user(&ptr, sizeof(ptr), (void *)msg);
+            bpf_probe_read_user(len, sizeof(*len), (void *)(msg + 8));
+        }
+        return ptr;
+    }
+    u64 len_arg = arg_at(p->args, spec->addrlen);
+    *len = len_arg;
+    if (spec->opts & OPT_ADDRLEN_PTR) {
+        *len = 0;
+        if (len_arg)
+            bpf_probe_read_user(len, sizeof(*len), (void *)len_arg);
+    }
+    return ptr;
+}
+
 static __always_inline u32 read_addr(struct syscall_record *rec, struct syscall_spec *spec,
                                      struct pending_syscall *p)
 {
-    u64 ptr = arg_at(p->args, spec->addr);
-    u64 len_arg = arg_at(p->args, spec->addrlen);
-    u32 len = len_arg;
-    if (spec->opts & OPT_ADDRLEN_PTR) {
-        len = 0;
-        if (len_arg)
-            bpf_probe_read_user(&len, sizeof(len), (void *)len_arg);
-    }
+    u32 len = 0;
+    u64 ptr = addr_ptr(spec, p, &len);
     if (!ptr)
         return 0;
     if (len > ADDR_LEN)
@@ -200,6 +235,7 @@ static __always_inline void read_strings(struct syscall_record *rec, struct sysc
 {
     rec->path1[0] = 0;
     rec->tail[0] = 0;
+    rec->base[0] = 0;
     rec->addr_len = 0;
     if (spec->path1 < 6)
         bpf_probe_read_user_str(rec->path1, STR_LEN, (void *)arg_at(p->args, spec->path1));
@@ -213,198 +249,253 @@ static __always_inline void read_strings(struct syscall_record *rec, struct sysc
     }
 }
 
-static __always_inline u32 open_modes(struct pending_syscall *p)
-{
-    u64 flags;
-    if (p->nr == NR_CREAT)
-        return OPEN_WRITE;
-    if (p->nr == NR_OPEN)
-        flags = p->args[1];
-    else if (p->nr == NR_OPENAT2)
-        flags = p->deref;
-    else
-        flags = p->args[2];
-    switch (flags & 3) {
-    case 0: return OPEN_READ;
-    case 1: return OPEN_WRITE;
-    }
-    return OPEN_READ | OPEN_WRITE;
-}
-
-#define PATH_MASK (PATH_KEY_LEN - 1)
-
-/* Whether an absolute path has no empty, "." or ".." component and no trailing "/": only then
- * is it the path user space reports (it normalizes the others) and the filter may judge it.
- * The loops carry no state but their index, and leave the length unnarrowed, so the verifier
- * walks each step once (the NUL ends the first loop rather than a comparison with len, which
- * would hand the second loop a different exact len from every exit). */
-static __always_inline int path_is_canonical(struct path_key *k)
-{
-    for (u32 i = 0; i < PATH_KEY_LEN - 1; i++) {
-        char c0 = k->path[i];
-        if (c0 == 0)
-            break;
-        if (c0 != '/')
-            continue;
-        char c1 = k->path[(i + 1) & PATH_MASK];
-        if (c1 == '/' || c1 == 0)
-            return 0;
-        if (c1 != '.')
-            continue;
-        char c2 = k->path[(i + 2) & PATH_MASK];
-        if (c2 == '/' || c2 == 0)
-            return 0;
-        if (c2 == '.') {
-            char c3 = k->path[(i + 3) & PATH_MASK];
-            if (c3 == '/' || c3 == 0)
-                return 0;
-        }
-    }
-    return 1;
-}
-
-/* Where the last component of an absolute path starts. */
-static __always_inline u32 last_component(struct path_key *k, long len)
-{
-    for (u32 j = 0; j < PATH_KEY_LEN - 1; j++) {
-        long i = len - 2 - j;
-        if (i < 0)
-            break;
-        if (k->path[i & PATH_MASK] == '/')
-            return i + 1;
-    }
-    return 1;
-}
-
-static __always_inline int open_wanted(struct pending_syscall *p, u64 path)
-{
-    int key = SETTING_OPEN_FILTER;
-    u64 *on = settings.lookup(&key);
-    if (!on || !*on)
-        return 1;
-    u32 modes = open_modes(p);
-    key = SETTING_OPEN_ANY_MODES;
-    u64 *any_modes = settings.lookup(&key);
-    if (any_modes && (*any_modes & modes))
-        return 1;
-    int zero = 0;
-    struct path_key *k = path_scratch.lookup(&zero);
-    if (!k)
-        return 1;
-    long len = bpf_probe_read_user_str(k->path, PATH_KEY_LEN, (void *)path);
-    if (len <= 1 || k->path[0] != '/')
-        return 1;
-    k->prefixlen = PATH_KEY_LEN * 8;
-    u8 *wanted = open_prefixes.lookup(k);
-    if (wanted && (*wanted & modes))
-        return 1;
-    if (!path_is_canonical(k))
-        return 1;
-    struct name_key name = {};
-    bpf_probe_read_kernel_str(name.name, NAME_KEY_LEN, &k->path[last_component(k, len) & PATH_MASK]);
-    wanted = open_names.lookup(&name);
-    return wanted && (*wanted & modes);
-}
-
-static __always_inline int connect_wanted(struct syscall_spec *spec, struct pending_syscall *p)
-{
-    int key = SETTING_CONNECT_FILTER;
-    u64 *on = settings.lookup(&key);
-    if (!on || !*on)
-        return 1;
-    u64 ptr = arg_at(p->args, spec->addr);
-    u8 head[8] = {}; /* family, port (network order), IPv4 address or IPv6 flow info */
-    if (!ptr || bpf_probe_read_user(head, sizeof(head), (void *)ptr))
-        return 1;
-    u16 family = head[0] | (u16)head[1] << 8;
-    struct net_key net = {.prefixlen = 128};
-    if (family == FAMILY_INET) {
-        net.addr[10] = 0xff;
-        net.addr[11] = 0xff;
-        __builtin_memcpy(&net.addr[12], &head[4], 4);
-    } else if (family == FAMILY_INET6) {
-        if (bpf_probe_read_user(net.addr, sizeof(net.addr), (void *)(ptr + 8)))
-            return 1;
-    } else {
-        return 1;
-    }
-    u16 port = (u16)head[2] << 8 | head[3];
-    if (connect_ports.lookup(&port))
-        return 1;
-    return connect_nets.lookup(&net) != NULL;
-}
-
 /* A dup onto fd 0-2: when every rule about dups asks for a socket (the reverse-shell rule),
  * only dups of a socket this process is known to hold pass. */
 static __always_inline int dup_wanted(u64 tgid, u64 oldfd)
 {
-    int key = SETTING_DUP_SOCKETS_ONLY;
-    u64 *sockets_only = settings.lookup(&key);
-    if (!sockets_only || !*sockets_only)
+    if (!setting(SETTING_DUP_SOCKETS_ONLY))
         return 1;
     u64 fd_key = tgid << 32 | (u32)oldfd;
     return socket_fds.lookup(&fd_key) != NULL;
 }
 
-static __always_inline int count_filtered(int which)
+/* A connect by a process whose stdin and stdout are both pipes or FIFOs (a relay such as nc
+ * between a shell and the network), when a rule asks for those (SETTING_PIPES). */
+static __always_inline int connect_of_piped_process(void)
 {
-    u64 *n = filtered.lookup(&which);
-    if (n)
-        (*n)++;
+#ifdef KERNEL_LAYOUT
+    if (!setting(SETTING_PIPES))
+        return 0;
+    u64 task = this_task();
+    struct file_id in = {}, out = {};
+    file_identity(task_fd_file(task, 0), &in);
+    file_identity(task_fd_file(task, 1), &out);
+    return (in.mode & S_IFMT_BITS) == S_IFIFO_BITS && (out.mode & S_IFMT_BITS) == S_IFIFO_BITS;
+#else
+    return 0;
+#endif
+}
+
+/* sendmmsg: the first message some rule may want is the one reported (deref is its index);
+ * messages past MMSG_MAX are not looked at. The loop reads only msg_name of each struct
+ * mmsghdr (64 bytes apart, 32 in a compat call, whose pointers are 4 bytes). */
+static __always_inline int stash_mmsg(struct pending_syscall *p, u32 tid)
+{
+    u32 vlen = p->args[2];
+    u64 msg = p->args[1];
+    u32 stride = p->info & SC_COMPAT ? 32 : 64;
+    u32 size = p->info & SC_COMPAT ? 4 : 8;
+    for (u32 i = 0; i < MMSG_MAX; i++) {
+        if (i >= vlen)
+            break;
+        u64 name = 0;
+        bpf_probe_read_user(&name, size, (void *)(msg + i * stride));
+        if (name && connect_wanted(name)) {
+            p->deref = i;
+            pending.update(&tid, p);
+            return 0;
+        }
+    }
+    return 0; /* no message any rule may want: not counted (most have no address at all) */
+}
+
+#ifdef KERNEL_LAYOUT
+BPF_PROG_ARRAY(exit_handlers, 1); /* [0] opens.h's open_exit */
+#define OPEN_EXIT_HANDLER 0
+#include "opens.h"
+
+/* The x86_64 spec of a compat call, its arguments cut to 32 bits (socketcall unpacked into
+ * the call it multiplexes); NULL when it is nothing we trace. */
+static __always_inline struct syscall_spec *compat_spec(struct syscall_spec *spec,
+                                                        struct pending_syscall *p)
+{
+    u32 native = spec->compat_native;
+    if (native == NO_SYSCALL)
+        return NULL;
+    p->info |= SC_COMPAT;
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        p->args[i] &= 0xffffffff;
+    if (native == SOCKETCALL_NATIVE) {
+        u32 call = p->args[0];
+        u32 unpacked[6] = {};
+        if (call >= SOCKETCALLS || bpf_probe_read_user(unpacked, sizeof(unpacked),
+                                                       (void *)p->args[1]))
+            return NULL;
+        int key = call;
+        u32 *mapped = socketcall_native.lookup(&key);
+        if (!mapped || *mapped == NO_SYSCALL)
+            return NULL;
+        native = *mapped;
+#pragma unroll
+        for (int i = 0; i < 6; i++)
+            p->args[i] = unpacked[i];
+    }
+    p->nr = native;
+    return spec_of(native);
+}
+
+/* The directory a relative path was relative to, into base. */
+static __always_inline void resolve_base(struct syscall_record *rec, struct syscall_spec *spec,
+                                         struct pending_syscall *p)
+{
+    if (spec->opts & OPT_RESOLVE_CWD) {
+        if (rec->ret != 0)
+            return;
+    } else if (spec->path1 >= 6 || rec->path1[0] == '/' || rec->path1[0] == 0) {
+        return;
+    }
+    s64 dirfd = AT_FDCWD_ARG;
+    if (spec->path1 == 1 && !(spec->opts & OPT_RESOLVE_CWD))
+        dirfd = (s32)p->args[0]; /* the *at() calls: dirfd first, path second */
+    struct rpath *rp = rpath_buffer();
+    u64 task = this_task(), mnt = 0, dentry = 0;
+    if (!rp || !dirfd_path(task, dirfd, &mnt, &dentry))
+        return;
+    rpath_walk(rp, task, mnt, dentry);
+    rpath_copy(rp, rec->base, STR_LEN);
+    rec->info |= SC_BASE | (rp->flags ? SC_DETACHED : 0);
+}
+
+/* Whether the socket at `oldfd` came from accept() in this process or the parent that forked
+ * it (the server's end of a connection). */
+static __always_inline int accepted_socket(u64 tgid, u64 oldfd)
+{
+    u64 key = tgid << 32 | (u32)oldfd;
+    u32 *known = socket_fds.lookup(&key);
+    if (!known) {
+        u32 child = tgid;
+        u32 *parent = parent_of.lookup(&child);
+        if (!parent)
+            return 0;
+        key = (u64)*parent << 32 | (u32)oldfd;
+        known = socket_fds.lookup(&key);
+    }
+    return known && (*known & SOCKET_ACCEPTED);
+}
+
+/* What a dup placed on fd `fd`: its i_mode, and for a socket its family, type and peer, and
+ * whether it is the server's end (accepted here or by the parent that forked us). */
+static __always_inline void describe_fd(struct syscall_record *rec, s64 fd, u64 tgid, u64 oldfd)
+{
+    u64 file = task_fd_file(this_task(), fd);
+    struct file_id id = {};
+    file_identity(file, &id);
+    rec->fd_mode = id.mode;
+    if ((id.mode & S_IFMT_BITS) != S_IFSOCK_BITS)
+        return;
+    rec->addr_len = socket_peer(file, rec->tail, &rec->sock_info);
+    if (accepted_socket(tgid, oldfd))
+        rec->sock_info |= SOCKET_ACCEPTED;
+}
+
+/* A dup of `oldfd` onto fd 0-2, when every rule about dups asks for a socket (1) or a socket
+ * not accepted (2): whether it is one, as the fd table says. */
+static __always_inline int dup_wanted_kernel(u64 tgid, u64 oldfd, s64 newfd, u64 wanted)
+{
+    u64 file = task_fd_file(this_task(), oldfd);
+    struct file_id id = {};
+    file_identity(file, &id);
+    if ((id.mode & S_IFMT_BITS) != S_IFSOCK_BITS)
+        return 0;
+    if (wanted != DUPS_OUTBOUND || !accepted_socket(tgid, oldfd))
+        return 1;
+    /* The server's end moves to another fd (a forked server's child: dup2(conn, 0), then
+     * dup2(0, 1)): it stays known as accepted there. */
+    if (newfd >= 0) {
+        u64 key = tgid << 32 | (u32)newfd;
+        u32 info = SOCKET_KNOWN | SOCKET_ACCEPTED;
+        socket_fds.update(&key, &info);
+    }
     return 0;
 }
+#endif
 
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 {
-    long id = args->id;
-    if (id < 0 || id >= SYSCALL_MAX)
-        return 0;
-    u32 nr = id;
-    struct syscall_spec *spec = syscall_spec.lookup(&nr);
-    if (!spec || !spec->enabled)
+    struct syscall_spec *spec = spec_of(args->id);
+    if (!spec || !(spec->enter | spec->compat_enter))
         return 0;
     u64 cgroup_id = bpf_get_current_cgroup_id();
     if (!cgroup_traced(cgroup_id))
         return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (nr == NR_EXECVE) {
-        capture_argv((const char *const *)args->args[1], 0);
+    struct pending_syscall p = {};
+    p.id = args->id;
+    p.nr = args->id & ~X32_SYSCALL_BIT;
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        p.args[i] = args->args[i];
+#ifdef KERNEL_LAYOUT
+    if (in_compat_syscall(this_task()))
+        spec = compat_spec(spec, &p);
+    if (!spec)
         return 0;
-    }
-    if (nr == NR_EXECVEAT) {
-        capture_argv((const char *const *)args->args[2],
-                     exec_flags(pid_tgid >> 32, args->args[0], args->args[4]));
+#endif
+    if (!spec->enter)
+        return 0;
+    u32 nr = p.nr;
+    if (nr == NR_EXECVE || nr == NR_EXECVEAT) {
+        u32 stride = p.info & SC_COMPAT ? 4 : 8;
+        if (nr == NR_EXECVE)
+            capture_argv(p.args[1], 0, stride);
+        else
+            capture_argv(p.args[2], exec_flags(pid_tgid >> 32, p.args[0], p.args[4]), stride);
         return 0;
     }
     if (nr == NR_EXIT_GROUP || (nr == NR_EXIT && (u32)pid_tgid == pid_tgid >> 32)) {
         u32 tgid = pid_tgid >> 32;
-        s32 code = args->args[0] & 0xff;
+        s32 code = p.args[0] & 0xff;
         exit_codes.update(&tgid, &code);
         return 0;
     }
-    struct pending_syscall p = {};
-    p.nr = nr;
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        p.args[i] = args->args[i];
     if (spec->deref < 6) {
         u64 ptr = arg_at(p.args, spec->deref);
         if (ptr)
             bpf_probe_read_user(&p.deref, sizeof(p.deref), (void *)ptr);
     }
     /* Decided here, not at exit, so a dropped call costs no pending-map update. */
-    if ((spec->opts & OPT_REQUIRE_ADDR) && !arg_at(p.args, spec->addr))
-        return 0;
-    if ((spec->opts & OPT_OPEN_FILTER) && !open_wanted(&p, arg_at(p.args, spec->path1)))
-        return count_filtered(FILTERED_OPEN);
-    if ((spec->opts & OPT_CONNECT_FILTER) && !connect_wanted(spec, &p))
-        return count_filtered(FILTERED_CONNECT);
+    if (spec->opts & OPT_MMSG)
+        return stash_mmsg(&p, (u32)pid_tgid);
+    if (spec->opts & OPT_REQUIRE_ADDR) {
+        u32 len = 0;
+        if (!addr_ptr(spec, &p, &len))
+            return 0;
+    }
+#ifndef KERNEL_LAYOUT
+    if (spec->opts & OPT_OPEN_FILTER) {
+        /* Without the kernel's layout: judged here, by the path as written. openat2's mode is
+         * not read (0): its setuid requests are not told apart. */
+        u64 flags = nr == NR_OPEN ? p.args[1] : (nr == NR_OPENAT2 ? p.deref : p.args[2]);
+        u64 mode = nr == NR_OPEN || nr == NR_CREAT ? p.args[nr == NR_OPEN ? 2 : 1]
+                 : (nr == NR_OPENAT ? p.args[3] : SETID_MODE_BITS);
+        if (!open_wanted(nr, flags, mode, arg_at(p.args, spec->path1), 0))
+            return count_filtered(FILTERED_OPEN);
+    }
+#endif
+    if (spec->opts & OPT_CONNECT_FILTER) {
+        u32 len = 0;
+        if (!connect_wanted(addr_ptr(spec, &p, &len)) && !connect_of_piped_process())
+            return count_filtered(FILTERED_CONNECT);
+    }
+    if (spec->opts & OPT_FCNTL_DUP) {
+        u32 cmd = p.args[1];
+        if ((cmd != F_DUPFD_CMD && cmd != F_DUPFD_CLOEXEC_CMD) || p.args[2] > 2)
+            return 0; /* not a dup, or one that cannot land on fds 0-2 */
+    }
     if (spec->opts & OPT_LOW_NEWFD) {
         s32 newfd = p.args[1];
-        if (nr != NR_DUP && (newfd < 0 || newfd > 2))
+        if (nr != NR_DUP && !(spec->opts & OPT_FCNTL_DUP) && (newfd < 0 || newfd > 2))
             return 0; /* dup2/dup3 onto a higher fd: nothing any rule asks for */
+#ifdef KERNEL_LAYOUT
+        u64 wanted = setting(SETTING_DUP_SOCKETS_ONLY);
+        s64 placed = nr == NR_DUP || (spec->opts & OPT_FCNTL_DUP) ? -1 : (s32)p.args[1];
+        if (wanted && !dup_wanted_kernel(pid_tgid >> 32, p.args[0], placed, wanted))
+            return count_filtered(FILTERED_DUP);
+#else
         if (!dup_wanted(pid_tgid >> 32, p.args[0]))
             return count_filtered(FILTERED_DUP);
+#endif
     }
     u32 tid = (u32)pid_tgid;
     pending.update(&tid, &p);
@@ -416,13 +507,19 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tid = (u32)pid_tgid;
     struct pending_syscall *stashed = pending.lookup(&tid);
-    if (!stashed)
+    if (!stashed) {
+#ifdef KERNEL_LAYOUT
+        struct syscall_spec *spec = spec_of(args->id);
+        if (spec && (spec->exit | spec->compat_exit))
+            exit_handlers.call(args, OPEN_EXIT_HANDLER);
+#endif
         return 0;
+    }
     struct pending_syscall p = *stashed;
     pending.delete(&tid);
-    if (p.nr != args->id)
+    if (p.id != args->id)
         return 0;
-    struct syscall_spec *spec = syscall_spec.lookup(&p.nr);
+    struct syscall_spec *spec = spec_of(p.nr);
     if (!spec)
         return 0;
     s64 ret = args->ret;
@@ -431,8 +528,8 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     if (!spec->emit)
         return 0;
     if (spec->opts & OPT_LOW_NEWFD) {
-        s64 newfd = p.nr == NR_DUP ? ret : (s64)(s32)p.args[1];
-        if (newfd < 0 || newfd > 2)
+        s64 newfd = (p.nr == NR_DUP || (spec->opts & OPT_FCNTL_DUP)) ? ret : (s64)(s32)p.args[1];
+        if (ret < 0 || newfd < 0 || newfd > 2)
             return 0;
     }
     struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
@@ -447,7 +544,10 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     for (int i = 0; i < 6; i++)
         rec->args[i] = p.args[i];
     rec->deref = p.deref;
+    rec->info = p.info;
+    rec->fd_mode = 0;
     rec->_pad = 0;
+    fill_exe(&rec->exe);
     rec->sock_info = 0;
     if (spec->opts & OPT_SOCK_FD0) {
         u64 key = tgid << 32 | (u32)p.args[0];
@@ -456,6 +556,11 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
             rec->sock_info = *known;
     }
     read_strings(rec, spec, &p);
+#ifdef KERNEL_LAYOUT
+    resolve_base(rec, spec, &p);
+    if (spec->opts & OPT_LOW_NEWFD)
+        describe_fd(rec, ret, tgid, p.args[0]);
+#endif
     events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
     return 0;
 }

@@ -62,6 +62,14 @@ class ProbesConfig:
         "Off: every call of a needed syscall reaches user space.",
         default=True,
     )
+    kernel_structs: bool = doc(
+        "Read the running kernel's own structs (their layout from its BTF, "
+        "/sys/kernel/btf/vmlinux): an open's fd.name is the file the kernel opened (symlinks, "
+        "dirfd, cwd, /proc/<pid>/root resolved), an exec's exe the file it runs, dups know "
+        "what fd they place, and 32-bit int 0x80 syscalls are recognised. Off, or without "
+        "BTF: paths as written and x86_64 syscall numbers only.",
+        default=True,
+    )
     track_host: bool = doc(
         "Also report processes outside containers (container.id = host).", default=False
     )

@@ -24,6 +24,7 @@ from cauditd.alerts import AlertDispatcher
 from cauditd.api import ApiContext, ApiServer, check_config, serve
 from cauditd.config import Config, RulesConfig
 from cauditd.containers.registry import ContainerRegistry
+from cauditd.containers.runtime_binaries import RuntimeBinaries
 from cauditd.detection import Detector, describe_load
 from cauditd.events import Event, ExecEvent, event_to_json
 from cauditd.flood import FloodGuard
@@ -81,7 +82,9 @@ class Daemon:
         )
         self.registry = ContainerRegistry(config.probes, [])
         self.proctable = ProcessTable(
-            config.probes.process_table_size, upper_dir_of=self.registry.upper_dir
+            config.probes.process_table_size,
+            upper_dir_of=self.registry.upper_dir,
+            runtimes=RuntimeBinaries.find(),
         )
         self.pipeline = EventPipeline(self.registry, self.proctable, self.detector)
         self.probes = SyscallProbes(config.probes, self.pipeline.on_batch)

@@ -6,6 +6,7 @@ these dataclasses, the rule engine reads their attributes through the field regi
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -78,6 +79,15 @@ class ContainerInfo:
 HOST = ContainerInfo(id=HOST_ID, name="host", runtime="host")
 
 
+@dataclass(frozen=True, slots=True)
+class StdioFd:
+    """What one of fds 0-2 is: Falco's fd.type ("pipe", "file", "ipv4", ...) and, for pipes and
+    FIFOs, the inode that names the pipe (both ends of a pipe share it)."""
+
+    kind: str
+    pipe: tuple[int, int] | None = None  # (device, inode) of a pipe or FIFO
+
+
 @dataclass(slots=True, kw_only=True, eq=False)
 class ProcessInfo:
     """One process as the process table knows it; `parent` links up the tree."""
@@ -95,13 +105,18 @@ class ProcessInfo:
     container_id: str = HOST_ID
     is_exe_upper_layer: bool = False
     is_exe_from_memfd: bool = False
+    is_container_runtime: bool = False  # the host's runtime binary (runtime_binaries.py)
+    exe_known: bool = False  # an event named the executable by identity (decides the above)
+    exe_name: str = ""  # the program a directly executed dynamic loader runs (its name)
+    stdio_wired: tuple[str, ...] = ()  # names of shells wired to the network with it (pipes.py)
     parent: ProcessInfo | None = None
 
     @property
     def name(self) -> str:
         """Falco's proc.name: the kernel's comm (15 characters at most), else the executable's
-        basename cut as the kernel would."""
-        return self.comm or self.exe.rsplit("/", 1)[-1][:COMM_LEN]
+        basename cut as the kernel would; for a program run by the dynamic loader
+        (`ld.so /bin/nc`), the program's name (`exe_name`)."""
+        return self.exe_name or self.comm or self.exe.rsplit("/", 1)[-1][:COMM_LEN]
 
     @property
     def cmdline(self) -> str:
@@ -165,6 +180,12 @@ class SyscallEvent(Event):
     ret: int = 0
     args: dict[str, int | str] = field(default_factory=dict)
     process: ProcessInfo | None = None
+    compat: bool = False  # made through the 32-bit entry (int 0x80), numbers mapped to x86_64
+    io_uring: bool = False  # submitted through an io_uring ring, not a syscall
+    # The executable by identity, as the kernel saw it (0: unknown): of an exec, the new one.
+    exe_ino: int = 0
+    exe_dev: int = 0
+    exe_foreign_mnt_ns: bool = False  # it lives on a mount of another mount namespace
 
 
 @dataclass(slots=True, kw_only=True)
@@ -177,6 +198,9 @@ class ExecEvent(SyscallEvent):
     tty: int = 0
     is_exe_upper_layer: bool = False
     is_exe_from_memfd: bool = False
+    filename: str = ""  # the path the exec was asked for, when `exe` is the kernel's resolution
+    is_exe_unlinked: bool = False  # no name on disk: O_TMPFILE, deleted, memfd
+    stdio: tuple[StdioFd, ...] = ()  # fds 0-2 at exec, when the kernel told
 
 
 @dataclass(slots=True, kw_only=True)
@@ -207,11 +231,17 @@ class FileEvent(SyscallEvent):
     mode: int = 0
     owner_uid: int = -1
     owner_gid: int = -1
+    raw_path: str = ""  # `path` as the process wrote it (Falco's fd.nameraw)
+    base: str = ""  # the directory a relative path was relative to, resolved by the kernel
+    resolved: bool = False  # `path` is the file the kernel opened (symlinks, dirfd, cwd, ..)
+    file_mode: int = 0  # the opened inode's type and permission bits (0: unknown)
+    ino: int = 0
+    dev: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
 class NetSyscallEvent(SyscallEvent):
-    """connect, bind, listen, accept/accept4, sendto: the socket address involved.
+    """connect, bind, listen, accept/accept4, sendto, sendmsg, sendmmsg: the socket address.
 
     For connect/sendto the address is the peer (fd.dip/fd.dport); for bind/listen/accept the
     local one (fd.sip/fd.sport); accept's `peer_*` is the connecting client when known.
@@ -224,6 +254,22 @@ class NetSyscallEvent(SyscallEvent):
     port: int = 0
     peer_addr: str = ""
     peer_port: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class FdEvent(SyscallEvent):
+    """dup, dup2, dup3, fcntl(F_DUPFD*): a descriptor placed on `fd` (0, 1 or 2).
+
+    `kind` is what the fd is, as Falco's fd.type says it ("ipv4", "ipv6", "unix", "file",
+    "pipe", "fifo", "directory", "char", "block", "link", or "" when unknown); for a socket,
+    `addr`/`port` are its peer and `accepted` tells the server's end of a connection.
+    """
+
+    fd: int = -1
+    kind: str = ""
+    addr: str = ""
+    port: int = 0
+    accepted: bool = False
 
 
 @dataclass(slots=True, kw_only=True)
@@ -281,7 +327,9 @@ def event_to_json(event: Event) -> dict[str, object]:
         if name in ("container", "process"):
             continue
         value = getattr(event, name)
-        doc[name] = list(value) if isinstance(value, tuple) else value
+        if isinstance(value, tuple):
+            value = [dataclasses.asdict(v) if isinstance(v, StdioFd) else v for v in value]
+        doc[name] = value
     c = event.container
     doc["container"] = {"id": c.short_id, "full_id": c.id, "name": c.name, "image": c.image}
     proc = getattr(event, "process", None)

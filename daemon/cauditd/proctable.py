@@ -2,8 +2,9 @@
 
 Seeded from /proc at start, bounded in size, exited processes kept for a grace period so late
 events of their children still name them. It also completes events with what only user space
-knows: absolute paths (from the process's cwd), exec's cwd and tty, fileless and upper-layer
-executables, and the local address of a listening socket (from its bind).
+knows: absolute paths (from the directory the kernel reported, else the process's cwd), exec's
+cwd and tty, fileless, upper-layer and container-runtime executables, the local address of a
+listening socket (from its bind), and shells wired to the network through pipes (pipes.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from cauditd import text
 from cauditd.containers.cgroups import container_from_path
+from cauditd.containers.runtime_binaries import RuntimeBinaries, kernel_dev
 from cauditd.events import (
     HOST_ID,
     Event,
@@ -30,12 +32,16 @@ from cauditd.events import (
     ProcessInfo,
     SyscallEvent,
 )
+from cauditd.pipes import PipeGraph
 
 AT_FDCWD = -100
 PROC_READ_MAX = 65536  # stat, status and cgroup are a few hundred bytes; never read more
 CMDLINE_MAX = 4096  # argv kept per process from /proc (the probe keeps 16 x 128 bytes)
 _FD_PATH_PREFIXES = ("/dev/fd/", "/proc/self/fd/")
 _NO_RESOLVE = frozenset(("symlink", "symlinkat"))
+_CWD_CHANGES = frozenset(("chdir", "fchdir"))
+S_IFMT, S_IFIFO = 0o170000, 0o010000
+O_ACCMODE, O_WRONLY = 0o3, 0o1
 
 
 def normalize_path(path: str) -> str:
@@ -64,9 +70,12 @@ class ProcessTable:
         exit_grace_s: float = 5.0,
         upper_dir_of: UpperDirOf | None = None,
         proc_root: str = "/proc",
+        runtimes: RuntimeBinaries | None = None,
     ) -> None:
         self.max_size = max_size
         self.exit_grace_s = exit_grace_s
+        self.runtimes = runtimes or RuntimeBinaries()
+        self.pipes = PipeGraph()
         self._upper_dir_of = upper_dir_of or (lambda _cid: None)
         self._proc = Path(proc_root)
         self._procs: dict[int, ProcessInfo] = {}
@@ -152,6 +161,7 @@ class ProcessTable:
             self._shrink()
         if isinstance(event, ExecEvent):
             event.process = self._on_exec(event)
+            self._wire(event.process)
             return
         proc = self._lookup(event)
         event.process = proc
@@ -161,10 +171,12 @@ class ProcessTable:
             self._exited.append((time.monotonic() + self.exit_grace_s, proc.pid, proc))
         elif isinstance(event, FileEvent):
             self._absolute_paths(event, proc)
+            self._fifo_opened(event, proc)
         elif isinstance(event, NetSyscallEvent):
             self._socket_addresses(event)
-        elif event.type == "chdir" and event.ret == 0:
-            proc.cwd = self._absolute(event.pid, proc.cwd, AT_FDCWD, str(event.args["path"]))
+            self._connected(event, proc)
+        elif event.type in _CWD_CHANGES and event.ret == 0:
+            self._cwd_changed(event, proc)
 
     def expire(self, now: float | None = None) -> int:
         """Forget processes that exited more than the grace period ago; returns how many."""
@@ -174,6 +186,7 @@ class ProcessTable:
             _deadline, pid, proc = self._exited.popleft()
             if self._procs.get(pid) is proc:
                 del self._procs[pid]
+                self.pipes.forget(pid)
                 gone += 1
         if gone:
             live = set(self._procs)
@@ -188,8 +201,33 @@ class ProcessTable:
             )
             proc.container_id = event.container.id
             proc.parent = self._procs.get(proc.ppid)
+            proc.is_container_runtime = self._runtime_from_proc(proc)
             self._procs[proc.pid] = proc
+        if event.exe_ino and not proc.exe_known and not isinstance(event, ExecEvent):
+            # The first event that names the executable (syscall and fork records do; opens
+            # do not): the kernel's word replaces what /proc could say.
+            proc.exe_known = True
+            proc.is_container_runtime = self.runtimes.is_runtime(
+                event.exe_dev, event.exe_ino, proc.exe, event.exe_foreign_mnt_ns)
         return proc
+
+    def _runtime_from_proc(self, proc: ProcessInfo) -> bool:
+        """A process first seen by a syscall, with no exec in its cgroup (runc's init stages
+        join the container's cgroup after their exec): the runtime when /proc shows it running
+        a runtime binary (while it lives), or the sealed memfd copy of itself a runtime parent
+        made. The first event that names its executable decides for good."""
+        identity = self._exe_identity(proc.pid)
+        if identity is not None and self.runtimes.is_runtime(*identity, proc.exe, False):
+            return True
+        parent = self._exe_identity(proc.ppid) if proc.exe.startswith("/memfd:") else None
+        return parent is not None and self.runtimes.is_runtime(*parent, "", False)
+
+    def _exe_identity(self, pid: int) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._proc / str(pid) / "exe")
+        except OSError:
+            return None
+        return kernel_dev(st.st_dev), st.st_ino
 
     def _on_fork(self, event: ForkEvent, parent: ProcessInfo) -> None:
         child = ProcessInfo(
@@ -206,9 +244,14 @@ class ProcessTable:
             container_id=event.container.id,
             is_exe_upper_layer=parent.is_exe_upper_layer,
             is_exe_from_memfd=parent.is_exe_from_memfd,
+            is_container_runtime=parent.is_container_runtime,
+            exe_known=parent.exe_known,
+            exe_name=parent.exe_name,
+            stdio_wired=parent.stdio_wired,
             parent=parent,
         )
         self._procs[child.pid] = child
+        self.pipes.inherit(parent.pid, child.pid)
 
     def _on_exec(self, event: ExecEvent) -> ProcessInfo:
         proc = self._lookup(event)
@@ -220,6 +263,55 @@ class ProcessTable:
         base = self._proc / str(event.pid)
         live_cwd = _readlink(base / "cwd")  # empty once the process is gone
         cwd = live_cwd or proc.cwd
+        if event.exe_ino:
+            exe = self._exec_by_identity(event, proc, cwd)
+        else:
+            exe = self._exec_by_path(event, proc, base, cwd, bool(live_cwd))
+        event.cwd = cwd
+        event.tty = _tty(base) if live_cwd else proc.tty
+        event.is_exe_upper_layer = self._in_upper_layer(event.container.id, exe) or (
+            event.is_exe_unlinked and not event.is_exe_from_memfd)
+        if not event.argv:
+            # argv strings on a page not yet faulted in (a forked child's fexecve) cannot be
+            # read in the probe; the new image's argv is in /proc while the process lives.
+            event.argv = _cmdline(base) if live_cwd else ()
+            event.argv = event.argv or ((event.filename or exe or event.exe),)
+        proc.exe, proc.args = exe, event.argv
+        proc.cwd, proc.tty = cwd, event.tty
+        proc.uid, proc.gid, proc.container_id = event.uid, event.gid, event.container.id
+        proc.is_exe_upper_layer = event.is_exe_upper_layer
+        proc.is_exe_from_memfd = event.is_exe_from_memfd
+        proc.start_ns = proc.start_ns or event.ts_ns
+        if event.stdio:
+            pipes = [fd.pipe for fd in event.stdio]
+            self.pipes.set_stdio(proc.pid, pipes[0], pipes[1:])
+        return proc
+
+    def _exec_by_identity(self, event: ExecEvent, proc: ProcessInfo, cwd: str) -> str:
+        """The kernel named the file the process now runs (`event.exe`, canonical): whether it
+        is the container runtime, and (the loader's case) what program it runs. Returns the
+        exe."""
+        asked = event.filename
+        if not asked.startswith("/"):
+            asked = normalize_path(posixpath.join(cwd or "/", asked))
+        reexec = asked == "/proc/self/exe" or asked.startswith(_FD_PATH_PREFIXES)
+        runtime = self.runtimes.is_runtime(event.exe_dev, event.exe_ino, event.exe,
+                                           event.exe_foreign_mnt_ns)
+        # A runtime re-executing itself, or the sealed copy of itself it runs from a memfd
+        # (runc does both), stays the runtime; nothing else can become it by a re-exec.
+        proc.is_container_runtime = runtime or (reexec and proc.is_container_runtime)
+        proc.exe_known = True
+        event.is_exe_from_memfd = event.is_exe_from_memfd or event.exe.startswith("/memfd:")
+        if asked == "/proc/self/exe":
+            # The same image again: it keeps its comm (the kernel's new one says "exe").
+            proc.comm = proc.comm or event.comm
+        else:
+            proc.comm = event.comm
+        return event.exe
+
+    def _exec_by_path(self, event: ExecEvent, proc: ProcessInfo, base: Path, cwd: str,
+                      alive: bool) -> str:
+        """Without the kernel's layout: the exe from the path asked for and /proc."""
         exe = event.exe
         same_image = exe == "/proc/self/exe"
         if same_image:
@@ -233,7 +325,7 @@ class ProcessTable:
         # Only an exec through an fd path can be a memfd; reading /proc/<pid>/exe for others
         # could see a later exec of the same pid and mislabel this one.
         via_fd = exe.startswith(_FD_PATH_PREFIXES)
-        real = _readlink(base / "exe") if live_cwd and via_fd else ""
+        real = _readlink(base / "exe") if alive and via_fd else ""
         if real.startswith("/memfd:"):
             event.is_exe_from_memfd = True
             exe = real
@@ -241,22 +333,9 @@ class ProcessTable:
             # fexecve: the path names no file (runc re-executing its memfd copy as /dev/fd/6
             # would be named "6"); the table keeps no exe, so proc.name is the kernel's comm.
             exe = ""
-        event.cwd = cwd
-        event.tty = _tty(base) if live_cwd else proc.tty
-        event.is_exe_upper_layer = self._in_upper_layer(event.container.id, exe)
-        if not event.argv:
-            # argv strings on a page not yet faulted in (a forked child's fexecve) cannot be
-            # read in the probe; the new image's argv is in /proc while the process lives.
-            event.argv = _cmdline(base) if live_cwd else ()
-            event.argv = event.argv or ((exe or event.exe),)
-        proc.exe, proc.args = exe, event.argv
         proc.comm = proc.comm if same_image and proc.comm else event.comm
-        proc.cwd, proc.tty = cwd, event.tty
-        proc.uid, proc.gid, proc.container_id = event.uid, event.gid, event.container.id
-        proc.is_exe_upper_layer = event.is_exe_upper_layer
-        proc.is_exe_from_memfd = event.is_exe_from_memfd
-        proc.start_ns = proc.start_ns or event.ts_ns
-        return proc
+        proc.exe_name = ""
+        return exe
 
     def _in_upper_layer(self, container_id: str, exe: str) -> bool:
         upper = self._upper_dir_of(container_id) if container_id != HOST_ID else None
@@ -269,13 +348,56 @@ class ProcessTable:
         return True
 
     def _absolute_paths(self, event: FileEvent, proc: ProcessInfo) -> None:
-        if not event.path and event.dirfd >= 0:  # fchmod/fchown: the fd's path, while it lives
+        if event.resolved:
+            pass  # the kernel gave the file it opened: canonical already
+        elif not event.path and event.dirfd >= 0:  # fchmod/fchown: the fd's path, while it lives
             event.path = _readlink(self._proc / str(event.pid) / "fd" / str(event.dirfd))
+        elif event.base and event.path and not event.path.startswith("/"):
+            event.path = normalize_path(posixpath.join(event.base, event.path))
         elif event.type not in _NO_RESOLVE:
             event.path = self._absolute(event.pid, proc.cwd, event.dirfd, event.path)
         if event.target:
             newdirfd = int(event.args.get("newdirfd", event.dirfd))
-            event.target = self._absolute(event.pid, proc.cwd, newdirfd, event.target)
+            if event.base and newdirfd == event.dirfd and not event.target.startswith("/"):
+                event.target = normalize_path(posixpath.join(event.base, event.target))
+            else:
+                event.target = self._absolute(event.pid, proc.cwd, newdirfd, event.target)
+
+    def _cwd_changed(self, event: SyscallEvent, proc: ProcessInfo) -> None:
+        """chdir/fchdir: the new cwd as the kernel resolved it, else from the path given."""
+        resolved = event.args.get("cwd")
+        if resolved:
+            proc.cwd = str(resolved)
+        elif event.type == "chdir":
+            proc.cwd = self._absolute(event.pid, proc.cwd, AT_FDCWD, str(event.args["path"]))
+
+    # --- shells wired to the network through pipes --------------------------------------
+
+    def _fifo_opened(self, event: FileEvent, proc: ProcessInfo) -> None:
+        if event.ret < 0 or event.file_mode & S_IFMT != S_IFIFO:
+            return
+        writes = event.flags & O_ACCMODE != 0
+        reads = event.flags & O_ACCMODE != O_WRONLY
+        for read in (True, False):
+            if (reads if read else writes):
+                self.pipes.add(proc.pid, (event.dev, event.ino), read=read)
+        self._wire(proc)
+
+    def _connected(self, event: NetSyscallEvent, proc: ProcessInfo) -> None:
+        if event.type == "connect" and event.family in (2, 10):
+            self.pipes.networked.add(proc.pid)
+            self._wire(proc)
+
+    def _wire(self, proc: ProcessInfo) -> None:
+        """Mark the shells wired to the network through the pipes `proc` holds, on themselves
+        and on `proc` (whose event may be the one that closed the loop)."""
+        wired = [self._procs[pid] for pid in self.pipes.wired_near(proc.pid)
+                 if pid in self._procs]
+        if not wired:
+            return
+        names = tuple(sorted({p.name for p in wired}))
+        for member in (*wired, proc):
+            member.stdio_wired = names
 
     def _absolute(self, pid: int, cwd: str, dirfd: int, path: str) -> str:
         if not path:

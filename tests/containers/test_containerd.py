@@ -241,7 +241,8 @@ def exec_in(container_id: str, exe_name: str) -> Any:
         return (
             isinstance(ev, ExecEvent)
             and ev.container.id == container_id
-            and ev.exe.rsplit("/", 1)[-1] == exe_name
+            # the name asked for (the exe is the file the kernel ran: busybox for /bin/cat)
+            and (ev.filename or ev.exe).rsplit("/", 1)[-1] == exe_name
         )
 
     return match

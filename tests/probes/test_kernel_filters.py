@@ -1,11 +1,14 @@
 """The kernel's open, connect and dup filters: a container opens paths, connects to
 destinations and dups fds onto 0-2 that some rule watches and others none does; exactly the
 ones the rules' derived filters let through reach user space, as the filters' Python models
-(OpenFilter, ConnectFilter, DupFilter) say. With the filters off, every one does."""
+(OpenFilter, ConnectFilter, DupFilter) say. An open that succeeded is judged by the file the
+kernel opened (through a symlinked directory, "." and "//", a relative path); one that failed
+by its path as written. With the filters off, every one does."""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,21 +64,31 @@ output = "%fd.name"
 priority = "warning"
 """
 
-# (what the container opens, the mode, the path user space reports)
+# (what the container opens, the mode, the path user space reports, whether the open succeeds:
+# the kernel judges a successful open by the file it opened, a failed one by its path as written)
 OPENS = [
-    ("/etc/shadow", READ, "/etc/shadow"),
-    ("/etc/shadowy", READ, "/etc/shadowy"),
-    ("/etc/hostname", READ, "/etc/hostname"),
-    ("/etc/./hosts", READ, "/etc/hosts"),
-    ("//etc/group", READ, "/etc/group"),
-    ("/etc/x/../services", READ, "/etc/services"),
-    ("rel-file", READ, "/tmp/rel-file"),
-    ("/home/u/.ssh/id_rsa", READ, "/home/u/.ssh/id_rsa"),
-    ("/home/u/.ssh/id_rsa.pub", READ, "/home/u/.ssh/id_rsa.pub"),
-    ("/srv/out", WRITE, "/srv/out"),
-    ("/tmp/out", WRITE, "/tmp/out"),
-    ("/etc/shadow", WRITE, "/etc/shadow"),
+    ("/etc/shadow", READ, "/etc/shadow", True),
+    ("/etc/shadowy", READ, "/etc/shadowy", False),
+    ("/etc/hostname", READ, "/etc/hostname", True),
+    ("/etc/./hosts", READ, "/etc/hosts", True),
+    ("//etc/group", READ, "/etc/group", True),
+    ("/etc/x/../services", READ, "/etc/services", False),
+    ("rel-file", READ, "/tmp/rel-file", False),
+    ("/tmp/e/shadow", READ, "/etc/shadow", True),  # /tmp/e -> /etc
+    ("../etc/shadow", READ, "/etc/shadow", True),  # from /tmp
+    ("/tmp/e/passwd", READ, "/etc/passwd", True),
+    ("/home/u/.ssh/id_rsa", READ, "/home/u/.ssh/id_rsa", False),
+    ("/home/u/.ssh/id_rsa.pub", READ, "/home/u/.ssh/id_rsa.pub", False),
+    ("/srv/out", WRITE, "/srv/out", True),
+    ("/tmp/out", WRITE, "/tmp/out", True),
+    ("/etc/shadow", WRITE, "/etc/shadow", True),
 ]
+
+
+def kernel_verdict(opens: Any, raw: str, mode: int, reported: str, succeeds: bool) -> bool:
+    """What the kernel does with an open, as the model says: the resolved file of one that
+    succeeded, the path as written of one that failed."""
+    return opens.passes(reported if succeeds else raw, mode, failed=not succeeds)
 # (address, port) of connects from a container without a network: the syscall happens, and
 # fails at once (ENETUNREACH); no packet leaves
 CONNECTS = [("10.99.0.1", 4444), ("10.99.0.1", 80), ("169.254.169.254", 80),
@@ -84,8 +97,8 @@ SENTINEL = "sentinel-end"  # relative: always passes, and marks the end of the s
 
 
 def script() -> str:
-    lines = ["cd /tmp", "mkdir -p /srv"]
-    for raw, mode, _reported in OPENS:
+    lines = ["cd /tmp", "mkdir -p /srv", "ln -s /etc /tmp/e"]
+    for raw, mode, _reported, _succeeds in OPENS:
         lines.append(f"cat {raw} >/dev/null 2>&1" if mode == READ else f": >> {raw}")
     lines += [f"nc -w 1 {addr} {port} </dev/null 2>/dev/null" for addr, port in CONNECTS]
     lines += ["cat < /etc/hostname > /dev/null", "cauditd_probe dupsock"]  # file, socket onto 0-2
@@ -120,7 +133,8 @@ def observed(tmp_path: Path, containers: Containers, kernel_filters: bool) -> di
     finally:
         runner.stop()  # polls the kernel's counters a last time
     return {
-        "opens": {(ev.path, WRITE if ev.flags & 3 else READ) for ev in events if ours(ev)},
+        "opens": Counter((ev.path, WRITE if ev.flags & 3 else READ) for ev in events
+                         if ours(ev)),
         "connects": {(ev.addr, ev.port) for ev in events
                      if isinstance(ev, NetSyscallEvent) and ev.type == "connect"},
         "dups": {(ev.comm, ev.args["oldfd_is_socket"]) for ev in events
@@ -138,32 +152,34 @@ def test_only_calls_a_rule_can_match_reach_user_space(
     rules.write_text(RULES)
     ruleset = load_ruleset([rules])
     opens, connects = ruleset.open_filter(), ruleset.connect_filter()
-    expected_opens = {(reported, mode) for raw, mode, reported in OPENS
-                      if opens.passes(raw, mode)}
-    assert expected_opens == {
-        ("/etc/shadow", READ), ("/etc/hosts", READ), ("/etc/group", READ),
-        ("/etc/services", READ), ("/tmp/rel-file", READ), ("/home/u/.ssh/id_rsa", READ),
-        ("/srv/out", WRITE),
-    }
+    expected_opens = Counter((reported, mode) for raw, mode, reported, succeeds in OPENS
+                             if kernel_verdict(opens, raw, mode, reported, succeeds))
+    assert expected_opens == Counter({
+        ("/etc/shadow", READ): 3,  # as written, through the symlinked /tmp/e, and as ../etc
+        ("/etc/services", READ): 1, ("/tmp/rel-file", READ): 1,
+        ("/home/u/.ssh/id_rsa", READ): 1, ("/srv/out", WRITE): 1,
+    })
     expected_connects = {c for c in CONNECTS if connects.passes(2, *c)}
     assert expected_connects == {("10.99.0.1", 4444), ("169.254.169.254", 80)}
 
     seen = observed(tmp_path, containers, kernel_filters=True)
-    assert seen["opens"] & {(reported, mode) for _raw, mode, reported in OPENS} == expected_opens
+    reported_opens = {(reported, mode) for _raw, mode, reported, _ok in OPENS}
+    assert Counter({k: n for k, n in seen["opens"].items() if k in reported_opens}) == (
+        expected_opens)
     assert seen["connects"] == expected_connects
     assert seen["dups"] == {("cauditd_probe", 1)}  # not the shell's dup2 of a file onto 0
     assert seen["filters"] == {"open": "opens of 1 prefixes, 1 exacts, 1 names",
                                "connect": "connects to 1 ports, 1 networks",
                                "dup": "dups of sockets onto fds 0-2"}
     # counted (cauditd_syscalls_filtered)
-    assert seen["filtered"]["open"] >= len(OPENS) - len(expected_opens)
+    assert seen["filtered"]["open"] >= len(OPENS) - expected_opens.total()
     assert seen["filtered"]["connect"] >= len(CONNECTS) - len(expected_connects)
     assert seen["filtered"]["dup"] >= 1
 
 
 def test_with_the_filters_off_every_call_arrives(tmp_path: Path, containers: Containers) -> None:
     seen = observed(tmp_path, containers, kernel_filters=False)
-    assert {(reported, mode) for _raw, mode, reported in OPENS} <= seen["opens"]
+    assert {(reported, mode) for _raw, mode, reported, _ok in OPENS} <= set(seen["opens"])
     assert seen["connects"] == set(CONNECTS)
     assert {("sh", 0), ("cauditd_probe", 1)} <= seen["dups"]
     assert seen["filters"] == {"open": "every open", "connect": "every connect",

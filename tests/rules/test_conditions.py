@@ -120,6 +120,11 @@ OPERATOR_CASES: list[tuple[str, Event, bool]] = [
     ("fd.dip in (192.168.0.0/16, 10.1.0.0/16)", connect("10.1.2.3", 443), True),
     ("fd.dip != 10.1.2.3", connect("10.1.2.3", 443), False),
     ("fd.dip = fd00::/8", connect("fd00::1", 443, family=10), True),
+    # v4-mapped IPv6, in an event or in a rule, is the IPv4 address it carries
+    ("fd.dip = 169.254.169.254", connect("::ffff:169.254.169.254", 80, family=10), True),
+    ("fd.dip in (169.254.0.0/16)", connect("::ffff:169.254.169.254", 80, family=10), True),
+    ("fd.dip = ::ffff:10.1.2.3", connect("10.1.2.3", 443), True),
+    ("fd.dip = ::ffff:10.0.0.0/104", connect("10.1.2.3", 443), True),
     ('fd.net = "172.17.0.0/16"', flow("8.8.8.8", 53), True),
     ('fd.net = "10.0.0.0/8"', flow("8.8.8.8", 53), False),
     ("fd.sip exists", connect("10.1.2.3", 443), True),  # the server: connect's peer

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cauditd.events import ContainerMount, Event
+from cauditd.events import HOST, ContainerMount, Event
 from cauditd.findings import Priority
 from cauditd.rules import RuleEngine, default_rules_dir, load_ruleset
 from tests.rules.fakeproc import DOCKER_CAPS, FakeProc
@@ -24,6 +24,7 @@ from tests.rules.synth import (
     connect,
     dns,
     execve,
+    fd_placed,
     file_event,
     flow,
     open_read,
@@ -37,7 +38,9 @@ RULESET = load_ruleset([default_rules_dir()])
 SHIM = RUNC
 CAT = proc("/bin/cat", "cat")
 PY = proc("/usr/bin/python3", "python3")
-RUNC_INIT = proc("/usr/bin/runc", "runc:[2:INIT]", parent=SHIM)
+RUNC_INIT = proc("/usr/bin/runc", "runc:[2:INIT]", parent=SHIM, is_container_runtime=True)
+NAMED_RUNC = proc("/tmp/runc", "runc", parent=BASH)  # a binary merely named runc
+WIRED_SH = proc("/bin/sh", "sh", "-i", parent=BASH, stdio_wired=("sh",))
 CAP_SYS_ADMIN = 1 << 21
 
 
@@ -124,6 +127,23 @@ CASES: list[tuple[str, Event, Event]] = [
      syscall("setns", {"fd": 3, "nstype": 0}, process=RUNC_INIT)),
     ("Namespace change in container", syscall("unshare", {"flags": 0x10000000}),
      syscall("unshare", {"flags": 0x10000000}, process=RUNC_INIT)),
+    ("Namespace change in container",
+     syscall("unshare", {"flags": 0x10000000}, process=NAMED_RUNC),
+     syscall("unshare", {"flags": 0x10000000}, process=RUNC_INIT)),
+    ("Set setuid or setgid bit", open_write("/tmp/s", flags=O_WRONLY | O_CREAT, mode=0o4755),
+     open_write("/tmp/s", flags=O_WRONLY | O_CREAT, mode=0o755)),
+    ("Set setuid or setgid bit", file_event("creat", "/tmp/s", mode=0o2755),
+     open_read("/tmp/s", mode=0o4755)),  # a read names no mode that takes effect
+    ("Set setuid or setgid bit", file_event("fchmodat2", "/tmp/sh", mode=0o4755),
+     file_event("fchmodat2", "/tmp/sh", mode=0o755)),
+    ("io_uring set up in container", syscall("io_uring_setup", {"entries": 8}),
+     syscall("io_uring_setup", {"entries": 8}, container=HOST)),
+    ("Reverse shell through pipes",  # the shell, or a command it runs (forks inherit it)
+     dataclasses.replace(execve("/usr/bin/id", "id"), process=WIRED_SH),
+     execve("/usr/bin/id", "id", parent=BASH)),
+    ("Reverse shell through pipes",
+     connect("10.9.9.9", 4444, process=proc("/bin/nc", "nc", stdio_wired=("cat", "sh"))),
+     connect("10.9.9.9", 4444, process=proc("/bin/nc", "nc", stdio_wired=("cat",)))),
     ("Mount in container", syscall("mount", {"source": "/dev/sda1", "target": "/mnt"}),
      syscall("umount2", {"target": "/mnt", "flags": 0})),
     ("PTRACE attached to process", syscall("ptrace", {"request": 16, "pid": 1}),
@@ -138,12 +158,15 @@ CASES: list[tuple[str, Event, Event]] = [
     ("Connection to mining pool port", connect("10.9.9.9", 3333), connect("10.9.9.9", 443)),
     ("Contact cloud metadata service from container", connect("169.254.169.254", 80),
      connect("169.254.169.253", 80)),
+    ("Redirect stdio to network connection", fd_placed("dup2", "ipv4", addr="10.0.0.1"),
+     fd_placed("dup2", "file")),
+    ("Redirect stdio to network connection", fd_placed("dup3", "ipv6", fd=2),
+     fd_placed("dup3", "unix", fd=2)),
+    ("Redirect stdio to network connection", fd_placed("fcntl", "ipv4", fd=1),
+     fd_placed("fcntl", "ipv4", fd=1, accepted=True)),  # an inetd-style server's child
     ("Redirect stdio to network connection",
-     syscall("dup2", {"oldfd": 3, "newfd": 0, "oldfd_is_socket": 1}),
-     syscall("dup2", {"oldfd": 3, "newfd": 0, "oldfd_is_socket": 0})),
-    ("Redirect stdio to network connection",
-     syscall("dup3", {"oldfd": 3, "newfd": 2, "oldfd_is_socket": 1}),
-     syscall("dup3", {"oldfd": 3, "newfd": 5, "oldfd_is_socket": 1})),
+     syscall("socket", {"domain": 2, "type": 1, "protocol": 0}, ret=0),
+     syscall("socket", {"domain": 2, "type": 1, "protocol": 0}, ret=3)),
     ("Egress to disallowed destination", flow("10.0.0.5", 6667), flow("10.0.0.5", 443)),
     ("Egress to mining pool port", flow("10.0.0.5", 14444),
      flow("10.0.0.5", 14444, direction="ingress")),
@@ -332,11 +355,12 @@ ORDINARY_LIFE: list[Event] = [
     connect("172.17.0.2", 80, evt_type="accept4", peer=("172.17.0.1", 51234), process=WORKER),
     connect("10.0.0.2", 53, evt_type="sendto", process=WORKER),
     connect("10.0.0.7", 5432, process=WORKER),
-    syscall("socket", {"domain": 2, "type": 1, "protocol": 0}, process=WORKER),
+    syscall("socket", {"domain": 2, "type": 1, "protocol": 0}, process=WORKER, ret=7),
     syscall("setuid", {"uid": 101}, process=WORKER),
     syscall("setns", {"fd": 5, "nstype": 0x40000000}, process=RUNC_INIT),
     syscall("mount", {"source": "proc", "target": "/proc"}, process=RUNC_INIT),
-    syscall("dup2", {"oldfd": 4, "newfd": 1, "oldfd_is_socket": 0}, process=WORKER),
+    fd_placed("dup2", "file", fd=1, process=WORKER),
+    fd_placed("dup2", "ipv4", fd=0, accepted=True, process=WORKER),  # serving a connection
     flow("10.0.0.7", 5432),
     flow("172.17.0.2", 80, direction="ingress"),
     flow("10.0.0.7", 443, evt_type="flow_end", nbytes=50 << 20),

@@ -16,13 +16,16 @@ from tests.rules.fakeproc import FakeProc, rootfs
 from tests.rules.synth import (
     BASH,
     CONTAINER,
+    INIT,
     TS,
     connect,
     dns,
     execve,
+    fd_placed,
     file_event,
     flow,
     open_write,
+    proc,
     syscall,
 )
 
@@ -261,6 +264,36 @@ CASES: list[tuple[str, Event, Any]] = [
     ("proc.is_exe_from_memfd", execve("/memfd:x", is_exe_from_memfd=True), True),
     ("dns.qname", EXEC, None),
     ("proc.name", dns("a.com"), None),
+    # the kernel's view (issue 12): resolved paths, identities, fd kinds, compat calls
+    ("fd.nameraw", dataclasses.replace(open_write("/etc/shadow"), raw_path="/tmp/e/shadow"),
+     "/tmp/e/shadow"),
+    ("fd.nameraw", open_write("/y"), "/y"),
+    ("fd.ino", dataclasses.replace(open_write("/y"), ino=42), 42),
+    ("fd.dev", dataclasses.replace(open_write("/y"), dev=7), 7),
+    ("fd.type", dataclasses.replace(open_write("/tmp/f"), file_mode=0o10644), "pipe"),
+    ("fd.type", fd_placed("fcntl", "ipv4", addr="10.0.0.1", port=4444), "ipv4"),
+    ("fd.typechar", fd_placed("dup2", "pipe", fd=1), "p"),
+    ("fd.num", fd_placed("dup2", "pipe", fd=1), 1),
+    ("fd.dip", fd_placed("dup3", "ipv6", addr="2001:db8::1", port=443), "2001:db8::1"),
+    ("fd.name", fd_placed("dup3", "ipv4", addr="10.0.0.1", port=4444), "10.0.0.1:4444"),
+    ("evt.arg.compat", dataclasses.replace(open_write("/x"), compat=True), True),
+    ("evt.arg.compat", open_write("/x"), False),
+    ("proc.is_container_runtime",
+     file_event("openat", "/x", process=proc("/usr/sbin/runc", is_container_runtime=True)),
+     True),
+    ("proc.is_container_runtime", file_event("openat", "/x"), False),
+    ("proc.is_container_init_child", EXEC, False),
+    ("proc.is_container_init_child", execve("/bin/sh", parent=INIT), True),
+    ("proc.stdio_wired_to_network",
+     file_event("openat", "/x", process=proc("/bin/sh", stdio_wired=("sh",))), ("sh",)),
+    ("proc.stdio_wired_to_network", file_event("openat", "/x"), None),
+    ("fd.is_server", fd_placed("dup2", "ipv4", accepted=True), True),
+    ("fd.is_server", fd_placed("dup2", "ipv4"), False),
+    ("fd.is_server", fd_placed("dup2", "pipe"), None),
+    ("fd.is_server", connect("10.0.0.9", 80, evt_type="accept"), True),
+    ("evt.arg.io_uring", dataclasses.replace(open_write("/x"), io_uring=True), True),
+    ("evt.is_open_setid", open_write("/x", mode=0o4755), True),
+    ("evt.is_open_setid", open_write("/x", flags=0o1, mode=0o4755), False),  # no O_CREAT
 ]
 
 

@@ -30,6 +30,7 @@ from tests.rules.synth import (
     O_TRUNC,
     O_WRONLY,
     connect,
+    fd_placed,
     file_event,
     proc,
     syscall,
@@ -236,14 +237,15 @@ SAMPLE_DESTINATIONS = [
     (2, "10.1.2.3", 4444), (2, "10.1.2.3", 443), (2, "169.254.169.254", 80),
     (2, "100.100.100.200", 80), (10, "fd00:ec2::254", 80), (10, "2001:db8::1", 3333),
     (10, "2001:db8::1", 80), (2, "127.0.0.1", 14444), (1, "/run/docker.sock", 0),
+    (10, "::ffff:169.254.169.254", 80), (10, "::ffff:10.1.2.3", 443),
 ]
 
 
 def connects_matched_and_dropped(ruleset: Any) -> tuple[int, list[tuple[str, int]]]:
     engine, connects = RuleEngine(ruleset, suppress_window_s=0), ruleset.connect_filter()
     matched, dropped = 0, []
-    for (family, addr, port), evt_type in itertools.product(SAMPLE_DESTINATIONS,
-                                                            ("connect", "sendto")):
+    for (family, addr, port), evt_type in itertools.product(
+            SAMPLE_DESTINATIONS, ("connect", "sendto", "sendmsg", "sendmmsg")):
         if engine.match(connect(addr, port, evt_type=evt_type, family=family)):
             matched += 1
             if not connects.passes(family, addr, port):
@@ -253,7 +255,7 @@ def connects_matched_and_dropped(ruleset: Any) -> tuple[int, list[tuple[str, int
 
 def test_no_connect_a_default_rule_matches_is_dropped() -> None:
     matched, dropped = connects_matched_and_dropped(load_ruleset(DEFAULT_RULES))
-    assert matched >= 8 and dropped == []
+    assert matched >= 20 and dropped == []
 
 
 @pytest.mark.parametrize("condition", [
@@ -269,6 +271,15 @@ def test_no_connect_a_default_rule_matches_is_dropped() -> None:
 def test_falco_peer_fields_never_drop_what_they_match(tmp_path: Path, condition: str) -> None:
     matched, dropped = connects_matched_and_dropped(ruleset_of(tmp_path, condition))
     assert matched > 0 and dropped == []
+
+
+def test_a_v4_mapped_destination_meets_the_ipv4_rules() -> None:
+    """Decoders report ::ffff:a.b.c.d as a.b.c.d; a rule written with the mapped spelling
+    meets the plain address too."""
+    engine = RuleEngine(load_ruleset(DEFAULT_RULES), suppress_window_s=0)
+    assert {f.rule for f in engine.match(connect("169.254.169.254", 80, family=10))} == {
+        "Contact cloud metadata service from container"}
+    assert as_net("::ffff:169.254.169.254") == as_net("169.254.169.254")
 
 
 @pytest.mark.parametrize(("condition", "sockets_only"), [
@@ -290,3 +301,109 @@ def test_default_rules_want_only_dups_of_sockets() -> None:
         event = syscall(evt_type, {"oldfd": 5, "newfd": newfd, "oldfd_is_socket": is_socket})
         if engine.match(event):
             assert dups.passes(bool(is_socket))
+
+
+# --- the kernel judges the file it opened (issue 12) ----------------------------------------
+
+# (path as written, the file the kernel opened): a symlinked directory, a relative path, the
+# process's root through /proc, padding, a dirfd-relative name; the kernel judges the second.
+RESOLVED = [
+    ("/tmp/e/shadow", "/etc/shadow"), ("../etc/shadow", "/etc/shadow"),
+    ("/proc/self/root/etc/sudoers", "/etc/sudoers"), ("shadow", "/etc/shadow"),
+    ("./" * 150 + "etc/shadow", "/etc/shadow"), ("/tmp/k/id_rsa", "/root/.ssh/id_rsa"),
+    ("/tmp/e/passwd", "/etc/passwd"), ("/tmp/b/evil", "/usr/bin/evil"),
+    ("/proc/self/environ", "/proc/42/environ"), ("x", "/var/log/syslog"),
+]
+
+
+def opened(raw: str, resolved: str, flags: int, ret: int, mode: int = 0o644,
+           evt_type: str = "openat") -> Any:
+    """An open as the process table hands it to the rules: fd.name is the file the kernel
+    opened (success) or the path as written made absolute (failure, joined with /tmp)."""
+    path = resolved if ret >= 0 else normalize_path("/tmp/" + raw if raw[0] != "/" else raw)
+    event = file_event(evt_type, path, flags=flags, ret=ret, mode=mode)
+    event.raw_path = raw
+    return event
+
+
+def test_no_open_a_default_rule_matches_is_dropped_by_its_resolved_path(
+        default_filter: OpenFilter) -> None:
+    engine = RuleEngine(load_ruleset(DEFAULT_RULES), suppress_window_s=0)
+    matched = 0
+    for (raw, resolved), flags, ret, mode in itertools.product(
+            RESOLVED, SAMPLE_FLAGS, (3, -2), (0o644, 0o4755)):
+        event = opened(raw, resolved, flags, ret, mode)
+        if engine.match(event):
+            matched += 1
+            judged = resolved if ret >= 0 else raw  # what the kernel has in hand
+            assert default_filter.passes(judged, open_modes("openat", flags), failed=ret < 0,
+                                         setid=bool(mode & 0o6000)), (raw, flags, ret, mode)
+    assert matched > 40
+
+
+def test_the_default_rules_judge_failed_opens_as_written_and_want_setuid_creations() -> None:
+    opens = load_ruleset(DEFAULT_RULES).open_filter()
+    assert opens.failed  # "Process executable written through /proc" counts attempts
+    assert opens.passes("/proc/self/exe", WRITE, failed=True)
+    assert not opens.passes("/tmp/x", READ, failed=True)
+    assert opens.setid_modes == WRITE
+    assert opens.passes("/tmp/s", WRITE, setid=True) and not opens.passes("/tmp/s", WRITE)
+
+
+@pytest.mark.parametrize(("condition", "failed", "setid"), [
+    ("open_read and fd.name = /x", True, 0),
+    ("open_read and evt.rawres >= 0 and fd.name = /x", False, 0),
+    ("open_read and evt.res = SUCCESS and fd.name = /x", False, 0),
+    ("open_read and evt.failed = true and fd.name = /x", True, 0),
+    ("open_read and fd.num in (0, 1, 2) and fd.name = /x", False, 0),
+    ("open_read and evt.rawres < 0 and fd.name = /x", True, 0),
+    ("open_write and evt.arg.mode contains S_ISUID", True, WRITE),
+    ("open_write and evt.rawres >= 0 and evt.arg.mode contains S_ISGID", False, WRITE),
+    ("open_write and evt.is_open_setid = true", True, WRITE),
+    ("open_write and evt.arg.mode contains S_IWOTH", True, 0),
+])  # fmt: skip
+def test_result_and_setid_derivation(tmp_path: Path, condition: str, failed: bool,
+                                     setid: int) -> None:
+    opens = derive(tmp_path, condition)
+    assert (opens.failed, opens.setid_modes) == (failed, setid)
+
+
+def test_shells_wired_through_pipes_let_connects_of_piped_processes_through(
+        tmp_path: Path) -> None:
+    connects = derive_connects(tmp_path, "evt.type = connect and "
+                               "proc.stdio_wired_to_network intersects (sh, bash)")
+    assert connects.piped and not connects.is_everything
+    assert connects.passes(2, "10.1.2.3", 443, piped=True)
+    assert not connects.passes(2, "10.1.2.3", 443)
+    assert connects.describe() == "connects to processes with piped stdio"
+    assert load_ruleset(DEFAULT_RULES).connect_filter().piped
+    opens = load_ruleset(DEFAULT_RULES).open_filter()  # a FIFO's open can close the loop
+    assert opens.fifo and opens.passes("/tmp/f", READ, fifo=True)
+    assert not opens.passes("/tmp/f", READ) and not opens.passes("/tmp/f", READ, fifo=True,
+                                                                   failed=True)
+
+
+@pytest.mark.parametrize(("condition", "sockets_only", "outbound_only"), [
+    ("evt.type = fcntl and fd.type in (ipv4, ipv6)", True, False),
+    ("evt.type = dup2 and fd.type = pipe", False, False),
+    ("evt.type = dup3 and fd.type = ipv4 and fd.is_server = false", True, True),
+    ("evt.type = dup3 and fd.is_server = true", False, False),
+])  # fmt: skip
+def test_dup_kinds_derivation(tmp_path: Path, condition: str, sockets_only: bool,
+                              outbound_only: bool) -> None:
+    dups = ruleset_of(tmp_path, condition).dup_filter()
+    assert (dups.sockets_only, dups.outbound_only) == (sockets_only, outbound_only)
+
+
+def test_no_dup_a_default_rule_matches_is_dropped() -> None:
+    dups = load_ruleset(DEFAULT_RULES).dup_filter()
+    assert dups.outbound_only
+    engine = RuleEngine(load_ruleset(DEFAULT_RULES), suppress_window_s=0)
+    hits = 0
+    for evt_type, fd, kind, accepted in itertools.product(
+            ("dup", "dup2", "dup3", "fcntl"), (0, 1, 2, 5), ("ipv4", "ipv6", "unix", "pipe",
+                                                           "file"), (False, True)):
+        if engine.match(fd_placed(evt_type, kind, fd=fd, accepted=accepted)):
+            hits += 1
+            assert dups.passes(kind in ("ipv4", "ipv6", "unix"), accepted)
+    assert hits == 4 * 3 * 2  # dup calls x fds 0-2 x inet families, never accepted

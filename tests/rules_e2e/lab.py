@@ -80,7 +80,8 @@ def file_op(types: Iterable[str], path: str) -> Witness:
 @dataclass(frozen=True)
 class Opened:
     """An open of `path` with `modes` (cauditd.rules.prefilter READ / WRITE), made by the exec
-    of `argv`.
+    of `argv`; `resolved`, the file the kernel opened when that is not `path` (a symlink or
+    /proc's magic links), is what the event and the kernel's filter see.
 
     The kernel drops the opens and connects no loaded rule can match, so such a call is never
     seen; for those, `Lab.saw` takes the filter's verdict and the exec of `argv` instead
@@ -90,12 +91,14 @@ class Opened:
     path: str
     modes: int
     argv: tuple[str, ...]
+    resolved: str = ""
 
     def __call__(self, ev: Event) -> bool:
-        return isinstance(ev, FileEvent) and ev.type in OPEN_TYPES and ev.path == self.path
+        return isinstance(ev, FileEvent) and ev.type in OPEN_TYPES \
+            and ev.path == (self.resolved or self.path)
 
     def dropped_by(self, ruleset: RuleSet) -> bool:
-        return not ruleset.open_filter().passes(self.path, self.modes)
+        return not ruleset.open_filter().passes(self.resolved or self.path, self.modes)
 
 
 @dataclass(frozen=True)

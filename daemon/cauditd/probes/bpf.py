@@ -46,6 +46,12 @@ def source(files: Sequence[str], defines: Mapping[str, int | str]) -> str:
     return head + "\n".join(inline(root / name) for name in files)
 
 
+def tracepoint_exists(category: str, event: str) -> bool:
+    """Whether the kernel has this tracepoint (tracefs, at either mount point)."""
+    return any(Path(root, "events", category, event).is_dir()
+               for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"))
+
+
 def check_environment() -> None:
     """Fail early, with the reason, when this host cannot run BCC tracepoint probes."""
     if os.geteuid() != 0:
@@ -64,16 +70,29 @@ def check_environment() -> None:
         raise ProbeError(f"BCC is not importable ({exc}): apt-get install python3-bpfcc") from exc
 
 
-def load(files: Sequence[str], defines: Mapping[str, int | str]) -> Any:
-    """Compile, load and auto-attach the TRACEPOINT_PROBEs of `files`; returns the BPF object."""
+def load(
+    files: Sequence[str],
+    defines: Mapping[str, int | str],
+    tail_calls: Mapping[str, Sequence[str]] | None = None,
+) -> Any:
+    """Compile, load and auto-attach the TRACEPOINT_PROBEs of `files`; returns the BPF object.
+
+    `tail_calls` names, per program array, the tracepoint programs to load into it in order
+    (handlers a probe tail-calls, each verified on its own).
+    """
     check_environment()
     from bcc import BPF
 
     text = source(files, defines)
     try:
-        return BPF(text=text, cflags=["-Wno-macro-redefined"])
+        bpf = BPF(text=text, cflags=["-Wno-macro-redefined"])
+        for array, programs in (tail_calls or {}).items():
+            table = bpf[array]
+            for index, name in enumerate(programs):
+                table[ctypes.c_int(index)] = ctypes.c_int(bpf.load_func(name, BPF.TRACEPOINT).fd)
     except Exception as exc:
         raise ProbeError(f"loading {', '.join(files)} failed: {exc}") from exc
+    return bpf
 
 
 def load_functions(bpf: Any, names: Sequence[str], prog_type: str) -> dict[str, int]:

@@ -63,7 +63,7 @@ CORE: dict[str, tuple[str, str]] = {
 }
 # io_uring requests as the submission tracepoint sees them (kernels with io_uring only).
 IO_URING: dict[str, tuple[str, str]] = {
-    "OFF_REQ_OPCODE": ("io_kiocb", "opcode"),
+    "OFF_REQ_CMD": ("io_kiocb", "cmd"),
     "OFF_OPEN_DFD": ("io_open", "dfd"),
     "OFF_OPEN_FILENAME": ("io_open", "filename"),
     "OFF_OPEN_FLAGS": ("io_open", "how.flags"),

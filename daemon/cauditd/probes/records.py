@@ -1,8 +1,9 @@
 """Decoders from the probes' C record layouts to typed events (the only place that sees bytes).
 
 Each layout mirrors a struct in probes/*.c; the first u32 after the timestamps is the kind.
-Paths come out as the process passed them; making them absolute needs the process's cwd and
-is done by the process table (cauditd.proctable).
+An open's path is the file the kernel opened when the probe could resolve it (probes/opens.h);
+other paths come out as the process passed them, with the directory a relative one was
+relative to when the kernel told it (`base`); the process table makes the rest absolute.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from cauditd.events import (
     Event,
     ExecEvent,
     ExitEvent,
+    FdEvent,
     FileEvent,
     ForkEvent,
     NetSyscallEvent,
+    StdioFd,
     SyscallEvent,
 )
 from cauditd.probes import catalog
@@ -36,20 +39,35 @@ EVENT_SYSCALL = 2
 EVENT_FORK = 3
 EVENT_EXIT = 4
 EVENT_CGROUP = 5
+EVENT_OPEN = 6
 
 ARGV_MAX = 16
 ARG_LEN = 128
 EXEC_FROM_MEMFD = 1
 SOCKET_KNOWN = 0x80000000
+SOCKET_ACCEPTED = 0x40000000
+SC_COMPAT, SC_BASE, SC_IO_URING = 1, 2, 8  # syscall_record.info
+OPEN_RESOLVED, OPEN_BASE, OPEN_TRUNCATED, OPEN_DETACHED, OPEN_COMPAT = 1, 2, 4, 8, 16
+OPEN_IO_URING = 32
 AT_FDCWD = -100
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 CREAT_FLAGS = 0o1101  # O_CREAT | O_WRONLY | O_TRUNC, what creat() means
 
-EXEC = struct.Struct(HEADER.format + f"IIII256s{ARGV_MAX * ARG_LEN}s")
-FORK = struct.Struct(HEADER.format + "IIQII")
+STDIO = struct.Struct("<IIQ")  # struct stdio_fd: i_mode, device, inode
+EXEC = struct.Struct(HEADER.format + f"IIIIQII{3 * STDIO.size}s256s512s{ARGV_MAX * ARG_LEN}s")
+EXE_RESOLVED, EXE_FOREIGN_MNT_NS, EXE_TRUNCATED, EXE_DETACHED, EXE_UNLINKED = 1, 2, 4, 8, 16
+FORK = struct.Struct(HEADER.format + "IIQIIQII")
 EXIT = struct.Struct(HEADER.format + "iI")
 CGROUP = struct.Struct(HEADER.format + "256s")
-SYSCALL = struct.Struct(HEADER.format + "IIq6QQII256s256s")
+SYSCALL = struct.Struct(HEADER.format + "IIq6QQIIIIQII256s256s256s")
+OPEN = struct.Struct(HEADER.format + "IIqqQQQII256s512s")
+# Falco's fd.type names by the inode's S_IFMT bits (sockets are named by their family; pipes
+# and FIFOs are both "pipe", devices and links "file").
+FILE_KINDS = {0o010000: "pipe", 0o020000: "file", 0o040000: "directory", 0o060000: "file",
+              0o100000: "file", 0o120000: "file"}
+S_IFMT, S_IFSOCK = 0o170000, 0o140000
+AF_NETLINK = 16
+SOCKET_KINDS = {AF_UNIX: "unix", AF_INET: "ipv4", AF_INET6: "ipv6", AF_NETLINK: "netlink"}
 
 _FORK_TYPES = {0: "clone", 56: "clone", 57: "fork", 58: "vfork", 435: "clone3"}
 _SIGNED_ARGS = frozenset(
@@ -72,10 +90,14 @@ def s32(value: int) -> int:
 
 
 def decode_exec(raw: Record) -> ExecEvent:
-    ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, _old_pid, argc, flags, _p2, filename, argv = (
-        EXEC.unpack_from(raw)
-    )
-    exe = cstr(filename)
+    """An exec: the path it was asked for, and with the kernel's layout the file it runs."""
+    fields = EXEC.unpack_from(raw)
+    ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, _old_pid, argc, flags = fields[:12]
+    exe_flags, exe_ino, exe_dev, _p2, stdio, filename, resolved, argv = fields[12:]
+    asked = cstr(filename)
+    exe = asked
+    if exe_flags & EXE_RESOLVED and not exe_flags & EXE_TRUNCATED:
+        exe = cstr(resolved)
     args = tuple(cstr(argv[i * ARG_LEN : (i + 1) * ARG_LEN]) for i in range(min(argc, ARGV_MAX)))
     return ExecEvent(
         type="execve",
@@ -87,13 +109,27 @@ def decode_exec(raw: Record) -> ExecEvent:
         gid=gid,
         comm=cstr(comm),
         exe=exe,
+        filename=asked,
         argv=args,  # empty when the kernel could not read it: the process table fills it in
         is_exe_from_memfd=bool(flags & EXEC_FROM_MEMFD) or exe.startswith("/memfd:"),
+        exe_ino=exe_ino,
+        exe_dev=exe_dev,
+        exe_foreign_mnt_ns=bool(exe_flags & EXE_FOREIGN_MNT_NS),
+        is_exe_unlinked=bool(exe_flags & EXE_UNLINKED),
+        stdio=_stdio(stdio) if exe_flags & EXE_RESOLVED else (),
     )
 
 
+def _stdio(raw: bytes) -> tuple[StdioFd, ...]:
+    found = []
+    for i_mode, dev, ino in STDIO.iter_unpack(raw):
+        kind = fd_kind(i_mode, 0) or ("" if not i_mode else "socket")
+        found.append(StdioFd(kind, (dev, ino) if kind == "pipe" else None))
+    return tuple(found)
+
+
 def decode_fork(raw: Record) -> ForkEvent:
-    ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, parent, child, flags, nr, _p2 = (
+    ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, parent, child, flags, nr, _p2, *exe = (
         FORK.unpack_from(raw)
     )
     return ForkEvent(
@@ -109,6 +145,9 @@ def decode_fork(raw: Record) -> ForkEvent:
         child_pid=child,
         child_tid=child,
         args={"flags": flags, "parent_tid": parent},
+        exe_ino=exe[0],
+        exe_dev=exe[1],
+        exe_foreign_mnt_ns=bool(exe[2]),
     )
 
 
@@ -128,14 +167,19 @@ def decode_exit(raw: Record) -> ExitEvent:
 
 
 def sockaddr(raw: bytes) -> tuple[int, str, int]:
-    """(family, address, port) of a struct sockaddr; unix paths as text, "@name" if abstract."""
+    """(family, address, port) of a struct sockaddr; unix paths as text, "@name" if abstract.
+
+    A v4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address it carries: the kernel
+    sends IPv4 packets to it, and rules about a.b.c.d must meet it."""
     if len(raw) < 2:
         return 0, "", 0
     (family,) = struct.unpack_from("<H", raw)
     if family == AF_INET and len(raw) >= 8:
         return family, str(ipaddress.IPv4Address(raw[4:8])), struct.unpack_from(">H", raw, 2)[0]
     if family == AF_INET6 and len(raw) >= 24:
-        return family, str(ipaddress.IPv6Address(raw[8:24])), struct.unpack_from(">H", raw, 2)[0]
+        address = ipaddress.IPv6Address(raw[8:24])
+        text = str(address.ipv4_mapped or address)
+        return family, text, struct.unpack_from(">H", raw, 2)[0]
     if family == AF_UNIX:
         path = raw[2:]
         if path[:1] == b"\0":
@@ -147,20 +191,61 @@ def sockaddr(raw: bytes) -> tuple[int, str, int]:
 def decode_syscall(raw: Record) -> SyscallEvent | None:
     fields = SYSCALL.unpack_from(raw)
     ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, nr, sock_info, ret = fields[:12]
-    a0, a1, a2, a3, a4, a5, deref, addr_len, _p2, path1, tail = fields[12:]
+    a0, a1, a2, a3, a4, a5, deref, addr_len, info, fd_mode, _p2 = fields[12:23]
+    exe_ino, exe_dev, exe_foreign, path1, tail, base = fields[23:]
     spec = catalog.BY_NR.get(nr)
     if spec is None:
         return None
     a = (a0, a1, a2, a3, a4, a5)
     common = {
         "type": spec.name, "ts_ns": ts, "cgroup_id": cgroup_id, "pid": pid, "tid": tid,
-        "uid": uid, "gid": gid, "comm": cstr(comm), "ret": ret,
+        "uid": uid, "gid": gid, "comm": cstr(comm), "ret": ret, "compat": bool(info & SC_COMPAT),
+        "io_uring": bool(info & SC_IO_URING), "exe_ino": exe_ino, "exe_dev": exe_dev,
+        "exe_foreign_mnt_ns": bool(exe_foreign),
     }  # fmt: skip
+    base_dir = cstr(base) if info & SC_BASE else ""
     if spec.family == "file":
-        return _file_event(spec.name, a, deref, cstr(path1), cstr(tail), common)
+        return _file_event(spec.name, a, deref, cstr(path1), cstr(tail), base_dir, common)
     if spec.family == "net":
         return _net_event(spec.name, a, sock_info, tail[:addr_len], common)
-    return SyscallEvent(**common, args=_args(spec, a, path1, tail, sock_info))
+    args = _args(spec, a, path1, tail, sock_info)
+    if base_dir and spec.family == "process":
+        args["cwd"] = base_dir  # chdir/fchdir: the new cwd, as the kernel resolved it
+    if spec.family == "fd":
+        return _fd_event(spec.name, a, sock_info, fd_mode, tail[:addr_len], args, common)
+    return SyscallEvent(**common, args=args)
+
+
+def fd_kind(i_mode: int, sock_info: int) -> str:
+    """Falco's fd.type of a descriptor: by socket family, else by the inode's type."""
+    if i_mode & S_IFMT == S_IFSOCK or (not i_mode and sock_info & SOCKET_KNOWN):
+        family = (sock_info >> 16) & 0x3FFF if sock_info & SOCKET_KNOWN else 0
+        return SOCKET_KINDS.get(family, "socket")
+    return FILE_KINDS.get(i_mode & S_IFMT, "")
+
+
+def decode_open(raw: Record) -> FileEvent | None:
+    """An open as the kernel saw it: the opened file's path (or, for a relative path that
+    opened nothing, the directory it was relative to), and the path as written."""
+    fields = OPEN.unpack_from(raw)
+    ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm = fields[:9]
+    nr, info, ret, dirfd, flags, mode, ino, dev, i_mode, raw_path, path = fields[9:]
+    spec = catalog.BY_NR.get(nr)
+    if spec is None:
+        return None
+    written = cstr(raw_path)
+    ev = FileEvent(
+        type=spec.name, ts_ns=ts, cgroup_id=cgroup_id, pid=pid, tid=tid, uid=uid, gid=gid,
+        comm=cstr(comm), ret=ret, compat=bool(info & OPEN_COMPAT),
+        io_uring=bool(info & OPEN_IO_URING), path=written,
+        raw_path=written, dirfd=dirfd, flags=CREAT_FLAGS if spec.name == "creat" else flags,
+        mode=mode, file_mode=i_mode, ino=ino, dev=dev,
+    )  # fmt: skip
+    if info & OPEN_RESOLVED and not info & OPEN_TRUNCATED:
+        ev.path, ev.resolved = cstr(path), True
+    elif info & OPEN_BASE and not info & OPEN_TRUNCATED:
+        ev.base = cstr(path)
+    return ev
 
 
 def _args(
@@ -178,7 +263,7 @@ def _args(
         args[spec.args[0]] = cstr(path1)
     elif spec.name == "memfd_create":
         args["name"] = cstr(path1)
-    elif spec.name.startswith("dup"):
+    elif spec.family == "fd":
         args["oldfd_is_socket"] = 1 if sock_info & SOCKET_KNOWN else 0
     return args
 
@@ -190,9 +275,10 @@ def _arg_index(name: str) -> dict[str, int]:
 
 
 def _file_event(
-    name: str, a: tuple[int, ...], deref: int, path: str, second: str, common: dict[str, object]
+    name: str, a: tuple[int, ...], deref: int, path: str, second: str, base: str,
+    common: dict[str, object],
 ) -> FileEvent:
-    ev = FileEvent(**common, path=path, target=second)  # type: ignore[arg-type]
+    ev = FileEvent(**common, path=path, target=second, raw_path=path, base=base)  # type: ignore[arg-type]
     index = _arg_index(name)
     for arg in ("dirfd", "olddirfd", "fd"):
         if arg in index:
@@ -234,6 +320,28 @@ def _net_event(
     return ev
 
 
+def _fd_event(
+    name: str, a: tuple[int, ...], sock_info: int, fd_mode: int, addr: bytes,
+    args: dict[str, int | str], common: dict[str, object],
+) -> FdEvent:
+    """A dup or fcntl(F_DUPFD) onto fds 0-2: the new fd is the result."""
+    _family, host, port = sockaddr(addr)
+    if name == "fcntl":
+        args.pop("arg", None)
+        args["oldfd"] = s32(a[0])
+    ret = int(common["ret"])  # type: ignore[call-overload]
+    args["newfd"] = ret if name in ("dup", "fcntl") else args.get("newfd", ret)
+    return FdEvent(
+        **common,  # type: ignore[arg-type]
+        args=args,
+        fd=ret,
+        kind=fd_kind(fd_mode, sock_info),
+        addr=host,
+        port=port,
+        accepted=bool(sock_info & SOCKET_ACCEPTED),
+    )
+
+
 def decode_cgroup(raw: Record) -> CgroupEvent:
     ts, cgroup_id, *_header, path = CGROUP.unpack_from(raw)
     return CgroupEvent(type="cgroup_mkdir", ts_ns=ts, cgroup_id=cgroup_id, path=cstr(path))
@@ -245,6 +353,7 @@ DECODERS: dict[int, Callable[[Record], Event | None]] = {
     EVENT_SYSCALL: decode_syscall,
     EVENT_FORK: decode_fork,
     EVENT_EXIT: decode_exit,
+    EVENT_OPEN: decode_open,
 }
 
 

@@ -16,6 +16,7 @@ from cauditd.events import Event
 from cauditd.flood import SheddingDecoder
 from cauditd.probes import bpf as bpfmod
 from cauditd.probes import catalog
+from cauditd.probes.layout import KernelLayout
 from cauditd.probes.mmap_ringbuf import open_reader
 from cauditd.probes.records import decode
 from cauditd.probes.ringbuf import Reader
@@ -27,10 +28,14 @@ log = logging.getLogger(__name__)
 
 PROBE_NAME = "syscall"
 SOURCES = ("syscalls.c", "process.c")
+IO_URING_SOURCE = "io_uring.c"  # with the kernel's layout and io_uring's tracepoints
+IO_URING_TRACEPOINTS = ("io_uring_submit_req", "io_uring_complete")
+TAIL_CALLS = {"exit_handlers": ("open_exit",)}  # with the kernel's layout only
 CGROUP_TRACKED = 1
 CGROUP_IGNORED = 2
 SETTING_TRACK_HOST, SETTING_OPEN_FILTER, SETTING_OPEN_ANY_MODES = 0, 1, 2
 SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY = 3, 4
+SETTING_OPEN_FAILED, SETTING_OPEN_SETID, SETTING_PIPES = 5, 6, 7
 FILTERS = ("open", "connect", "dup")  # the kernel's filtered[] counters, in order
 UNFILTERED = {"open": "every open", "connect": "every connect", "dup": "every dup onto fds 0-2"}
 
@@ -46,6 +51,8 @@ class SyscallProbes:
     def __init__(self, config: ProbesConfig, on_events: Callable[[list[Event]], None]) -> None:
         self._config = config
         self._on_events = on_events
+        self._layout: KernelLayout | None = None
+        self._layout_read = False
         self._bpf: Any = None
         self._reader: Reader | None = None
         self._lost_seen = 0
@@ -55,8 +62,21 @@ class SyscallProbes:
         self.shed: Counter[int] = Counter()  # records shed per cgroup id (flood.py), ever
 
     @property
+    def layout(self) -> KernelLayout | None:
+        """The kernel's struct layouts the probes read (None: off, no BTF, or refused)."""
+        if not self._layout_read:
+            self._layout_read = True
+            self._layout = KernelLayout.read() if self._config.kernel_structs else None
+        return self._layout
+
+    @property
     def defines(self) -> dict[str, int | str]:
-        return {"RINGBUF_PAGES": self._config.ringbuf_pages, **catalog.nr_defines()}
+        """What the C code is compiled with: ring size, syscall numbers and, when the kernel's
+        BTF gave them, its struct layouts (resolved paths, fd kinds, compat syscalls)."""
+        found = {"RINGBUF_PAGES": self._config.ringbuf_pages, **catalog.nr_defines()}
+        if self.layout is not None:
+            found.update(self.layout.defines())
+        return found
 
     @property
     def enabled_syscalls(self) -> set[str]:
@@ -75,14 +95,12 @@ class SyscallProbes:
 
     def _write_specs(self) -> None:
         table = self._bpf["syscall_spec"]
-        plan = catalog.plan(self._syscalls)
-        for spec in catalog.SYSCALLS:
-            enabled, emit = plan.get(spec.name, (False, False))
-            leaf = table.Leaf(
-                int(enabled), int(emit), spec.path1, spec.path2, spec.str3,
-                spec.addr, spec.addrlen, spec.deref, spec.opts, 0,
-            )  # fmt: skip
-            table[ctypes.c_int(spec.nr)] = leaf
+        for nr, fields in catalog.spec_entries(self._syscalls, self.layout is not None).items():
+            table[ctypes.c_int(nr)] = table.Leaf(**fields)
+        if self.layout is not None:
+            calls = self._bpf["socketcall_native"]
+            for call, native in catalog.socketcall_entries(self._syscalls).items():
+                calls[ctypes.c_int(call)] = ctypes.c_uint32(native)
 
     def set_kernel_filters(self, filters: KernelFilters | None) -> None:
         """Emit only the opens, connects and dups `filters` lets through (None: all of them).
@@ -96,7 +114,8 @@ class SyscallProbes:
 
     def _write_filters(self) -> None:
         settings = self._bpf["settings"]
-        for setting in (SETTING_OPEN_FILTER, SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY):
+        for setting in (SETTING_OPEN_FILTER, SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY,
+                        SETTING_OPEN_FAILED, SETTING_OPEN_SETID, SETTING_PIPES):
             settings[ctypes.c_int(setting)] = ctypes.c_uint64(0)
         for name in ("open_prefixes", "open_names", "connect_ports", "connect_nets"):
             self._bpf[name].clear()
@@ -104,7 +123,10 @@ class SyscallProbes:
         if filters is None:
             return
         opens, connects = filters.opens, filters.connects
-        if not opens.is_everything:
+        # Without the kernel's layout no filter can tell a FIFO or a piped process: the
+        # filters a rule on pipes needs stay off.
+        can_judge_pipes = self.layout is not None
+        if not opens.is_everything and (can_judge_pipes or not opens.fifo):
             prefixes, names = self._bpf["open_prefixes"], self._bpf["open_names"]
             for text, modes in opens.prefixes().items():
                 data = text.encode()
@@ -112,8 +134,10 @@ class SyscallProbes:
             for name, modes in opens.names().items():
                 names[names.Key(name.encode())] = ctypes.c_uint8(modes)
             settings[ctypes.c_int(SETTING_OPEN_ANY_MODES)] = ctypes.c_uint64(opens.any_modes)
+            settings[ctypes.c_int(SETTING_OPEN_SETID)] = ctypes.c_uint64(opens.setid_modes)
+            settings[ctypes.c_int(SETTING_OPEN_FAILED)] = ctypes.c_uint64(int(opens.failed))
             settings[ctypes.c_int(SETTING_OPEN_FILTER)] = ctypes.c_uint64(1)
-        if not connects.is_everything:
+        if not connects.is_everything and (can_judge_pipes or not connects.piped):
             ports, nets = self._bpf["connect_ports"], self._bpf["connect_nets"]
             for port in connects.ports():
                 ports[ctypes.c_uint16(port)] = ctypes.c_uint8(1)
@@ -121,16 +145,43 @@ class SyscallProbes:
                 address = (ctypes.c_uint8 * 16)(*net.network_address.packed)
                 nets[nets.Key(net.prefixlen, address)] = ctypes.c_uint8(1)
             settings[ctypes.c_int(SETTING_CONNECT_FILTER)] = ctypes.c_uint64(1)
+        pipes = can_judge_pipes and (connects.piped or opens.fifo)
+        settings[ctypes.c_int(SETTING_PIPES)] = ctypes.c_uint64(int(pipes))
+        dups = filters.dups
+        outbound = dups.outbound_only and self.layout is not None
         settings[ctypes.c_int(SETTING_DUP_SOCKETS_ONLY)] = ctypes.c_uint64(
-            int(filters.dups.sockets_only))
+            2 if outbound else int(dups.sockets_only))
         log.info("kernel filters: %s", "; ".join(filters.describe().values()))
 
     def dump(self) -> str:
-        return bpfmod.source(SOURCES, self.defines)
+        return bpfmod.source(self.sources(), self.defines)
+
+    def sources(self) -> tuple[str, ...]:
+        """The probe files to load: io_uring's where the layout knows its requests and the
+        kernel has its tracepoints."""
+        if self.layout is None or not self.layout.io_uring:
+            return SOURCES
+        if not all(bpfmod.tracepoint_exists("io_uring", tp) for tp in IO_URING_TRACEPOINTS):
+            return SOURCES
+        return (*SOURCES, IO_URING_SOURCE)
+
+    def _load(self) -> Any:
+        if self.layout is None:
+            return bpfmod.load(SOURCES, self.defines)
+        try:
+            return bpfmod.load(self.sources(), self.defines, TAIL_CALLS)
+        except bpfmod.ProbeError as exc:
+            log.warning("probes reading the kernel's structs did not load (%s); loading them "
+                        "without: paths as written, no fd kinds, no compat syscalls", exc)
+            self._layout = None
+            return bpfmod.load(SOURCES, self.defines)
 
     async def start(self) -> None:
-        """Compile and attach (in a thread: it takes ~0.5 s), then start draining."""
-        self._bpf = await asyncio.to_thread(bpfmod.load, SOURCES, self.defines)
+        """Compile and attach (in a thread: it takes ~0.5 s), then start draining.
+
+        When the probes that read the kernel's structs cannot load (a kernel older than their
+        helpers, a layout the verifier refuses), they load without: paths as written."""
+        self._bpf = await asyncio.to_thread(self._load)
         settings = self._bpf["settings"]
         settings[ctypes.c_int(SETTING_TRACK_HOST)] = ctypes.c_uint64(int(self._config.track_host))
         self._write_specs()
@@ -146,7 +197,7 @@ class SyscallProbes:
         )
         self._reader.start()
         metrics.PROBES_ATTACHED.labels(PROBE_NAME).set(1)
-        log.info("syscall probes attached (%s)", ", ".join(SOURCES))
+        log.info("syscall probes attached (%s)", ", ".join(self.sources()))
 
     async def stop(self) -> None:
         """Drain, detach and free the programs (BCC detaches tracepoints on cleanup)."""

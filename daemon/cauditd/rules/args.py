@@ -359,6 +359,10 @@ def _net_aliases(ev: NetSyscallEvent) -> dict[str, Any]:
             "port": ev.port, "peer_addr": ev.peer_addr, "peer_port": ev.peer_port}
 
 
+# How the probes saw the call, as arguments: evt.arg.compat (int 0x80), evt.arg.io_uring.
+EVENT_FLAGS = frozenset(("compat", "io_uring"))
+
+
 def arg_value(ev: Event, name: str, *, raw: bool = False) -> Any:
     """Argument `name` of a syscall event: rendered as Falco does, or raw."""
     if not isinstance(ev, SyscallEvent):
@@ -368,6 +372,8 @@ def arg_value(ev: Event, name: str, *, raw: bool = False) -> Any:
         return param.source(ev) if raw else param.value(ev)
     if name in ev.args:
         return ev.args[name]
+    if name in EVENT_FLAGS:
+        return getattr(ev, name)
     if isinstance(ev, FileEvent):
         if name in ("flags", "mode"):
             value = getattr(ev, name)

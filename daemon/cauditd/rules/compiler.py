@@ -25,7 +25,7 @@ from cauditd.rules.errors import (
     UnknownListError,
     UnknownMacroError,
 )
-from cauditd.rules.fields import EVENT_TYPES, FieldType, field_type, parse_ip
+from cauditd.rules.fields import EVENT_TYPES, FieldType, canonical_net, field_type, parse_ip
 from cauditd.rules.parser import And, Check, Condition, FieldRef, MacroRef, Node, Not, Or, Value
 
 Pred = Callable[[Event], bool]
@@ -220,7 +220,7 @@ class Compiler:
             if ftype is FieldType.BOOL:
                 return {"true": True, "false": False, "1": True, "0": False}[text.lower()]
             if ftype in (FieldType.IPADDR, FieldType.IPLIST):
-                return ipaddress.ip_network(text, strict=False)
+                return canonical_net(ipaddress.ip_network(text, strict=False))
             if ftype is FieldType.DYN:
                 return _dyn_forms(text)
         except (ValueError, KeyError):

@@ -25,6 +25,7 @@ from cauditd.events import (
     Event,
     ExecEvent,
     ExitEvent,
+    FdEvent,
     FileEvent,
     FlowEvent,
     ForkEvent,
@@ -33,6 +34,7 @@ from cauditd.events import (
     ProcessInfo,
     SyscallEvent,
 )
+from cauditd.probes import catalog
 from cauditd.rules import args
 
 Extractor = Callable[[Event], Any]
@@ -85,25 +87,29 @@ class Field:
 
 FIELDS: dict[str, Field] = {}
 
-SYSCALL_TYPES: dict[str, type[SyscallEvent]] = {
+_FAMILY_EVENTS: dict[str, type[SyscallEvent]] = {
+    "file": FileEvent, "net": NetSyscallEvent, "fd": FdEvent, "priv": SyscallEvent,
+    "process": SyscallEvent,
+}
+_PROCESS_EVENTS: dict[str, type[SyscallEvent]] = {
     **dict.fromkeys(("execve", "execveat"), ExecEvent),
     **dict.fromkeys(("clone", "fork", "vfork", "clone3"), ForkEvent),
-    "procexit": ExitEvent,
-    **dict.fromkeys(
-        ["open", "openat", "openat2", "creat", "unlink", "unlinkat", "rename", "renameat",
-         "renameat2", "mkdir", "mkdirat", "symlink", "symlinkat", "link", "linkat", "chmod",
-         "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat", "rmdir"],
-        FileEvent,
-    ),
-    **dict.fromkeys(("connect", "bind", "listen", "accept", "accept4", "sendto", "recvfrom",
-                     "recvmsg"), NetSyscallEvent),
-    **dict.fromkeys(
-        ["setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset", "setns",
-         "unshare", "mount", "umount2", "ptrace", "init_module", "finit_module", "bpf",
-         "memfd_create", "socket", "dup", "dup2", "dup3", "userfaultfd"],
-        SyscallEvent,
-    ),
 }
+_REPORTED_AS = {name for names in catalog.EVENT_ALIASES.values() for name in names}
+
+
+def _syscall_types() -> dict[str, type[SyscallEvent]]:
+    """evt.type names of the syscall source and their event classes, from the probes' one
+    catalog (cauditd.probes.catalog): every syscall the probes report is nameable."""
+    types: dict[str, type[SyscallEvent]] = {}
+    for spec in catalog.SYSCALLS:
+        if spec.name not in _REPORTED_AS:
+            types[spec.name] = _PROCESS_EVENTS.get(spec.name, _FAMILY_EVENTS[spec.family])
+    types.update(dict.fromkeys(catalog.EVENT_ALIASES, ExitEvent))
+    return types
+
+
+SYSCALL_TYPES: dict[str, type[SyscallEvent]] = _syscall_types()
 NETWORK_TYPES: dict[str, type[NetworkEvent]] = {
     "flow_new": FlowEvent,
     "flow_end": FlowEvent,
@@ -115,7 +121,7 @@ EVENT_TYPES: dict[str, dict[str, Any]] = {"syscall": SYSCALL_TYPES, "network": N
 ALL: tuple[type[Event], ...] = (Event,)
 SYS: tuple[type[Event], ...] = (SyscallEvent,)
 NET: tuple[type[Event], ...] = (NetworkEvent,)
-SOCK: tuple[type[Event], ...] = (NetSyscallEvent, NetworkEvent)
+SOCK: tuple[type[Event], ...] = (NetSyscallEvent, FdEvent, NetworkEvent)  # FdEvent: dups
 
 
 def _field(
@@ -250,7 +256,9 @@ FIELDS["evt.arg"] = Field(
     '"PTRACE_ATTACH", "CLONE_NEWNS", "BIND|REC", modes "S_IXOTH|...|S_ISUID"): test them with '
     "contains; `=` also takes the number. cauditd's own names work too: evt.arg.nstype, "
     "evt.arg.oldfd_is_socket, evt.arg.newfd, evt.arg.source, evt.arg.target, evt.arg.fstype, "
-    "evt.arg.newpath, evt.arg.linkpath.",
+    "evt.arg.newpath, evt.arg.linkpath; evt.arg.compat (true for a 32-bit syscall made through "
+    "int 0x80, already mapped to the x86_64 syscall it is) and evt.arg.io_uring (true for an "
+    "open or connect submitted through an io_uring ring).",
     SYS, _no_arg, arg="name", make=_make_arg(False),
 )
 FIELDS["evt.rawarg"] = Field(
@@ -478,10 +486,13 @@ def _endpoint(addr: str, port: int) -> str:
 
 
 @_field("fd.name", S, (FileEvent, *SOCK), "File path, or ip:port of the peer for sockets "
-        '("sip:sport->dip:dport" for flows).')
+        '("sip:sport->dip:dport" for flows). For an open, the file the kernel opened, resolved '
+        "through symlinks, the dirfd, the cwd, /proc/<pid>/root and mounts; see fd.nameraw.")
 def _fd_name(ev: Event) -> Any:
     if isinstance(ev, FileEvent):
         return ev.path or None
+    if isinstance(ev, FdEvent):
+        return _endpoint(ev.addr, ev.port) if ev.addr else None
     if isinstance(ev, NetSyscallEvent):
         if ev.family == 1:
             return ev.addr or None
@@ -504,9 +515,14 @@ def _fd_filename(ev: Event) -> Any:
     return _basename(ev.path) or None if isinstance(ev, FileEvent) and ev.path else None
 
 
+_FILE_KINDS = {0o010000: "pipe", 0o040000: "directory"}
+
+
 def _fd_kind(ev: Event) -> str | None:
     if isinstance(ev, FileEvent):
-        return "file"
+        return _FILE_KINDS.get(ev.file_mode & 0o170000, "file")
+    if isinstance(ev, FdEvent):
+        return ev.kind or None
     if isinstance(ev, NetSyscallEvent):
         return {1: "unix", 2: "ipv4", 10: "ipv6"}.get(ev.family)
     if isinstance(ev, NetworkEvent):
@@ -514,22 +530,29 @@ def _fd_kind(ev: Event) -> str | None:
     return None
 
 
-@_field("fd.type", S, (FileEvent, *SOCK), 'Kind of descriptor: "file", "ipv4", "ipv6", "unix".')
+@_field("fd.type", S, (FileEvent, *SOCK), 'Kind of descriptor: "file", "directory", "pipe" '
+        '(pipes and FIFOs), "ipv4", "ipv6", "unix", "netlink". On dup/dup2/dup3/fcntl events, '
+        "what the fd placed on fd 0-2 is, as the kernel's fd table says.")
 def _fd_type(ev: Event) -> Any:
     return _fd_kind(ev)
 
 
-@_field("fd.typechar", S, (FileEvent, *SOCK), 'Kind as one letter: "f", "4", "6", "u".')
+_TYPECHARS = {"file": "f", "directory": "d", "pipe": "p", "ipv4": "4", "ipv6": "6", "unix": "u",
+              "netlink": "n"}
+
+
+@_field("fd.typechar", S, (FileEvent, *SOCK), 'Kind as one letter: "f", "d", "p", "4", "6", '
+        '"u", "n".')
 def _fd_typechar(ev: Event) -> Any:
     kind = _fd_kind(ev)
-    return {"file": "f", "ipv4": "4", "ipv6": "6", "unix": "u"}.get(kind) if kind else None
+    return _TYPECHARS.get(kind) if kind else None
 
 
-@_field("fd.num", INT, (FileEvent, NetSyscallEvent), "File descriptor number (the fd an open "
-        "returned, -1 when it failed, as in Falco; or the socket of a connect/bind/...).",
-        volatile=True)
+@_field("fd.num", INT, (FileEvent, FdEvent, NetSyscallEvent), "File descriptor number (the fd "
+        "an open returned, -1 when it failed, as in Falco; the fd a dup placed; or the socket of "
+        "a connect/bind/...).", volatile=True)
 def _fd_num(ev: Event) -> Any:
-    if isinstance(ev, NetSyscallEvent):
+    if isinstance(ev, NetSyscallEvent | FdEvent):
         return ev.fd
     if isinstance(ev, FileEvent) and ev.type in OPEN_TYPES:
         return ev.ret if ev.ret >= 0 else -1
@@ -785,14 +808,32 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
+def canonical_net(net: Any) -> Any:
+    """A network as rules compare it: v4-mapped IPv6 (::ffff:a.b.c.d/n, n >= 96) as IPv4."""
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96:
+        mapped = net.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, net.prefixlen - 96))
+    return net
+
+
 @lru_cache(maxsize=65536)
 def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """An address from event text; None when it is not one."""
+    """An address from event text; None when it is not one. A v4-mapped IPv6 address
+    (::ffff:a.b.c.d) is the IPv4 address it carries, so lists and CIDRs of IPv4 meet it."""
     try:
-        return ipaddress.ip_address(text.split("%", 1)[0])
+        address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 # The rest of the registry: imported last, they register into FIELDS through _field.
-from cauditd.rules import fields_container, fields_process, fields_socket  # noqa: E402, F401
+from cauditd.rules import (  # noqa: E402, F401
+    fields_container,
+    fields_kernel,
+    fields_process,
+    fields_socket,
+)

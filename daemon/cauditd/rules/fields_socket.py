@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from cauditd.events import ContainerInfo, Event, NetSyscallEvent, NetworkEvent
+from cauditd.events import ContainerInfo, Event, FdEvent, NetSyscallEvent, NetworkEvent
 from cauditd.rules.fields import SOCK, FieldType, _field
 
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
-CLIENT_CALLS = frozenset(("connect", "sendto", "sendmsg"))
+CLIENT_CALLS = frozenset(("connect", "sendto", "sendmsg", "sendmmsg"))
 SERVER_CALLS = frozenset(("accept", "accept4", "recvfrom", "recvmsg"))
 EINPROGRESS = -115
 IP, INT, B, S = FieldType.IPADDR, FieldType.INT, FieldType.BOOL, FieldType.STRING
@@ -46,6 +46,13 @@ class Ends(NamedTuple):
 def ends(ev: Event) -> Ends | None:
     if isinstance(ev, NetworkEvent):
         return Ends(ev.sip, ev.sport, ev.dip, ev.dport, ev.direction == "ingress")
+    if isinstance(ev, FdEvent):  # a dup placed a socket: its peer, as the kernel's fd table says
+        if ev.kind not in ("ipv4", "ipv6", "unix"):
+            return None
+        port = ev.port if ev.addr else -1
+        if ev.accepted:  # the server's end: the peer is the client
+            return Ends(ev.addr, port, "", -1, True)
+        return Ends("", -1, ev.addr, port, False)
     if not isinstance(ev, NetSyscallEvent) or ev.family not in (AF_INET, AF_INET6):
         return None
     if ev.type in CLIENT_CALLS:

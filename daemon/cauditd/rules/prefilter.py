@@ -4,19 +4,26 @@ Opens and connects are most of what a container's syscalls are, and most rules a
 at a few paths (/etc, binary directories, credentials) or a few destinations (mining ports, the
 cloud metadata address). From each rule's condition (macros and lists expanded) we derive a
 condition every open, or every connect, it matches must meet: a set of clauses (a disjunction),
-each a conjunction of constraints on the facets the kernel can test: the path and the access
-mode of an open, the destination port and address of a connect or sendto, whether the old fd
-of a dup onto fd 0-2 is a socket. The union over the
-rules goes to the kernel (probes/syscalls.c), which emits such a syscall only when some clause
+each a conjunction of constraints on the facets the kernel can test: the path, access mode,
+result (success or failure) and requested setuid/setgid bits of an open, the destination port
+and address of a connect, sendto or sendmsg, whether the connecting process's stdin and stdout
+are pipes, whether the fd a dup places on fd 0-2 is a socket. The union over the rules goes to
+the kernel (probes/filters.h, opens.h), which emits such a syscall only when some clause
 matches it.
+
+The path the kernel judges is the one rules see as fd.name: for an open that succeeded, the
+file the kernel opened, resolved through symlinks, the dirfd, the cwd and mounts (with the
+kernel's layout; see probes/opens.h), so a symlinked directory cannot hide an open of a
+watched file. An open that failed opened nothing, and is judged by its path as written.
 
 The derivation only ever widens: what it cannot reason about (negations, other fields, an
 intersection it cannot express) becomes "unconstrained", so the kernel lets through everything
-a rule could match and, on a rule set that looks at every open, every open. Opens the kernel
-cannot judge as they are pass too: relative paths (user space makes them absolute with the
-process's cwd), and absolute ones with "//", "." or ".." components (user space normalizes
-them, so "/etc/./shadow" meets the rule about "/etc/shadow"); so do connects of families other
-than IPv4 and IPv6.
+a rule could match and, on a rule set that looks at every open, every open. Paths the kernel
+cannot judge as written pass too: relative paths of failed opens (user space joins them with
+the directory the kernel reports), and absolute ones with "//", "." or ".." components (user
+space normalizes them, so "/etc/./shadow" meets the rule about "/etc/shadow"); so do connects
+of families other than IPv4 and IPv6. Without the kernel's layout every open is judged by its
+path as written, as failed ones are.
 """
 
 from __future__ import annotations
@@ -33,8 +40,12 @@ from cauditd.rules.parser import And, Check, MacroRef, Node, Not, Or
 
 READ, WRITE = 1, 2
 ANY_MODE = READ | WRITE
-CONNECT_TYPES = frozenset(("connect", "sendto"))
-DUP_TYPES = frozenset(("dup", "dup2", "dup3"))
+SUCCESS, FAILURE = 1, 2  # the results an open clause allows
+ANY_RESULT = SUCCESS | FAILURE
+SETID_MODES = ("S_ISUID", "S_ISGID")
+WIRED_FIELD = "proc.stdio_wired_to_network"  # known only from connects of piped processes
+CONNECT_TYPES = frozenset(("connect", "sendto", "sendmsg", "sendmmsg"))
+DUP_TYPES = frozenset(("dup", "dup2", "dup3", "fcntl"))
 PATH_MAX_KEY = 255  # bytes of a path the kernel's prefix trie compares (probes/syscalls.c)
 NAME_MAX_KEY = 31  # bytes of a file name the kernel's name table holds
 MAX_CLAUSES = 4096  # beyond this an intersection keeps its smaller side (still a superset)
@@ -61,13 +72,24 @@ class PathPattern:
 
 @dataclass(frozen=True, slots=True)
 class Clause:
-    """A conjunction of constraints; None (or ANY_MODE) leaves a facet unconstrained."""
+    """A conjunction of constraints; None (or ANY_MODE, ANY_RESULT) leaves a facet
+    unconstrained."""
 
     path: PathPattern | None = None
     modes: int = ANY_MODE
+    results: int = ANY_RESULT
+    setid: bool = False  # the open asks for setuid/setgid bits (its mode argument)
+    fifo: bool = False  # the open opened a FIFO
     port: int | None = None
     net: Net | None = None
+    piped: bool = False  # the connecting process's stdin and stdout are pipes
     socket: bool = False  # the dup's old fd must be a socket
+    outbound: bool = False  # ... and not the server's end of a connection (accepted)
+
+    @property
+    def any_path(self) -> bool:
+        """Constrains an open by nothing but its mode (and result)."""
+        return self.path is None and not self.setid and not self.fifo
 
     def passes_open(self, path: str, modes: int) -> bool:
         return bool(self.modes & modes) and (self.path is None or self.path.matches(path))
@@ -104,13 +126,28 @@ class OpenFilter:
         """Modes for which every path passes."""
         modes = 0
         for clause in self.clauses:
-            if clause.path is None:
+            if clause.any_path:
                 modes |= clause.modes
         return modes
 
     @property
+    def setid_modes(self) -> int:
+        """Modes for which every open asking for setuid/setgid bits passes."""
+        return sum_modes(c for c in self.clauses if c.setid)
+
+    @property
+    def fifo(self) -> bool:
+        """Opens of FIFOs pass, wherever they are."""
+        return any(c.fifo for c in self.clauses)
+
+    @property
+    def failed(self) -> bool:
+        """Whether some rule can match an open that failed (else the kernel drops them all)."""
+        return any(c.results & FAILURE for c in self.clauses)
+
+    @property
     def is_everything(self) -> bool:
-        return self.any_modes == ANY_MODE
+        return self.any_modes == ANY_MODE and self.failed
 
     def prefixes(self) -> dict[str, int]:
         """Prefix-trie entries: prefixes, and exact paths ending in NUL, with their modes.
@@ -132,11 +169,25 @@ class OpenFilter:
                 names[clause.path.text] = names.get(clause.path.text, 0) | clause.modes
         return names
 
-    def passes(self, path: str, modes: int) -> bool:
-        """Whether the kernel emits an open of `path` with `modes`."""
+    def passes(self, path: str, modes: int, *, failed: bool = False, setid: bool = False,
+               fifo: bool = False) -> bool:
+        """Whether the kernel emits an open with `modes` of `path`: the resolved file of an
+        open that succeeded, or the path as written of one that `failed`; `setid` when its
+        mode argument asks for setuid/setgid bits, `fifo` when it opened a FIFO."""
+        if self.is_everything:
+            return True
+        if failed and not self.failed:
+            return False
+        if modes & self.any_modes or (setid and modes & self.setid_modes):
+            return True
+        if fifo and not failed and self.fifo:
+            return True
         if not path.startswith("/") or path != normalize_path(path):
             return True
-        return any(clause.passes_open(path, modes) for clause in self.clauses)
+        if len(path.encode()) >= PATH_MAX_KEY:
+            return True  # longer than the kernel's keys
+        return any(clause.passes_open(path, modes) for clause in self.clauses
+                   if clause.path is not None)
 
     def describe(self) -> str:
         if self.is_everything:
@@ -145,10 +196,23 @@ class OpenFilter:
         parts = [f"{kinds.count(kind)} {label}" for kind, label in
                  (("prefix", "prefixes"), ("exact", "exacts"), ("name", "names"))
                  if kind in kinds]
-        mode_names = {READ: "reads", WRITE: "writes"}.get(self.any_modes)
+        mode_names = {READ: "reads", WRITE: "writes", ANY_MODE: "opens"}.get(self.any_modes)
         if mode_names:
             parts.append(f"all {mode_names}")
+        if self.setid_modes:
+            parts.append("setuid/setgid creations")
+        if self.fifo:
+            parts.append("FIFOs")
+        if self.clauses and not self.failed:
+            parts.append("successful only")
         return "opens of " + ", ".join(parts) if parts else "no opens"
+
+
+def sum_modes(clauses: Iterable[Clause]) -> int:
+    modes = 0
+    for clause in clauses:
+        modes |= clause.modes
+    return modes
 
 
 def _inherited(key: str, entries: Mapping[str, int]) -> int:
@@ -178,7 +242,12 @@ class ConnectFilter:
 
     @property
     def is_everything(self) -> bool:
-        return any(c.port is None and c.net is None for c in self.clauses)
+        return any(c.port is None and c.net is None and not c.piped for c in self.clauses)
+
+    @property
+    def piped(self) -> bool:
+        """Connects of processes whose stdin and stdout are pipes pass, wherever they go."""
+        return any(c.piped for c in self.clauses)
 
     def ports(self) -> set[int]:
         return {c.port for c in self.clauses if c.port is not None}
@@ -186,10 +255,11 @@ class ConnectFilter:
     def nets(self) -> set[Net]:
         return {c.net for c in self.clauses if c.port is None and c.net is not None}
 
-    def passes(self, family: int, address: str, port: int) -> bool:
-        """Whether the kernel emits a connect to address:port of socket family `family`."""
+    def passes(self, family: int, address: str, port: int, *, piped: bool = False) -> bool:
+        """Whether the kernel emits a connect to address:port of socket family `family`, made
+        by a process whose stdin and stdout are pipes when `piped`."""
         net = as_net(address) if family in (2, 10) else None
-        if net is None or self.is_everything:
+        if net is None or self.is_everything or (piped and self.piped):
             return True
         return port in self.ports() or any(net.subnet_of(n) for n in self.nets())
 
@@ -199,23 +269,33 @@ class ConnectFilter:
         ports, nets = self.ports(), self.nets()
         parts = [f"{len(ports)} ports"] if ports else []
         parts += [f"{len(nets)} networks"] if nets else []
+        parts += ["processes with piped stdio"] if self.piped else []
         return "connects to " + ", ".join(parts) if parts else "no connects"
 
 
 @dataclass(frozen=True, slots=True)
 class DupFilter:
-    """The dups onto fds 0-2 some rule may match: all of them, or only those of a socket."""
+    """The dups onto fds 0-2 some rule may match: all of them, only those of a socket, or only
+    those of a socket that is not the server's end of a connection (accepted)."""
 
     clauses: Clauses
 
     @property
     def sockets_only(self) -> bool:
-        return all(c.socket for c in self.clauses)
+        return all(c.socket or c.outbound for c in self.clauses)
 
-    def passes(self, oldfd_is_socket: bool) -> bool:
+    @property
+    def outbound_only(self) -> bool:
+        return all(c.outbound for c in self.clauses)
+
+    def passes(self, oldfd_is_socket: bool, accepted: bool = False) -> bool:
+        if self.outbound_only:
+            return oldfd_is_socket and not accepted
         return oldfd_is_socket or not self.sockets_only
 
     def describe(self) -> str:
+        if self.outbound_only:
+            return "dups of sockets not accepted onto fds 0-2"
         return "dups of sockets onto fds 0-2" if self.sockets_only else "every dup onto fds 0-2"
 
 
@@ -281,6 +361,11 @@ class ClauseDeriver:
             if check.op == "=" and [v.lower() for v in values] == ["true"]:
                 return frozenset({Clause(modes=READ if name.endswith("read") else WRITE)})
             return ANYTHING
+        if name in _RESULT_FIELDS and self._opens:
+            return frozenset({Clause(results=_results(check.op, values, name))})
+        if name == "evt.is_open_setid" and self._opens:
+            true = check.op == "=" and [v.lower() for v in values] == ["true"]
+            return frozenset({Clause(setid=True)}) if true else ANYTHING
         make = self._leaves.get((name, check.op))
         if make is None or not values:
             return ANYTHING
@@ -330,6 +415,57 @@ def _socket(text: str) -> Clause:
     return Clause(socket=text.lower() in ("1", "true"))
 
 
+def _setid(text: str) -> Clause:
+    return Clause(setid=True) if text in SETID_MODES else Clause()
+
+
+def _piped(_text: str) -> Clause:
+    return Clause(piped=True)
+
+
+def _fifo(_text: str) -> Clause:
+    return Clause(fifo=True)
+
+
+_RESULT_FIELDS = frozenset(("evt.rawres", "fd.num", "evt.res", "evt.failed"))
+
+
+def _results(op: str, values: list[str], name: str) -> int:
+    """Which results (SUCCESS, FAILURE) a check on an open's result allows; ANY_RESULT when it
+    cannot tell. fd.num of an open is its result."""
+    if name == "evt.failed":
+        if op == "=" and len(values) == 1 and values[0].lower() in ("true", "false"):
+            return FAILURE if values[0].lower() == "true" else SUCCESS
+        return ANY_RESULT
+    if name == "evt.res":
+        if op in ("=", "in"):
+            return sum_results(SUCCESS if v == "SUCCESS" else FAILURE for v in values)
+        return ANY_RESULT
+    try:
+        numbers = [int(v, 0) for v in values]
+    except ValueError:
+        return ANY_RESULT
+    if op in ("=", "in"):
+        return sum_results(SUCCESS if n >= 0 else FAILURE for n in numbers)
+    if len(numbers) != 1:
+        return ANY_RESULT
+    n = numbers[0]
+    allowed = {">=": n >= 0, ">": n >= -1}
+    if op in allowed:
+        return SUCCESS if allowed[op] else ANY_RESULT
+    below = {"<": n <= 0, "<=": n < 0}
+    if op in below:
+        return FAILURE if below[op] else ANY_RESULT
+    return ANY_RESULT
+
+
+def sum_results(results: Iterable[int]) -> int:
+    total = 0
+    for result in results:
+        total |= result
+    return total or ANY_RESULT
+
+
 _ARG_FIELDS = ("evt.arg", "evt.rawarg")
 _SAME_AS_FD_NAME = {f"{field}.{arg}": "fd.name" for field in _ARG_FIELDS
                     for arg in ("name", "path", "pathname", "oldpath")}
@@ -347,6 +483,8 @@ _OPEN_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
     ("fd.directory", "pmatch"): _prefix,
     ("fd.filename", "="): _name,
     ("fd.filename", "in"): _name,
+    **{(f"{field}.mode", "contains"): _setid for field in _ARG_FIELDS},
+    **{(WIRED_FIELD, op): _fifo for op in ("=", "in", "intersects", "exists", "contains")},
 }
 # On a connect or sendto the peer is the server and the remote end, and the only end the probe
 # sees: fd.dip, fd.sip, fd.rip, fd.snet, fd.rnet, fd.ip and fd.net are its address, fd.dport,
@@ -356,11 +494,24 @@ _PEER_NETS = ("fd.dip", "fd.sip", "fd.rip", "fd.snet", "fd.rnet", "fd.ip", "fd.n
 _CONNECT_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
     **{(name, op): _port for name in _PEER_PORTS for op in ("=", "in")},
     **{(name, op): _net for name in _PEER_NETS for op in ("=", "in")},
+    **{(WIRED_FIELD, op): _piped for op in ("=", "in", "intersects", "exists", "contains")},
 }
 
 
+def _socket_kind(kind: str) -> Clause:
+    return Clause(socket=kind in SOCKET_KINDS)
+
+
+def _outbound(text: str) -> Clause:
+    return Clause(socket=True, outbound=True) if text.lower() in ("false", "0") else Clause()
+
+
+SOCKET_KINDS = frozenset(("ipv4", "ipv6", "unix", "netlink"))
 _DUP_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
-    (f"{field}.oldfd_is_socket", "="): _socket for field in _ARG_FIELDS
+    **{(f"{field}.oldfd_is_socket", "="): _socket for field in _ARG_FIELDS},
+    ("fd.type", "="): _socket_kind,
+    ("fd.type", "in"): _socket_kind,
+    ("fd.is_server", "="): _outbound,
 }
 
 
@@ -402,8 +553,14 @@ def _meet(a: Clause, b: Clause) -> Clause | None:
             net = b.net
         else:
             return None
-    return Clause(path=path, modes=modes, port=a.port if a.port is not None else b.port, net=net,
-                  socket=a.socket or b.socket)
+    results = a.results & b.results
+    if not results:
+        return None
+    return Clause(path=path, modes=modes, results=results, setid=a.setid or b.setid,
+                  fifo=a.fifo or b.fifo,
+                  port=a.port if a.port is not None else b.port, net=net,
+                  piped=a.piped or b.piped, socket=a.socket or b.socket,
+                  outbound=a.outbound or b.outbound)
 
 
 def _intersect(left: Clauses, right: Clauses) -> Clauses:

@@ -1,0 +1,234 @@
+/* vfs.h: what the kernel itself knows about a task's files, read from its own structs.
+ *
+ * Offsets are #defines computed at start-up from the running kernel's BTF
+ * (cauditd.probes.layout), never the installed headers' layouts (BCC compiles against whatever
+ * headers are installed: here 6.1 headers for a 6.18 kernel). Without BTF, KERNEL_LAYOUT is
+ * undefined and none of this is compiled: the probes then report paths as written.
+ *
+ * rpath_walk() builds the path of a (vfsmount, dentry) pair the way d_path() does, up to the
+ * task's root (task->fs->root: a container's root, or a chroot), crossing mounts through
+ * mnt_parent/mnt_mountpoint. bpf_d_path() is not allowed from tracepoints, so it is a bounded
+ * loop over dentries, writing names backwards into a per-CPU buffer. It reads without locks,
+ * like every tracer: a rename racing the walk can show either name.
+ *
+ * Cost: ~3 kernel reads per path component, ~6 to reach a file from an fd.
+ */
+#ifndef CAUDITD_VFS_H
+#define CAUDITD_VFS_H
+#ifdef KERNEL_LAYOUT
+
+#define TS_COMPAT_FLAG 0x0002 /* thread_info.status: the current syscall came in as 32-bit */
+#define RPATH_SIZE 512
+#define RPATH_MASK (RPATH_SIZE - 1)
+#define RPATH_COMPONENTS 32
+#define RPATH_TRUNCATED 1 /* longer or deeper than we walk: the head of the path is missing */
+#define RPATH_DETACHED 2  /* not below the task's root (outside its chroot, a pseudo file) */
+#define S_IFMT_BITS 0170000
+#define S_IFIFO_BITS 0010000
+
+/* A path being built backwards: it ends at buf[RPATH_SIZE - 1] (a NUL) and starts at pos;
+ * its last component starts at leaf. The state lives here rather than in locals so the
+ * verifier sees each loop step with the same unknown values and walks it once. */
+struct rpath {
+    char buf[RPATH_SIZE * 2];
+    u32 pos;
+    u32 leaf;
+    u32 flags;
+    u32 _pad;
+};
+BPF_PERCPU_ARRAY(rpath_scratch, struct rpath, 1);
+
+/* A NULL base is not tested for: the read faults, the helper leaves 0, and the verifier keeps
+ * one state rather than a known-0 one beside every read (which would double them). */
+static __always_inline u64 kread_u64(u64 base, u32 offset)
+{
+    u64 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), (void *)(base + offset));
+    return value;
+}
+
+static __always_inline u32 kread_u32(u64 base, u32 offset)
+{
+    u32 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), (void *)(base + offset));
+    return value;
+}
+
+static __always_inline u16 kread_u16(u64 base, u32 offset)
+{
+    u16 value = 0;
+    bpf_probe_read_kernel(&value, sizeof(value), (void *)(base + offset));
+    return value;
+}
+
+static __always_inline u64 this_task(void)
+{
+    return (u64)bpf_get_current_task();
+}
+
+/* in_ia32_syscall(): the syscall being made came through int 0x80 (or sysenter) and its
+ * number is an i386 one. */
+static __always_inline int in_compat_syscall(u64 task)
+{
+    return (kread_u32(task, OFF_TASK_STATUS) & TS_COMPAT_FLAG) != 0;
+}
+
+/* The struct file behind a task's fd, or 0. */
+static __always_inline u64 task_fd_file(u64 task, s64 fd)
+{
+    if (fd < 0)
+        return 0;
+    u64 fdt = kread_u64(kread_u64(task, OFF_TASK_FILES), OFF_FILES_FDT);
+    if ((u64)fd >= kread_u32(fdt, OFF_FDT_MAX_FDS))
+        return 0;
+    return kread_u64(kread_u64(fdt, OFF_FDT_FD), (u32)fd * 8);
+}
+
+/* What a file is: its inode's type and permission bits, inode number and device. */
+struct file_id {
+    u64 ino;
+    u32 dev;
+    u32 mode;
+};
+
+static __always_inline void file_identity(u64 file, struct file_id *id)
+{
+    u64 inode = kread_u64(file, OFF_FILE_INODE);
+    id->mode = kread_u16(inode, OFF_INODE_MODE);
+    id->ino = kread_u64(inode, OFF_INODE_INO);
+    id->dev = kread_u32(kread_u64(inode, OFF_INODE_SB), OFF_SB_DEV);
+}
+
+static __always_inline struct rpath *rpath_buffer(void)
+{
+    int zero = 0;
+    return rpath_scratch.lookup(&zero);
+}
+
+/* Fill `p` with the path of (mnt, dentry) as `task` sees it. */
+static __always_inline void rpath_walk(struct rpath *p, u64 task, u64 mnt, u64 dentry)
+{
+    u64 fs = kread_u64(task, OFF_TASK_FS);
+    u64 root_mnt = kread_u64(fs, OFF_FS_ROOT + OFF_PATH_MNT);
+    u64 root_dentry = kread_u64(fs, OFF_FS_ROOT + OFF_PATH_DENTRY);
+    u64 mount = mnt - OFF_MOUNT_MNT;
+    u64 mnt_root = kread_u64(mnt, OFF_VFSMOUNT_ROOT);
+    p->buf[RPATH_SIZE - 1] = 0;
+    p->pos = RPATH_SIZE - 1;
+    p->leaf = 0;
+    p->flags = RPATH_TRUNCATED; /* cleared when the walk ends before its bound */
+    for (int i = 0; i < RPATH_COMPONENTS; i++) {
+        if (dentry == root_dentry && mnt == root_mnt) {
+            p->flags &= ~RPATH_TRUNCATED;
+            break;
+        }
+        if (dentry == mnt_root) {
+            u64 parent_mount = kread_u64(mount, OFF_MOUNT_PARENT);
+            if (parent_mount == mount || !parent_mount) {
+                p->flags = RPATH_DETACHED;
+                break;
+            }
+            dentry = kread_u64(mount, OFF_MOUNT_MOUNTPOINT);
+            mount = parent_mount;
+            mnt = mount + OFF_MOUNT_MNT;
+            mnt_root = kread_u64(mnt, OFF_VFSMOUNT_ROOT);
+            continue;
+        }
+        u64 parent = kread_u64(dentry, OFF_DENTRY_PARENT);
+        u32 len = kread_u32(dentry, OFF_DENTRY_NAME_LEN) & 0xff; /* NAME_MAX is 255 */
+        u32 pos = p->pos;
+        if (len + 1 > pos)
+            break; /* still RPATH_TRUNCATED */
+        pos -= len;
+        bpf_probe_read_kernel(&p->buf[pos & RPATH_MASK], len,
+                              (void *)kread_u64(dentry, OFF_DENTRY_NAME));
+        pos -= 1;
+        p->buf[pos & RPATH_MASK] = '/';
+        if (!p->leaf)
+            p->leaf = pos + 1;
+        p->pos = pos;
+        if (parent == dentry || !parent) {
+            /* A root of its own that no mount has: a pseudo file (a memfd is "memfd:name",
+             * as d_path shows it), named by itself alone. */
+            p->flags = RPATH_DETACHED;
+            break;
+        }
+        dentry = parent;
+    }
+    if (p->pos == RPATH_SIZE - 1) { /* the root itself */
+        p->pos = RPATH_SIZE - 2;
+        p->buf[RPATH_SIZE - 2] = '/';
+        p->leaf = RPATH_SIZE - 1;
+    }
+}
+
+/* The (vfsmount, dentry) a relative path of `dirfd` starts from: the cwd for AT_FDCWD;
+ * 0 when the fd is not open. */
+static __always_inline int dirfd_path(u64 task, s64 dirfd, u64 *mnt, u64 *dentry)
+{
+    u64 base = kread_u64(task, OFF_TASK_FS) + OFF_FS_PWD;
+    if (dirfd != AT_FDCWD_ARG) {
+        base = task_fd_file(task, dirfd);
+        if (!base)
+            return 0;
+        base += OFF_FILE_PATH;
+    }
+    *mnt = kread_u64(base, OFF_PATH_MNT);
+    *dentry = kread_u64(base, OFF_PATH_DENTRY);
+    return 1;
+}
+
+/* Copy the built path (NUL-terminated) into a record field of `size` bytes. */
+static __always_inline void rpath_copy(struct rpath *p, char *dst, u32 size)
+{
+    bpf_probe_read_kernel_str(dst, size, &p->buf[p->pos & RPATH_MASK]);
+}
+
+/* Whether the executable of `task` lives on a mount of another mount namespace than the
+ * task's own (the host's runtime binary run inside a container's namespaces), with a real
+ * namespace: memfds and other internal mounts have none and do not count. */
+static __always_inline int exe_from_foreign_mnt_ns(u64 task, u64 exe_file)
+{
+    u64 mount = kread_u64(exe_file, OFF_FILE_PATH + OFF_PATH_MNT) - OFF_MOUNT_MNT;
+    u64 exe_ns = kread_u64(mount, OFF_MOUNT_NS);
+    u64 own_ns = kread_u64(kread_u64(task, OFF_TASK_NSPROXY), OFF_NSPROXY_MNT_NS);
+    if (exe_ns >= (u64)-4095) /* MNT_NS_INTERNAL, an error pointer: kernel-internal mounts */
+        return 0;
+    return exe_ns && own_ns && exe_ns != own_ns;
+}
+
+/* The executable a task runs, by identity: for events of processes user space meets without
+ * having seen their exec (a runtime's init stages join a container's cgroup after theirs). */
+struct exe_id {
+    u64 ino;
+    u32 dev;
+    u32 foreign; /* on a mount of another mount namespace than the task's */
+};
+
+static __always_inline void task_exe(u64 task, struct exe_id *exe)
+{
+    u64 exe_file = kread_u64(kread_u64(task, OFF_TASK_MM), OFF_MM_EXE_FILE);
+    struct file_id id = {};
+    file_identity(exe_file, &id);
+    exe->ino = id.ino;
+    exe->dev = id.dev;
+    exe->foreign = exe_from_foreign_mnt_ns(task, exe_file);
+}
+
+#endif /* KERNEL_LAYOUT */
+
+static __always_inline void fill_exe(struct exe_fields *out)
+{
+#ifdef KERNEL_LAYOUT
+    struct exe_id exe = {};
+    task_exe(this_task(), &exe);
+    out->exe_ino = exe.ino;
+    out->exe_dev = exe.dev;
+    out->exe_foreign = exe.foreign;
+#else
+    out->exe_ino = 0;
+    out->exe_dev = 0;
+    out->exe_foreign = 0;
+#endif
+}
+#endif

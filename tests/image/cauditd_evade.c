@@ -1,0 +1,348 @@
+/* cauditd_evade: the same act spelt so a literal-minded tracer misses it (issue 12), and the
+ * benign look-alikes of each, for the evasion e2e tests (run in a container).
+ *
+ *   cauditd_evade read PATH              open(PATH, O_RDONLY)
+ *   cauditd_evade dirfd DIR NAME         openat(open(DIR), NAME): relative to a directory fd
+ *   cauditd_evade chdir DIR NAME         chdir(DIR); open(NAME); chdir("/")
+ *   cauditd_evade fchdir DIR NAME        fchdir(open(DIR)); open(NAME); chdir("/")
+ *   cauditd_evade pad PATH               PATH after 150 "./" components (past 256 bytes)
+ *   cauditd_evade int80-open PATH        open(PATH) through the 32-bit int 0x80 entry
+ *   cauditd_evade int80-sigprocmask      rt_sigprocmask through int 0x80 (i386 175: what
+ *                                        x86_64 calls init_module)
+ *   cauditd_evade int80-connect IP PORT  socketcall(SYS_CONNECT) through int 0x80
+ *   cauditd_evade fcntl-dup IP PORT      connect a socket, close(0), fcntl(F_DUPFD, 0) onto 0
+ *   cauditd_evade socket-low IP PORT     close(0), socket() lands on fd 0, connect it
+ *   cauditd_evade pipe-low               close(0), pipe() lands on fd 0 (a look-alike)
+ *   cauditd_evade sendmsg IP PORT        UDP sendmsg with a destination address
+ *   cauditd_evade sendmmsg IP PORT       UDP sendmmsg: 127.0.0.1:9 first, then IP:PORT
+ *   cauditd_evade connect6 IP PORT       IPv6 socket, connect to ::ffff:IP (v4-mapped)
+ *   cauditd_evade fchmodat2 PATH MODE    fchmodat2(AT_FDCWD, PATH, MODE, 0), MODE in octal
+ *   cauditd_evade creat PATH MODE        open(PATH, O_CREAT|O_WRONLY, MODE): the mode at birth
+ *   cauditd_evade uring-setup            io_uring_setup only
+ *   cauditd_evade uring-open PATH        IORING_OP_OPENAT of PATH through a ring
+ *   cauditd_evade uring-connect IP PORT  IORING_OP_CONNECT through a ring
+ *   cauditd_evade tmpfile-exec DIR PROG  copy PROG into an O_TMPFILE in DIR and execute it
+ *                                        through /proc/self/fd/N (argv: "true")
+ *
+ * Exits 0 when the syscalls were made, whatever they returned (the call is the point).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/io_uring.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define I386_OPEN 5
+#define I386_SOCKETCALL 102
+#define I386_RT_SIGPROCMASK 175
+#define SYS_CONNECT_CALL 3
+#define FCHMODAT2_NR 452
+
+extern char **environ;
+
+static long int80(long nr, long a, long b, long c, long d)
+{
+    long ret;
+    __asm__ volatile("int $0x80"
+                     : "=a"(ret)
+                     : "a"(nr), "b"(a), "c"(b), "d"(c), "S"(d)
+                     : "memory", "r8", "r9", "r10", "r11");
+    return ret;
+}
+
+/* int 0x80 takes 32-bit pointers: everything it reads must live below 4 GiB. */
+static char *low_memory(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        perror("mmap");
+        exit(1);
+    }
+    return p;
+}
+
+static struct sockaddr_in inet_addr_of(const char *ip, const char *port)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(atoi(port))};
+    inet_pton(AF_INET, ip, &addr.sin_addr);
+    return addr;
+}
+
+static int open_read(const char *path)
+{
+    return open(path, O_RDONLY);
+}
+
+static int do_dirfd(const char *dir, const char *name)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    return openat(dfd, name, O_RDONLY) >= 0 ? 0 : 0;
+}
+
+static int do_chdir(const char *dir, const char *name, int via_fd)
+{
+    if (via_fd) {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        if (fchdir(dfd) != 0)
+            perror("fchdir");
+    } else if (chdir(dir) != 0) {
+        perror("chdir");
+    }
+    open_read(name);
+    return chdir("/");
+}
+
+static int do_pad(const char *path)
+{
+    char padded[1024] = "";
+    for (int i = 0; i < 150; i++)
+        strcat(padded, "./");
+    strcat(padded, path[0] == '/' ? path + 1 : path);
+    if (chdir("/") != 0)
+        return 1;
+    open_read(padded);
+    return 0;
+}
+
+static int do_int80_open(const char *path)
+{
+    char *low = low_memory(4096);
+    strncpy(low, path, 4095);
+    long fd = int80(I386_OPEN, (long)low, O_RDONLY, 0, 0);
+    printf("int80 open: %ld\n", fd);
+    return 0;
+}
+
+static int do_int80_sigprocmask(void)
+{
+    char *low = low_memory(4096);
+    long ret = int80(I386_RT_SIGPROCMASK, SIG_BLOCK, (long)low, (long)(low + 64), 8);
+    printf("int80 rt_sigprocmask: %ld\n", ret);
+    return 0;
+}
+
+static int do_int80_connect(const char *ip, const char *port)
+{
+    char *low = low_memory(4096);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = inet_addr_of(ip, port);
+    memcpy(low + 64, &addr, sizeof(addr));
+    unsigned int *args = (unsigned int *)low;
+    args[0] = fd;
+    args[1] = (unsigned int)(unsigned long)(low + 64);
+    args[2] = sizeof(addr);
+    long ret = int80(I386_SOCKETCALL, SYS_CONNECT_CALL, (long)args, 0, 0);
+    printf("int80 socketcall connect: %ld\n", ret);
+    return 0;
+}
+
+static int connected_socket(const char *ip, const char *port)
+{
+    struct sockaddr_in addr = inet_addr_of(ip, port);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+    return fd;
+}
+
+static int do_fcntl_dup(const char *ip, const char *port)
+{
+    int fd = connected_socket(ip, port);
+    close(0);
+    return fcntl(fd, F_DUPFD, 0) == 0 ? 0 : 0;
+}
+
+static int do_socket_low(const char *ip, const char *port)
+{
+    struct sockaddr_in addr = inet_addr_of(ip, port);
+    close(0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+    return 0;
+}
+
+static int do_pipe_low(void)
+{
+    int fds[2];
+    close(0);
+    return pipe(fds) == 0 ? 0 : 0;
+}
+
+static int do_sendmsg(const char *ip, const char *port, int many)
+{
+    struct sockaddr_in first = inet_addr_of("127.0.0.1", "9");
+    struct sockaddr_in addr = inet_addr_of(ip, port);
+    char payload[] = "x";
+    struct iovec iov = {.iov_base = payload, .iov_len = 1};
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (!many) {
+        struct msghdr msg = {.msg_name = &addr, .msg_namelen = sizeof(addr), .msg_iov = &iov,
+                             .msg_iovlen = 1};
+        sendmsg(fd, &msg, 0);
+        return 0;
+    }
+    struct mmsghdr msgs[2] = {
+        {.msg_hdr = {.msg_name = &first, .msg_namelen = sizeof(first), .msg_iov = &iov,
+                     .msg_iovlen = 1}},
+        {.msg_hdr = {.msg_name = &addr, .msg_namelen = sizeof(addr), .msg_iov = &iov,
+                     .msg_iovlen = 1}},
+    };
+    sendmmsg(fd, msgs, 2, 0);
+    return 0;
+}
+
+static int do_connect6(const char *ip, const char *port)
+{
+    struct sockaddr_in6 addr = {.sin6_family = AF_INET6, .sin6_port = htons(atoi(port))};
+    char mapped[64];
+    snprintf(mapped, sizeof(mapped), "::ffff:%s", ip);
+    inet_pton(AF_INET6, mapped, &addr.sin6_addr);
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+    return 0;
+}
+
+/* A minimal ring without liburing: set up, map the SQ ring and SQEs, submit one entry and
+ * wait for its completion. */
+static int uring_one(void (*fill)(struct io_uring_sqe *, void *), void *arg)
+{
+    struct io_uring_params params;
+    memset(&params, 0, sizeof(params));
+    int ring = syscall(__NR_io_uring_setup, 4, &params);
+    if (ring < 0) {
+        perror("io_uring_setup");
+        return 0;
+    }
+    if (!fill)
+        return 0;
+    size_t sq_size = params.sq_off.array + params.sq_entries * sizeof(unsigned);
+    char *sq = mmap(NULL, sq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring,
+                    IORING_OFF_SQ_RING);
+    struct io_uring_sqe *sqes = mmap(NULL, params.sq_entries * sizeof(struct io_uring_sqe),
+                                     PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring,
+                                     IORING_OFF_SQES);
+    if (sq == MAP_FAILED || sqes == MAP_FAILED) {
+        perror("mmap ring");
+        return 0;
+    }
+    unsigned *tail = (unsigned *)(sq + params.sq_off.tail);
+    unsigned *mask = (unsigned *)(sq + params.sq_off.ring_mask);
+    unsigned *array = (unsigned *)(sq + params.sq_off.array);
+    unsigned index = *tail & *mask;
+    memset(&sqes[index], 0, sizeof(sqes[index]));
+    fill(&sqes[index], arg);
+    array[index] = index;
+    __atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
+    long done = syscall(__NR_io_uring_enter, ring, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+    printf("io_uring_enter: %ld\n", done);
+    return 0;
+}
+
+static void fill_open(struct io_uring_sqe *sqe, void *path)
+{
+    sqe->opcode = IORING_OP_OPENAT;
+    sqe->fd = AT_FDCWD;
+    sqe->addr = (unsigned long)path;
+    sqe->open_flags = O_RDONLY;
+}
+
+static struct sockaddr_in uring_addr;
+
+static void fill_connect(struct io_uring_sqe *sqe, void *fd)
+{
+    sqe->opcode = IORING_OP_CONNECT;
+    sqe->fd = *(int *)fd;
+    sqe->addr = (unsigned long)&uring_addr;
+    sqe->off = sizeof(uring_addr);
+}
+
+static int do_tmpfile_exec(const char *dir, const char *prog)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR, 0755);
+    int src = open(prog, O_RDONLY);
+    char buf[65536];
+    ssize_t n;
+    if (fd < 0 || src < 0) {
+        perror("open");
+        return 1;
+    }
+    while ((n = read(src, buf, sizeof(buf))) > 0)
+        if (write(fd, buf, n) != n)
+            return 1;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    int exe = open(path, O_RDONLY | O_CLOEXEC); /* a read-only fd: the writer must be gone */
+    close(fd);
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", exe);
+    char *argv[] = {"true", NULL};
+    execve(path, argv, environ);
+    perror("execve");
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    const char *mode = argv[1];
+    const char *a = argc > 2 ? argv[2] : "", *b = argc > 3 ? argv[3] : "";
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (!strcmp(mode, "read"))
+        return open_read(a) >= 0 ? 0 : 0;
+    if (!strcmp(mode, "dirfd"))
+        return do_dirfd(a, b);
+    if (!strcmp(mode, "chdir"))
+        return do_chdir(a, b, 0);
+    if (!strcmp(mode, "fchdir"))
+        return do_chdir(a, b, 1);
+    if (!strcmp(mode, "pad"))
+        return do_pad(a);
+    if (!strcmp(mode, "int80-open"))
+        return do_int80_open(a);
+    if (!strcmp(mode, "int80-sigprocmask"))
+        return do_int80_sigprocmask();
+    if (!strcmp(mode, "int80-connect"))
+        return do_int80_connect(a, b);
+    if (!strcmp(mode, "fcntl-dup"))
+        return do_fcntl_dup(a, b);
+    if (!strcmp(mode, "socket-low"))
+        return do_socket_low(a, b);
+    if (!strcmp(mode, "pipe-low"))
+        return do_pipe_low();
+    if (!strcmp(mode, "sendmsg"))
+        return do_sendmsg(a, b, 0);
+    if (!strcmp(mode, "sendmmsg"))
+        return do_sendmsg(a, b, 1);
+    if (!strcmp(mode, "connect6"))
+        return do_connect6(a, b);
+    if (!strcmp(mode, "fchmodat2")) {
+        syscall(FCHMODAT2_NR, AT_FDCWD, a, strtol(b, NULL, 8), 0);
+        return 0;
+    }
+    if (!strcmp(mode, "creat")) {
+        open(a, O_CREAT | O_WRONLY, strtol(b, NULL, 8));
+        return 0;
+    }
+    if (!strcmp(mode, "uring-setup"))
+        return uring_one(NULL, NULL);
+    if (!strcmp(mode, "uring-open"))
+        return uring_one(fill_open, (void *)a);
+    if (!strcmp(mode, "uring-connect")) {
+        static int fd;
+        uring_addr = inet_addr_of(a, b);
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        return uring_one(fill_connect, &fd);
+    }
+    if (!strcmp(mode, "tmpfile-exec"))
+        return do_tmpfile_exec(a, b);
+    return 2;
+}
