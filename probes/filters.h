@@ -63,7 +63,7 @@ static __always_inline u64 setting(int key)
 /* READ/WRITE of an open from its flags (creat always writes). */
 static __always_inline u32 open_modes(u32 nr, u64 flags)
 {
-    if (nr == NR_CREAT)
+    if (nr == SYSNR_CREAT)
         return OPEN_WRITE;
     switch (flags & 3) {
     case 0: return OPEN_READ;

@@ -32,8 +32,8 @@ BPF_PERCPU_ARRAY(uring_scratch, struct uring_request, 1);
 
 static __always_inline int uring_followed(u8 opcode)
 {
-    u32 nr = opcode == IORING_OP_CONNECT ? NR_CONNECT
-           : (opcode == IORING_OP_OPENAT2 ? NR_OPENAT2 : NR_OPENAT);
+    u32 nr = opcode == IORING_OP_CONNECT ? SYSNR_CONNECT
+           : (opcode == IORING_OP_OPENAT2 ? SYSNR_OPENAT2 : SYSNR_OPENAT);
     struct syscall_spec *spec = spec_of(nr);
     return spec && (opcode == IORING_OP_CONNECT ? spec->enter : spec->exit);
 }
@@ -79,7 +79,7 @@ static __always_inline int uring_connect_done(struct uring_request *r, s64 res, 
         return 0;
     }
     fill_header(&rec->h, EVENT_SYSCALL, cgroup_id);
-    rec->nr = NR_CONNECT;
+    rec->nr = SYSNR_CONNECT;
     rec->ret = res;
     __builtin_memset(rec->args, 0, sizeof(rec->args));
     rec->args[0] = (u64)-1; /* the ring names the socket by its request, not always an fd */
@@ -118,7 +118,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_complete)
     if (r->opcode == IORING_OP_CONNECT)
         return uring_connect_done(r, res, cgroup_id);
     u64 task = this_task();
-    c->nr = r->opcode == IORING_OP_OPENAT2 ? NR_OPENAT2 : NR_OPENAT;
+    c->nr = r->opcode == IORING_OP_OPENAT2 ? SYSNR_OPENAT2 : SYSNR_OPENAT;
     c->info = OPEN_IO_URING;
     c->dirfd = r->dfd;
     c->flags = r->flags;

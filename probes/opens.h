@@ -161,14 +161,14 @@ static __always_inline int open_facts(struct open_call *c, struct syscall_spec *
     c->dirfd = AT_FDCWD_ARG;
     c->flags = CREAT_FLAGS;
     c->mode = a[1];
-    if (nr == NR_OPEN) {
+    if (nr == SYSNR_OPEN) {
         c->flags = a[1];
         c->mode = a[2];
-    } else if (nr == NR_OPENAT) {
+    } else if (nr == SYSNR_OPENAT) {
         c->dirfd = (s32)a[0];
         c->flags = a[2];
         c->mode = a[3];
-    } else if (nr == NR_OPENAT2) {
+    } else if (nr == SYSNR_OPENAT2) {
         u64 how[2] = {}; /* struct open_how: flags, mode */
         c->dirfd = (s32)a[0];
         bpf_probe_read_user(how, sizeof(how), (void *)a[2]);

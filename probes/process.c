@@ -152,7 +152,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     u32 nr = 0;
     if (p) {
         nr = p->nr;
-        flags = nr == NR_CLONE3 ? p->deref : (nr == NR_CLONE ? p->args[0] : 0);
+        flags = nr == SYSNR_CLONE3 ? p->deref : (nr == SYSNR_CLONE ? p->args[0] : 0);
     }
     if (flags & CLONE_THREAD_FLAG)
         return 0;

@@ -167,7 +167,7 @@ static __always_inline void remember_fd(struct syscall_spec *spec, struct pendin
     }
     if (spec->opts & OPT_SOCKET_RESULT) {
         u32 info = SOCKET_KNOWN;
-        if (p->nr == NR_SOCKET) {
+        if (p->nr == SYSNR_SOCKET) {
             info |= (u32)(p->args[0] & 0xffff) << 16 | (u32)(p->args[1] & 0xff);
         } else {
             u64 listener = tgid << 32 | (u32)p->args[0];
@@ -435,15 +435,15 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     if (!spec->enter)
         return 0;
     u32 nr = p.nr;
-    if (nr == NR_EXECVE || nr == NR_EXECVEAT) {
+    if (nr == SYSNR_EXECVE || nr == SYSNR_EXECVEAT) {
         u32 stride = p.info & SC_COMPAT ? 4 : 8;
-        if (nr == NR_EXECVE)
+        if (nr == SYSNR_EXECVE)
             capture_argv(p.args[1], 0, stride);
         else
             capture_argv(p.args[2], exec_flags(pid_tgid >> 32, p.args[0], p.args[4]), stride);
         return 0;
     }
-    if (nr == NR_EXIT_GROUP || (nr == NR_EXIT && (u32)pid_tgid == pid_tgid >> 32)) {
+    if (nr == SYSNR_EXIT_GROUP || (nr == SYSNR_EXIT && (u32)pid_tgid == pid_tgid >> 32)) {
         u32 tgid = pid_tgid >> 32;
         s32 code = p.args[0] & 0xff;
         exit_codes.update(&tgid, &code);
@@ -466,9 +466,9 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     if (spec->opts & OPT_OPEN_FILTER) {
         /* Without the kernel's layout: judged here, by the path as written. openat2's mode is
          * not read (0): its setuid requests are not told apart. */
-        u64 flags = nr == NR_OPEN ? p.args[1] : (nr == NR_OPENAT2 ? p.deref : p.args[2]);
-        u64 mode = nr == NR_OPEN || nr == NR_CREAT ? p.args[nr == NR_OPEN ? 2 : 1]
-                 : (nr == NR_OPENAT ? p.args[3] : SETID_MODE_BITS);
+        u64 flags = nr == SYSNR_OPEN ? p.args[1] : (nr == SYSNR_OPENAT2 ? p.deref : p.args[2]);
+        u64 mode = nr == SYSNR_OPEN || nr == SYSNR_CREAT ? p.args[nr == SYSNR_OPEN ? 2 : 1]
+                 : (nr == SYSNR_OPENAT ? p.args[3] : SETID_MODE_BITS);
         if (!open_wanted(nr, flags, mode, arg_at(p.args, spec->path1), 0))
             return count_filtered(FILTERED_OPEN);
     }
@@ -485,11 +485,11 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     }
     if (spec->opts & OPT_LOW_NEWFD) {
         s32 newfd = p.args[1];
-        if (nr != NR_DUP && !(spec->opts & OPT_FCNTL_DUP) && (newfd < 0 || newfd > 2))
+        if (nr != SYSNR_DUP && !(spec->opts & OPT_FCNTL_DUP) && (newfd < 0 || newfd > 2))
             return 0; /* dup2/dup3 onto a higher fd: nothing any rule asks for */
 #ifdef KERNEL_LAYOUT
         u64 wanted = setting(SETTING_DUP_SOCKETS_ONLY);
-        s64 placed = nr == NR_DUP || (spec->opts & OPT_FCNTL_DUP) ? -1 : (s32)p.args[1];
+        s64 placed = nr == SYSNR_DUP || (spec->opts & OPT_FCNTL_DUP) ? -1 : (s32)p.args[1];
         if (wanted && !dup_wanted_kernel(pid_tgid >> 32, p.args[0], placed, wanted))
             return count_filtered(FILTERED_DUP);
 #else
@@ -528,7 +528,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     if (!spec->emit)
         return 0;
     if (spec->opts & OPT_LOW_NEWFD) {
-        s64 newfd = (p.nr == NR_DUP || (spec->opts & OPT_FCNTL_DUP)) ? ret : (s64)(s32)p.args[1];
+        s64 newfd = (p.nr == SYSNR_DUP || (spec->opts & OPT_FCNTL_DUP)) ? ret : (s64)(s32)p.args[1];
         if (ret < 0 || newfd < 0 || newfd > 2)
             return 0;
     }

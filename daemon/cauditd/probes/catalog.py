@@ -1,6 +1,6 @@
 """The syscalls the probes know: x86_64 and i386 numbers, which arguments are strings or addresses.
 
-One table drives the kernel side (the syscall_spec map and the NR_* defines of syscalls.c), the
+One table drives the kernel side (the syscall_spec map and the SYSNR_* defines of syscalls.c), the
 decoders (argument names of each event type) and the rules (rules.fields.SYSCALL_TYPES: the
 evt.type names a rule may use). `compat` lists the i386 numbers of the same call, which a
 64-bit kernel also serves through `int 0x80`: the probes map them to the x86_64 syscall they
@@ -187,10 +187,11 @@ SIDE_EFFECTS = {
 
 
 def nr_defines() -> dict[str, int | str]:
-    """The NR_* constants syscalls.c and process.c test against."""
+    """The SYSNR_* constants syscalls.c and process.c test against. Not NR_*: the kernel
+    headers BCC includes define NR_OPEN (the fd limit), which would silently win."""
     names = ("execve", "execveat", "exit", "exit_group", "clone", "clone3", "socket", "dup",
              "open", "openat", "openat2", "creat", "connect")
-    defines: dict[str, int | str] = {f"NR_{n.upper()}": BY_NAME[n].nr for n in names}
+    defines: dict[str, int | str] = {f"SYSNR_{n.upper()}": BY_NAME[n].nr for n in names}
     defines["SYSCALL_MAX"] = SYSCALL_MAX
     return defines
 
