@@ -23,6 +23,9 @@
  *   cauditd_evade uring-connect IP PORT  IORING_OP_CONNECT through a ring
  *   cauditd_evade tmpfile-exec DIR PROG  copy PROG into an O_TMPFILE in DIR and execute it
  *                                        through /proc/self/fd/N (argv: "true")
+ *   cauditd_evade fd-exec PROG           execute PROG (a file of the image) through
+ *                                        /proc/self/fd/N (a look-alike: nothing dropped)
+ *   cauditd_evade fcntl-dup-file PATH    close(0), fcntl(F_DUPFD, 0) of PATH onto 0
  *
  * Exits 0 when the syscalls were made, whatever they returned (the call is the point).
  */
@@ -289,6 +292,23 @@ static int do_tmpfile_exec(const char *dir, const char *prog)
     return 1;
 }
 
+static int do_fd_exec(const char *prog)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", open(prog, O_RDONLY | O_CLOEXEC));
+    char *argv[] = {"true", NULL};
+    execve(path, argv, environ);
+    perror("execve");
+    return 1;
+}
+
+static int do_fcntl_dup_file(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    close(0);
+    return fcntl(fd, F_DUPFD, 0) == 0 ? 0 : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -344,5 +364,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(mode, "tmpfile-exec"))
         return do_tmpfile_exec(a, b);
+    if (!strcmp(mode, "fd-exec"))
+        return do_fd_exec(a);
+    if (!strcmp(mode, "fcntl-dup-file"))
+        return do_fcntl_dup_file(a);
     return 2;
 }

