@@ -237,9 +237,7 @@ int open_exit(struct sys_exit_record *args)
     struct rpath *rp = rpath_buffer();
     if (!spec || !c || !rp)
         return 0;
-    u64 cgroup_id = bpf_get_current_cgroup_id();
-    if (!cgroup_traced(cgroup_id))
-        return 0;
+    u64 cgroup_id = bpf_get_current_cgroup_id(); /* traced: sys_exit checked before the call */
     u64 task = this_task();
     if (!open_facts(c, spec, args->id, ret, task))
         return 0;

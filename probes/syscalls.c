@@ -510,7 +510,8 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     if (!stashed) {
 #ifdef KERNEL_LAYOUT
         struct syscall_spec *spec = spec_of(args->id);
-        if (spec && (spec->exit | spec->compat_exit))
+        /* The cgroup first: a host process's fstat (i386 open's number) costs no tail call. */
+        if (spec && (spec->exit | spec->compat_exit) && cgroup_traced(bpf_get_current_cgroup_id()))
             exit_handlers.call(args, OPEN_EXIT_HANDLER);
 #endif
         return 0;
