@@ -307,6 +307,10 @@ class ProcessTable:
             proc.comm = proc.comm or event.comm
         else:
             proc.comm = event.comm
+        program = loaded_program(event.exe, event.argv)
+        # `ld.so /bin/nc -e sh`: the kernel runs the loader, which maps the program; the
+        # process is named by the program it runs (exepath stays the loader).
+        proc.exe_name = program.rsplit("/", 1)[-1] if program else ""
         return event.exe
 
     def _exec_by_path(self, event: ExecEvent, proc: ProcessInfo, base: Path, cwd: str,
@@ -424,6 +428,31 @@ class ProcessTable:
         self.expire(float("inf"))
         while len(self._procs) >= self.max_size:
             del self._procs[next(iter(self._procs))]
+
+
+_LOADER_NAMES = ("ld-linux", "ld-musl-", "ld.so", "ld64.so")
+# ld.so's options that take a value, and those that mean it will not run the program.
+_LOADER_VALUE_OPTIONS = frozenset(("--library-path", "--preload", "--argv0", "--audit",
+                                   "--inhibit-rpath", "--glibc-hwcaps-prepend",
+                                   "--glibc-hwcaps-mask"))
+_LOADER_NO_RUN = frozenset(("--list", "--verify", "--help", "--version", "--list-tunables",
+                            "--list-diagnostics"))
+
+
+def loaded_program(exe: str, argv: tuple[str, ...]) -> str:
+    """The program a directly executed dynamic loader runs (its first non-option argument),
+    or "" when `exe` is not a loader or it runs nothing."""
+    if not exe.rsplit("/", 1)[-1].startswith(_LOADER_NAMES):
+        return ""
+    args = iter(argv[1:])
+    for arg in args:
+        if arg in _LOADER_NO_RUN:
+            return ""
+        if arg in _LOADER_VALUE_OPTIONS:
+            next(args, None)
+        elif not arg.startswith("--"):
+            return arg
+    return ""
 
 
 def _readlink(path: Path) -> str:

