@@ -29,7 +29,15 @@ DOCS = REPO / "docs"
 PLOTS = DOCS / "performance"
 TEST_IMAGE = os.environ.get("CAUDITD_TEST_IMAGE", "cauditd-test:latest")
 CAUDITD = REPO / ".venv" / "bin" / "cauditd"
-PREFIX = "cauditd-bench-"
+# Containers are named after the test image's checkout (cauditd-test-<name> gives
+# cauditd-bench-<name>-...), so two checkouts benchmarking on one machine neither share nor
+# remove each other's containers.
+def _prefix(image: str) -> str:
+    checkout = image.split(":")[0].removeprefix("cauditd-test").lstrip("-")
+    return f"cauditd-bench-{checkout}-" if checkout else "cauditd-bench-"
+
+
+PREFIX = _prefix(TEST_IMAGE)
 
 
 class Unavailable(RuntimeError):

@@ -1,9 +1,10 @@
 """Workload overhead: containerised workloads bare, and watched by cauditd and by its peers.
 
 Each round runs every workload once per watcher (bare, floor, cauditd, cauditd with its kernel
-filters off, naive tracer, auditd),
-in an order rotated per round; a watched run is divided by the same round's bare run, so slow
-drift of a shared 2-core machine cancels out. Reported: the median ratio and its range.
+filters off, cauditd reading paths as written instead of the kernel's structs, naive tracer,
+auditd), in an order rotated per round; a watched run is divided by the same round's bare run,
+so slow drift of a shared 2-core machine cancels out. Reported: the median ratio and its range.
+`--watchers "floor;cauditd;cauditd, paths as written"` measures only those (and bare).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -41,10 +42,12 @@ TITLE = "Workload overhead (throughput watched / bare)"
 LOOPS = ("open", "exec", "connect")
 AUDIT_KEY = "cauditd-bench"
 AUDIT_SYSCALLS = ("open", "openat", "openat2", "execve", "execveat", "connect")
+PATHS_AS_WRITTEN = "cauditd, paths as written"
 WATCHERS = (
     "floor",
     "floor, per-syscall tracepoints",
     "cauditd",
+    PATHS_AS_WRITTEN,
     "cauditd, kernel filters off",
     "naive tracer",
     "auditd",
@@ -81,6 +84,12 @@ def watched_by_cauditd_unfiltered() -> contextlib.AbstractContextManager[str]:
     """Every call of a needed syscall reaches user space, as before the open and connect
     filters."""
     return watched_by_cauditd("[probes]\nkernel_filters = false\n")
+
+
+def watched_by_cauditd_unresolved() -> contextlib.AbstractContextManager[str]:
+    """Without the kernel's structs (as without BTF): opens judged at entry by the path as
+    written, no path walk, no fd kinds, no compat syscalls: what resolution costs."""
+    return watched_by_cauditd("[probes]\nkernel_structs = false\n")
 
 
 @contextlib.contextmanager
@@ -296,6 +305,7 @@ def watchers(
         "floor": watched_by_floor,
         "floor, per-syscall tracepoints": watched_by_floor_per_syscall,
         "cauditd": watched_by_cauditd,
+        PATHS_AS_WRITTEN: watched_by_cauditd_unresolved,
         "cauditd, kernel filters off": watched_by_cauditd_unfiltered,
         "naive tracer": watched_by_naive,
     }
@@ -356,7 +366,7 @@ def reused_time_wait() -> Iterator[None]:
         TW_REUSE.write_text(before)
 
 
-def run(quick: bool) -> list[Result]:
+def run(quick: bool, only: Sequence[str] = ()) -> list[Result]:
     try:
         require_root()
         require_docker()
@@ -379,8 +389,11 @@ def run(quick: bool) -> list[Result]:
             return [not_available(TITLE, f"workload containers: {exc}")]
         if not workloads.wrk:
             notes.append("web server: not available: wrk is not installed (apt-get install wrk)")
+        table = watchers(auditd)
+        if only:
+            table = {name: make for name, make in table.items() if name == "bare" or name in only}
         try:
-            rates, failures = measure(plan, workloads, watchers(auditd))
+            rates, failures = measure(plan, workloads, table)
         finally:
             if auditd is not None:
                 auditd.cleanup()
@@ -451,5 +464,8 @@ def plot(rates: dict[str, dict[str, list[float]]], present: list[str]) -> str:
 
 
 if __name__ == "__main__":
-    for item in run("--quick" in sys.argv):
+    selected: list[str] = []
+    if "--watchers" in sys.argv:
+        selected = sys.argv[sys.argv.index("--watchers") + 1].split(";")
+    for item in run("--quick" in sys.argv, selected):
         print(item.markdown())
