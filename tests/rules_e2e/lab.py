@@ -8,20 +8,29 @@ reads the container's findings back through the daemon's HTTP API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cauditd.events import Event, ExecEvent, ExitEvent, FileEvent, NetSyscallEvent, SyscallEvent
 from cauditd.rules import RuleSet
 from cauditd.rules.fields import OPEN_TYPES
-from tests.conftest import Containers, DaemonThread
+from tests.conftest import (
+    Containers,
+    DaemonThread,
+    daemon_config,
+    docker_problem,
+    ebpf_problem,
+    unavailable,
+)
 
 PARALLEL = 2
 ATTEMPTS = 3
@@ -232,3 +241,22 @@ class Lab:
             lines.append(f"  {ev.type} pid={getattr(ev, 'pid', '')} {detail}")
         lines += [f"  finding: {f['rule']}: {f['output']}" for f in self.findings(ran)]
         return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def running_lab(state_dir: Path, scenarios: Iterable[Scenario]) -> Iterator[Lab]:
+    """A Lab whose daemon (shipped rules, the kernel's filters, as in production) runs for the
+    block, with `scenarios` already run; skips the test when eBPF or Docker is not there."""
+    for problem in (ebpf_problem(), docker_problem()):
+        if problem:
+            unavailable(problem)
+    daemon = DaemonThread(daemon_config(state_dir, all_syscalls=False))
+    daemon.start()
+    box = Containers()
+    try:
+        the_lab = Lab(daemon, box)
+        the_lab.prepare(scenarios)
+        yield the_lab
+    finally:
+        box.remove_all()
+        daemon.stop()

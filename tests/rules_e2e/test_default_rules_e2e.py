@@ -20,15 +20,7 @@ import pytest
 from cauditd.events import Event, ExecEvent
 from cauditd.rules import default_rules_dir, load_ruleset
 from cauditd.rules.prefilter import READ, WRITE
-from tests.conftest import (
-    TEST_IMAGE,
-    Containers,
-    DaemonThread,
-    daemon_config,
-    docker_problem,
-    ebpf_problem,
-    unavailable,
-)
+from tests.conftest import TEST_IMAGE
 from tests.rules_e2e.lab import (
     Connected,
     DupOfFile,
@@ -39,6 +31,7 @@ from tests.rules_e2e.lab import (
     Witness,
     execd,
     file_op,
+    running_lab,
     sh,
     syscall,
 )
@@ -391,20 +384,9 @@ def selected_scenarios(items: list[pytest.Item]) -> list[Scenario]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Lab]:
-    for problem in (ebpf_problem(), docker_problem()):
-        if problem:
-            unavailable(problem)
-    config = daemon_config(tmp_path_factory.mktemp("rules-e2e"), all_syscalls=False)
-    daemon = DaemonThread(config)
-    daemon.start()
-    box = Containers()
-    try:
-        the_lab = Lab(daemon, box)
-        the_lab.prepare(selected_scenarios(request.session.items))
+    scenarios = selected_scenarios(request.session.items)
+    with running_lab(tmp_path_factory.mktemp("rules-e2e"), scenarios) as the_lab:
         yield the_lab
-    finally:
-        box.remove_all()
-        daemon.stop()
 
 
 def test_every_default_syscall_rule_has_a_case() -> None:

@@ -16,16 +16,18 @@ import pytest
 
 from cauditd.events import Event, ExecEvent, SyscallEvent
 from cauditd.rules.prefilter import READ
-from tests.conftest import (
-    TEST_IMAGE,
-    Containers,
-    DaemonThread,
-    daemon_config,
-    docker_problem,
-    ebpf_problem,
-    unavailable,
+from tests.conftest import TEST_IMAGE
+from tests.rules_e2e.lab import (
+    Connected,
+    Lab,
+    Opened,
+    Scenario,
+    Witness,
+    execd,
+    file_op,
+    running_lab,
+    sh,
 )
-from tests.rules_e2e.lab import Connected, Lab, Opened, Scenario, Witness, execd, file_op, sh
 
 NOWHERE = "10.99.0.1"  # no network in these containers: the syscall happens, no packet leaves
 METADATA = "169.254.169.254"
@@ -171,22 +173,10 @@ INT80_SIGPROCMASK = evade("int80-sigprocmask")
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Lab]:
-    for problem in (ebpf_problem(), docker_problem()):
-        if problem:
-            unavailable(problem)
-    config = daemon_config(tmp_path_factory.mktemp("evasions"), all_syscalls=False)
-    daemon = DaemonThread(config)
-    daemon.start()
-    box = Containers()
-    try:
-        the_lab = Lab(daemon, box)
-        the_lab.prepare([*(e.evasive for e in EVASIONS), *(e.benign for e in EVASIONS),
-                         INT80_SIGPROCMASK])
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    scenarios = [*(e.evasive for e in EVASIONS), *(e.benign for e in EVASIONS), INT80_SIGPROCMASK]
+    with running_lab(tmp_path_factory.mktemp("evasions"), scenarios) as the_lab:
         yield the_lab
-    finally:
-        box.remove_all()
-        daemon.stop()
 
 
 def matches(value: object, expected: str) -> bool:
