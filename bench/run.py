@@ -230,20 +230,22 @@ def latency_note(results: Sequence[Result]) -> list[str]:
 
 COST_EXPLANATION = """\
 Where that goes. The syscall loops: syscalls no rule uses stop at one array lookup, and the
-opens, connects and dups no rule can match are dropped at sys_enter by the kernel filters
-derived from the rules (open loop: /etc/passwd; connect loop: a closed port; neither is
-watched). What remains there is the filters' own work: reading the path or address and one or
-two map lookups, plus, for opens, a byte-by-byte scan of the path for "." and ".." components
-and its file name (a bounded BPF loop; BCC cannot use bpf_loop). The web server: busybox
+opens, connects and dups no rule can match are dropped in the kernel by the filters derived
+from the rules (open loop: /etc/passwd; connect loop: a closed port; neither is watched):
+connects and dups at sys_enter, opens at sys_exit, judged by the file the kernel opened. What
+remains there is the filters' own work: reading the address and one or two map lookups, and
+for an open, a tail call, the walk of the opened file's dentries and mounts up to the root (a
+bounded loop of up to 32 components; BCC cannot use bpf_loop) and the lookups of its path and
+file name (bench_resolution.py measures it against judging the path as written at sys_enter,
+as without the kernel's layout). The web server: busybox
 httpd forks a child per request, and each request still costs records the rules cannot rule
-out in the kernel: the child's fork and exit (the process table needs them), its open of
-index.html by a relative path (relative paths always pass: the kernel does not know the
-cwd), and a new flow on the veth; decoded, enriched and matched in Python they take ~20-30%
+out in the kernel: the child's fork and exit (the process table needs them) and a new flow on
+the veth (its open of index.html, by a relative path, is judged by the file it opened and
+stops in the kernel); decoded, enriched and matched in Python they take ~20-30%
 of a core at ~5k requests/s (measured with /v1/stats and /proc/PID/stat over a wrk run), on
 the same 2 cores as wrk and httpd. What would remove most of it: forks and exits of processes
 that never exec kept in a kernel map (parent_of already is) and sent only when one of their
-own events is, the cwd kept per process in a kernel map (from exec and chdir) so relative
-opens can be judged, a path scan in 8-byte words, and a decode that builds no event object
+own events is, a path scan in 8-byte words, and a decode that builds no event object
 for records no rule can match."""
 
 
