@@ -63,6 +63,10 @@ class FindingBudget:
         assert summary is not None
         return summary
 
+    def summaries(self) -> list[Finding]:
+        """The summaries of the windows still open (later folds update them)."""
+        return [w.summary for w in self._windows.values() if w.summary is not None]
+
     def drain(self) -> list[Finding]:
         """Summaries whose count grew since the last call."""
         updated = list(self.updates.values())

@@ -81,6 +81,7 @@ class Daemon:
             on_rules_changed=self._rules_changed,
         )
         self.registry = ContainerRegistry(config.probes, [])
+        self.registry.on_metadata.append(self._container_named)
         self.proctable = ProcessTable(
             config.probes.process_table_size,
             upper_dir_of=self.registry.upper_dir,
@@ -231,6 +232,11 @@ class Daemon:
             network=self.network,
             config=self.config.api,
         )
+
+    def _container_named(self, container_id: str) -> None:
+        container = self.registry.get(container_id)
+        if container is not None:
+            self.detector.container_named(container)
 
     def _rules_changed(self, ruleset: RuleSet) -> None:
         """Tell the probes which syscalls, opens, connects and dups the rules need (all of them for

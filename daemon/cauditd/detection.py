@@ -104,6 +104,19 @@ class Detector:
         self._store.add(finding)
         metrics.DETECTION_LATENCY.observe(max(0, now_ns - finding.time_ns) / 1e9)
 
+    def container_named(self, container: ContainerInfo) -> None:
+        """Its metadata came after its first findings (the hold-back ran out): the findings
+        named by its short id take its name, image and pod, those whose repeats still count in
+        memory and those stored."""
+        ref = container_ref_of(container)
+        if ref.name == ref.id:
+            return  # no name came either
+        remembered = (*self.engine.remembered(), *self.budget.summaries(), *self._alarms.values())
+        for finding in remembered:
+            if finding.container.full_id == ref.full_id and finding.container.name == ref.id:
+                finding.container = ref
+        self._store.name_container(ref)
+
     async def reload(self, config: RulesConfig | None = None) -> list[str]:
         """Compile the rules aside and swap them in; the errors of a refused set, else []."""
         async with self._reload_lock:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from cauditd import tasks
 from cauditd.config import StoreConfig
-from cauditd.findings import Finding, Priority, rfc3339_ns
+from cauditd.findings import ContainerRef, Finding, Priority, rfc3339_ns
 from cauditd.retention import Retention
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,15 @@ INSERT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 UPDATE = "UPDATE findings SET count = ?, last_time_ns = ?, doc = ? WHERE id = ?"
+
+
+# Findings made before their container's metadata came carry its short id as name (the
+# hold-back ran out); when the metadata comes they take its name, image and pod.
+NAME_CONTAINER = (
+    "UPDATE findings SET container_name = ?, doc = json_set(doc, '$.container.name', ?,"
+    " '$.container.image', ?, '$.container.pod', ?, '$.container.namespace', ?)"
+    " WHERE container_id = ? AND container_name = container_short"
+)
 
 
 def encode_cursor(before_id: int) -> str:
@@ -397,11 +406,15 @@ class FindingStore:
 
     async def run_in_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` on the writer thread in its own transaction, after pending batches."""
+        return await self._queue_call(fn)
+
+    def _queue_call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue `fn(conn)` for the writer now, in order with adds and updates; its result."""
         if not self._accepting or self._loop is None:
             raise RuntimeError("the finding store is not running")
         future: asyncio.Future[T] = self._loop.create_future()
         self._ops.put(("call", fn, future))
-        return await future
+        return future
 
     async def flush(self) -> None:
         """Return once every finding added before the call is committed."""
@@ -427,6 +440,21 @@ class FindingStore:
         if not self._accepting:
             raise RuntimeError("the finding store is not running")
         self._ops.put(("update", finding))
+
+    def name_container(self, ref: ContainerRef) -> asyncio.Future[int] | None:
+        """Stored findings of `ref`'s container that are named by its short id (made before
+        its metadata came) take its name, image and pod, in order with the adds and updates
+        queued before; how many did (None when the store is stopping)."""
+        if not self._accepting:
+            return None
+        values = (ref.name, ref.name, ref.image, ref.pod, ref.namespace, ref.full_id)
+
+        def rename(conn: sqlite3.Connection) -> int:
+            return int(conn.execute(NAME_CONTAINER, values).rowcount)
+
+        future = self._queue_call(rename)
+        future.add_done_callback(_log_rename_failure)
+        return future
 
     def add_held_hook(self, fn: HeldHook) -> None:
         """Call `fn(findings)` on the writer thread with new findings the state dir refused and
@@ -653,6 +681,11 @@ class FindingStore:
     async def apply_retention(self) -> int:
         """Delete findings past the age and count limits (cauditd.retention); how many."""
         return await self.retention.apply()
+
+
+def _log_rename_failure(future: asyncio.Future[int]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error("naming a container's earlier findings failed: %s", exc)
 
 
 def _noop(conn: sqlite3.Connection) -> None:

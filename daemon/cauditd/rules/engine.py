@@ -66,6 +66,10 @@ class RuleEngine:
         there from now on."""
         self._suppressor.alias(finding.key, into)
 
+    def remembered(self) -> list[Finding]:
+        """The findings whose repeats still count on them (within the suppression window)."""
+        return [finding for _, finding in self._suppressor.recent.values()]
+
     def drain_updates(self) -> list[Finding]:
         """Earlier findings whose count/last_time_ns grew since the last call."""
         return self._suppressor.drain()
