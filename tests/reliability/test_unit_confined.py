@@ -1,7 +1,9 @@
 """`cauditd run` under the unit's own confinement without systemd: the seccomp deny-list and its
 errno, the capability bounding set, no_new_privs and the namespace restrictions, all derived from
 systemd/cauditd.service (tests/reliability/unitfile.py). The cheap companion of test_unit.py,
-which runs the unit under a real systemd: a unit that denies what BCC needs fails here too.
+which runs the unit under a real systemd: a unit that denies what BCC needs fails here too. The
+network monitor, off in test_unit.py's machine (its PID namespace hides the containers' pids),
+is checked here: a flow between two containers of the test is seen under the confinement.
 """
 
 from __future__ import annotations
@@ -102,8 +104,32 @@ def test_cauditd_run_starts_and_detects_under_the_units_confinement(
         shadow = containers.exec(containers.names[-1], "cat", "/etc/shadow")
         assert shadow.returncode == 0, shadow.stderr
         wait_for_finding(daemon, containers.names[-1], "Read sensitive file untrusted")
+        wait_for_flow(daemon, containers)
     finally:
         assert daemon.stop() == 0, "\n".join(daemon.lines[-40:])
+
+
+def wait_for_flow(daemon: DaemonProcess, containers: Containers, timeout: float = 60) -> None:
+    """The network monitor works confined too (tc filters over netlink, the veth lookup through
+    /proc/<pid>/ns/net): a connection between two containers of this test on Docker's bridge
+    is a flow of the client's (no packet leaves the bridge)."""
+    server = containers.run("sh", "-c", "while :; do nc -l -p 8080 </dev/null; done",
+                            detach=True).stdout.strip()
+    address = subprocess.run(
+        ["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", server],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert address, "the server container has no bridge address"
+    client = containers.run("sleep", "60", detach=True).stdout.strip()
+    assert client, "client container did not start"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        containers.exec(containers.names[-1], "sh", "-c", f"echo hi | nc -w 1 {address} 8080")
+        flows = daemon.get(f"/v1/flows?container={containers.names[-1]}&port=8080")["flows"]
+        if flows:
+            return
+        time.sleep(1)
+    raise AssertionError(f"no flow to {address}:8080 from the client; network stats "
+                         f"{daemon.get('/v1/stats')['network']}")
 
 
 def test_a_unit_that_denies_perf_event_open_fails_here(ebpf: None, tmp_path: Path) -> None:
