@@ -57,8 +57,9 @@ def print_event(event: Event) -> None:
 
 def log_exec(event: Event) -> None:
     if isinstance(event, ExecEvent):
-        log.debug("exec container=%s pid=%d exe=%s", event.container.short_id, event.pid,
-                  event.exe)
+        ran = f" file={event.exe}" if event.filename and event.filename != event.exe else ""
+        log.debug("exec container=%s pid=%d exe=%s%s", event.container.short_id, event.pid,
+                  event.filename or event.exe, ran)
 
 
 class Daemon:

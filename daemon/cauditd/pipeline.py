@@ -1,7 +1,7 @@
 """The event path, in one place: a batch of decoded events from the probes to findings.
 
 Syscall events: resolve (cgroup id -> container) -> hold back (until the runtime's metadata,
-at most ~300 ms) -> process table -> taps (--print-events, tests) -> rules -> store. Network
+at most 2 s) -> process table -> taps (--print-events, tests) -> rules -> store. Network
 events arrive with their container and go straight to the taps and rules.
 
 Per-event isolation: an event that raises is skipped and counted by the stage it failed in

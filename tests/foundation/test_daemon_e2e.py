@@ -44,6 +44,12 @@ def loaded_program_ids() -> set[int]:
     return {p["id"] for p in json.loads(out.stdout or "[]")}
 
 
+def program_name(prog_id: int) -> str:
+    out = subprocess.run(["bpftool", "prog", "show", "id", str(prog_id)], capture_output=True,
+                         text=True)
+    return out.stdout.strip() or out.stderr.strip()
+
+
 def programs_held_by(pid: int) -> set[int]:
     """Ids of the BPF programs whose file descriptors process `pid` holds (from fdinfo)."""
     ids = set()
@@ -92,7 +98,9 @@ def test_sigkill_leaves_nothing_attached(daemon: DaemonProcess) -> None:
     ours = programs_held_by(daemon.proc.pid)
     assert ours
     daemon.stop(signal.SIGKILL)
-    deadline = time.monotonic() + 5
+    # The kernel frees programs behind a tail-call map from a work queue: on a busy host, late.
+    deadline = time.monotonic() + 20
     while ours & loaded_program_ids() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert ours & loaded_program_ids() == set()
+    left = ours & loaded_program_ids()
+    assert left == set(), [program_name(i) for i in sorted(left)]

@@ -1,6 +1,10 @@
-"""Hold back a new container's events until its runtime metadata arrives (at most ~300 ms).
+"""Hold back a new container's events until its runtime metadata arrives (at most 2 s).
 
-So the first exec of a container already carries container.name and container.image. Events of
+So the first exec of a container already carries container.name, container.image and what the
+container rules need of the runtime (mounts, privileged, its first process's pid). The engine
+usually answers in tens of milliseconds; a busy one (a loaded host, many containers starting at
+once) can take a second, and an event let go without the metadata may miss a rule (a sensitive
+mount) or meet one its exception would have excused (the entrypoint's own reads at start). Events of
 one container keep their order; other containers' events are not delayed. What one container
 may have held is bounded: past `max_held` its events go on at once, without the metadata.
 """
@@ -33,7 +37,7 @@ class MetadataHoldBack:
         self,
         registry: MetadataSource,
         deliver: Callable[[Event], None],
-        max_wait: float = 0.3,
+        max_wait: float = 2.0,
         max_held: int = MAX_HELD,
     ) -> None:
         self._registry = registry
