@@ -43,7 +43,7 @@ struct exec_record {
     u32 exe_flags;
     u64 exe_ino;
     u32 exe_dev;
-    u32 _pad;
+    u32 ns_pid;  /* pid in the top-level container's pid namespace (container_ns_pid) */
     struct stdio_fd stdio[3];
     char filename[PATH_MAX_CAPTURE];
     char exe[EXE_PATH_LEN];
@@ -51,6 +51,18 @@ struct exec_record {
 };
 
 #ifdef KERNEL_LAYOUT
+/* The task's pid in the first pid namespace below the host's (level 1: where a container of
+ * the host's runtime lives), 0 in the host's own. 1 is a container's first process, known here
+ * whether or not the runtime has answered yet; a pid namespace nested inside a container does
+ * not make its first process a 1 here. */
+static __always_inline u32 container_ns_pid(u64 task)
+{
+    u64 pid = kread_u64(task, OFF_TASK_THREAD_PID);
+    if (kread_u32(pid, OFF_PID_LEVEL) < 1)
+        return 0;
+    return kread_u32(pid, OFF_PID_NUMBERS + SIZEOF_UPID + OFF_UPID_NR);
+}
+
 /* The executable by identity, and what fds 0-2 are. */
 static __always_inline void describe_exe(struct exec_record *rec)
 {
@@ -60,6 +72,7 @@ static __always_inline void describe_exe(struct exec_record *rec)
     file_identity(exe_file, &id);
     rec->exe_ino = id.ino;
     rec->exe_dev = id.dev;
+    rec->ns_pid = container_ns_pid(task);
     rec->exe_flags = EXE_RESOLVED;
     if (exe_from_foreign_mnt_ns(task, exe_file))
         rec->exe_flags |= EXE_FOREIGN_MNT_NS;
@@ -116,7 +129,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     }
     fill_header(&rec->h, EVENT_EXEC, cgroup_id);
     rec->old_pid = old_pid;
-    rec->_pad = 0;
+    rec->ns_pid = 0;
     rec->exe_flags = 0;
     rec->exe_ino = 0;
     rec->exe_dev = 0;

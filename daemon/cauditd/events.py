@@ -199,6 +199,7 @@ class ExecEvent(SyscallEvent):
     is_exe_upper_layer: bool = False
     is_exe_from_memfd: bool = False
     filename: str = ""  # the path the exec was asked for, when `exe` is the kernel's resolution
+    ns_pid: int = 0  # pid in the container's pid namespace, from the kernel (0: host, unknown)
     is_exe_unlinked: bool = False  # no name on disk: O_TMPFILE, deleted, memfd
     stdio: tuple[StdioFd, ...] = ()  # fds 0-2 at exec, when the kernel told
 

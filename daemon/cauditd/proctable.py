@@ -256,9 +256,11 @@ class ProcessTable:
     def _on_exec(self, event: ExecEvent) -> ProcessInfo:
         proc = self._lookup(event)
         container = event.container
-        if container.pid == 0 and not container.is_host and proc.comm.startswith(_RUNC_COMM_PREFIX):
-            # The runtime did not tell the pid (inspected while created or after exit: a short
-            # container): runc's first exec in the container is its entrypoint.
+        first = event.ns_pid == 1 if event.ns_pid else proc.comm.startswith(_RUNC_COMM_PREFIX)
+        if container.pid == 0 and not container.is_host and first:
+            # The runtime has not told the pid (not answered yet, or inspected while created or
+            # after exit: a short container): the kernel says which exec is pid 1 in the
+            # container; without the kernel's layout, runc's first exec there is its entrypoint.
             container.pid = event.pid
         base = self._proc / str(event.pid)
         live_cwd = _readlink(base / "cwd")  # empty once the process is gone

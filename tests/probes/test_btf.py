@@ -97,3 +97,4 @@ def test_the_running_kernel_gives_every_offset_the_probes_read() -> None:
     assert (defines["OFF_PATH_MNT"], defines["OFF_PATH_DENTRY"]) == (0, 8)
     assert defines["OFF_TASK_STATUS"] == 16  # thread_info first in task_struct, then 2 longs
     assert defines["OFF_DENTRY_NAME"] - defines["OFF_DENTRY_NAME_LEN"] == 4
+    assert (defines["OFF_UPID_NR"], defines["SIZEOF_UPID"]) == (0, 16)  # int nr; ns pointer

@@ -68,6 +68,7 @@ def test_first_exec_of_a_container_carries_name_and_image(
     assert (ev.exe, ev.filename, ev.process.name) == ("/bin/busybox", "/bin/cat", "cat")
     assert ev.cwd == "/"
     assert not ev.is_exe_upper_layer and not ev.is_exe_from_memfd
+    assert ev.ns_pid == 1  # the container's first process, from the kernel
 
 
 def test_cat_etc_shadow_is_an_open_with_its_result(
@@ -94,6 +95,7 @@ def test_shell_exec_into_a_running_container_names_its_parent(
     echo = running_daemon.wait_for(in_container(cid, ExecEvent, "execve", argv=("/bin/echo", "hi")))
     assert_named(echo, cid)
     assert echo.process.parent is shell.process
+    assert 1 < shell.ns_pid < echo.ns_pid  # pids in the container's namespace, not its init
     fork = running_daemon.wait_for(in_container(cid, ForkEvent, "clone", child_pid=echo.pid))
     assert fork.pid == shell.pid
 

@@ -237,3 +237,18 @@ def test_a_program_run_through_the_dynamic_loader_is_named_by_the_program() -> N
         table.apply(ev)
         assert ev.process is not None and ev.process.name == name, argv
         assert ev.process.exe == loader  # the file the kernel runs
+
+
+def test_the_kernel_names_the_containers_first_process_before_the_runtime_does() -> None:
+    """pid 1 in the container's pid namespace (the exec record's ns_pid) is its entrypoint, so
+    container.pid is known while the runtime has not answered; a process run by `docker exec`
+    (also exec'd by runc's init stage) is not, whatever it is called."""
+    table = ProcessTable()
+    fresh = ContainerInfo(id="e" * 64)
+    comm = "runc:[2:INIT]"
+    table.apply(ExecEvent(type="execve", ts_ns=1, container=fresh, pid=GONE + 10, exe="/bin/sh",
+                          argv=("sh",), comm=comm, ns_pid=7))
+    assert fresh.pid == 0
+    table.apply(ExecEvent(type="execve", ts_ns=2, container=fresh, pid=GONE + 11, exe="/app",
+                          argv=("app",), comm=comm, ns_pid=1))
+    assert fresh.pid == GONE + 11

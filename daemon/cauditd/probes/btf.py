@@ -140,6 +140,10 @@ class Btf:
             raise BtfError(f"{struct_name}.{path} is a bit field")
         return bits // 8
 
+    def size(self, struct_name: str) -> int:
+        """Size in bytes of a struct (an array member's stride)."""
+        return self._header(self.struct_id(struct_name))[2]
+
     def has_member(self, struct_name: str, path: str) -> bool:
         try:
             self.offset(struct_name, path)

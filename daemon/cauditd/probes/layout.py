@@ -25,6 +25,10 @@ CORE: dict[str, tuple[str, str]] = {
     "OFF_TASK_FILES": ("task_struct", "files"),
     "OFF_TASK_MM": ("task_struct", "mm"),
     "OFF_TASK_NSPROXY": ("task_struct", "nsproxy"),
+    "OFF_TASK_THREAD_PID": ("task_struct", "thread_pid"),
+    "OFF_PID_LEVEL": ("pid", "level"),
+    "OFF_PID_NUMBERS": ("pid", "numbers"),
+    "OFF_UPID_NR": ("upid", "nr"),
     "OFF_FS_ROOT": ("fs_struct", "root"),
     "OFF_FS_PWD": ("fs_struct", "pwd"),
     "OFF_PATH_MNT": ("path", "mnt"),
@@ -61,6 +65,8 @@ CORE: dict[str, tuple[str, str]] = {
     "OFF_SK_V6_DADDR": ("sock", "__sk_common.skc_v6_daddr"),
     "OFF_SK_V6_RCV_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
 }
+# define -> struct: sizes of array elements the probes index.
+SIZES: dict[str, str] = {"SIZEOF_UPID": "upid"}
 # io_uring requests as the submission tracepoint sees them (kernels with io_uring only).
 IO_URING: dict[str, tuple[str, str]] = {
     "OFF_REQ_CMD": ("io_kiocb", "cmd"),
@@ -88,6 +94,7 @@ class KernelLayout:
         try:
             btf = Btf.load(path)
             offsets = {name: btf.offset(*where) for name, where in CORE.items()}
+            offsets.update({name: btf.size(struct) for name, struct in SIZES.items()})
         except BtfError as exc:
             log.warning("kernel BTF unusable (%s): paths as written, no fd kinds, no compat "
                         "syscalls", exc)

@@ -93,7 +93,7 @@ def decode_exec(raw: Record) -> ExecEvent:
     """An exec: the path it was asked for, and with the kernel's layout the file it runs."""
     fields = EXEC.unpack_from(raw)
     ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, _old_pid, argc, flags = fields[:12]
-    exe_flags, exe_ino, exe_dev, _p2, stdio, filename, resolved, argv = fields[12:]
+    exe_flags, exe_ino, exe_dev, ns_pid, stdio, filename, resolved, argv = fields[12:]
     asked = cstr(filename)
     exe = asked
     if exe_flags & EXE_RESOLVED and not exe_flags & EXE_TRUNCATED:
@@ -114,6 +114,7 @@ def decode_exec(raw: Record) -> ExecEvent:
         is_exe_from_memfd=bool(flags & EXEC_FROM_MEMFD) or exe.startswith("/memfd:"),
         exe_ino=exe_ino,
         exe_dev=exe_dev,
+        ns_pid=ns_pid,
         exe_foreign_mnt_ns=bool(exe_flags & EXE_FOREIGN_MNT_NS),
         is_exe_unlinked=bool(exe_flags & EXE_UNLINKED),
         stdio=_stdio(stdio) if exe_flags & EXE_RESOLVED else (),
