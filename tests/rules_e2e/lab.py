@@ -24,6 +24,7 @@ from cauditd.events import Event, ExecEvent, ExitEvent, FileEvent, NetSyscallEve
 from cauditd.rules import RuleSet
 from cauditd.rules.fields import OPEN_TYPES
 from tests.conftest import (
+    TEST_IMAGE,
     Containers,
     DaemonThread,
     daemon_config,
@@ -231,6 +232,21 @@ class Lab:
         with urllib.request.urlopen(url, timeout=10) as resp:
             findings: list[dict[str, Any]] = json.load(resp)["findings"]
         return findings
+
+    def fired(self, ran: Ran, rule: str) -> list[dict[str, Any]]:
+        """`rule`'s findings for the container, asserted there and attributed to it."""
+        found = self.findings(ran, rule=rule)
+        assert found, self.explain(ran)
+        for finding in found:
+            container = finding["container"]
+            assert (container["full_id"], container["name"], container["image"]) == (
+                ran.container_id, ran.name, TEST_IMAGE), self.explain(ran)
+        return found
+
+    def assert_quiet(self, ran: Ran, witness: Witness, rule: str) -> None:
+        """The look-alike happened (`witness` saw it) and `rule` did not fire."""
+        assert self.saw(ran, witness), f"the look-alike did not happen:\n{self.explain(ran)}"
+        assert self.findings(ran, rule=rule) == [], self.explain(ran)
 
     def explain(self, ran: Ran) -> str:
         """The container's events and findings in a few lines, for a failing assert."""
