@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import stat
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -40,7 +41,6 @@ CMDLINE_MAX = 4096  # argv kept per process from /proc (the probe keeps 16 x 128
 _FD_PATH_PREFIXES = ("/dev/fd/", "/proc/self/fd/")
 _NO_RESOLVE = frozenset(("symlink", "symlinkat"))
 _CWD_CHANGES = frozenset(("chdir", "fchdir"))
-S_IFMT, S_IFIFO = 0o170000, 0o010000
 O_ACCMODE, O_WRONLY = 0o3, 0o1
 
 
@@ -344,14 +344,16 @@ class ProcessTable:
         return exe
 
     def _in_upper_layer(self, container_id: str, exe: str) -> bool:
+        """A file at `exe` in the container's writable layer (written since it started). Not a
+        directory: runc 1.1 runs its init from a detached bind mount of its binary, whose path
+        the kernel walk gives as "/", which is the upper layer's own root."""
         upper = self._upper_dir_of(container_id) if container_id != HOST_ID else None
         if not upper or not exe.startswith("/"):
             return False
         try:
-            os.lstat(upper + exe)
+            return not stat.S_ISDIR(os.lstat(upper + exe).st_mode)
         except OSError:
             return False
-        return True
 
     def _absolute_paths(self, event: FileEvent, proc: ProcessInfo) -> None:
         if event.resolved:
@@ -380,7 +382,7 @@ class ProcessTable:
     # --- shells wired to the network through pipes --------------------------------------
 
     def _fifo_opened(self, event: FileEvent, proc: ProcessInfo) -> None:
-        if event.ret < 0 or event.file_mode & S_IFMT != S_IFIFO:
+        if event.ret < 0 or not stat.S_ISFIFO(event.file_mode):
             return
         writes = event.flags & O_ACCMODE != 0
         reads = event.flags & O_ACCMODE != O_WRONLY

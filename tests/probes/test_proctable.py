@@ -78,7 +78,11 @@ def test_upper_layer_lookup(tmp_path: object) -> None:
     table.apply(dropped)
     shipped = ExecEvent(type="execve", ts_ns=2, container=C, pid=GONE + 1, exe="/bin/sh")
     table.apply(shipped)
+    # runc 1.1's init runs from a detached bind mount of its binary: the kernel's walk says "/"
+    detached = ExecEvent(type="execve", ts_ns=3, container=C, pid=GONE + 2, exe="/")
+    table.apply(detached)
     assert dropped.is_exe_upper_layer and not shipped.is_exe_upper_layer
+    assert not detached.is_exe_upper_layer
 
 
 def test_reexec_through_proc_self_exe_keeps_the_image_name() -> None:
