@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -52,6 +53,20 @@ async def test_connections_past_the_limit_get_503_then_room_again(make_api: ApiF
         await held_writer.wait_closed()
     await asyncio.sleep(0.1)
     assert (await api.get("/v1/stats"))[0] == 200
+
+
+async def test_a_burst_of_connections_cannot_pass_the_limit(make_api: ApiFactory) -> None:
+    """Ten sockets waiting in the accept backlog at once: the loop accepts them in one burst."""
+    api = await make_api(max_connections=3)
+    burst = [socket.create_connection((api.server.host, api.server.port)) for _ in range(10)]
+    streams = [await asyncio.open_connection(sock=sock) for sock in burst]
+    for _, writer in streams:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    heads = [await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) for reader, _ in streams]
+    statuses = sorted(int(head.split()[1]) for head in heads)
+    assert statuses == [200] * 3 + [503] * 7
+    for _, writer in streams:
+        writer.close()
 
 
 async def test_streams_past_the_limit_get_503(make_api: ApiFactory) -> None:

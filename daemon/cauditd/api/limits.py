@@ -103,20 +103,30 @@ def _refused_answer(limit: int) -> bytes:
 
 class ConnectionLimit:
     """Protocol factory in front of aiohttp's server: past `limit` open connections, a new one
-    gets a 503 and is closed. Connections accepted in one burst are counted when aiohttp
-    registers them, so the limit can be passed by at most one accept backlog."""
+    gets a 503 and is closed. aiohttp counts a connection once its connection_made has run, after
+    every socket of the same accept burst was given a protocol; the ones given one meanwhile are
+    counted here (`_pending`), so a burst cannot pass the limit either."""
 
     def __init__(self, server: web.Server, limit: int) -> None:
         self.server = server
         self.limit = limit
         self.answer = _refused_answer(limit)
+        self._pending = 0
 
     def __call__(self) -> asyncio.BaseProtocol:
-        if len(self.server.connections) >= self.limit:
+        open_now = len(self.server.connections) + self._pending
+        if open_now >= self.limit:
             metrics.API_REFUSED.labels("connections").inc()
-            log.debug("API connection refused: %d open", len(self.server.connections))
+            log.debug("API connection refused: %d open", open_now)
             return _RefusedConnection(self.answer)
+        self._pending += 1
+        # Runs after the burst's other sockets got their protocols, just before this one's
+        # connection_made (the transport schedules it right after this callback).
+        asyncio.get_running_loop().call_soon(self._registered)
         return self.server()
+
+    def _registered(self) -> None:
+        self._pending -= 1
 
 
 class LimitedSite(web.BaseSite):
