@@ -5,7 +5,8 @@ conditions in Falco's language, outputs, priorities, exceptions, overrides, thre
 suppress_by) and then bent: unknown fields, wrong types, unbalanced parentheses, bad quotes,
 huge numbers, deep nesting, macro cycles, broken regexes and CIDRs, corrupted TOML. Loading
 must end in a RuleSet or a RuleError/RuleSetError (file:line, never another exception), and a
-loaded set must match synthetic events without an exception escaping the engine.
+loaded set must match synthetic events without an exception escaping the engine, and the open
+index (cauditd.rules.index) must offer every rule that matches an open.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cauditd.rules import FIELDS, RuleEngine, RuleError, RuleSetError, load_rule
 from cauditd.rules.fields import FieldType
 from cauditd.rules.parser import BINARY_OPS, LIST_OPS, UNARY_OPS
 from tests.rules.synth import connect, dns, execve, flow, open_read, open_write, syscall
+from tests.rules.test_index import matching
 
 CASES = 10_000
 SEED = 20261201
@@ -262,6 +264,10 @@ EVENTS = [open_read("/etc/shadow"), open_write("/etc/x"), execve("/bin/sh", "sh"
           dns("evil.example")]
 
 
+OPENS = [open_read("/etc/shadow"), open_write("/etc/x"), open_read("/proc/1/environ"),
+         open_read("/tmp/x", ret=-2), open_write("/dev/sda", mode=0o4755)]
+
+
 def test_every_generated_rule_file_is_a_rule_set_or_a_rule_error(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     outcomes = {"loaded": 0, "refused": 0}
@@ -282,4 +288,6 @@ def test_every_generated_rule_file_is_a_rule_set_or_a_rule_error(tmp_path: Path)
         engine = RuleEngine(ruleset, suppress_window_s=0)
         for event in EVENTS:
             engine.match(event)  # a rule that raises is the engine's to count, never to escape
+        for event in OPENS:
+            assert set(matching(ruleset, event)) <= set(ruleset.candidates(event)), (case, text)
     assert outcomes["loaded"] > CASES // 20 and outcomes["refused"] > CASES // 20, outcomes

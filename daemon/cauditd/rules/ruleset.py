@@ -10,6 +10,7 @@ from cauditd.events import Event
 from cauditd.findings import Priority
 from cauditd.rules.errors import Notice, Where
 from cauditd.rules.fields import EVENT_TYPES, OPEN_TYPES, SYSCALL_TYPES
+from cauditd.rules.index import OpenIndex
 from cauditd.rules.output import OutputTemplate
 from cauditd.rules.prefilter import (
     ANYTHING,
@@ -48,7 +49,8 @@ class Rule:
 
 
 class RuleSet:
-    """The enabled rules indexed by evt.type; `candidates(event)` is one dict lookup.
+    """The enabled rules indexed by evt.type, and opens further by path, mode and result
+    (rules.index); `candidates(event)` is a dict lookup or two.
 
     `notices` says what the files held that did not load (skipped rules of Falco files)."""
 
@@ -68,9 +70,14 @@ class RuleSet:
                     if r.source == source
                     and (r.event_types is None or evt_type in r.event_types)
                 )
+        self.open_index = {t: OpenIndex(self.by_type[t]) for t in OPEN_TYPES if t in self.by_type}
 
     def candidates(self, event: Event) -> tuple[Rule, ...]:
-        """The enabled rules that can match `event` (by its type and source)."""
+        """The enabled rules that can match `event` (by its type and source, and an open's
+        by its path, access mode and result)."""
+        index = self.open_index.get(event.type)
+        if index is not None:
+            return index.candidates(event)
         rules = self.by_type.get(event.type)
         if rules is None:
             return self.wildcard.get(event.source, ())

@@ -1,0 +1,112 @@
+"""Which rules an open can match, by its path, access mode and result, without testing them.
+
+Most of what a container does is opens, and a default rule set has a dozen or more rules
+about opens, each looking at a few paths (/etc, binary directories, credentials, history
+files). The rules' own open clauses (rules.prefilter: the same derivation that tells the kernel
+which opens to emit, so one source of truth) say which paths, modes and results each rule can
+match; OpenIndex turns them into a few dict lookups and one tuple `startswith` per open, so an
+open of /usr/lib/libc.so.6 is tested against the rules that may match it (often none) instead
+of every rule about opens.
+
+The index only ever narrows by what a rule's clauses rule out, and the clauses only ever widen
+(a condition the derivation cannot reason about is unconstrained). Facets the index does not
+judge (whether a FIFO was opened: the rule about reverse shells through pipes looks at the
+process, which any open may show) are treated as unconstrained: such a clause keeps its rule a
+candidate for every open of its modes. A clause asking for setuid/setgid bits keeps its rule a
+candidate for every open whose mode argument has one (evt.is_open_setid also asks for O_CREAT:
+wider, never narrower).
+
+The path judged is fd.name (FileEvent.path: the file opened, made absolute and normalized by
+the process table), the same value the rules' fd.name, fd.directory, fd.filename and
+evt.arg.name/path see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from cauditd.events import Event, FileEvent
+from cauditd.rules.prefilter import FAILURE, READ, SUCCESS, WRITE, Clauses, open_modes
+
+if TYPE_CHECKING:
+    from cauditd.rules.ruleset import Rule
+
+# One slot per (access modes, result) an open can have: modes READ, WRITE or both, success or
+# failure. A clause allows a slot when it shares a mode with it and allows its result.
+SLOTS = tuple((modes, result) for modes in (READ, WRITE, READ | WRITE)
+              for result in (SUCCESS, FAILURE))
+SETID_BITS = 0o6000
+MAX_CACHED = 4096  # rule tuples kept by bit mask (bounded: paths are the process's to choose)
+
+Masks = list[int]  # a rule bit mask per slot
+
+
+def slot(modes: int, failed: bool) -> int:
+    return (modes - 1) * 2 + failed
+
+
+class OpenIndex:
+    """The candidate rules of one open type (`rules`, in rule order), narrowed by each rule's
+    open clauses."""
+
+    __slots__ = ("_cache", "_exact", "_free", "_names", "_prefix_any", "_prefixes", "_setid",
+                 "rules")
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = tuple(rules)
+        self._free: Masks = [0] * len(SLOTS)  # rules that pass whatever the path
+        self._setid: Masks = [0] * len(SLOTS)  # ... when the mode asks for setuid/setgid
+        self._exact: dict[str, Masks] = {}
+        self._names: dict[str, Masks] = {}
+        prefixes: dict[str, Masks] = {}
+        for bit, rule in enumerate(self.rules):
+            self._add(1 << bit, rule.opens, prefixes)
+        self._prefixes = tuple(prefixes.items())
+        self._prefix_any = tuple(prefixes)  # one C-level test rejects most paths
+        self._cache: dict[int, tuple[Rule, ...]] = {}
+
+    def _add(self, bit: int, clauses: Clauses, prefixes: dict[str, Masks]) -> None:
+        for clause in clauses:
+            if clause.fifo:
+                masks = self._free  # not judged here: widen to any path
+            elif clause.setid:
+                masks = self._setid  # the path too, if any: not judged (wider)
+            elif clause.path is None:
+                masks = self._free
+            else:
+                table = {"exact": self._exact, "name": self._names}.get(clause.path.kind, prefixes)
+                masks = table.setdefault(clause.path.text, [0] * len(SLOTS))
+            for i, (modes, result) in enumerate(SLOTS):
+                if clause.modes & modes and clause.results & result:
+                    masks[i] |= bit
+
+    def candidates(self, event: Event) -> tuple[Rule, ...]:
+        """The rules that may match `event`, an open of this index's type, in rule order."""
+        if not isinstance(event, FileEvent):
+            return self.rules
+        i = slot(open_modes(event.type, event.flags), event.ret < 0)
+        mask = self._free[i]
+        if event.mode & SETID_BITS:
+            mask |= self._setid[i]
+        path = event.path
+        if path:
+            found = self._exact.get(path)
+            if found is not None:
+                mask |= found[i]
+            found = self._names.get(path.rpartition("/")[2])
+            if found is not None:
+                mask |= found[i]
+            if path.startswith(self._prefix_any):
+                for prefix, masks in self._prefixes:
+                    if path.startswith(prefix):
+                        mask |= masks[i]
+        return self._rules_of(mask)
+
+    def _rules_of(self, mask: int) -> tuple[Rule, ...]:
+        rules = self._cache.get(mask)
+        if rules is None:
+            rules = tuple(r for bit, r in enumerate(self.rules) if mask >> bit & 1)
+            if len(self._cache) < MAX_CACHED:
+                self._cache[mask] = rules
+        return rules

@@ -1,0 +1,113 @@
+"""The open index (cauditd.rules.index): an open is tested only against the rules that may
+match it, and never loses one that does (checked against every rule's predicate)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+import pytest
+
+from cauditd.events import FileEvent
+from cauditd.rules.loader import load_ruleset
+from cauditd.rules.ruleset import Rule, RuleSet
+from tests.rules.synth import BASH, O_CREAT, O_WRONLY, file_event, open_read, proc
+from tests.rules.test_prefilter import (
+    DEFAULT_RULES,
+    SAMPLE_FLAGS,
+    SAMPLE_PATHS,
+    SAMPLE_PROCESSES,
+    ruleset_of,
+)
+
+OPEN_TYPES = ("openat", "open", "openat2", "creat")
+TRICKY_PATHS = ["", "etc/shadow", "shadow", "/etc", "/etc/", "/", "/dev", "/devices",
+                "/usr/bin", "/binary", "/root/.ssh/authorized_keys", "/proc/1/exe",
+                "/sys/fs/cgroup/x/release_agent", "/etc/cron.daily/x", "/var/log",
+                "/home/a/.bash_history/", "//etc/shadow", "/etc/./shadow", "x" * 300]
+WIRED = dataclasses.replace(proc("/bin/sh", "sh", "-i"), stdio_wired=("sh",))
+
+
+def matching(ruleset: RuleSet, event: FileEvent) -> list[Rule]:
+    """Every enabled rule of the event's type whose condition holds, tested one by one."""
+    found = []
+    for rule in ruleset.by_type.get(event.type, ()):
+        try:
+            if rule.predicate(event):
+                found.append(rule)
+        except Exception:  # a rule that raises matches nothing
+            continue
+    return found
+
+
+def opens() -> list[FileEvent]:
+    processes = [*SAMPLE_PROCESSES, WIRED, BASH]
+    return [
+        file_event(evt_type, path, flags=flags, mode=mode, ret=ret, process=process)
+        for path, flags, evt_type, process, ret, mode in itertools.product(
+            SAMPLE_PATHS + TRICKY_PATHS, SAMPLE_FLAGS, OPEN_TYPES, processes, (3, -2),
+            (0o644, 0o4755))
+    ]
+
+
+def missed(ruleset: RuleSet) -> tuple[int, list[tuple[str, str]]]:
+    """How many (open, rule) matches the sample has, and those the index would not test."""
+    matches, lost = 0, []
+    for event in opens():
+        candidates = ruleset.candidates(event)
+        for rule in matching(ruleset, event):
+            matches += 1
+            if rule not in candidates:
+                lost.append((rule.name, f"{event.type} {event.path} {event.flags:o} {event.ret}"))
+    return matches, lost
+
+
+@pytest.fixture(scope="module")
+def default_set() -> RuleSet:
+    return load_ruleset(DEFAULT_RULES)
+
+
+def test_no_open_a_default_rule_matches_is_left_untested(default_set: RuleSet) -> None:
+    matches, lost = missed(default_set)
+    assert lost == []
+    assert matches > 200  # the sample exercises the rules
+
+
+def test_an_open_no_rule_watches_is_tested_against_few_rules(default_set: RuleSet) -> None:
+    every = default_set.by_type["openat"]
+    library = default_set.candidates(open_read("/usr/lib/x86_64-linux-gnu/libc.so.6"))
+    assert len(every) > 10
+    assert len(library) <= 2  # the reverse shell rule looks at the process, not the path
+    write = default_set.candidates(file_event("openat", "/etc/passwd", flags=O_WRONLY))
+    assert "Write below etc" in [r.name for r in write]
+    assert list(write) == [r for r in every if r in write]  # rule order kept
+
+
+def test_setuid_creations_reach_their_rule(default_set: RuleSet) -> None:
+    plain = file_event("openat", "/tmp/x", flags=O_WRONLY | O_CREAT, mode=0o755)
+    setuid = file_event("openat", "/tmp/x", flags=O_WRONLY | O_CREAT, mode=0o4755)
+    names = [r.name for r in default_set.candidates(setuid)]
+    assert "Set setuid or setgid bit" in names
+    assert "Set setuid or setgid bit" not in [r.name for r in default_set.candidates(plain)]
+
+
+@pytest.mark.parametrize("condition", [
+    "open_read and tolower(fd.name) = /etc/shadow",
+    "open_write and fd.directory = /etc",
+    "open_write and fd.directory in (/etc, /usr/bin/)",
+    "open_read and fd.filename in (shadow, id_rsa)",
+    "open_read and fd.name pmatch (/etc, /root/.ssh)",
+    "open_read and fd.name glob '/etc/sh*'",
+    "open_read and evt.arg.name startswith /proc/",
+    "open_read and evt.failed = true and fd.name = etc/shadow",
+    "evt.type = openat and evt.rawres < 0",
+    "evt.type = openat and fd.num >= 0 and fd.name contains shadow",
+    "evt.type in (openat, execve) and proc.name = cat",
+    "open_write and evt.is_open_setid = true",
+    "open_read and not fd.name startswith /etc",
+    "open_read and fd.name startswith /etc or open_write and fd.filename = x",
+])
+def test_conditions_never_lose_a_match(tmp_path: Path, condition: str) -> None:
+    matches, lost = missed(ruleset_of(tmp_path, condition))
+    assert matches > 0 and lost == []
