@@ -38,6 +38,7 @@ SLOTS = tuple((modes, result) for modes in (READ, WRITE, READ | WRITE)
               for result in (SUCCESS, FAILURE))
 SETID_BITS = 0o6000
 MAX_CACHED = 4096  # rule tuples kept by bit mask (bounded: paths are the process's to choose)
+MAX_PATHS = 8192  # paths whose masks are kept (a server opens the same files again and again)
 
 Masks = list[int]  # a rule bit mask per slot
 
@@ -50,8 +51,8 @@ class OpenIndex:
     """The candidate rules of one open type (`rules`, in rule order), narrowed by each rule's
     open clauses."""
 
-    __slots__ = ("_cache", "_exact", "_free", "_names", "_prefix_any", "_prefixes", "_setid",
-                 "rules")
+    __slots__ = ("_by_path", "_cache", "_exact", "_free", "_names", "_prefix_any", "_prefixes",
+                 "_setid", "rules")
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
@@ -65,6 +66,7 @@ class OpenIndex:
         self._prefixes = tuple(prefixes.items())
         self._prefix_any = tuple(prefixes)  # one C-level test rejects most paths
         self._cache: dict[int, tuple[Rule, ...]] = {}
+        self._by_path: dict[str, Masks] = {}
 
     def _add(self, bit: int, clauses: Clauses, prefixes: dict[str, Masks]) -> None:
         for clause in clauses:
@@ -91,17 +93,25 @@ class OpenIndex:
             mask |= self._setid[i]
         path = event.path
         if path:
-            found = self._exact.get(path)
-            if found is not None:
-                mask |= found[i]
-            found = self._names.get(path.rpartition("/")[2])
-            if found is not None:
-                mask |= found[i]
-            if path.startswith(self._prefix_any):
-                for prefix, masks in self._prefixes:
-                    if path.startswith(prefix):
-                        mask |= masks[i]
+            masks = self._by_path.get(path)
+            if masks is None:
+                masks = self._path_masks(path)
+            mask |= masks[i]
         return self._rules_of(mask)
+
+    def _path_masks(self, path: str) -> Masks:
+        """The rules each slot's clauses with a path let through for `path`, remembered (the
+        memory is emptied when full: bounded whatever paths a process makes up)."""
+        found = [0] * len(SLOTS)
+        tables = (self._exact.get(path), self._names.get(path.rpartition("/")[2]))
+        prefixes = self._prefixes if path.startswith(self._prefix_any) else ()
+        for masks in (*tables, *(m for prefix, m in prefixes if path.startswith(prefix))):
+            if masks is not None:
+                found = [a | b for a, b in zip(found, masks, strict=True)]
+        if len(self._by_path) >= MAX_PATHS:
+            self._by_path.clear()
+        self._by_path[path] = found
+        return found
 
     def _rules_of(self, mask: int) -> tuple[Rule, ...]:
         rules = self._cache.get(mask)
