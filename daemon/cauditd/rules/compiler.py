@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
+import functools
 import ipaddress
 import operator
 import re
@@ -328,9 +329,14 @@ def _lift(get: Callable[[Event], Any], test: Test, multi: bool, negated: bool) -
     return pred
 
 
+# Addresses parsed from event text, remembered: a container talks to the same few peers, and
+# ipaddress parsing costs microseconds. Bounded (LRU), the values are immutable.
+_parse_ip = functools.lru_cache(maxsize=4096)(parse_ip)
+
+
 def _ip_test(nets: list[IpNet]) -> Test:
     def test(value: Any) -> bool:
-        addr = parse_ip(value)
+        addr = _parse_ip(value)
         if addr is None:
             return False
         return any(addr in net for net in nets)
