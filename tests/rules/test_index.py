@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cauditd.events import FileEvent
+from cauditd.rules import index
 from cauditd.rules.loader import load_ruleset
 from cauditd.rules.ruleset import Rule, RuleSet
 from tests.rules.synth import BASH, O_CREAT, O_WRONLY, file_event, open_read, proc
@@ -111,3 +112,15 @@ def test_setuid_creations_reach_their_rule(default_set: RuleSet) -> None:
 def test_conditions_never_lose_a_match(tmp_path: Path, condition: str) -> None:
     matches, lost = missed(ruleset_of(tmp_path, condition))
     assert matches > 0 and lost == []
+
+
+def test_the_path_memory_stays_bounded_and_answers_the_same(
+        default_set: RuleSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index, "MAX_PATHS", 64)
+    fresh = load_ruleset(DEFAULT_RULES)
+    opened = [file_event("openat", f"/etc/cron.d/job{n}", flags=O_WRONLY) for n in range(200)]
+    first = [fresh.candidates(event) for event in opened]
+    assert len(fresh.open_index["openat"]._by_path) <= 64
+    assert [fresh.candidates(event) for event in opened] == first
+    assert all("Cron configuration changed" in [r.name for r in c] for c in first)
+    assert [r.name for r in first[0]] == [r.name for r in default_set.candidates(opened[0])]
