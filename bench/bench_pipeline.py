@@ -1,6 +1,9 @@
 """The event pipeline's cost: events per CPU-second through EventPipeline.on_batch (resolve,
 hold-back, process table, the default rules, the store) next to RuleEngine.match alone on the
-same events, in interleaved rounds of the same run.
+same events, in interleaved rounds of the same run; and the records of bench/throughput.py's
+workload (resolved openat of /etc/passwd) from their bytes, decode included, through the same
+pipeline: that benchmark's daemon path without the kernel, the ring buffer or the noise of a
+loaded machine.
 
 The ratio is the share of the pipeline's time that is matching: what the rest of the event path
 (container, process table, taps, per-event isolation, load counting) costs on top. CPU time of
@@ -29,6 +32,7 @@ from cauditd.containers.cgroups import CgroupTree
 from cauditd.detection import Detector
 from cauditd.events import ContainerInfo, Event, SyscallEvent
 from cauditd.pipeline import EventPipeline
+from cauditd.probes import catalog, records
 from cauditd.proctable import ProcessTable
 from cauditd.rules import RuleEngine, default_rules_dir, load_ruleset
 from cauditd.store import FindingStore
@@ -60,6 +64,21 @@ def batches() -> list[list[Event]]:
     return [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
 
 
+def open_records(count: int = 4096) -> list[list[bytes]]:
+    """Resolved openat records as probes/syscalls.c writes them: what bench/throughput.py's
+    workload (`bench_loop open`: open and close /etc/passwd) sends with the filters off."""
+    nr = catalog.BY_NAME["openat"].nr
+    raw = [
+        records.OPEN.pack(
+            n, CGROUP_ID, records.EVENT_OPEN, BASH.pid, BASH.pid, 0, 0, 0, b"bench_loop",
+            nr, records.OPEN_RESOLVED, 3, records.AT_FDCWD, 0, 0, 1234, 8, 0o100644,
+            b"/etc/passwd", b"/etc/passwd",
+        )
+        for n in range(count)
+    ]
+    return [raw[i : i + BATCH] for i in range(0, count, BATCH)]
+
+
 def rate(fn: Callable[[list[Event]], None], work: list[list[Event]], seconds: float) -> float:
     """Events per CPU-second of this thread over whole passes of at least `seconds`."""
     done, start = 0, time.thread_time()
@@ -72,7 +91,7 @@ def rate(fn: Callable[[list[Event]], None], work: list[list[Event]], seconds: fl
             return done / elapsed
 
 
-async def measure(rounds: int, seconds: float) -> tuple[list[float], list[float]]:
+async def measure(rounds: int, seconds: float) -> tuple[list[float], list[float], list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
         store = FindingStore(Path(tmp) / "findings.db", StoreConfig())
         await store.start()
@@ -87,33 +106,41 @@ async def measure(rounds: int, seconds: float) -> tuple[list[float], list[float]
                 for event in batch:
                     engine.match(event)
 
-            work = batches()
+            def from_bytes(batch: list[bytes]) -> None:
+                decode = records.decode
+                pipeline.on_batch([e for e in map(decode, batch) if e is not None])
+
+            work, raw = batches(), open_records()
             rate(pipeline.on_batch, work, 0.2)
             rate(match_only, work, 0.2)
-            full, matching = [], []
+            rate(from_bytes, raw, 0.2)
+            full, matching, decoded = [], [], []
             for _ in range(rounds):
                 full.append(rate(pipeline.on_batch, work, seconds))
                 matching.append(rate(match_only, work, seconds))
+                decoded.append(rate(from_bytes, raw, seconds))
                 await asyncio.sleep(0)  # let the store's writer take what was found
         finally:
             await store.stop()
-    return full, matching
+    return full, matching, decoded
 
 
 def run(quick: bool) -> list[Result]:
     rounds, seconds = (5, 0.2) if quick else (15, 0.3)
-    full, matching = asyncio.run(measure(rounds, seconds))
+    full, matching, decoded = asyncio.run(measure(rounds, seconds))
     ratios = sorted(f / m for f, m in zip(full, matching, strict=True))
     result = Result(title=TITLE, columns=["path", "events per CPU-second", "share of the path"])
     result.rows.append(["EventPipeline.on_batch (whole path)", f"{si(median(full))}/s",
                         f"{median(ratios):.2f} matching (range {ratios[0]:.2f}-{ratios[-1]:.2f})"])
     result.rows.append(["RuleEngine.match alone", f"{si(median(matching))}/s", "1.00"])
+    result.rows.append(["openat records from their bytes: decode + on_batch",
+                        f"{si(median(decoded))}/s", "(bench/throughput.py's workload)"])
     result.notes.append(
         f"{sum(len(b) for b in batches())} synthetic syscall events of a busy web container "
         f"(bench_rules' workload without flows and DNS), batches of {BATCH}, default rules; "
         f"median of {rounds} interleaved rounds of {seconds:g} CPU-seconds each.")
     result.data["pipeline"] = {"full": median(full), "match": median(matching),
-                               "ratio": median(ratios)}
+                               "ratio": median(ratios), "from_bytes": median(decoded)}
     return [result]
 
 
