@@ -70,6 +70,13 @@ def open_record(nr: int, info: int, ret: int, raw: bytes, path: bytes, *, dirfd:
 
 @pytest.mark.parametrize(("info", "ret", "raw", "path", "expected"), [
     (records.OPEN_RESOLVED, 3, b"/tmp/e/shadow", b"/etc/shadow", ("/etc/shadow", "", True)),
+    # the same bytes are decoded once; a prefix of the file opened is not the file
+    (records.OPEN_RESOLVED, 3, b"/etc/shadow", b"/etc/shadow", ("/etc/shadow", "", True)),
+    (records.OPEN_RESOLVED, 3, b"/etc/shad", b"/etc/shadow", ("/etc/shadow", "", True)),
+    (records.OPEN_RESOLVED, 3, b"/etc/shadow-", b"/etc/shadow", ("/etc/shadow", "", True)),
+    (records.OPEN_RESOLVED, 3, b"\xff/x", b"\xff/x", ("\udcff/x", "", True)),
+    # a path as written that filled its buffer (no terminator) is never taken for the file
+    (records.OPEN_RESOLVED, 3, b"a" * 256, b"a" * 257, ("a" * 257, "", True)),
     (records.OPEN_BASE, -2, b"shadow", b"/etc", ("shadow", "/etc", False)),
     (0, -13, b"/etc/./shadow", b"", ("/etc/./shadow", "", False)),
     # a resolution cut short is not a path: the path as written stands
@@ -81,7 +88,8 @@ def test_open_record_gives_the_resolved_file_or_the_base_of_a_relative_path(
     ev = records.decode(open_record(257, info, ret, raw, path))
     assert isinstance(ev, FileEvent)
     assert (ev.path, ev.base, ev.resolved) == expected
-    assert ev.raw_path == raw.decode() and ev.type == "openat" and ev.ret == ret
+    assert ev.raw_path == raw.decode(errors="surrogateescape")
+    assert ev.type == "openat" and ev.ret == ret
     assert (ev.ino, ev.dev, ev.file_mode) == (5, 50, 0o100640)
 
 

@@ -243,7 +243,10 @@ def decode_open(raw: Record) -> FileEvent | None:
         mode=mode, file_mode=i_mode, ino=ino, dev=dev,
     )  # fmt: skip
     if info & OPEN_RESOLVED and not info & OPEN_TRUNCATED:
-        ev.path, ev.resolved = cstr(path), True
+        # Most opens name the file they open: the same bytes need not be decoded twice.
+        end = raw_path.find(b"\0") + 1  # 0: no terminator, the path as written was cut
+        same = end > 0 and path[:end] == raw_path[:end]
+        ev.path, ev.resolved = written if same else cstr(path), True
     elif info & OPEN_BASE and not info & OPEN_TRUNCATED:
         ev.base = cstr(path)
     return ev
