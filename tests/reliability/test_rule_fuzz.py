@@ -6,7 +6,7 @@ suppress_by) and then bent: unknown fields, wrong types, unbalanced parentheses,
 huge numbers, deep nesting, macro cycles, broken regexes and CIDRs, corrupted TOML. Loading
 must end in a RuleSet or a RuleError/RuleSetError (file:line, never another exception), and a
 loaded set must match synthetic events without an exception escaping the engine, and the open
-index (cauditd.rules.index) must offer every rule that matches an open.
+and exec indexes (cauditd.rules.index) must offer every rule that matches an open or an exec.
 """
 
 from __future__ import annotations
@@ -264,8 +264,9 @@ EVENTS = [open_read("/etc/shadow"), open_write("/etc/x"), execve("/bin/sh", "sh"
           dns("evil.example")]
 
 
-OPENS = [open_read("/etc/shadow"), open_write("/etc/x"), open_read("/proc/1/environ"),
-         open_read("/tmp/x", ret=-2), open_write("/dev/sda", mode=0o4755)]
+INDEXED = [open_read("/etc/shadow"), open_write("/etc/x"), open_read("/proc/1/environ"),
+           open_read("/tmp/x", ret=-2), open_write("/dev/sda", mode=0o4755),
+           execve("/bin/sh", "sh", "-c", "id"), execve("/usr/bin/curl", "curl", "evil.example")]
 
 
 def test_every_generated_rule_file_is_a_rule_set_or_a_rule_error(tmp_path: Path) -> None:
@@ -288,6 +289,6 @@ def test_every_generated_rule_file_is_a_rule_set_or_a_rule_error(tmp_path: Path)
         engine = RuleEngine(ruleset, suppress_window_s=0)
         for event in EVENTS:
             engine.match(event)  # a rule that raises is the engine's to count, never to escape
-        for event in OPENS:
+        for event in INDEXED:
             assert set(matching(ruleset, event)) <= set(ruleset.candidates(event)), (case, text)
     assert outcomes["loaded"] > CASES // 20 and outcomes["refused"] > CASES // 20, outcomes

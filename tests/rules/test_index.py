@@ -1,5 +1,5 @@
-"""The open index (cauditd.rules.index): an open is tested only against the rules that may
-match it, and never loses one that does (checked against every rule's predicate)."""
+"""The indexes (cauditd.rules.index): an open or an exec is tested only against the rules that
+may match it, and never loses one that does (checked against every rule's predicate)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from cauditd.events import FileEvent
+from cauditd.events import Event, FileEvent
 from cauditd.rules import index
 from cauditd.rules.loader import load_ruleset
 from cauditd.rules.ruleset import Rule, RuleSet
-from tests.rules.synth import BASH, O_CREAT, O_WRONLY, file_event, open_read, proc
+from tests.rules.synth import (
+    BASH,
+    O_CREAT,
+    O_WRONLY,
+    WORKER,
+    execve,
+    file_event,
+    open_read,
+    proc,
+)
 from tests.rules.test_prefilter import (
     DEFAULT_RULES,
     SAMPLE_FLAGS,
@@ -30,7 +39,7 @@ TRICKY_PATHS = ["", "etc/shadow", "shadow", "/etc", "/etc/", "/", "/dev", "/devi
 WIRED = dataclasses.replace(proc("/bin/sh", "sh", "-i"), stdio_wired=("sh",))
 
 
-def matching(ruleset: RuleSet, event: FileEvent) -> list[Rule]:
+def matching(ruleset: RuleSet, event: Event) -> list[Rule]:
     """Every enabled rule of the event's type whose condition holds, tested one by one."""
     found = []
     for rule in ruleset.by_type.get(event.type, ()):
@@ -52,15 +61,30 @@ def opens() -> list[FileEvent]:
     ]
 
 
+EXES = ["/usr/bin/curl", "/usr/bin/wget", "/bin/nc", "/bin/sh", "/bin/bash", "/usr/bin/apt",
+        "/usr/bin/base64", "/usr/bin/crontab", "/usr/bin/find", "/bin/grep", "/sbin/debugfs",
+        "/usr/bin/docker", "/usr/bin/python3", "/bin/busybox", "/dev/shm/x", "/tmp/nmap",
+        "/usr/bin/shred", "/usr/bin/scp", "/usr/bin/ncat", "/x/" + "a" * 40]
+ARGVS = [(), ("-c", "id"), ("-d",), ("-l",), ("-e", "/bin/sh", "10.0.0.1", "4444"),
+         ("-r", "id_rsa", "/"), ("stratum+tcp://pool:3333",), ("-o", "/tmp/x", "http://h/")]
+
+
+def execs() -> list[Event]:
+    return [
+        execve(exe, exe.rsplit("/", 1)[-1], *argv, parent=parent)
+        for exe, argv, parent in itertools.product(EXES, ARGVS, (BASH, WORKER, None))
+    ]
+
+
 def missed(ruleset: RuleSet) -> tuple[int, list[tuple[str, str]]]:
-    """How many (open, rule) matches the sample has, and those the index would not test."""
+    """How many (event, rule) matches the sample has, and those the index would not test."""
     matches, lost = 0, []
-    for event in opens():
+    for event in (*opens(), *execs()):
         candidates = ruleset.candidates(event)
         for rule in matching(ruleset, event):
             matches += 1
             if rule not in candidates:
-                lost.append((rule.name, f"{event.type} {event.path} {event.flags:o} {event.ret}"))
+                lost.append((rule.name, repr(event)[:200]))
     return matches, lost
 
 
@@ -108,10 +132,28 @@ def test_setuid_creations_reach_their_rule(default_set: RuleSet) -> None:
     "open_write and evt.is_open_setid = true",
     "open_read and not fd.name startswith /etc",
     "open_read and fd.name startswith /etc or open_write and fd.filename = x",
+    "evt.type = execve and proc.name in (curl, wget)",
+    "evt.type = execve and (proc.name = nc or proc.args contains stratum)",
+    "evt.type = execve and not proc.name in (sh, bash)",
+    "evt.type = execve and proc.name = sh and proc.name = bash",
+    "evt.type = execve and proc.name in (sh, curl) and proc.name in (curl, wget)",
+    "evt.type = execve and (proc.name = find and proc.pname = bash or proc.name = base64)",
+    "evt.type in (execve, openat) and proc.name = cat",
+    "evt.type = execve and toupper(proc.name) = CURL",
 ])
 def test_conditions_never_lose_a_match(tmp_path: Path, condition: str) -> None:
     matches, lost = missed(ruleset_of(tmp_path, condition))
-    assert matches > 0 and lost == []
+    assert lost == []
+    assert matches > 0 or "proc.name = bash" in condition  # sh and bash: nothing can match
+
+
+def test_an_exec_is_tested_against_the_rules_naming_its_program(default_set: RuleSet) -> None:
+    every = default_set.by_type["execve"]
+    python = [r.name for r in default_set.candidates(execve("/usr/bin/python3", "python3"))]
+    curl = [r.name for r in default_set.candidates(execve("/usr/bin/curl", "curl"))]
+    assert len(python) < len(every) // 2
+    assert "Ingress tool download in container" in curl
+    assert "Ingress tool download in container" not in python
 
 
 def test_the_path_memory_stays_bounded_and_answers_the_same(
@@ -120,7 +162,7 @@ def test_the_path_memory_stays_bounded_and_answers_the_same(
     fresh = load_ruleset(DEFAULT_RULES)
     opened = [file_event("openat", f"/etc/cron.d/job{n}", flags=O_WRONLY) for n in range(200)]
     first = [fresh.candidates(event) for event in opened]
-    assert len(fresh.open_index["openat"]._by_path) <= 64
+    assert len(fresh.indexes["openat"]._by_path) <= 64
     assert [fresh.candidates(event) for event in opened] == first
     assert all("Cron configuration changed" in [r.name for r in c] for c in first)
     assert [r.name for r in first[0]] == [r.name for r in default_set.candidates(opened[0])]

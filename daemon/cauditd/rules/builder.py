@@ -25,7 +25,13 @@ from cauditd.rules.fields import EVENT_TYPES, OPEN_TYPES, lookup
 from cauditd.rules.model import ExceptionDef, RuleBook, RuleSpec, Text, ThresholdDef
 from cauditd.rules.output import OutputTemplate, parse_output
 from cauditd.rules.parser import Condition, parse_condition
-from cauditd.rules.prefilter import CONNECT_TYPES, DUP_TYPES, ClauseDeriver, Clauses
+from cauditd.rules.prefilter import (
+    CONNECT_TYPES,
+    DUP_TYPES,
+    EXEC_TYPES,
+    ClauseDeriver,
+    Clauses,
+)
 from cauditd.rules.requirements import check_requirements
 from cauditd.rules.ruleset import Rule
 from cauditd.rules.threshold import Threshold, ThresholdSpec
@@ -213,6 +219,7 @@ def compile_rule(spec: RuleSpec, compiler: Compiler) -> Rule:
         opens=kernel[0],
         connects=kernel[1],
         dups=kernel[2],
+        execs=kernel[3],
         suppress_by=_suppress_fields(output) if suppress_fields is None else suppress_fields,
         threshold=threshold,
         where=where,
@@ -227,16 +234,16 @@ def _source(value: str, where: Where) -> str:
 
 def _condition(
     text: Text, compiler: Compiler, source: str, where: Where
-) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, Clauses, Clauses]]:
+) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, Clauses, Clauses, Clauses]]:
     """The predicate, the evt.type values it can match, and the opens, connects and dups it
-    can match (rules.prefilter, for the kernel's filters)."""
+    can match (rules.prefilter, for the kernel's filters), and the execs (for rules.index)."""
     condition = parse_condition(text.text, where, text.line)
     predicate = compiler.compile(condition)
     event_types = compiler.event_types(condition)
     _check_source_types(event_types, source, where)
     kernel = tuple(ClauseDeriver(types, compiler.macros, compiler.lists).clauses(condition.ast)
-                   for types in (OPEN_TYPES, CONNECT_TYPES, DUP_TYPES))
-    return predicate, event_types, (kernel[0], kernel[1], kernel[2])
+                   for types in (OPEN_TYPES, CONNECT_TYPES, DUP_TYPES, EXEC_TYPES))
+    return predicate, event_types, (kernel[0], kernel[1], kernel[2], kernel[3])
 
 
 def _exceptions(exceptions: tuple[ExceptionDef, ...], compiler: Compiler,

@@ -1,4 +1,5 @@
-"""Which rules an open can match, by its path, access mode and result, without testing them.
+"""Which rules an open or an exec can match, without testing them: an open's by its path,
+access mode and result, an exec's by its proc.name.
 
 Most of what a container does is opens, and a default rule set has a dozen or more rules
 about opens, each looking at a few paths (/etc, binary directories, credentials, history
@@ -16,6 +17,10 @@ candidate for every open of its modes. A clause asking for setuid/setgid bits ke
 candidate for every open whose mode argument has one (evt.is_open_setid also asks for O_CREAT:
 wider, never narrower).
 
+Execs are narrowed the same way by proc.name: most rules about execs name the programs they
+watch (`proc.name in (network_tool_binaries)`), and an exec is tested against those naming its
+program and the rules that name none.
+
 The path judged is fd.name (FileEvent.path: the file opened, made absolute and normalized by
 the process table), the same value the rules' fd.name, fd.directory, fd.filename and
 evt.arg.name/path see.
@@ -27,6 +32,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cauditd.events import Event, FileEvent
+from cauditd.rules.fields import FIELDS
 from cauditd.rules.prefilter import FAILURE, READ, SUCCESS, WRITE, Clauses, open_modes
 
 if TYPE_CHECKING:
@@ -45,6 +51,17 @@ Masks = list[int]  # a rule bit mask per slot
 
 def slot(modes: int, failed: bool) -> int:
     return (modes - 1) * 2 + failed
+
+
+def _rules_of(rules: tuple[Rule, ...], mask: int,
+              cache: dict[int, tuple[Rule, ...]]) -> tuple[Rule, ...]:
+    """The rules whose bits are set in `mask`, in rule order (remembered by mask, bounded)."""
+    found = cache.get(mask)
+    if found is None:
+        found = tuple(r for bit, r in enumerate(rules) if mask >> bit & 1)
+        if len(cache) < MAX_CACHED:
+            cache[mask] = found
+    return found
 
 
 class OpenIndex:
@@ -97,7 +114,7 @@ class OpenIndex:
             if masks is None:
                 masks = self._path_masks(path)
             mask |= masks[i]
-        return self._rules_of(mask)
+        return _rules_of(self.rules, mask, self._cache)
 
     def _path_masks(self, path: str) -> Masks:
         """The rules each slot's clauses with a path let through for `path`, remembered (the
@@ -113,10 +130,27 @@ class OpenIndex:
         self._by_path[path] = found
         return found
 
-    def _rules_of(self, mask: int) -> tuple[Rule, ...]:
-        rules = self._cache.get(mask)
-        if rules is None:
-            rules = tuple(r for bit, r in enumerate(self.rules) if mask >> bit & 1)
-            if len(self._cache) < MAX_CACHED:
-                self._cache[mask] = rules
-        return rules
+class ExecIndex:
+    """The candidate rules of one exec type (`rules`, in rule order), narrowed by the proc.name
+    each rule's exec clauses allow (`proc.name = x`, `proc.name in (...)`): an exec of a
+    program no rule names is tested against the rules that do not name one."""
+
+    __slots__ = ("_cache", "_free", "_names", "_proc_name", "rules")
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = tuple(rules)
+        self._free = 0
+        self._names: dict[str, int] = {}
+        for bit, rule in enumerate(self.rules):
+            for clause in rule.execs:
+                if clause.name is None:
+                    self._free |= 1 << bit
+                else:
+                    self._names[clause.name] = self._names.get(clause.name, 0) | 1 << bit
+        self._proc_name = FIELDS["proc.name"].extractor(None)
+        self._cache: dict[int, tuple[Rule, ...]] = {}
+
+    def candidates(self, event: Event) -> tuple[Rule, ...]:
+        """The rules that may match `event`, an exec of this index's type, in rule order."""
+        mask = self._free | self._names.get(self._proc_name(event), 0)
+        return _rules_of(self.rules, mask, self._cache)

@@ -45,6 +45,7 @@ ANY_RESULT = SUCCESS | FAILURE
 SETID_MODES = ("S_ISUID", "S_ISGID")
 WIRED_FIELD = "proc.stdio_wired_to_network"  # known only from connects of piped processes
 CONNECT_TYPES = frozenset(("connect", "sendto", "sendmsg", "sendmmsg"))
+EXEC_TYPES = frozenset(("execve", "execveat"))
 DUP_TYPES = frozenset(("dup", "dup2", "dup3", "fcntl"))
 PATH_MAX_KEY = 255  # bytes of a path the kernel's prefix trie compares (probes/syscalls.c)
 NAME_MAX_KEY = 31  # bytes of a file name the kernel's name table holds
@@ -85,6 +86,7 @@ class Clause:
     piped: bool = False  # the connecting process's stdin and stdout are pipes
     socket: bool = False  # the dup's old fd must be a socket
     outbound: bool = False  # ... and not the server's end of a connection (accepted)
+    name: str | None = None  # an exec's proc.name (for the engine's index, not the kernel)
 
     @property
     def any_path(self) -> bool:
@@ -316,14 +318,14 @@ class KernelFilters:
 
 
 class ClauseDeriver:
-    """A condition's clauses for one family of syscalls (`types`: OPEN_TYPES, CONNECT_TYPES or
-    DUP_TYPES); `macros` and `lists` are the compiler's."""
+    """A condition's clauses for one family of syscalls (`types`: OPEN_TYPES, CONNECT_TYPES,
+    DUP_TYPES, or EXEC_TYPES for the engine's index); `macros` and `lists` are the compiler's."""
 
     def __init__(self, types: frozenset[str], macros: Mapping[str, object],
                  lists: Mapping[str, list[str]]) -> None:
         self._types = types
         self._leaves = {OPEN_TYPES: _OPEN_LEAVES, CONNECT_TYPES: _CONNECT_LEAVES,
-                        DUP_TYPES: _DUP_LEAVES}[types]
+                        DUP_TYPES: _DUP_LEAVES, EXEC_TYPES: _EXEC_LEAVES}[types]
         self._opens = types == OPEN_TYPES
         self._absent = _ABSENT_ON_OPENS if self._opens else frozenset()
         self._macros = macros
@@ -515,6 +517,18 @@ _DUP_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
 }
 
 
+def _proc_name(name: str) -> Clause:
+    return Clause(name=name)
+
+
+# An exec's proc.name, compared whole: what most rules about execs name (network tools,
+# package managers, shells). Only the engine's index uses these (rules.index).
+_EXEC_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
+    ("proc.name", "="): _proc_name,
+    ("proc.name", "in"): _proc_name,
+}
+
+
 # --- the algebra --------------------------------------------------------------------------------
 
 
@@ -545,6 +559,8 @@ def _meet(a: Clause, b: Clause) -> Clause | None:
             return None
     if a.port is not None and b.port is not None and a.port != b.port:
         return None
+    if a.name is not None and b.name is not None and a.name != b.name:
+        return None
     net = a.net or b.net
     if a.net is not None and b.net is not None:
         if a.net.subnet_of(b.net):
@@ -560,7 +576,7 @@ def _meet(a: Clause, b: Clause) -> Clause | None:
                   fifo=a.fifo or b.fifo,
                   port=a.port if a.port is not None else b.port, net=net,
                   piped=a.piped or b.piped, socket=a.socket or b.socket,
-                  outbound=a.outbound or b.outbound)
+                  outbound=a.outbound or b.outbound, name=a.name or b.name)
 
 
 def _intersect(left: Clauses, right: Clauses) -> Clauses:

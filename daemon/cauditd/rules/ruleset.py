@@ -10,12 +10,13 @@ from cauditd.events import Event
 from cauditd.findings import Priority
 from cauditd.rules.errors import Notice, Where
 from cauditd.rules.fields import EVENT_TYPES, OPEN_TYPES, SYSCALL_TYPES
-from cauditd.rules.index import OpenIndex
+from cauditd.rules.index import ExecIndex, OpenIndex
 from cauditd.rules.output import OutputTemplate
 from cauditd.rules.prefilter import (
     ANYTHING,
     CONNECT_TYPES,
     DUP_TYPES,
+    EXEC_TYPES,
     Clauses,
     ConnectFilter,
     DupFilter,
@@ -43,14 +44,15 @@ class Rule:
     opens: Clauses = ANYTHING  # the opens the condition can match (rules.prefilter)
     connects: Clauses = ANYTHING  # the connects and sendtos it can match
     dups: Clauses = ANYTHING  # the dups onto fds 0-2 it can match
+    execs: Clauses = ANYTHING  # the execs (by proc.name) it can match (rules.index)
     suppress_by: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
     threshold: Threshold | None = None
     where: Where = field(default_factory=Where)
 
 
 class RuleSet:
-    """The enabled rules indexed by evt.type, and opens further by path, mode and result
-    (rules.index); `candidates(event)` is a dict lookup or two.
+    """The enabled rules indexed by evt.type, opens further by path, mode and result and execs
+    by proc.name (rules.index); `candidates(event)` is a dict lookup or a few.
 
     `notices` says what the files held that did not load (skipped rules of Falco files)."""
 
@@ -70,12 +72,15 @@ class RuleSet:
                     if r.source == source
                     and (r.event_types is None or evt_type in r.event_types)
                 )
-        self.open_index = {t: OpenIndex(self.by_type[t]) for t in OPEN_TYPES if t in self.by_type}
+        self.indexes: dict[str, OpenIndex | ExecIndex] = {
+            **{t: OpenIndex(self.by_type[t]) for t in OPEN_TYPES if t in self.by_type},
+            **{t: ExecIndex(self.by_type[t]) for t in EXEC_TYPES if t in self.by_type},
+        }
 
     def candidates(self, event: Event) -> tuple[Rule, ...]:
-        """The enabled rules that can match `event` (by its type and source, and an open's
-        by its path, access mode and result)."""
-        index = self.open_index.get(event.type)
+        """The enabled rules that can match `event` (by its type and source, an open's by its
+        path, access mode and result, an exec's by its proc.name)."""
+        index = self.indexes.get(event.type)
         if index is not None:
             return index.candidates(event)
         rules = self.by_type.get(event.type)
