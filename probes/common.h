@@ -27,6 +27,8 @@ enum setting {
     SETTING_OPEN_SETID,     /* OPEN_READ/OPEN_WRITE opens asking for setuid/setgid bits that pass */
     SETTING_PIPES,          /* 1: connects of processes whose fds 0 and 1 are pipes pass, and
                                opens of FIFOs (shells wired to the network, pipes.py) */
+    SETTING_LIFECYCLE,      /* 1: some rule matches forks or exits: send each at once
+                               (0: held until the process is named, lifecycle.h) */
     SETTING_COUNT
 };
 
@@ -150,6 +152,8 @@ static __always_inline void fill_header(struct event_header *h, u32 kind, u64 cg
     h->_pad = 0;
     bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
+
+#include "lifecycle.h"
 
 /* Records are submitted with BPF_RB_NO_WAKEUP: user space drains on a short timer, which costs
  * the traced workload far less than a wakeup per record (0.6x vs 0.38x on an openat loop). */

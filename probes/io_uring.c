@@ -73,6 +73,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
 
 static __always_inline int uring_connect_done(struct uring_request *r, s64 res, u64 cgroup_id)
 {
+    send_own_held_forks();
     struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
     if (!rec) {
         count_lost();

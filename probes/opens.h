@@ -194,6 +194,7 @@ static __always_inline int emit_open(struct open_call *c, struct rpath *rp, u64 
         info |= OPEN_TRUNCATED;
     if (rp->flags & RPATH_DETACHED)
         info |= OPEN_DETACHED;
+    send_own_held_forks();
     struct open_record *rec = events.ringbuf_reserve(sizeof(*rec));
     if (!rec) {
         count_lost();

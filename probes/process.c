@@ -12,9 +12,12 @@
  * sched_process_exit with group_dead (the whole thread group is gone); the status comes from the
  * exit_group()/exit() argument, -1 when the process was killed by a signal.
  *
- * Cost: one cgroup_state lookup per exec/fork/exit on the host; a ~3 KB record per exec,
- * ~100 bytes per fork/exit in a traced cgroup; with the layout, a path walk and ~20 kernel
- * reads per exec.
+ * Forks are held in the kernel until their process is named by a record of its own, and the
+ * exit of one never named costs no record, unless a rule matches forks or exits (lifecycle.h).
+ *
+ * Cost: one cgroup_state lookup per exec/fork/exit on the host; a ~3 KB record per exec, a
+ * ~100-byte map update per fork (a record when a rule wants forks) and a lookup per exit in a
+ * traced cgroup; with the layout, a path walk and ~20 kernel reads per exec.
  */
 #include "common.h"
 #include "vfs.h"
@@ -99,28 +102,13 @@ static __always_inline void describe_exe(struct exec_record *rec)
 }
 #endif
 
-struct fork_record {
-    struct event_header h;
-    u32 parent_pid;
-    u32 child_pid;
-    u64 clone_flags;
-    u32 nr;
-    u32 _pad;
-    struct exe_fields exe;
-};
-
-struct exit_record {
-    struct event_header h;
-    s32 status;
-    u32 _pad;
-};
-
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u64 cgroup_id = bpf_get_current_cgroup_id();
     if (!cgroup_traced(cgroup_id))
         return 0;
     u32 old_pid = args->old_pid;
+    send_own_held_forks();
     struct exec_record *rec = events.ringbuf_reserve(sizeof(*rec));
     if (!rec) {
         count_lost();
@@ -169,21 +157,24 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     }
     if (flags & CLONE_THREAD_FLAG)
         return 0;
-    struct fork_record *rec = events.ringbuf_reserve(sizeof(*rec));
-    if (!rec) {
-        count_lost();
-        return 0;
-    }
-    fill_header(&rec->h, EVENT_FORK, cgroup_id);
-    rec->parent_pid = args->parent_pid;
-    rec->child_pid = args->child_pid;
     u32 child = args->child_pid, parent = args->parent_pid;
     parent_of.update(&child, &parent);
+    int zero = 0;
+    struct held_fork *held = held_scratch.lookup(&zero);
+    if (!held)
+        return 0;
+    struct fork_record *rec = &held->fork;
+    fill_header(&rec->h, EVENT_FORK, cgroup_id);
+    rec->parent_pid = parent;
+    rec->child_pid = child;
     rec->clone_flags = flags;
     rec->nr = nr;
     rec->_pad = 0;
     fill_exe(&rec->exe);
-    events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+    if (lifecycle_held())
+        return hold_fork(held);
+    send_held_forks(parent);
+    send_fork(held);
     return 0;
 }
 
@@ -198,6 +189,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     s32 *code = exit_codes.lookup(&tgid);
     s32 status = code ? *code : -1;
     exit_codes.delete(&tgid);
+    if (lifecycle_held() ? exit_of_held(tgid, status) : 0)
+        return 0;
+    send_held_forks(tgid);
     struct exit_record *rec = events.ringbuf_reserve(sizeof(*rec));
     if (!rec) {
         count_lost();

@@ -533,6 +533,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
         if (ret < 0 || newfd < 0 || newfd > 2)
             return 0;
     }
+    send_own_held_forks();
     struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
     if (!rec) {
         count_lost();

@@ -53,3 +53,11 @@ def test_every_reported_syscall_is_nameable_and_nothing_else() -> None:
 ])  # fmt: skip
 def test_event_classes_follow_the_catalogs_families(name: str, event_class: type) -> None:
     assert SYSCALL_TYPES[name] is event_class
+
+
+def test_forks_and_exits_are_sent_at_once_only_when_a_rule_matches_one() -> None:
+    assert not catalog.lifecycle_wanted({"execve", "openat", "connect"})
+    assert not catalog.lifecycle_wanted(set())
+    for name in ("clone", "fork", "vfork", "clone3", "procexit", "exit_group"):
+        assert catalog.lifecycle_wanted({"openat", name})
+    assert catalog.lifecycle_wanted(None)  # every event (--print-events, all_syscalls)

@@ -166,6 +166,8 @@ ALWAYS_ON = frozenset(
 EMITTED_ELSEWHERE = frozenset(ALWAYS_ON - {"chdir", "fchdir"})
 # Names rules use that the probes deliver from other syscalls' records.
 EVENT_ALIASES = {"procexit": ("exit", "exit_group")}
+# The fork and exit events: held in the kernel (probes/lifecycle.h) unless a rule matches one.
+LIFECYCLE = frozenset(EMITTED_ELSEWHERE - {"execve", "execveat"} | set(EVENT_ALIASES))
 # Side effects other syscalls need: dup2's oldfd_is_socket and connect's sock_type learn from
 # socket/accept results; exec's memfd flag from memfd_create results.
 _FD_SOURCES = ("socket", "accept", "accept4")
@@ -204,6 +206,12 @@ def plan(names: set[str] | None) -> dict[str, tuple[bool, bool]]:
     for name in wanted:
         stash.update(SIDE_EFFECTS.get(name, ()))
     return {n: (n in stash, n in wanted and n not in EMITTED_ELSEWHERE) for n in stash}
+
+
+def lifecycle_wanted(names: set[str] | None) -> bool:
+    """Whether every fork and exit must be sent at once (some rule matches one; None:
+    everything is wanted), rather than only those of processes otherwise named."""
+    return names is None or not LIFECYCLE.isdisjoint(names)
 
 
 def _flags(spec: Syscall, stash: bool, emit: bool, layout: bool) -> tuple[int, int, int]:

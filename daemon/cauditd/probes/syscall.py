@@ -35,7 +35,7 @@ CGROUP_TRACKED = 1
 CGROUP_IGNORED = 2
 SETTING_TRACK_HOST, SETTING_OPEN_FILTER, SETTING_OPEN_ANY_MODES = 0, 1, 2
 SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY = 3, 4
-SETTING_OPEN_FAILED, SETTING_OPEN_SETID, SETTING_PIPES = 5, 6, 7
+SETTING_OPEN_FAILED, SETTING_OPEN_SETID, SETTING_PIPES, SETTING_LIFECYCLE = 5, 6, 7, 8
 FILTERS = ("open", "connect", "dup")  # the kernel's filtered[] counters, in order
 UNFILTERED = {"open": "every open", "connect": "every connect", "dup": "every dup onto fds 0-2"}
 
@@ -87,6 +87,8 @@ class SyscallProbes:
         """Emit only these syscalls (the rules' needed_syscalls; None: every known one).
 
         Exec, fork, exit and chdir stay on for the process table; unknown names are ignored.
+        Forks and exits are sent at once only when a name asks for them; else the kernel holds
+        each fork until its process is named by a record of its own (probes/lifecycle.h).
         Takes effect at once when loaded, else at start.
         """
         self._syscalls = None if names is None else set(names)
@@ -94,6 +96,8 @@ class SyscallProbes:
             self._write_specs()
 
     def _write_specs(self) -> None:
+        eager = catalog.lifecycle_wanted(self._syscalls)
+        self._bpf["settings"][ctypes.c_int(SETTING_LIFECYCLE)] = ctypes.c_uint64(int(eager))
         table = self._bpf["syscall_spec"]
         for nr, fields in catalog.spec_entries(self._syscalls, self.layout is not None).items():
             table[ctypes.c_int(nr)] = table.Leaf(**fields)
