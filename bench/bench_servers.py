@@ -10,12 +10,15 @@ round's bare one. Records per request count every record the daemon decoded (oth
 containers on the host included: a floor, not noise, on a quiet machine).
 
 Run: CAUDITD_TEST_IMAGE=... .venv/bin/python bench/bench_servers.py [--quick]
-     [--setups "cauditd;floor, per-syscall tracepoints"]
+     [--setups "cauditd;floor, per-syscall tracepoints"] [--baseline DIR]
+(--baseline: also "cauditd, baseline", the daemon of another checkout, e.g.
+`git archive main | tar -x -C DIR`, in the same rounds: a before and after.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import sys
@@ -67,6 +70,25 @@ class Watch:
         return {f"{probe}/{kind}": float(n) for probe, kind, n in EVENTS_LINE.findall(body)}
 
 
+BASELINE = "cauditd, baseline"
+BASELINE_DIR: list[str] = []  # --baseline DIR: another checkout's daemon/ and probes/
+
+
+@contextlib.contextmanager
+def baseline_checkout() -> Iterator[None]:
+    """cauditd as another checkout has it (`git archive REV | tar -x -C DIR`), for a before and
+    after measured in the same rounds: its daemon/ first on the daemon's PYTHONPATH."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(Path(BASELINE_DIR[0]) / "daemon")
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 @contextlib.contextmanager
 def watching(name: str) -> Iterator[Watch]:
     watch = Watch()
@@ -75,6 +97,11 @@ def watching(name: str) -> Iterator[Watch]:
     elif name.startswith("floor"):
         args = ("--per-syscall",) if "per-syscall" in name else ()
         with HelperProcess(HERE / "floor.py", *args):
+            yield watch
+    elif name == BASELINE:
+        with baseline_checkout(), CauditdProcess() as daemon:
+            time.sleep(0.5)
+            watch.daemon = daemon
             yield watch
     else:
         with CauditdProcess() as daemon:
@@ -174,6 +201,8 @@ def run(quick: bool, only: tuple[str, ...] = ()) -> list[Result]:
         return [not_available(TITLE, str(exc))]
     rounds, seconds = (3, 2) if quick else (5, 4)
     setups = ("bare", *[s for s in SETUPS if s != "bare" and (not only or s in only)])
+    if BASELINE_DIR:
+        setups += (BASELINE,)
     wrk_path = shutil.which("wrk") or install_wrk()
     if not wrk_path:
         return [not_available(TITLE, "wrk is not installed (apt-get install wrk)")]
@@ -203,5 +232,7 @@ if __name__ == "__main__":
     chosen: tuple[str, ...] = ()
     if "--setups" in sys.argv:
         chosen = tuple(sys.argv[sys.argv.index("--setups") + 1].split(";"))
+    if "--baseline" in sys.argv:
+        BASELINE_DIR.append(sys.argv[sys.argv.index("--baseline") + 1])
     for item in run("--quick" in sys.argv, chosen):
         print(item.markdown())
