@@ -8,7 +8,9 @@
  * time. The first packet of a flow that *opens* a conversation emits a ring buffer record at once;
  * a flow whose reverse was seen first (or whose first TCP packet is a SYN-ACK) is marked
  * FLOW_REPLY and emits nothing, so a server answering many clients does not look like it
- * connects out to many ports. The container's DNS as a client (queries to port 53 out, answers
+ * connects out to many ports. A container's answers teach the kernel the ports it serves
+ * (served_ports); unless a rule needs them (NET_QUIET_SERVED), new inbound flows to those ports
+ * emit nothing either: a server's clients are read from the flow table. The container's DNS as a client (queries to port 53 out, answers
  * from port 53 in, UDP and TCP) is copied, up to DNS_CAPTURE bytes, to user space for parsing.
  *
  * Returns TC_ACT_UNSPEC, not TC_ACT_OK: with direct_action, TC_ACT_OK ends the filter chain at
@@ -21,7 +23,8 @@
  * peer and direction); ICMPv6 neighbour/router discovery is not counted. Headers are read with
  * bpf_skb_load_bytes (works on non-linear skbs, uapi header layouts only, no kernel structs).
  * Cost per packet: 2-4 small skb loads and one hash lookup; a new flow adds one more lookup, an
- * insert and a 72-byte record; a DNS packet a DNS_CAPTURE-byte record.
+ * insert and a 72-byte record (or, inbound to a served port, two lookups and no record; a
+ * container's answer, a served-port update); a DNS packet a DNS_CAPTURE-byte record.
  */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/pkt_cls.h>
@@ -100,6 +103,21 @@ struct dns_record {
 };
 
 BPF_TABLE("lru_hash", struct flow_key, struct flow_stats, flows, FLOW_TABLE_SIZE);
+
+/* The ports each container serves, learnt from its answers (a SYN-ACK, a UDP reply it sends):
+ * with NET_QUIET_SERVED set, a new inbound flow to one of them sends no record (it is counted
+ * in the flow table like any other, and user space meets it when it reads the table). */
+struct served_key {
+    u32 ifindex;
+    u8 proto;
+    u8 _pad;
+    u16 port; /* host byte order */
+};
+BPF_TABLE("lru_hash", struct served_key, u8, served_ports, 16384);
+#define NET_QUIET_SERVED 0 /* net_settings[0]: 1 when no rule needs those records */
+BPF_ARRAY(net_settings, u64, 1);
+/* New inbound flows to served ports that sent no record, per CPU. */
+BPF_PERCPU_ARRAY(net_quiet, u64, 1);
 BPF_RINGBUF_OUTPUT(net_events, NET_RINGBUF_PAGES);
 /* Failed ring buffer reserves per CPU: [LOST_FLOW] new-flow records, [LOST_DNS] DNS copies. */
 BPF_PERCPU_ARRAY(net_lost, u64, 2);
@@ -203,6 +221,34 @@ static __always_inline void emit_flow(struct flow_key *key, u32 flags, u32 len, 
     net_events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
 }
 
+/* The container answered a flow from its port sport: a SYN-ACK (TCP) or any reply (UDP). */
+static __always_inline void learn_served(struct flow_key *key, u8 tcp_flags)
+{
+    if (key->proto == IPPROTO_TCP && (tcp_flags & (TCP_SYN | TCP_ACK)) != (TCP_SYN | TCP_ACK))
+        return;
+    if (key->proto != IPPROTO_TCP && key->proto != IPPROTO_UDP)
+        return;
+    struct served_key served = {.ifindex = key->ifindex, .proto = key->proto, .port = key->sport};
+    u8 one = 1;
+    served_ports.update(&served, &one);
+}
+
+/* A new inbound flow to a port the container already answered on, when no rule needs it. */
+static __always_inline int to_served_port(struct flow_key *key)
+{
+    int zero = 0;
+    u64 *quiet = net_settings.lookup(&zero);
+    if (!quiet || !*quiet)
+        return 0;
+    struct served_key served = {.ifindex = key->ifindex, .proto = key->proto, .port = key->dport};
+    if (!served_ports.lookup(&served))
+        return 0;
+    u64 *n = net_quiet.lookup(&zero);
+    if (n)
+        (*n)++;
+    return 1;
+}
+
 static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, u8 tcp_flags,
                                        u64 now)
 {
@@ -231,7 +277,12 @@ static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, 
         return;
     }
     /* replies and lone RSTs (answers to a flow we already reported, or noise) emit nothing */
-    if ((fresh.flags & FLOW_REPLY) || (tcp_flags & TCP_RST))
+    if ((fresh.flags & FLOW_REPLY) || (tcp_flags & TCP_RST)) {
+        if ((fresh.flags & FLOW_REPLY) && key->direction == DIR_EGRESS)
+            learn_served(key, tcp_flags);
+        return;
+    }
+    if (key->direction == DIR_INGRESS && to_served_port(key))
         return;
     emit_flow(key, fresh.flags, len, tcp_flags, now);
 }

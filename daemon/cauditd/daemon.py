@@ -240,12 +240,13 @@ class Daemon:
             self.detector.container_named(container)
 
     def _rules_changed(self, ruleset: RuleSet) -> None:
-        """Tell the probes which syscalls, opens, connects and dups the rules need (all of them for
-        --print-events)."""
+        """Tell the probes which syscalls, opens, connects, dups and inbound flows the rules need
+        (all of them for --print-events)."""
         every = self.print_events or self.config.probes.all_syscalls
         unfiltered = every or not self.config.probes.kernel_filters
         self.probes.set_kernel_filters(None if unfiltered else ruleset.kernel_filters())
         self.probes.set_syscalls(None if every else ruleset.needed_syscalls())
+        self.network.quiet_served_inbound(not (self.print_events or ruleset.served_inbound_flows()))
 
     # --- API views (RulesView, StatsView; the network monitor is the NetworkView) ------------
 

@@ -333,6 +333,43 @@ def test_benign_http_fetch_gives_only_its_flows(pair: Pair) -> None:
     assert engine.ruleset.candidates(next(e for e in events if e.type == "flow_new"))
 
 
+def test_new_inbound_flows_to_a_served_port_send_no_record_when_quiet(pair: Pair) -> None:
+    """Quiet (what the daemon sets when no rule needs them, as with the default rules): once B
+    answered on 8080, B's side of a new fetch sends no flow_new and is read from the kernel's
+    flow table instead; A's side (egress) and a flow to a port B never answered on still do."""
+    monitor = pair.runner.monitor
+    pair.wait_listen(8080)
+    pair.runner.call(lambda: monitor.quiet_served_inbound(True))
+    try:
+        fetch = f"wget -q -O - http://{pair.b_ip}:8080/index.html"
+        assert pair.exec("a", fetch).strip() == "hello"  # B answers: 8080 is served
+        time.sleep(0.5)
+        unsent = pair.runner.call(lambda: monitor.probes.quiet_served)
+        mark = len(pair.runner.events)
+        assert pair.exec("a", fetch).strip() == "hello"
+        pair.exec("a", f"nc -w 1 {pair.b_ip} 9 </dev/null || true")  # closed: B sends RST
+
+        def egress() -> list[FlowEvent]:
+            return [e for e in _flow_news(pair.runner.events[mark:], pair.a_id)
+                    if e.dip == pair.b_ip and e.dport in (8080, 9)]
+
+        pair.runner.wait_until(lambda: {e.dport for e in egress()} == {8080, 9}, "A's flows")
+        fetched = next(e for e in egress() if e.dport == 8080)
+        pair.runner.wait_until(lambda: [e for e in _flow_news(pair.runner.events[mark:], pair.b_id)
+                                        if e.dport == 9], "B's side of the closed port")
+        time.sleep(0.5)
+        inbound = [e for e in _flow_news(pair.runner.events[mark:], pair.b_id) if e.dport == 8080]
+        assert inbound == []
+        assert pair.runner.call(lambda: monitor.probes.quiet_served) > unsent
+        pair.scrape()
+        flows = pair.runner.call(lambda: monitor.flows({"container": pair.b_id, "limit": 10000}))
+        read = [f for f in flows if f["direction"] == "ingress" and f["dport"] == 8080
+                and f["sport"] == fetched.sport]
+        assert len(read) == 1 and read[0]["packets"] > 0 and not read[0]["reply"]
+    finally:
+        pair.runner.call(lambda: monitor.quiet_served_inbound(False))
+
+
 def test_stop_ends_flows_and_leaves_no_filters(pair: Pair) -> None:
     ours = (pair.a_id, pair.b_id)  # other tests' containers' flows may end on their own
     ifindexes = [i for ifs in pair.runner.monitor.attached().values() for i in ifs]

@@ -407,3 +407,29 @@ def test_no_dup_a_default_rule_matches_is_dropped() -> None:
             hits += 1
             assert dups.passes(kind in ("ipv4", "ipv6", "unix"), accepted)
     assert hits == 4 * 3 * 2  # dup calls x fds 0-2 x inet families, never accepted
+
+
+@pytest.mark.parametrize(
+    ("condition", "needed"),
+    [
+        ("evt.type = flow_new and net.direction = egress", False),
+        ("evt.type = flow_new and net.direction = ingress and net.port_first_seen = true", False),
+        ("evt.type = flow_new and (net.direction = egress or net.port_first_seen = true)", False),
+        ("evt.type = flow_end and net.direction = ingress", False),  # not a flow_new
+        ("evt.type = flow_new and net.direction = ingress", True),
+        ("evt.type = flow_new and fd.sip = 10.0.0.1", True),
+        ("evt.type = flow_new and not net.direction = ingress", True),  # not reasoned about
+        ("evt.type = flow_new and (net.direction = egress or fd.dport = 22)", True),
+        ("net.direction = egress or fd.dport = 22", True),  # any event type
+    ],
+)
+def test_which_rules_need_new_inbound_flows_to_served_ports(
+        tmp_path: Path, condition: str, needed: bool) -> None:
+    rules = tmp_path / "r.toml"
+    rules.write_text(f'[[rules]]\nname = "n"\ncondition = """{condition}"""\noutput = "x"\n'
+                     'priority = "notice"\nsource = "network"\n')
+    assert load_ruleset([rules]).served_inbound_flows() is needed
+
+
+def test_the_default_rules_need_no_new_inbound_flow_to_a_served_port() -> None:
+    assert not load_ruleset(DEFAULT_RULES).served_inbound_flows()

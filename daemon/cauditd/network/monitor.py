@@ -140,6 +140,11 @@ class NetworkMonitor:
         """Remove our filters from the container's veths; its flows end at the next scrape."""
         off_loop(lambda: self._attachments.detach(container_id))
 
+    def quiet_served_inbound(self, quiet: bool) -> None:
+        """Whether new inbound flows to ports a container already serves are left to the flow
+        table (no rule needs their flow_new: RuleSet.served_inbound_flows)."""
+        self.probes.set_quiet_served(quiet)
+
     def attached(self) -> dict[str, list[int]]:
         """Container id -> host ifindexes we are attached to."""
         return {cid: ifs for cid, (_pid, ifs) in self._attachments.attached().items()}
@@ -293,6 +298,8 @@ class NetworkMonitor:
         more, done_more = self._flows.scrape(staying, container_of, self.peer_names, now)
         events += more
         await asyncio.to_thread(self.probes.delete_flows, done + done_more)
+        if closing:  # a later container's veth may get the same ifindex
+            await asyncio.to_thread(self.probes.forget_served, closing)
         for container_id in self._attachments.end_closing(closing):
             self._names.forget(container_id)
         self._counters["flows_ended"] += len(events)
@@ -341,6 +348,7 @@ class NetworkMonitor:
             "dns_log": len(self._dns_log), "containers_skipped": self._attachments.skipped_count,
             "peer_addresses": len(self._names), "dns_pending": self._names.pending(),
             "dns_parse_backlog": self._parser.backlog, "inbound_held": self._inbound.held,
+            "inbound_to_served_unsent": self.probes.quiet_served,
             "history_written": dict(self.history.written) if self.history else {},
             "history_dropped": dict(self.history.dropped) if self.history else {},
             "decode_errors": self.probes.decode_errors,

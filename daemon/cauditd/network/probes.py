@@ -33,6 +33,8 @@ class NetProbes:
         self._reader: Reader | None = None
         self.programs: list[tc.TcProgram] = []
         self._lost_at_close = dict.fromkeys(net_records.LOST_KINDS, 0)
+        self._quiet_served = False
+        self._quiet_at_close = 0
 
     @property
     def defines(self) -> dict[str, int | str]:
@@ -51,6 +53,27 @@ class NetProbes:
         self._bpf = bpfmod.load(SOURCES, self.defines)
         fds = bpfmod.load_functions(self._bpf, [f"net_{d}" for d in DIRECTIONS], "SCHED_CLS")
         self.programs = [tc.TcProgram(fds[f"net_{d}"], d) for d in DIRECTIONS]
+        self._write_quiet_served()
+
+    def set_quiet_served(self, quiet: bool) -> None:
+        """Whether new inbound flows to ports a container already answered on send no record
+        (no rule needs them: RuleSet.served_inbound_flows); they stay in the flow table. Takes
+        effect at once when loaded, else at load."""
+        self._quiet_served = quiet
+        if self._bpf is not None:
+            self._write_quiet_served()
+
+    def _write_quiet_served(self) -> None:
+        settings = self._bpf["net_settings"]
+        settings[settings.Key(0)] = settings.Leaf(int(self._quiet_served))
+
+    @property
+    def quiet_served(self) -> int:
+        """New inbound flows to served ports that sent no record, so far."""
+        if self._bpf is None:
+            return self._quiet_at_close
+        values = self._bpf["net_quiet"]
+        return sum(values[values.Key(0)])
 
     def start_reader(self, sink: BatchSink) -> None:
         """Drain net_events on a thread of its own; decoded batches go to `sink` on the loop."""
@@ -73,6 +96,7 @@ class NetProbes:
         if self._bpf is None:
             return
         self._lost_at_close = self.lost()
+        self._quiet_at_close = self.quiet_served
         bpf, self._bpf = self._bpf, None
         self.programs = []
         bpf.cleanup()
@@ -98,6 +122,13 @@ class NetProbes:
         for key in keys:
             with contextlib.suppress(KeyError):  # the LRU may have evicted it meanwhile
                 del table[table.Key.from_buffer_copy(key.pack())]
+
+    def forget_served(self, ifindexes: set[int]) -> None:
+        """Forget the ports served on these (detached) interfaces."""
+        table = self._bpf["served_ports"]
+        for key in [k for k in table if k.ifindex in ifindexes]:
+            with contextlib.suppress(KeyError):
+                del table[key]
 
     def lost(self) -> dict[str, int]:
         """Records the kernel could not hand over, by kind (new-flow records, DNS copies)."""

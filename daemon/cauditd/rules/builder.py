@@ -31,6 +31,7 @@ from cauditd.rules.prefilter import (
     EXEC_TYPES,
     ClauseDeriver,
     Clauses,
+    excludes_served_inbound,
 )
 from cauditd.rules.requirements import check_requirements
 from cauditd.rules.ruleset import Rule
@@ -191,9 +192,9 @@ def compile_rule(spec: RuleSpec, compiler: Compiler) -> Rule:
             return None
 
     source = attempt(_source, values.get("source", "syscall"), where)
-    predicate, event_types, kernel = attempt(
+    predicate, event_types, kernel, served = attempt(
         _condition, spec.condition, compiler, source or "syscall", where
-    ) or (None, None, None)
+    ) or (None, None, None, True)
     exceptions = attempt(_exceptions, values.get("exceptions", ()), compiler, where)
     output = attempt(parse_output, spec.output.text, where, spec.output.line)
     suppress = values.get("suppress_by")
@@ -220,6 +221,7 @@ def compile_rule(spec: RuleSpec, compiler: Compiler) -> Rule:
         connects=kernel[1],
         dups=kernel[2],
         execs=kernel[3],
+        served_inbound=served,
         suppress_by=_suppress_fields(output) if suppress_fields is None else suppress_fields,
         threshold=threshold,
         where=where,
@@ -234,16 +236,18 @@ def _source(value: str, where: Where) -> str:
 
 def _condition(
     text: Text, compiler: Compiler, source: str, where: Where
-) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, Clauses, Clauses, Clauses]]:
+) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, Clauses, Clauses, Clauses], bool]:
     """The predicate, the evt.type values it can match, and the opens, connects and dups it
-    can match (rules.prefilter, for the kernel's filters), and the execs (for rules.index)."""
+    can match (rules.prefilter, for the kernel's filters), the execs (for rules.index), and
+    whether it can match a new inbound flow to a port already served (probes/net.c)."""
     condition = parse_condition(text.text, where, text.line)
     predicate = compiler.compile(condition)
     event_types = compiler.event_types(condition)
     _check_source_types(event_types, source, where)
     kernel = tuple(ClauseDeriver(types, compiler.macros, compiler.lists).clauses(condition.ast)
                    for types in (OPEN_TYPES, CONNECT_TYPES, DUP_TYPES, EXEC_TYPES))
-    return predicate, event_types, (kernel[0], kernel[1], kernel[2], kernel[3])
+    served = not excludes_served_inbound(condition.ast, compiler.macros, compiler.lists)
+    return predicate, event_types, (kernel[0], kernel[1], kernel[2], kernel[3]), served
 
 
 def _exceptions(exceptions: tuple[ExceptionDef, ...], compiler: Compiler,

@@ -374,6 +374,32 @@ class ClauseDeriver:
         return _simplify(frozenset(make(v) for v in values))
 
 
+# Facts of a flow_new that rule out a new inbound flow to a port its container already
+# serves: an egress flow, or the first flow to a port (net.port_first_seen).
+_NOT_SERVED_INBOUND = frozenset((("net.direction", "egress"), ("net.port_first_seen", "true")))
+
+
+def excludes_served_inbound(node: Node, macros: Mapping[str, object],
+                            lists: Mapping[str, list[str]],
+                            seen: frozenset[str] = frozenset()) -> bool:
+    """Whether no event `node` matches is a new inbound flow to a port already served (every
+    one is an egress flow or a port's first); widens like the clauses: what it cannot reason
+    about (negations, other fields) counts as matching such flows."""
+    if isinstance(node, Check):
+        if node.transforms or node.other is not None or node.op != "=":
+            return False
+        values = [item for v in node.values for item in lists.get(v.text, [v.text])]
+        return len(values) == 1 and (node.name, values[0].lower()) in _NOT_SERVED_INBOUND
+    if isinstance(node, MacroRef):
+        ast = getattr(macros.get(node.name), "ast", None)
+        return (ast is not None and node.name not in seen
+                and excludes_served_inbound(ast, macros, lists, seen | {node.name}))
+    if isinstance(node, Not):
+        return False
+    parts = [excludes_served_inbound(item, macros, lists, seen) for item in node.items]
+    return any(parts) if isinstance(node, And) else all(parts)
+
+
 def _exact(path: str) -> Clause:
     if not path.startswith("/") or len(path.encode()) >= PATH_MAX_KEY:
         return Clause()

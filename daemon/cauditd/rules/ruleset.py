@@ -45,6 +45,7 @@ class Rule:
     connects: Clauses = ANYTHING  # the connects and sendtos it can match
     dups: Clauses = ANYTHING  # the dups onto fds 0-2 it can match
     execs: Clauses = ANYTHING  # the execs (by proc.name) it can match (rules.index)
+    served_inbound: bool = True  # it can match a new inbound flow to a port already served
     suppress_by: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
     threshold: Threshold | None = None
     where: Where = field(default_factory=Where)
@@ -98,6 +99,13 @@ class RuleSet:
                 return set(SYSCALL_TYPES)
             needed |= rule.event_types
         return needed
+
+    def served_inbound_flows(self) -> bool:
+        """Whether some enabled network rule can match the flow_new of a new inbound flow to a
+        port its container already serves (else the kernel sends none: probes/net.c)."""
+        return any(r.enabled and r.source == "network" and r.served_inbound
+                   and (r.event_types is None or "flow_new" in r.event_types)
+                   for r in self.rules)
 
     def kernel_filters(self) -> KernelFilters:
         """What the kernel may drop for this rule set (rules.prefilter)."""
