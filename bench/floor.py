@@ -9,6 +9,10 @@ syscalls the default rules need instead of raw_syscalls, to measure what attachi
 syscalls are would save (issue 14). Both kinds ride the kernel's one sys_enter/sys_exit hook: an
 enabled syscall tracepoint of either kind puts every task's syscalls on the traced slow path,
 the per-syscall kind then runs the program only for its own syscall.
+
+`--raw-tracepoint` attaches the lookup to sys_enter/sys_exit as raw tracepoints
+(BPF_PROG_TYPE_RAW_TRACEPOINT) instead of perf tracepoints: every syscall, compat ones
+included, without the perf record the tracepoint kind builds for each call.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter) { return lookup_cgroup(); }
 TRACEPOINT_PROBE(raw_syscalls, sys_exit) { return lookup_cgroup(); }
 """
 PER_SYSCALL = "int per_syscall(void *ctx) { return lookup_cgroup(); }\n"
+# BPF_PROG_TYPE_RAW_TRACEPOINT on the same two hooks: no perf record built per call.
+RAW_TRACEPOINTS = """
+RAW_TRACEPOINT_PROBE(sys_enter) { return lookup_cgroup(); }
+RAW_TRACEPOINT_PROBE(sys_exit) { return lookup_cgroup(); }
+"""
 
 
 def needed_syscalls() -> list[str]:
@@ -62,7 +71,8 @@ def main() -> int:
     from bcc import BPF
 
     per_syscall = "--per-syscall" in sys.argv
-    bpf = BPF(text=PROGRAM.replace("RAW_SYSCALLS", PER_SYSCALL if per_syscall else RAW_SYSCALLS))
+    hooks = RAW_TRACEPOINTS if "--raw-tracepoint" in sys.argv else RAW_SYSCALLS
+    bpf = BPF(text=PROGRAM.replace("RAW_SYSCALLS", PER_SYSCALL if per_syscall else hooks))
     if per_syscall:
         for name in needed_syscalls():
             for phase in ("enter", "exit"):
