@@ -98,13 +98,9 @@ def watching(name: str) -> Iterator[Watch]:
         args = ("--per-syscall",) if "per-syscall" in name else ()
         with HelperProcess(HERE / "floor.py", *args):
             yield watch
-    elif name == BASELINE:
-        with baseline_checkout(), CauditdProcess() as daemon:
-            time.sleep(0.5)
-            watch.daemon = daemon
-            yield watch
     else:
-        with CauditdProcess() as daemon:
+        checkout = baseline_checkout() if name == BASELINE else contextlib.nullcontext()
+        with checkout, CauditdProcess() as daemon:
             time.sleep(0.5)  # let the registry classify the running containers
             watch.daemon = daemon
             yield watch
