@@ -54,7 +54,9 @@ static __always_inline int lifecycle_held(void)
     return !(eager && *eager);
 }
 
-static __always_inline void send_fork(struct held_fork *held)
+/* Send a held fork; unless `keep`, only by the CPU whose delete took it from the map (two of
+ * its descendants acting at once on two CPUs send it once). */
+static __always_inline void send_fork(u32 *pid, struct held_fork *held, int keep)
 {
     struct fork_record *rec = events.ringbuf_reserve(sizeof(*rec));
     if (!rec) {
@@ -62,6 +64,10 @@ static __always_inline void send_fork(struct held_fork *held)
         return;
     }
     __builtin_memcpy(rec, &held->fork, sizeof(*rec));
+    if (!keep && held_forks.delete(pid) != 0) {
+        events.ringbuf_discard(rec, BPF_RB_NO_WAKEUP);
+        return;
+    }
     events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
 }
 
@@ -110,9 +116,8 @@ static __always_inline void send_held_forks(u32 pid)
         struct held_fork *held = held_forks.lookup(&chain[i]);
         if (!held)
             continue;
-        send_fork(held);
-        if (!(held->flags & HELD_EXITED)) /* an exit waits for its descendants' forks */
-            held_forks.delete(&chain[i]);
+        /* an exited one stays held: its exit goes after its descendants' forks */
+        send_fork(&chain[i], held, held->flags & HELD_EXITED);
     }
 #pragma unroll
     for (int i = LINEAGE_MAX - 1; i >= 0; i--) {

@@ -174,7 +174,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     if (lifecycle_held())
         return hold_fork(held);
     send_held_forks(parent);
-    send_fork(held);
+    send_fork(&child, held, 1);
     return 0;
 }
 
