@@ -286,6 +286,7 @@ class CauditdProcess:
     def start(self, timeout: float = 90) -> CauditdProcess:
         if not CAUDITD.exists():
             raise Unavailable(f"{CAUDITD} missing (scripts/bootstrap.sh installs the venv)")
+        _exit_on_sigterm()
         began = time.monotonic()
         self.proc = subprocess.Popen(
             [str(CAUDITD), "run", "--config", str(self.config)],
@@ -330,6 +331,13 @@ class CauditdProcess:
 
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.pid)
+
+
+def _exit_on_sigterm() -> None:
+    """A bench stopped with SIGTERM unwinds (SystemExit) so that its `with CauditdProcess()`
+    and `finally` blocks stop the daemons it started, instead of leaving them tracing."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(128 + signal.SIGTERM))
 
 
 def proc_rss_mb(pid: int) -> float:
