@@ -25,7 +25,7 @@ from cauditd.api import ApiContext, ApiServer, check_config, serve
 from cauditd.config import Config, RulesConfig
 from cauditd.containers.registry import ContainerRegistry
 from cauditd.containers.runtime_binaries import RuntimeBinaries
-from cauditd.detection import Detector, describe_load
+from cauditd.detection import BACKLOG, RING_FULL, SHED, Detector, describe_drops, describe_load
 from cauditd.events import Event, ExecEvent, event_to_json
 from cauditd.flood import FloodGuard
 from cauditd.network import NetworkMonitor
@@ -104,7 +104,7 @@ class Daemon:
         self._ready = False
         self.flood = FloodGuard()
         self._drops_logged_at: dict[str, float] = {}
-        self._drops_unlogged: dict[str, list[int]] = {}
+        self._drops_unlogged: dict[str, Counter[str]] = {}
         self._shed_seen: Counter[int] = Counter()
         self._stalls_seen = 0
         self._counters = (
@@ -324,7 +324,9 @@ class Daemon:
             self._sync_counts()
             self._report_failures()
             self.probes.poll_filtered()
-            self._report_drops("network", self.network.poll_lost())
+            lost = self.network.poll_lost()
+            backlog = lost.pop("backlog", 0)
+            self._report_drops("network", {RING_FULL: sum(lost.values()), BACKLOG: backlog})
 
     async def _flood_watch(self) -> None:
         """Four times a second: who sent what, what the syscall reader sheds (flood.py), and
@@ -333,7 +335,7 @@ class Daemon:
         while True:
             await asyncio.sleep(FLOOD_CHECK_S)
             lost, shed = self._guard_against_floods()
-            self._report_drops("syscall", lost, shed)
+            self._report_drops("syscall", {RING_FULL: lost, SHED: shed})
 
     def _guard_against_floods(self) -> tuple[int, int]:
         """Close the load tick and choose what the syscall reader sheds; returns the events
@@ -351,20 +353,19 @@ class Daemon:
         self.probes.shed_cgroups(self.flood.decide(pressure, sent, FLOOD_CHECK_S))
         return lost, sum(shed.values())
 
-    def _report_drops(self, probe: str, lost: int, shed: int = 0) -> None:
-        if not lost and not shed:
+    def _report_drops(self, probe: str, drops: dict[str, int]) -> None:
+        if not sum(drops.values()):
             return
         loaders = self.pipeline.load.top()
-        self.detector.report_drops(probe, lost, loaders, shed)
-        unlogged = self._drops_unlogged.setdefault(probe, [0, 0])
-        unlogged[0] += lost
-        unlogged[1] += shed
+        self.detector.report_drops(probe, drops, loaders)
+        unlogged = self._drops_unlogged.setdefault(probe, Counter())
+        unlogged.update(drops)
         now = time.monotonic()
         if now - self._drops_logged_at.get(probe, -DROP_LOG_INTERVAL_S) >= DROP_LOG_INTERVAL_S:
             self._drops_logged_at[probe] = now
-            log.warning("%s probes lost %d events (ring buffer full) and shed %d%s since the "
-                        "last such line", probe, *unlogged, describe_load(loaders))
-            unlogged[:] = [0, 0]
+            log.warning("%s probes lost %d events (%s)%s since the last such line", probe,
+                        sum(unlogged.values()), describe_drops(unlogged), describe_load(loaders))
+            unlogged.clear()
 
     def _report_failures(self) -> None:
         for stage, failures in self.pipeline.take_failures().items():

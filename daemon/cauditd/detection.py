@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,10 @@ DEFAULT_USER_RULES = "/etc/cauditd/rules.d"
 DROP_RULE = "Syscall event drop"
 FAILURE_RULE = "Event processing failure"
 ALARM_WINDOW_NS = 60 * 1_000_000_000
+# Why events were lost (report_drops): the phrase a drop finding and the log give each count.
+RING_FULL = "as the ring buffer was full"
+SHED = "shed from the flooding container"
+BACKLOG = "as the DNS parser's backlog was full"
 
 
 def rule_paths(config: RulesConfig) -> list[Path]:
@@ -135,19 +139,20 @@ class Detector:
     def rules_info(self) -> list[dict[str, Any]]:
         return self.engine.rules_info()
 
-    def report_drops(self, probe: str, lost: int, loaders: list[Load], shed: int = 0) -> None:
-        """Turn lost events into a finding (Falco's "syscall event drop"): `lost` by the kernel
-        (ring buffer full), `shed` by the reader from a flooding container (cauditd.flood),
-        naming the containers that sent the most events meanwhile (a flood is attributed).
+    def report_drops(self, probe: str, drops: Mapping[str, int], loaders: list[Load]) -> None:
+        """Turn lost events into a finding (Falco's "syscall event drop"), `drops` counted by
+        cause (RING_FULL: the kernel's; SHED: the reader's, from a flooding container, see
+        cauditd.flood; BACKLOG: the DNS parser's), naming the containers that sent the most
+        events meanwhile (a flood is attributed).
 
         Drops within a minute of the last drop finding add to it rather than starting a new one.
         """
-        causes = [f"{lost} as the ring buffer was full"] if lost else []
-        causes += [f"{shed} shed from the flooding container"] if shed else []
+        total = sum(drops.values())
+        causes = describe_drops(drops)
         share = describe_load(loaders)
         self._alarm(
-            DROP_RULE, probe, lost + shed, "evt.lost",
-            lambda: f"{probe} probes lost {lost + shed} events ({', '.join(causes)}; detection "
+            DROP_RULE, probe, total, "evt.lost",
+            lambda: f"{probe} probes lost {total} events ({causes}; detection "
             f"may have missed activity){share}",
             {"probe": probe, "load.top": load_fields(loaders)},
             loaders[0].container if loaders else None,
@@ -201,6 +206,10 @@ class Load:
     container: ContainerInfo
     events: int
     share: float  # of all events in that time, 0..1
+
+
+def describe_drops(drops: Mapping[str, int]) -> str:
+    return ", ".join(f"{count} {cause}" for cause, count in drops.items() if count)
 
 
 def describe_load(loaders: list[Load]) -> str:

@@ -322,14 +322,15 @@ class NetworkMonitor:
         DNS copies) and those dropped because the parser's backlog was full."""
         return {**self.probes.lost(), "backlog": self._parser.dropped}
 
-    def poll_lost(self) -> int:
-        """Add new losses to the metric; returns how many since the last call."""
+    def poll_lost(self) -> dict[str, int]:
+        """Add new losses to the metric; returns how many since the last call, by kind (as
+        `lost`)."""
         now = self.lost()
-        delta = sum(now.values()) - sum(self._lost.values())
-        if delta > 0:
-            metrics.EVENTS_LOST.labels(PROBE).inc(delta)
+        delta = {kind: max(count - self._lost.get(kind, 0), 0) for kind, count in now.items()}
+        if sum(delta.values()):
+            metrics.EVENTS_LOST.labels(PROBE).inc(sum(delta.values()))
         self._lost = now
-        return max(delta, 0)
+        return delta
 
     def flows(self, filters: Mapping[str, Any] | Any = None) -> list[dict[str, Any]]:
         """GET /v1/flows (see NetworkQueries.flows)."""
