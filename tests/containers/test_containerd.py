@@ -201,11 +201,11 @@ class CtrNamespace:
             ctr(self.name, "tasks", "rm", "-f", container_id, check=False)
             ctr(self.name, "containers", "rm", container_id, check=False)
         ctr(self.name, "images", "rm", IMAGE_REF, check=False)
-        for _ in range(50):  # containerd's GC drops blobs and snapshots shortly after
+        for _ in range(100):  # containerd's GC drops blobs and snapshots shortly after
             if self.name not in ctr("default", "namespaces", "ls", "-q", check=False).split():
                 break
-            if not ctr("default", "namespaces", "rm", self.name, check=False).strip():
-                time.sleep(0.2)
+            ctr("default", "namespaces", "rm", self.name, check=False)  # refused while not empty
+            time.sleep(0.2)
         for hierarchy in Path("/sys/fs/cgroup").iterdir():
             leftover = hierarchy / self.name
             if leftover.is_dir():
