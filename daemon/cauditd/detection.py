@@ -25,6 +25,7 @@ DEFAULT_USER_RULES = "/etc/cauditd/rules.d"
 DROP_RULE = "Syscall event drop"
 FAILURE_RULE = "Event processing failure"
 ALARM_WINDOW_NS = 60 * 1_000_000_000
+MAX_UNNAMED = 4096  # containers remembered as having findings named by their short id
 # Why events were lost (report_drops): the phrase a drop finding and the log give each count.
 RING_FULL = "as the ring buffer was full"
 SHED = "shed from the flooding container"
@@ -77,6 +78,8 @@ class Detector:
         self.engine = RuleEngine(compile_rules(config), suppress_window_s=config.suppress_window_s)
         self.budget = FindingBudget(config.finding_budget, config.finding_budget_window_s)
         self._alarms: dict[tuple[str, str], Finding] = {}
+        # Containers with findings named by their short id (metadata late), oldest first.
+        self._unnamed: dict[str, None] = {}
         self._reload_lock = asyncio.Lock()
 
     def rules_changed(self) -> None:
@@ -106,6 +109,11 @@ class Detector:
         if self._hostname:
             finding.hostname = self._hostname
         self._store.add(finding)
+        ref = finding.container
+        if ref.full_id and ref.name == ref.id:
+            self._unnamed[ref.full_id] = None
+            if len(self._unnamed) > MAX_UNNAMED:
+                del self._unnamed[next(iter(self._unnamed))]
         metrics.DETECTION_LATENCY.observe(max(0, now_ns - finding.time_ns) / 1e9)
 
     def container_named(self, container: ContainerInfo) -> None:
@@ -113,8 +121,8 @@ class Detector:
         named by its short id take its name, image and pod, those whose repeats still count in
         memory and those stored."""
         ref = container_ref_of(container)
-        if ref.name == ref.id:
-            return  # no name came either
+        if ref.name == ref.id or self._unnamed.pop(ref.full_id, 1) is not None:
+            return  # no name came either, or no finding of it waits for one
         remembered = (*self.engine.remembered(), *self.budget.summaries(), *self._alarms.values())
         for finding in remembered:
             if finding.container.full_id == ref.full_id and finding.container.name == ref.id:
