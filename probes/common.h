@@ -13,6 +13,15 @@
 #include <uapi/linux/ptrace.h>
 #include <linux/sched.h>
 
+/* User memory is read through these two names, not BCC's bpf_probe_read_user[_str]: BCC's front
+ * end looks each call to those up in /proc/kallsyms (a fallback for kernels before 5.5) and
+ * builds a map of every kernel symbol to do it, ~1.2 s of each start-up. The ring buffer needs
+ * 5.8, so the helpers are always there. */
+static long (*read_user)(void *dst, u32 size, const void *src) =
+    (void *)BPF_FUNC_probe_read_user;
+static long (*read_user_str)(void *dst, u32 size, const void *src) =
+    (void *)BPF_FUNC_probe_read_user_str;
+
 #define CGROUP_TRACKED 1
 #define CGROUP_IGNORED 2
 #define MAX_ANCESTOR_LEVELS 6

@@ -149,7 +149,7 @@ static __always_inline int open_wanted(u32 nr, u64 flags, u64 mode, u64 path, in
     if (!k)
         return 1;
     long len = in_kernel ? bpf_probe_read_kernel_str(k->path, PATH_KEY_LEN, (void *)path)
-                         : bpf_probe_read_user_str(k->path, PATH_KEY_LEN, (void *)path);
+                         : read_user_str(k->path, PATH_KEY_LEN, (void *)path);
     if (len <= 1 || len >= PATH_KEY_LEN || k->path[0] != '/')
         return 1; /* relative, cut (its last component unknown), or unreadable */
     if (!path_is_canonical(k))
@@ -172,7 +172,7 @@ static __always_inline int connect_wanted(u64 ptr)
         return 1;
     int zero = 0;
     struct connect_scratch *c = connect_scratch.lookup(&zero);
-    if (!c || !ptr || bpf_probe_read_user(c->head, sizeof(c->head), (void *)ptr))
+    if (!c || !ptr || read_user(c->head, sizeof(c->head), (void *)ptr))
         return 1;
     u16 family = c->head[0] | (u16)c->head[1] << 8;
     c->net.prefixlen = 128;
@@ -182,7 +182,7 @@ static __always_inline int connect_wanted(u64 ptr)
         c->net.addr[11] = 0xff;
         __builtin_memcpy(&c->net.addr[12], &c->head[4], 4);
     } else if (family == FAMILY_INET6) {
-        if (bpf_probe_read_user(c->net.addr, sizeof(c->net.addr), (void *)(ptr + 8)))
+        if (read_user(c->net.addr, sizeof(c->net.addr), (void *)(ptr + 8)))
             return 1;
     } else {
         return 1;

@@ -58,7 +58,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
         r->addr_len = kread_u32(cmd, OFF_CONNECT_ADDR_LEN) & 0x7f;
         if (!connect_wanted(addr) && !connect_of_piped_process())
             return count_filtered(FILTERED_CONNECT);
-        bpf_probe_read_user(r->data, 28, (void *)addr); /* sockaddr_in6 at most */
+        read_user(r->data, 28, (void *)addr); /* sockaddr_in6 at most */
     } else {
         r->dfd = (s32)kread_u32(cmd, OFF_OPEN_DFD);
         r->file_slot = kread_u32(cmd, OFF_OPEN_SLOT);

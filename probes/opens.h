@@ -129,7 +129,7 @@ static __always_inline int open_target(struct open_call *c, u64 task, s64 ret, i
     if (c->raw_kernel)
         bpf_probe_read_kernel(&first, 1, (void *)c->path);
     else
-        bpf_probe_read_user(&first, 1, (void *)c->path);
+        read_user(&first, 1, (void *)c->path);
     u64 mnt = 0, dentry = 0;
     if (first != '/' && dirfd_path(task, c->dirfd, &mnt, &dentry)) {
         c->mnt = mnt;
@@ -171,7 +171,7 @@ static __always_inline int open_facts(struct open_call *c, struct syscall_spec *
     } else if (nr == SYSNR_OPENAT2) {
         u64 how[2] = {}; /* struct open_how: flags, mode */
         c->dirfd = (s32)a[0];
-        bpf_probe_read_user(how, sizeof(how), (void *)a[2]);
+        read_user(how, sizeof(how), (void *)a[2]);
         c->flags = how[0];
         c->mode = how[1];
     }
@@ -213,7 +213,7 @@ static __always_inline int emit_open(struct open_call *c, struct rpath *rp, u64 
     if (c->raw_kernel)
         bpf_probe_read_kernel_str(rec->raw, STR_LEN, (void *)c->path);
     else
-        bpf_probe_read_user_str(rec->raw, STR_LEN, (void *)c->path);
+        read_user_str(rec->raw, STR_LEN, (void *)c->path);
     rec->path[0] = 0;
     if (info & (OPEN_RESOLVED | OPEN_BASE))
         rpath_copy(rp, rec->path, RPATH_SIZE);

@@ -130,9 +130,9 @@ static __always_inline void capture_argv(u64 argv, u32 flags, u32 stride)
 #pragma unroll
     for (int i = 0; i < ARGV_MAX; i++) {
         u64 arg = 0;
-        if (bpf_probe_read_user(&arg, stride == 4 ? 4 : 8, (void *)(argv + i * stride)) || !arg)
+        if (read_user(&arg, stride == 4 ? 4 : 8, (void *)(argv + i * stride)) || !arg)
             break;
-        if (bpf_probe_read_user_str(scratch->argv[i], ARG_LEN, (void *)arg) < 0)
+        if (read_user_str(scratch->argv[i], ARG_LEN, (void *)arg) < 0)
             break;
         scratch->argc = i + 1;
     }
@@ -196,12 +196,12 @@ static __always_inline u64 addr_ptr(struct syscall_spec *spec, struct pending_sy
             return 0;
         if (p->info & SC_COMPAT) {
             u32 head[2] = {}; /* compat_msghdr: msg_name, msg_namelen */
-            bpf_probe_read_user(head, sizeof(head), (void *)msg);
+            read_user(head, sizeof(head), (void *)msg);
             ptr = head[0];
             *len = head[1];
         } else {
-            bpf_probe_read_user(&ptr, sizeof(ptr), (void *)msg);
-            bpf_probe_read_user(len, sizeof(*len), (void *)(msg + 8));
+            read_user(&ptr, sizeof(ptr), (void *)msg);
+            read_user(len, sizeof(*len), (void *)(msg + 8));
         }
         return ptr;
     }
@@ -210,7 +210,7 @@ static __always_inline u64 addr_ptr(struct syscall_spec *spec, struct pending_sy
     if (spec->opts & OPT_ADDRLEN_PTR) {
         *len = 0;
         if (len_arg)
-            bpf_probe_read_user(len, sizeof(*len), (void *)len_arg);
+            read_user(len, sizeof(*len), (void *)len_arg);
     }
     return ptr;
 }
@@ -225,7 +225,7 @@ static __always_inline u32 read_addr(struct syscall_record *rec, struct syscall_
     if (len > ADDR_LEN)
         len = ADDR_LEN;
     len &= 0xff;
-    if (len == 0 || bpf_probe_read_user(rec->tail, len, (void *)ptr))
+    if (len == 0 || read_user(rec->tail, len, (void *)ptr))
         return 0;
     return len;
 }
@@ -238,12 +238,12 @@ static __always_inline void read_strings(struct syscall_record *rec, struct sysc
     rec->base[0] = 0;
     rec->addr_len = 0;
     if (spec->path1 < 6)
-        bpf_probe_read_user_str(rec->path1, STR_LEN, (void *)arg_at(p->args, spec->path1));
+        read_user_str(rec->path1, STR_LEN, (void *)arg_at(p->args, spec->path1));
     if (spec->str3 < 6) {
-        bpf_probe_read_user_str(rec->tail, 192, (void *)arg_at(p->args, spec->path2));
-        bpf_probe_read_user_str(rec->tail + 192, 64, (void *)arg_at(p->args, spec->str3));
+        read_user_str(rec->tail, 192, (void *)arg_at(p->args, spec->path2));
+        read_user_str(rec->tail + 192, 64, (void *)arg_at(p->args, spec->str3));
     } else if (spec->path2 < 6) {
-        bpf_probe_read_user_str(rec->tail, STR_LEN, (void *)arg_at(p->args, spec->path2));
+        read_user_str(rec->tail, STR_LEN, (void *)arg_at(p->args, spec->path2));
     } else if (spec->addr < 6) {
         rec->addr_len = read_addr(rec, spec, p);
     }
@@ -289,7 +289,7 @@ static __always_inline int stash_mmsg(struct pending_syscall *p, u32 tid)
         if (i >= vlen)
             break;
         u64 name = 0;
-        bpf_probe_read_user(&name, size, (void *)(msg + i * stride));
+        read_user(&name, size, (void *)(msg + i * stride));
         if (name && connect_wanted(name)) {
             p->deref = i;
             pending.update(&tid, p);
@@ -319,7 +319,7 @@ static __always_inline struct syscall_spec *compat_spec(struct syscall_spec *spe
     if (native == SOCKETCALL_NATIVE) {
         u32 call = p->args[0];
         u32 unpacked[6] = {};
-        if (call >= SOCKETCALLS || bpf_probe_read_user(unpacked, sizeof(unpacked),
+        if (call >= SOCKETCALLS || read_user(unpacked, sizeof(unpacked),
                                                        (void *)p->args[1]))
             return NULL;
         int key = call;
@@ -452,7 +452,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     if (spec->deref < 6) {
         u64 ptr = arg_at(p.args, spec->deref);
         if (ptr)
-            bpf_probe_read_user(&p.deref, sizeof(p.deref), (void *)ptr);
+            read_user(&p.deref, sizeof(p.deref), (void *)ptr);
     }
     /* Decided here, not at exit, so a dropped call costs no pending-map update. */
     if (spec->opts & OPT_MMSG)
