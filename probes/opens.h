@@ -91,6 +91,7 @@ struct open_call {
     u64 mnt;   /* what to walk: the opened file, or the directory of a relative path */
     u64 dentry;
     s64 dirfd;
+    u64 inode; /* of the opened file: its number and device are read once the open is sent */
     struct file_id fid;
     u32 nr;
     u32 info;
@@ -109,10 +110,12 @@ static __always_inline int open_target(struct open_call *c, u64 task, s64 ret, i
     c->free = open_passes_whatever_path(c->modes, c->mode);
     c->mnt = 0;
     c->dentry = 0;
+    c->inode = 0;
     __builtin_memset(&c->fid, 0, sizeof(c->fid));
     u64 file = ret >= 0 && has_fd ? task_fd_file(task, ret) : 0;
     if (file) {
-        file_identity(file, &c->fid);
+        c->inode = kread_u64(file, OFF_FILE_INODE);
+        c->fid.mode = kread_u16(c->inode, OFF_INODE_MODE);
         /* FIFOs opened by path show who talks through them (pipes.py) when a rule asks. */
         if ((c->fid.mode & S_IFMT_BITS) == S_IFIFO_BITS && setting(SETTING_PIPES))
             c->free = 1;
@@ -194,6 +197,8 @@ static __always_inline int emit_open(struct open_call *c, struct rpath *rp, u64 
         info |= OPEN_TRUNCATED;
     if (rp->flags & RPATH_DETACHED)
         info |= OPEN_DETACHED;
+    if (c->inode)
+        inode_number(c->inode, &c->fid);
     send_own_held_forks();
     struct open_record *rec = events.ringbuf_reserve(sizeof(*rec));
     if (!rec) {

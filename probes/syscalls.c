@@ -411,10 +411,25 @@ static __always_inline int dup_wanted_kernel(u64 tgid, u64 oldfd, s64 newfd, u64
 }
 #endif
 
+/* Whether the call came in through the i386 entry (int 0x80); without the kernel's layout the
+ * probes cannot tell, and no i386 call is traced. */
+static __always_inline int compat_call(void)
+{
+#ifdef KERNEL_LAYOUT
+    return in_compat_syscall(this_task());
+#else
+    return 0;
+#endif
+}
+
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 {
     struct syscall_spec *spec = spec_of(args->id);
     if (!spec || !(spec->enter | spec->compat_enter))
+        return 0;
+    /* Only the i386 call of this number is traced: a native call stops here (write, mmap,
+     * munmap and brk share their numbers with i386 exit, link, execve and chdir). */
+    if (!spec->enter && !compat_call())
         return 0;
     u64 cgroup_id = bpf_get_current_cgroup_id();
     if (!cgroup_traced(cgroup_id))
@@ -504,14 +519,21 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 
 TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
+    /* The spec first: only a call sys_enter may have stashed looks in the pending map, so a
+     * call no rule traces (read, write, epoll: most of a server's) costs one array lookup. */
+    struct syscall_spec *spec = spec_of(args->id);
+    if (!spec)
+        return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tid = (u32)pid_tgid;
-    struct pending_syscall *stashed = pending.lookup(&tid);
+    struct pending_syscall *stashed = NULL;
+    if (spec->enter || (spec->compat_enter && compat_call()))
+        stashed = pending.lookup(&tid);
     if (!stashed) {
 #ifdef KERNEL_LAYOUT
-        struct syscall_spec *spec = spec_of(args->id);
-        /* The cgroup first: a host process's fstat (i386 open's number) costs no tail call. */
-        if (spec && (spec->exit | spec->compat_exit) && cgroup_traced(bpf_get_current_cgroup_id()))
+        /* Only a traced process's open (or i386 open: fstat's number) makes the tail call. */
+        if ((spec->exit || (spec->compat_exit && compat_call()))
+            && cgroup_traced(bpf_get_current_cgroup_id()))
             exit_handlers.call(args, OPEN_EXIT_HANDLER);
 #endif
         return 0;
@@ -520,7 +542,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     pending.delete(&tid);
     if (p.id != args->id)
         return 0;
-    struct syscall_spec *spec = spec_of(p.nr);
+    spec = spec_of(p.nr);
     if (!spec)
         return 0;
     s64 ret = args->ret;
