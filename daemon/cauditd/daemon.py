@@ -107,6 +107,7 @@ class Daemon:
         self._drops_unlogged: dict[str, Counter[str]] = {}
         self._shed_seen: Counter[int] = Counter()
         self._stalls_seen = 0
+        self._cpu_seen = time.process_time()
         self._counters = (
             (self.pipeline.seen, metrics.CounterSync(metrics.EVENTS)),
             (self.pipeline.failed, metrics.CounterSync(metrics.EVENTS_FAILED)),
@@ -343,6 +344,9 @@ class Daemon:
         shed = self.probes.shed - self._shed_seen
         self._shed_seen = self.probes.shed.copy()
         load = self.pipeline.load
+        cpu_s = time.process_time()
+        self.flood.observe(sum(load.cgroups.values()), cpu_s - self._cpu_seen)
+        self._cpu_seen = cpu_s
         load.cgroups.update(shed)  # the flooder stays the top loader while it is shed
         sent = load.cgroups.copy()
         load.tick()
