@@ -144,6 +144,9 @@ CASES: list[tuple[str, Event, Event]] = [
     ("Reverse shell through pipes",
      connect("10.9.9.9", 4444, process=proc("/bin/nc", "nc", stdio_wired=("cat", "sh"))),
      connect("10.9.9.9", 4444, process=proc("/bin/nc", "nc", stdio_wired=("cat",)))),
+    ("Reverse shell through pipes",  # the FIFO's open closes the loop; its other opens do not
+     dataclasses.replace(open_read("/tmp/f", process=WIRED_SH), file_mode=0o010644),
+     dataclasses.replace(open_read("/etc/passwd", process=WIRED_SH), file_mode=0o100644)),
     ("Mount in container", syscall("mount", {"source": "/dev/sda1", "target": "/mnt"}),
      syscall("umount2", {"target": "/mnt", "flags": 0})),
     ("PTRACE attached to process", syscall("ptrace", {"request": 16, "pid": 1}),

@@ -51,14 +51,20 @@ def matching(ruleset: RuleSet, event: Event) -> list[Rule]:
     return found
 
 
+FIFO, REGULAR = 0o010644, 0o100644  # the opened file's i_mode
+
+
 def opens() -> list[FileEvent]:
     processes = [*SAMPLE_PROCESSES, WIRED, BASH]
-    return [
+    made = [
         file_event(evt_type, path, flags=flags, mode=mode, ret=ret, process=process)
         for path, flags, evt_type, process, ret, mode in itertools.product(
             SAMPLE_PATHS + TRICKY_PATHS, SAMPLE_FLAGS, OPEN_TYPES, processes, (3, -2),
             (0o644, 0o4755))
     ]
+    opened = [e for e in made if e.ret >= 0 and e.process in (WIRED, BASH)]
+    return [*made, *(dataclasses.replace(e, file_mode=kind) for e in opened
+                     for kind in (FIFO, REGULAR))]
 
 
 EXES = ["/usr/bin/curl", "/usr/bin/wget", "/bin/nc", "/bin/sh", "/bin/bash", "/usr/bin/apt",
@@ -103,7 +109,9 @@ def test_an_open_no_rule_watches_is_tested_against_few_rules(default_set: RuleSe
     every = default_set.by_type["openat"]
     library = default_set.candidates(open_read("/usr/lib/x86_64-linux-gnu/libc.so.6"))
     assert len(every) > 10
-    assert len(library) <= 2  # the reverse shell rule looks at the process, not the path
+    assert library == ()  # the reverse shell rule looks at FIFO opens alone
+    fifo = dataclasses.replace(open_read("/tmp/f"), file_mode=FIFO)
+    assert [r.name for r in default_set.candidates(fifo)] == ["Reverse shell through pipes"]
     write = default_set.candidates(file_event("openat", "/etc/passwd", flags=O_WRONLY))
     assert "Write below etc" in [r.name for r in write]
     assert list(write) == [r for r in every if r in write]  # rule order kept
@@ -139,6 +147,10 @@ def test_setuid_creations_reach_their_rule(default_set: RuleSet) -> None:
     "evt.type = execve and proc.name in (sh, curl) and proc.name in (curl, wget)",
     "evt.type = execve and (proc.name = find and proc.pname = bash or proc.name = base64)",
     "evt.type = execve and toupper(proc.name) = CURL",
+    "evt.type = openat and fd.type = pipe",
+    "open_read and fd.typechar in (p) and fd.name startswith /etc",
+    "evt.type = openat and not fd.type = pipe",
+    "evt.type in (openat, open) and fd.type in (pipe, directory)",
 ])
 def test_conditions_never_lose_a_match(tmp_path: Path, condition: str) -> None:
     matches, lost = missed(ruleset_of(tmp_path, condition))

@@ -383,6 +383,21 @@ def test_shells_wired_through_pipes_let_connects_of_piped_processes_through(
                                                                    failed=True)
 
 
+@pytest.mark.parametrize(("condition", "fifo_only"), [
+    ("evt.type = openat and fd.type = pipe", True),
+    ("evt.type = openat and fd.typechar in (p)", True),
+    ("evt.type = openat and fd.type in (pipe, file)", False),
+    ("evt.type = openat and not fd.type = pipe", False),
+    # The process's wiring says nothing about the file: every open it makes may match.
+    ("evt.type = openat and proc.stdio_wired_to_network intersects (sh)", False),
+])
+def test_fifo_opens_are_told_by_the_file_type(tmp_path: Path, condition: str,
+                                              fifo_only: bool) -> None:
+    opens = derive(tmp_path, condition)
+    assert opens.passes("/tmp/f", READ, fifo=True)
+    assert opens.passes("/usr/lib/x.so", READ) is not fifo_only
+
+
 @pytest.mark.parametrize(("condition", "sockets_only", "outbound_only"), [
     ("evt.type = fcntl and fd.type in (ipv4, ipv6)", True, False),
     ("evt.type = dup2 and fd.type = pipe", False, False),

@@ -11,11 +11,10 @@ of every rule about opens.
 
 The index only ever narrows by what a rule's clauses rule out, and the clauses only ever widen
 (a condition the derivation cannot reason about is unconstrained). Facets the index does not
-judge (whether a FIFO was opened: the rule about reverse shells through pipes looks at the
-process, which any open may show) are treated as unconstrained: such a clause keeps its rule a
-candidate for every open of its modes. A clause asking for setuid/setgid bits keeps its rule a
-candidate for every open whose mode argument has one (evt.is_open_setid also asks for O_CREAT:
-wider, never narrower).
+judge are treated as unconstrained. A clause on the file type (fd.type = pipe: the rule about
+reverse shells through pipes looks at FIFO opens) keeps its rule a candidate for every open of
+a FIFO whatever its path; one asking for setuid/setgid bits, for every open whose mode argument
+has one (evt.is_open_setid also asks for O_CREAT: wider, never narrower).
 
 Execs are narrowed the same way by proc.name: most rules about execs name the programs they
 watch (`proc.name in (network_tool_binaries)`), and an exec is tested against those naming its
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
 SLOTS = tuple((modes, result) for modes in (READ, WRITE, READ | WRITE)
               for result in (SUCCESS, FAILURE))
 SETID_BITS = 0o6000
+S_IFMT, S_IFIFO = 0o170000, 0o010000
 MAX_CACHED = 4096  # rule tuples kept by bit mask (bounded: paths are the process's to choose)
 MAX_PATHS = 8192  # paths whose masks are kept (a server opens the same files again and again)
 
@@ -68,13 +68,14 @@ class OpenIndex:
     """The candidate rules of one open type (`rules`, in rule order), narrowed by each rule's
     open clauses."""
 
-    __slots__ = ("_by_path", "_cache", "_exact", "_free", "_names", "_prefix_any", "_prefixes",
-                 "_setid", "rules")
+    __slots__ = ("_by_path", "_cache", "_exact", "_fifo", "_free", "_names", "_prefix_any",
+                 "_prefixes", "_setid", "rules")
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
         self._free: Masks = [0] * len(SLOTS)  # rules that pass whatever the path
         self._setid: Masks = [0] * len(SLOTS)  # ... when the mode asks for setuid/setgid
+        self._fifo: Masks = [0] * len(SLOTS)  # ... when the open opened a FIFO
         self._exact: dict[str, Masks] = {}
         self._names: dict[str, Masks] = {}
         prefixes: dict[str, Masks] = {}
@@ -88,7 +89,7 @@ class OpenIndex:
     def _add(self, bit: int, clauses: Clauses, prefixes: dict[str, Masks]) -> None:
         for clause in clauses:
             if clause.fifo:
-                masks = self._free  # not judged here: widen to any path
+                masks = self._fifo  # the path too, if any: not judged (wider)
             elif clause.setid:
                 masks = self._setid  # the path too, if any: not judged (wider)
             elif clause.path is None:
@@ -108,6 +109,8 @@ class OpenIndex:
         mask = self._free[i]
         if event.mode & SETID_BITS:
             mask |= self._setid[i]
+        if event.file_mode & S_IFMT == S_IFIFO:
+            mask |= self._fifo[i]
         path = event.path
         if path:
             masks = self._by_path.get(path)

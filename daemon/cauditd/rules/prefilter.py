@@ -5,11 +5,11 @@ at a few paths (/etc, binary directories, credentials) or a few destinations (mi
 cloud metadata address). From each rule's condition (macros and lists expanded) we derive a
 condition every open, or every connect, it matches must meet: a set of clauses (a disjunction),
 each a conjunction of constraints on the facets the kernel can test: the path, access mode,
-result (success or failure) and requested setuid/setgid bits of an open, the destination port
-and address of a connect, sendto or sendmsg, whether the connecting process's stdin and stdout
-are pipes, whether the fd a dup places on fd 0-2 is a socket. The union over the rules goes to
-the kernel (probes/filters.h, opens.h), which emits such a syscall only when some clause
-matches it.
+result (success or failure), requested setuid/setgid bits and file type (a FIFO) of an open,
+the destination port and address of a connect, sendto or sendmsg, whether the connecting
+process's stdin and stdout are pipes, whether the fd a dup places on fd 0-2 is a socket. The
+union over the rules goes to the kernel (probes/filters.h, opens.h), which emits such a syscall
+only when some clause matches it.
 
 The path the kernel judges is the one rules see as fd.name: for an open that succeeded, the
 file the kernel opened, resolved through symlinks, the dirfd, the cwd and mounts (with the
@@ -451,8 +451,9 @@ def _piped(_text: str) -> Clause:
     return Clause(piped=True)
 
 
-def _fifo(_text: str) -> Clause:
-    return Clause(fifo=True)
+def _fifo(kind: str) -> Clause:
+    """fd.type "pipe" (fd.typechar "p") of an open: it opened a FIFO."""
+    return Clause(fifo=True) if kind in ("pipe", "p") else Clause()
 
 
 _RESULT_FIELDS = frozenset(("evt.rawres", "fd.num", "evt.res", "evt.failed"))
@@ -512,7 +513,7 @@ _OPEN_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
     ("fd.filename", "="): _name,
     ("fd.filename", "in"): _name,
     **{(f"{field}.mode", "contains"): _setid for field in _ARG_FIELDS},
-    **{(WIRED_FIELD, op): _fifo for op in ("=", "in", "intersects", "exists", "contains")},
+    **{(field, op): _fifo for field in ("fd.type", "fd.typechar") for op in ("=", "in")},
 }
 # On a connect or sendto the peer is the server and the remote end, and the only end the probe
 # sees: fd.dip, fd.sip, fd.rip, fd.snet, fd.rnet, fd.ip and fd.net are its address, fd.dport,
