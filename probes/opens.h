@@ -44,25 +44,26 @@ struct open_record {
 
 /* The six syscall arguments from the user registers saved at entry (still intact at exit):
  * di si dx r10 r8 r9, or for a compat call bx cx dx si di bp, cut to 32 bits. */
+/* struct pt_regs, 8 bytes each: r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di */
+#define REG(regs, i) BTF_LOAD(u64, regs, (i) * 8)
+
 static __always_inline void exit_args(u64 *a, int compat)
 {
-    u64 r[15] = {}; /* struct pt_regs up to di: r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di */
-    void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
-    bpf_probe_read_kernel(r, sizeof(r), regs);
+    u64 regs = (u64)bpf_task_pt_regs(bpf_get_current_task_btf());
     if (compat) {
-        a[0] = r[5] & 0xffffffff;
-        a[1] = r[11] & 0xffffffff;
-        a[2] = r[12] & 0xffffffff;
-        a[3] = r[13] & 0xffffffff;
-        a[4] = r[14] & 0xffffffff;
-        a[5] = r[4] & 0xffffffff;
+        a[0] = REG(regs, 5) & 0xffffffff;
+        a[1] = REG(regs, 11) & 0xffffffff;
+        a[2] = REG(regs, 12) & 0xffffffff;
+        a[3] = REG(regs, 13) & 0xffffffff;
+        a[4] = REG(regs, 14) & 0xffffffff;
+        a[5] = REG(regs, 4) & 0xffffffff;
     } else {
-        a[0] = r[14];
-        a[1] = r[13];
-        a[2] = r[12];
-        a[3] = r[7];
-        a[4] = r[9];
-        a[5] = r[8];
+        a[0] = REG(regs, 14);
+        a[1] = REG(regs, 13);
+        a[2] = REG(regs, 12);
+        a[3] = REG(regs, 7);
+        a[4] = REG(regs, 9);
+        a[5] = REG(regs, 8);
     }
 }
 
