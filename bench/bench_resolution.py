@@ -85,7 +85,7 @@ def program_times(pid: int) -> dict[int, tuple[int, int]]:
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
             fields = dict(FDINFO_FIELD.findall(Path(f"/proc/{pid}/fdinfo/{fd}").read_text()))
-            if "prog_id" in fields:
+            if "run_cnt" in fields:  # a program's fd (a link's names its program too)
                 found[int(fields["prog_id"])] = (
                     int(fields.get("run_time_ns", 0)),
                     int(fields.get("run_cnt", 0)),
@@ -162,7 +162,8 @@ def measure(containers: Containers, rounds: int, seconds: float) -> Figures:
 
 def probes_text(by_program: dict[str, list[float]]) -> str:
     """'sys_exit 1150 + sys_enter 110 ns' from the medians of ns per operation, busiest first
-    (BCC names a tracepoint's program tracepoint__<category>__<event>: the event is kept)."""
+    (BCC names a tracepoint's program tracepoint__<category>__<event>, a raw tracepoint's
+    after its event: the event is kept)."""
     if not by_program:
         return "n/a (no bpftool)"
     busy = sorted(((median(v), label) for label, v in by_program.items()), reverse=True)

@@ -1,8 +1,9 @@
-"""The floor peer: cauditd's tracepoints, each doing nothing but a cgroup-map lookup.
+"""The floor peer: cauditd's hooks, each doing nothing but a cgroup-map lookup.
 
-What any tracer on these tracepoints pays before it does any work: the cost of attaching
-raw_syscalls sys_enter/sys_exit and the sched exec/fork/exit tracepoints at all. Run as a helper
-process by bench/overhead.py: prints "ready" once attached, a summary line after SIGINT.
+What any tracer on these hooks pays before it does any work: the cost of attaching raw_syscalls
+sys_enter/sys_exit (as raw tracepoints, as cauditd does) and the sched exec/fork/exit
+tracepoints at all. Run as a helper process by bench/overhead.py: prints "ready" once attached,
+a summary line after SIGINT.
 
 `--per-syscall` attaches the same lookup to syscalls:sys_enter_<name>/sys_exit_<name> of only the
 syscalls the default rules need instead of raw_syscalls, to measure what attaching where the
@@ -10,9 +11,9 @@ syscalls are would save (issue 14). Both kinds ride the kernel's one sys_enter/s
 enabled syscall tracepoint of either kind puts every task's syscalls on the traced slow path,
 the per-syscall kind then runs the program only for its own syscall.
 
-`--raw-tracepoint` attaches the lookup to sys_enter/sys_exit as raw tracepoints
-(BPF_PROG_TYPE_RAW_TRACEPOINT) instead of perf tracepoints: every syscall, compat ones
-included, without the perf record the tracepoint kind builds for each call.
+`--perf-tracepoint` attaches the lookup to raw_syscalls sys_enter/sys_exit as perf tracepoints
+(BPF_PROG_TYPE_TRACEPOINT, what cauditd used before issue 14) instead of raw tracepoints: the
+kind that builds a perf record of each call's number and arguments before the program runs.
 """
 
 from __future__ import annotations
@@ -39,21 +40,20 @@ static __always_inline int lookup_cgroup(void)
     return 0;
 }
 
-RAW_SYSCALLS
+SYSCALL_HOOKS
 TRACEPOINT_PROBE(sched, sched_process_exec) { return lookup_cgroup(); }
 TRACEPOINT_PROBE(sched, sched_process_fork) { return lookup_cgroup(); }
 TRACEPOINT_PROBE(sched, sched_process_exit) { return lookup_cgroup(); }
 """
-RAW_SYSCALLS = """
-TRACEPOINT_PROBE(raw_syscalls, sys_enter) { return lookup_cgroup(); }
-TRACEPOINT_PROBE(raw_syscalls, sys_exit) { return lookup_cgroup(); }
-"""
-PER_SYSCALL = "int per_syscall(void *ctx) { return lookup_cgroup(); }\n"
-# BPF_PROG_TYPE_RAW_TRACEPOINT on the same two hooks: no perf record built per call.
 RAW_TRACEPOINTS = """
 RAW_TRACEPOINT_PROBE(sys_enter) { return lookup_cgroup(); }
 RAW_TRACEPOINT_PROBE(sys_exit) { return lookup_cgroup(); }
 """
+PERF_TRACEPOINTS = """
+TRACEPOINT_PROBE(raw_syscalls, sys_enter) { return lookup_cgroup(); }
+TRACEPOINT_PROBE(raw_syscalls, sys_exit) { return lookup_cgroup(); }
+"""
+PER_SYSCALL = "int per_syscall(void *ctx) { return lookup_cgroup(); }\n"
 
 
 def needed_syscalls() -> list[str]:
@@ -71,8 +71,8 @@ def main() -> int:
     from bcc import BPF
 
     per_syscall = "--per-syscall" in sys.argv
-    hooks = RAW_TRACEPOINTS if "--raw-tracepoint" in sys.argv else RAW_SYSCALLS
-    bpf = BPF(text=PROGRAM.replace("RAW_SYSCALLS", PER_SYSCALL if per_syscall else hooks))
+    hooks = PERF_TRACEPOINTS if "--perf-tracepoint" in sys.argv else RAW_TRACEPOINTS
+    bpf = BPF(text=PROGRAM.replace("SYSCALL_HOOKS", PER_SYSCALL if per_syscall else hooks))
     if per_syscall:
         for name in needed_syscalls():
             for phase in ("enter", "exit"):

@@ -41,10 +41,11 @@ was measured in the same run as its baseline.
   its kernel filters off (`probes.kernel_filters = false`: every open and connect of a needed
   syscall reaches user space, as before the filters; the open loop opens /etc/passwd and the
   connect loop connects to a closed port, neither of which a rule watches);
-  the **floor** (`bench/floor.py`: cauditd's tracepoints - raw_syscalls sys_enter/sys_exit and sched
-  exec/fork/exit - each doing nothing but a cgroup-map lookup); a **naive tracer**
-  (`bench/naive_tracer.py`: bcc-tools style, the same tracepoints and syscalls, no kernel-side
-  filter, one Python callback per event through a perf buffer); and **auditd** with equivalent
+  the **floor** (`bench/floor.py`: cauditd's hooks - raw_syscalls sys_enter/sys_exit as raw
+  tracepoints and sched exec/fork/exit - each doing nothing but a cgroup-map lookup); a **naive
+  tracer** (`bench/naive_tracer.py`: bcc-tools style, the same hooks as perf tracepoints and the
+  same syscalls, no kernel-side filter, one Python callback per event through a perf buffer);
+  and **auditd** with equivalent
   syscall rules (`-S open,openat,openat2,execve,execveat,connect`, removed afterwards, auditd
   stopped). Workloads: `bench_loop` open/close, fork+exec and refused connect loops
   (--network none), a busybox httpd on a bridge loaded by `wrk` from the host, and a tar+gzip

@@ -42,31 +42,6 @@ struct open_record {
     char path[RPATH_SIZE];
 };
 
-/* The six syscall arguments from the user registers saved at entry (still intact at exit):
- * di si dx r10 r8 r9, or for a compat call bx cx dx si di bp, cut to 32 bits. */
-/* struct pt_regs, 8 bytes each: r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di */
-#define REG(regs, i) BTF_LOAD(u64, regs, (i) * 8)
-
-static __always_inline void exit_args(u64 *a, int compat)
-{
-    u64 regs = (u64)bpf_task_pt_regs(bpf_get_current_task_btf());
-    if (compat) {
-        a[0] = REG(regs, 5) & 0xffffffff;
-        a[1] = REG(regs, 11) & 0xffffffff;
-        a[2] = REG(regs, 12) & 0xffffffff;
-        a[3] = REG(regs, 13) & 0xffffffff;
-        a[4] = REG(regs, 14) & 0xffffffff;
-        a[5] = REG(regs, 4) & 0xffffffff;
-    } else {
-        a[0] = REG(regs, 14);
-        a[1] = REG(regs, 13);
-        a[2] = REG(regs, 12);
-        a[3] = REG(regs, 7);
-        a[4] = REG(regs, 9);
-        a[5] = REG(regs, 8);
-    }
-}
-
 /* Whether some rule may want the open of the resolved path in `rp` with `modes`. A path the
  * walk could not finish is let through. */
 static __always_inline int resolved_open_wanted(struct rpath *rp, u32 modes)
@@ -145,8 +120,8 @@ static __always_inline int open_target(struct open_call *c, u64 task, s64 ret, i
 
 /* The call's arguments, what it opened, and whether the filter can drop it whatever its path;
  * 0 when it is done with (dropped, or not traced). */
-static __always_inline int open_facts(struct open_call *c, struct syscall_spec *spec, long id,
-                                      s64 ret, u64 task)
+static __always_inline int open_facts(struct bpf_raw_tracepoint_args *ctx, struct open_call *c,
+                                      struct syscall_spec *spec, long id, s64 ret, u64 task)
 {
     c->nr = id;
     c->info = 0;
@@ -160,7 +135,7 @@ static __always_inline int open_facts(struct open_call *c, struct syscall_spec *
     if (!spec->exit)
         return 0;
     u64 a[6] = {};
-    exit_args(a, c->info & OPEN_COMPAT);
+    syscall_args(ctx, a, c->info & OPEN_COMPAT);
     u32 nr = c->nr;
     c->dirfd = AT_FDCWD_ARG;
     c->flags = CREAT_FLAGS;
@@ -227,18 +202,13 @@ static __always_inline int emit_open(struct open_call *c, struct rpath *rp, u64 
     return 0;
 }
 
-struct sys_exit_record { /* raw_syscalls/sys_exit's format (tracefs) */
-    u64 common;
-    long id;
-    long ret;
-};
-
 /* Tail-called from sys_exit (a program of its own, so the verifier walks the path loop apart
  * from the rest of sys_exit). */
-int open_exit(struct sys_exit_record *args)
+int open_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-    s64 ret = args->ret;
-    struct syscall_spec *spec = spec_of(args->id);
+    s64 ret = ctx->args[1];
+    long id = syscall_id(ctx);
+    struct syscall_spec *spec = spec_of(id);
     int zero = 0;
     struct open_call *c = open_calls.lookup(&zero);
     struct rpath *rp = rpath_buffer();
@@ -246,7 +216,7 @@ int open_exit(struct sys_exit_record *args)
         return 0;
     u64 cgroup_id = bpf_get_current_cgroup_id(); /* traced: sys_exit checked before the call */
     u64 task = this_task();
-    if (!open_facts(c, spec, args->id, ret, task))
+    if (!open_facts(ctx, c, spec, id, ret, task))
         return 0;
     return emit_open(c, rp, task, cgroup_id, ret);
 }

@@ -299,6 +299,64 @@ static __always_inline int stash_mmsg(struct pending_syscall *p, u32 tid)
     return 0; /* no message any rule may want: not counted (most have no address at all) */
 }
 
+/* What the raw tracepoints are not given: the call's arguments and, at exit, its number. They
+ * are in the user registers the kernel saved at entry (struct pt_regs: r15 r14 r13 r12 bp bx r11
+ * r10 r9 r8 ax cx dx si di orig_ax, 8 bytes each), still intact at exit: di si dx r10 r8 r9, or
+ * for an i386 call bx cx dx si di bp cut to 32 bits; orig_ax is the number as the call was made.
+ * With the kernel's BTF they are plain loads from bpf_task_pt_regs(); without, one read. */
+#define REG_ORIG_AX 15
+#ifdef KERNEL_LAYOUT
+#define REG(regs, i) BTF_LOAD(u64, regs, (i) * 8)
+static __always_inline u64 saved_regs(struct bpf_raw_tracepoint_args *ctx)
+{
+    return (u64)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+#else
+struct saved_regs {
+    u64 r[REG_ORIG_AX + 1];
+};
+BPF_PERCPU_ARRAY(regs_scratch, struct saved_regs, 1);
+#define REG(regs, i) (((struct saved_regs *)(regs))->r[i])
+static __always_inline u64 saved_regs(struct bpf_raw_tracepoint_args *ctx)
+{
+    int zero = 0;
+    struct saved_regs *r = regs_scratch.lookup(&zero);
+    if (!r)
+        return 0;
+    if (bpf_probe_read_kernel(r, sizeof(*r), (void *)ctx->args[0]))
+        return 0;
+    return (u64)r;
+}
+#endif
+
+static __always_inline long syscall_id(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 regs = saved_regs(ctx);
+    return regs ? (long)REG(regs, REG_ORIG_AX) : -1;
+}
+
+static __always_inline void syscall_args(struct bpf_raw_tracepoint_args *ctx, u64 *a, int compat)
+{
+    u64 regs = saved_regs(ctx);
+    if (!regs)
+        return;
+    if (compat) {
+        a[0] = REG(regs, 5) & 0xffffffff;
+        a[1] = REG(regs, 11) & 0xffffffff;
+        a[2] = REG(regs, 12) & 0xffffffff;
+        a[3] = REG(regs, 13) & 0xffffffff;
+        a[4] = REG(regs, 14) & 0xffffffff;
+        a[5] = REG(regs, 4) & 0xffffffff;
+    } else {
+        a[0] = REG(regs, 14);
+        a[1] = REG(regs, 13);
+        a[2] = REG(regs, 12);
+        a[3] = REG(regs, 7);
+        a[4] = REG(regs, 9);
+        a[5] = REG(regs, 8);
+    }
+}
+
 #ifdef KERNEL_LAYOUT
 BPF_PROG_ARRAY(exit_handlers, 1); /* [0] opens.h's open_exit */
 #define OPEN_EXIT_HANDLER 0
@@ -422,9 +480,13 @@ static __always_inline int compat_call(void)
 #endif
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter)
+/* raw_syscalls:sys_enter and sys_exit as raw tracepoints: the perf tracepoint kind builds a
+ * record of the call's arguments for every syscall of every task before the program runs; raw
+ * ones pass the registers, and a call no rule traces costs one array lookup here. */
+RAW_TRACEPOINT_PROBE(sys_enter)
 {
-    struct syscall_spec *spec = spec_of(args->id);
+    long id = ctx->args[1];
+    struct syscall_spec *spec = spec_of(id);
     if (!spec || !(spec->enter | spec->compat_enter))
         return 0;
     /* Only the i386 call of this number is traced: a native call stops here (write, mmap,
@@ -436,13 +498,12 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
     struct pending_syscall p = {};
-    p.id = args->id;
-    p.nr = args->id & ~X32_SYSCALL_BIT;
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        p.args[i] = args->args[i];
+    p.id = id;
+    p.nr = id & ~X32_SYSCALL_BIT;
+    int compat = compat_call();
+    syscall_args(ctx, p.args, compat);
 #ifdef KERNEL_LAYOUT
-    if (in_compat_syscall(this_task()))
+    if (compat)
         spec = compat_spec(spec, &p);
     if (!spec)
         return 0;
@@ -517,11 +578,12 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     return 0;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_exit)
+RAW_TRACEPOINT_PROBE(sys_exit)
 {
     /* The spec first: only a call sys_enter may have stashed looks in the pending map, so a
      * call no rule traces (read, write, epoll: most of a server's) costs one array lookup. */
-    struct syscall_spec *spec = spec_of(args->id);
+    long id = syscall_id(ctx);
+    struct syscall_spec *spec = spec_of(id);
     if (!spec)
         return 0;
     u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -534,18 +596,18 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
         /* Only a traced process's open (or i386 open: fstat's number) makes the tail call. */
         if ((spec->exit || (spec->compat_exit && compat_call()))
             && cgroup_traced(bpf_get_current_cgroup_id()))
-            exit_handlers.call(args, OPEN_EXIT_HANDLER);
+            exit_handlers.call(ctx, OPEN_EXIT_HANDLER);
 #endif
         return 0;
     }
     struct pending_syscall p = *stashed;
     pending.delete(&tid);
-    if (p.id != args->id)
+    if (p.id != id)
         return 0;
     spec = spec_of(p.nr);
     if (!spec)
         return 0;
-    s64 ret = args->ret;
+    s64 ret = ctx->args[1];
     u64 tgid = pid_tgid >> 32;
     remember_fd(spec, &p, tgid, ret);
     if (!spec->emit)

@@ -75,10 +75,11 @@ def load(
     defines: Mapping[str, int | str],
     tail_calls: Mapping[str, Sequence[str]] | None = None,
 ) -> Any:
-    """Compile, load and auto-attach the TRACEPOINT_PROBEs of `files`; returns the BPF object.
+    """Compile, load and auto-attach the (RAW_)TRACEPOINT_PROBEs of `files`; returns the BPF
+    object.
 
-    `tail_calls` names, per program array, the tracepoint programs to load into it in order
-    (handlers a probe tail-calls, each verified on its own).
+    `tail_calls` names, per program array, the programs to load into it in order (handlers a
+    raw tracepoint tail-calls, each verified on its own).
     """
     check_environment()
     from bcc import BPF
@@ -89,7 +90,8 @@ def load(
         for array, programs in (tail_calls or {}).items():
             table = bpf[array]
             for index, name in enumerate(programs):
-                table[ctypes.c_int(index)] = ctypes.c_int(bpf.load_func(name, BPF.TRACEPOINT).fd)
+                fd = bpf.load_func(name, BPF.RAW_TRACEPOINT).fd
+                table[ctypes.c_int(index)] = ctypes.c_int(fd)
     except Exception as exc:
         raise ProbeError(f"loading {', '.join(files)} failed: {exc}") from exc
     return bpf
