@@ -126,3 +126,37 @@ def test_a_storm_is_shed_attributed_and_does_not_blind_the_others(
         assert max(sampler.rss) - rss_before < RSS_GROWTH_MAX_MIB * 1024
     finally:
         assert daemon.stop() == 0
+
+
+# A burst the daemon cannot follow, then a rate it can (6k opens/s: above the shedding floor of
+# 5k/s, which alone ended shedding before), then the act the burst was meant to hide.
+BURST_THEN_BUSY = ("sh", "-c", "bench_loop open 3; bench_loop open 40 6000 & sleep 12; "
+                   "cat /etc/shadow > /dev/null; wait")
+
+
+def test_one_burst_does_not_buy_a_container_blindness_while_it_stays_busy(
+    tmp_path: Path, containers: Containers
+) -> None:
+    """Shed after a burst, a container that keeps sending a rate the daemon can follow is
+    followed again once the daemon keeps up (cauditd.flood): its `cat /etc/shadow` is found.
+    Kernel filters off, so that its opens of /etc/passwd reach the daemon (with them on, the
+    kernel drops those and the busy part costs nothing)."""
+    config = write_config(tmp_path / "c.toml", tmp_path / "state",
+                          "[probes]\nkernel_filters = false\n")
+    config.write_text(config.read_text().replace('"debug"', '"info"'))
+    daemon = DaemonProcess(config).wait_ready()
+    try:
+        result = containers.run(*BURST_THEN_BUSY, detach=True, options=("--network", "none"))
+        assert result.returncode == 0, result.stderr
+        container_id = result.stdout.strip()
+        daemon.wait_for(r"flood shedding: cgroups", timeout=30)
+        daemon.wait_for(r"flood shedding: off", timeout=30)
+
+        def the_read() -> list[dict[str, Any]]:
+            return [f for f in findings(daemon, f"container={container_id}")
+                    if f["rule"] == "Read sensitive file untrusted"]
+
+        found = wait_until(the_read, "the read after the burst", limit_s=45)
+        assert "/etc/shadow" in found[0]["output"]
+    finally:
+        assert daemon.stop() == 0
