@@ -230,24 +230,22 @@ def latency_note(results: Sequence[Result]) -> list[str]:
 
 
 COST_EXPLANATION = """\
-Where that goes. The syscall loops: syscalls no rule uses stop at one array lookup, and the
-opens, connects and dups no rule can match are dropped in the kernel by the filters derived
+Where that goes. The syscall loops: sys_enter and sys_exit are raw tracepoints (no perf record
+is built for each syscall of each task), syscalls no rule uses stop at one array lookup, and
+the opens, connects and dups no rule can match are dropped in the kernel by the filters derived
 from the rules (open loop: /etc/passwd; connect loop: a closed port; neither is watched):
 connects and dups at sys_enter, opens at sys_exit, judged by the file the kernel opened. What
 remains there is the filters' own work: reading the address and one or two map lookups, and
-for an open, a tail call, the walk of the opened file's dentries and mounts up to the root (a
-bounded loop of up to 32 components; BCC cannot use bpf_loop) and the lookups of its path and
-file name (bench_resolution.py measures it against judging the path as written at sys_enter,
-as without the kernel's layout). The web server: busybox
-httpd forks a child per request, and each request still costs records the rules cannot rule
-out in the kernel: the child's fork and exit (the process table needs them) and a new flow on
-the veth (its open of index.html, by a relative path, is judged by the file it opened and
-stops in the kernel); decoded, enriched and matched in Python they take ~20-30%
-of a core at ~5k requests/s (measured with /v1/stats and /proc/PID/stat over a wrk run), on
-the same 2 cores as wrk and httpd. What would remove most of it: forks and exits of processes
-that never exec kept in a kernel map (parent_of already is) and sent only when one of their
-own events is, a path scan in 8-byte words, and a decode that builds no event object
-for records no rule can match."""
+for an open (~1 us: the per-program column of the path resolution table), a tail call, the
+file from the fd table, the walk of its dentries and mounts up to the root (a bounded loop;
+BCC cannot use bpf_loop) and the lookups of its path and file name. The web servers: busybox
+httpd forks a child per request; its fork and exit stay in the kernel (held until the process
+is named by a record of its own), its open of index.html stops in the kernel, and a new
+connection to a port the container already serves sends no record: none per request (the
+servers table). The pre-forked server's remaining records are flow ends at the flow table's
+scrape. What is left is the kernel-side cost per syscall; the next steps are fentry/fexit on
+security_file_open for opens (the file as a typed argument, no fd-table walk) and inbound flows
+to served ports aggregated rather than ended one by one."""
 
 
 def noise_note(results: Sequence[Result]) -> str:
