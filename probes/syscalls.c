@@ -329,10 +329,17 @@ static __always_inline u64 saved_regs(struct bpf_raw_tracepoint_args *ctx)
 }
 #endif
 
+/* At every sys_exit of every task: without the layout, orig_ax alone is read, not the whole
+ * struct syscall_args reads. */
 static __always_inline long syscall_id(struct bpf_raw_tracepoint_args *ctx)
 {
-    u64 regs = saved_regs(ctx);
-    return regs ? (long)REG(regs, REG_ORIG_AX) : -1;
+#ifdef KERNEL_LAYOUT
+    return (long)REG(saved_regs(ctx), REG_ORIG_AX);
+#else
+    long id = -1;
+    bpf_probe_read_kernel(&id, sizeof(id), (void *)(ctx->args[0] + REG_ORIG_AX * 8));
+    return id;
+#endif
 }
 
 static __always_inline void syscall_args(struct bpf_raw_tracepoint_args *ctx, u64 *a, int compat)

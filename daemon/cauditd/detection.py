@@ -121,8 +121,9 @@ class Detector:
         named by its short id take its name, image and pod, those whose repeats still count in
         memory and those stored."""
         ref = container_ref_of(container)
-        if ref.name == ref.id or self._unnamed.pop(ref.full_id, 1) is not None:
+        if ref.name == ref.id or ref.full_id not in self._unnamed:
             return  # no name came either, or no finding of it waits for one
+        del self._unnamed[ref.full_id]
         remembered = (*self.engine.remembered(), *self.budget.summaries(), *self._alarms.values())
         for finding in remembered:
             if finding.container.full_id == ref.full_id and finding.container.name == ref.id:

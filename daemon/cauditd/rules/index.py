@@ -28,6 +28,7 @@ evt.arg.name/path see.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from stat import S_ISFIFO
 from typing import TYPE_CHECKING
 
 from cauditd.events import Event, FileEvent
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 SLOTS = tuple((modes, result) for modes in (READ, WRITE, READ | WRITE)
               for result in (SUCCESS, FAILURE))
 SETID_BITS = 0o6000
-S_IFMT, S_IFIFO = 0o170000, 0o010000
 MAX_CACHED = 4096  # rule tuples kept by bit mask (bounded: paths are the process's to choose)
 MAX_PATHS = 8192  # paths whose masks are kept (a server opens the same files again and again)
 
@@ -109,7 +109,7 @@ class OpenIndex:
         mask = self._free[i]
         if event.mode & SETID_BITS:
             mask |= self._setid[i]
-        if event.file_mode & S_IFMT == S_IFIFO:
+        if S_ISFIFO(event.file_mode):
             mask |= self._fifo[i]
         path = event.path
         if path:
