@@ -297,7 +297,11 @@ class NetworkMonitor:
         events, done = self._flows.scrape(ending, container_of, self.peer_names, now, final=True)
         more, done_more = self._flows.scrape(staying, container_of, self.peer_names, now)
         events += more
-        await asyncio.to_thread(self.probes.delete_flows, done + done_more)
+        try:
+            await asyncio.to_thread(self.probes.delete_flows, done + done_more)
+        except OSError as exc:  # they end again at the next read: better than losing these
+            log.warning("network: deleting %d ended flows from the kernel table failed: %s",
+                        len(done) + len(done_more), exc)
         if closing:  # a later container's veth may get the same ifindex
             await asyncio.to_thread(self.probes.forget_served, closing)
         for container_id in self._attachments.end_closing(closing):

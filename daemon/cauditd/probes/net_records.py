@@ -8,6 +8,7 @@ Events come out without their container: the network monitor attributes them by 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from dataclasses import dataclass
@@ -35,6 +36,29 @@ MAX_DNS_CAPTURE = 4096
 RawBytes = bytes  # FlowStats has a field named bytes
 
 
+# A flow table holds many entries per address (a server's clients, a client's connections):
+# converting each address once, not once per entry per scrape. Bounded: addresses come from
+# packets, which anyone can forge.
+@functools.lru_cache(maxsize=4096)
+def address_text(raw: bytes) -> str:
+    """An IPv4 (4 bytes) or IPv6 (16 bytes) address as text."""
+    return str(ipaddress.ip_address(raw))
+
+
+@functools.lru_cache(maxsize=4096)
+def address_bytes(text: str) -> tuple[int, bytes]:
+    """An address's IP version and its 16 bytes as struct flow_key holds them."""
+    address = ipaddress.ip_address(text)
+    return address.version, address.packed.ljust(16, b"\0")
+
+
+def _number(numbers: dict[str, int], text: str) -> int:
+    """A direction's or protocol's number from its name, or from the number unpack() wrote
+    for one it has no name for (str(n))."""
+    number = numbers.get(text)
+    return int(text) if number is None else number
+
+
 @dataclass(frozen=True, slots=True)
 class FlowKey:
     """A flow as the kernel keys it: interface, the container's direction, and the 5-tuple."""
@@ -55,17 +79,17 @@ class FlowKey:
         return cls(
             ifindex=ifindex, direction=DIRECTIONS.get(direction, str(direction)),
             l4proto=PROTOS.get(proto, str(proto)),
-            sip=str(ipaddress.ip_address(bytes(saddr[:size]))), sport=sport,
-            dip=str(ipaddress.ip_address(bytes(daddr[:size]))), dport=dport,
+            sip=address_text(saddr[:size]), sport=sport,
+            dip=address_text(daddr[:size]), dport=dport,
         )
 
     def pack(self) -> bytes:
         """The kernel's struct flow_key for this flow (a map key)."""
-        sip, dip = ipaddress.ip_address(self.sip), ipaddress.ip_address(self.dip)
+        version, sip = address_bytes(self.sip)
+        _, dip = address_bytes(self.dip)
         return FLOW_KEY.pack(
-            self.ifindex, DIRECTION_NUMBERS[self.direction], sip.version,
-            PROTO_NUMBERS[self.l4proto], sip.packed.ljust(16, b"\0"),
-            dip.packed.ljust(16, b"\0"), self.sport, self.dport)
+            self.ifindex, _number(DIRECTION_NUMBERS, self.direction), version,
+            _number(PROTO_NUMBERS, self.l4proto), sip, dip, self.sport, self.dport)
 
     def reverse(self) -> FlowKey:
         """The flow of the answers: same interface, the other direction, ends swapped."""
