@@ -8,7 +8,7 @@ from typing import Any
 
 from cauditd.network import tc
 from cauditd.probes import bpf as bpfmod
-from cauditd.probes import net_records
+from cauditd.probes import maps, net_records
 from cauditd.probes.mmap_ringbuf import open_reader
 from cauditd.probes.net_records import FlowKey, FlowStats
 from cauditd.probes.ringbuf import BatchSink, Reader
@@ -102,9 +102,9 @@ class NetProbes:
         bpf.cleanup()
 
     def read_flows(self) -> list[tuple[FlowKey, FlowStats]]:
-        """Every entry of the kernel flow table now."""
-        table = self._bpf["flows"]
-        return [(FlowKey.unpack(bytes(k)), FlowStats.unpack(bytes(v))) for k, v in table.items()]
+        """Every entry of the kernel flow table now (batch reads: maps.read_all)."""
+        return [(FlowKey.unpack(k), FlowStats.unpack(v))
+                for k, v in maps.read_all(self._bpf["flows"])]
 
     def flow(self, key: FlowKey) -> FlowStats | None:
         """The kernel's counters of one flow, or None when it holds no such flow."""
@@ -118,10 +118,8 @@ class NetProbes:
         return FlowStats.unpack(bytes(raw))
 
     def delete_flows(self, keys: list[FlowKey]) -> None:
-        table = self._bpf["flows"]
-        for key in keys:
-            with contextlib.suppress(KeyError):  # the LRU may have evicted it meanwhile
-                del table[table.Key.from_buffer_copy(key.pack())]
+        """Delete these flows (those the LRU evicted meanwhile are skipped)."""
+        maps.delete_keys(self._bpf["flows"], [key.pack() for key in keys])
 
     def forget_served(self, ifindexes: set[int]) -> None:
         """Forget the ports served on these (detached) interfaces."""
