@@ -4,7 +4,9 @@ records cauditd receives, under busybox httpd (a fork per connection) and a pre-
 
 Per-request figures rather than throughput alone: the probes run in the server's context, so
 their cost is the server container's CPU time (its cgroup's cpu.stat), and the daemon's cost is
-its own CPU time; both stay put when other jobs take the shared machine's cores, where
+its own CPU time, counted until the run's flows have ended (the flow table is read every few
+seconds: without the wait, a fork-per-connection server's thousands of flows were billed to
+the next server measured); both stay put when other jobs take the shared machine's cores, where
 requests per second do not. Rounds rotate the setups; a watched figure is divided by the same
 round's bare one. Records per request count every record the daemon decoded (other
 containers on the host included: a floor, not noise, on a quiet machine).
@@ -18,6 +20,7 @@ Run: CAUDITD_TEST_IMAGE=... .venv/bin/python bench/bench_servers.py [--quick]
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -48,6 +51,9 @@ from overhead import PREFORK_SCRIPT, WEB_SCRIPT, install_wrk, reused_time_wait
 HERE = Path(__file__).resolve().parent
 TITLE = "Servers: CPU and records per request (watched / bare)"
 SETUPS = ("bare", "floor", "floor, per-syscall tracepoints", "cauditd")
+# The flow table is read every 5 s (network.flow_scrape_interval_s) and a closed flow ends 2 s
+# after its last packet: a run's flows have all ended within ~7 s.
+SETTLE_TIMEOUT_S = 15.0
 SERVERS = {"httpd (fork per connection)": ("web", 80), "pre-forked (4 workers)": ("prefork", 8080)}
 EVENTS_LINE = re.compile(r'^cauditd_events_total\{probe="([^"]*)",type="([^"]*)"\} ([\d.e+]+)$',
                          re.M)
@@ -68,6 +74,19 @@ class Watch:
         with urllib.request.urlopen(f"{self.daemon.api}/metrics", timeout=10) as answer:
             body = answer.read().decode()
         return {f"{probe}/{kind}": float(n) for probe, kind, n in EVENTS_LINE.findall(body)}
+
+    def settle(self, timeout: float = SETTLE_TIMEOUT_S) -> None:
+        """Wait until the daemon has ended every flow the run left (a closed TCP flow ends
+        FIN_LINGER after its last packet, at the next read of the kernel flow table): the CPU
+        it spends on them then counts to this run, not to the next server's."""
+        if self.daemon is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{self.daemon.api}/v1/stats", timeout=10) as answer:
+                if json.load(answer)["network"]["flows_active"] == 0:
+                    return
+            time.sleep(0.25)
 
 
 BASELINE = "cauditd, baseline"
@@ -132,6 +151,7 @@ def measure_one(watch: Watch, wrk_path: str, url: str, container_id: str, second
     cpu0, daemon0, records0 = cgroup_cpu_s(container_id), watch.cpu(), watch.records()
     requests, rate = wrk(wrk_path, url, seconds)
     time.sleep(0.3)  # the daemon drains what the run left in the ring
+    watch.settle()
     cpu1, daemon1, records1 = cgroup_cpu_s(container_id), watch.cpu(), watch.records()
     per_k = 1000 / max(requests, 1)
     sample = {"rate": rate, "server_us": (cpu1 - cpu0) * 1e6 / max(requests, 1),
@@ -185,7 +205,8 @@ def table(samples: dict[str, dict[str, list[Sample]]], rounds: int, seconds: flo
     result.notes.append(
         f"{rounds} rounds of wrk -t1 -c8 for {seconds}s per server and setup (host to the "
         "container's bridge IP); ratios to the same round's bare run (server CPU: higher "
-        "costs more); cauditd's CPU and records include whatever else runs on the host.")
+        "costs more); cauditd's CPU and records include whatever else runs on the host, and "
+        "its CPU the reading of the run's flows once they ended (up to ~7 s after the run).")
     return result
 
 
