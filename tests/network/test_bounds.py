@@ -11,7 +11,7 @@ from cauditd.network import dnsparse
 from cauditd.network.dnsparse import DnsParser
 from cauditd.network.flows import FlowLog, FlowRecord
 from cauditd.network.history import MAX_PENDING, NetworkHistory
-from cauditd.probes.net_records import DnsCapture, FlowKey
+from cauditd.probes.net_records import DnsCapture, FlowKey, FlowStats
 
 
 def _flow(port: int) -> FlowEvent:
@@ -51,6 +51,31 @@ def test_flow_log_evictions_are_counted() -> None:
         key = FlowKey(3, "ingress", "tcp", "10.0.0.9", 40000, "10.0.0.2", port)
         log.opened(FlowRecord(container=container, key=key, first_ns=port))
     assert len(log.records) == 100 and log.evicted == 150
+
+
+def test_flow_log_keeps_its_oldest_first_order_and_its_active_count() -> None:
+    """Records opened, then scraped (some ended, some still active), then pushed out by newer
+    ones: the log keeps the newest `capacity` and counts its active records as a walk over it
+    would."""
+    log = FlowLog(capacity=100, idle_timeout_ns=10)
+    container = ContainerInfo(id="c" * 64)
+    keys = [FlowKey(3, "ingress", "tcp", "10.0.0.9", 40000 + n, "10.0.0.2", 80)
+            for n in range(300)]
+    for n, key in enumerate(keys[:150]):
+        log.opened(FlowRecord(container=container, key=key, first_ns=n))
+    # the kernel's view: every other flow idle since 0 (ended at now 100), the rest busy
+    entries = [(key, FlowStats(1, 60, n, 0 if n % 2 else 100, 0, 0x02))
+               for n, key in enumerate(keys[50:150], start=50)]
+    events, _done = log.scrape(entries, lambda _ifindex: container, lambda _c, _a: (), 100)
+    assert len(events) == 50 and log.active() == 50
+    assert log.active() == sum(1 for r in log.records.values() if not r.ended)
+    log.scrape(entries, lambda _ifindex: container, lambda _c, _a: (), 100)  # ends none twice
+    assert log.active() == 50 and log.ended_total == 50
+    for n, key in enumerate(keys[150:], start=150):
+        log.opened(FlowRecord(container=container, key=key, first_ns=n))
+    assert [first for _key, first in log.records] == list(range(200, 300))
+    assert log.active() == 100 == sum(1 for r in log.records.values() if not r.ended)
+    assert log.evicted == 200
 
 
 class _StoreThatNeverWrites:
