@@ -83,8 +83,9 @@ static __always_inline void describe_exe(struct exec_record *rec)
         rec->exe_flags |= EXE_UNLINKED;
     struct rpath *rp = rpath_buffer();
     if (rp) {
-        rpath_walk(rp, task, kread_u64(exe_file, OFF_FILE_PATH + OFF_PATH_MNT),
-                   kread_u64(exe_file, OFF_FILE_PATH + OFF_PATH_DENTRY));
+        u64 mnt = 0, dentry = 0;
+        read_path(exe_file + OFF_FILE_PATH, &mnt, &dentry);
+        rpath_walk(rp, task, mnt, dentry);
         rpath_copy(rp, rec->exe, EXE_PATH_LEN);
         if (rp->flags & RPATH_TRUNCATED)
             rec->exe_flags |= EXE_TRUNCATED;

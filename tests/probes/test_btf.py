@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cauditd.probes.btf import MAGIC, STRUCT, TYPEDEF, UNION, Btf, BtfError
-from cauditd.probes.layout import CORE, KernelLayout
+from cauditd.probes.layout import CORE, MAX_SPAN, SPANS, KernelLayout, spans
 
 INT = 1
 
@@ -98,3 +98,20 @@ def test_the_running_kernel_gives_every_offset_the_probes_read() -> None:
     assert defines["OFF_TASK_STATUS"] == 16  # thread_info first in task_struct, then 2 longs
     assert defines["OFF_DENTRY_NAME"] - defines["OFF_DENTRY_NAME_LEN"] == 4
     assert (defines["OFF_UPID_NR"], defines["SIZEOF_UPID"]) == (0, 16)  # int nr; ns pointer
+    # the spans vfs.h reads with one call each hold their fields, 8-aligned
+    for span, fields in SPANS.items():
+        start, size = defines[f"{span}_START"], defines[f"{span}_SIZE"]
+        assert start % 8 == 0 and 0 < size <= MAX_SPAN
+        for width, names in fields:
+            at = sum(int(defines[name]) for name in names)
+            assert start <= at and at + width <= start + size, (span, names)
+
+
+def test_a_span_wider_than_the_probes_read_makes_the_layout_unusable() -> None:
+    """A kernel whose fields drifted apart must not have the probes copy more than their stack
+    holds: the layout is refused (paths as written), with the reason."""
+    offsets = {name: 0 for fields in SPANS.values() for _w, names in fields for name in names}
+    assert spans(offsets)["SPAN_DENTRY_SIZE"] == 8
+    offsets["OFF_DENTRY_NAME"] = 200
+    with pytest.raises(BtfError, match="SPAN_DENTRY would read 208 bytes"):
+        spans(offsets)

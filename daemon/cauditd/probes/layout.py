@@ -65,6 +65,25 @@ CORE: dict[str, tuple[str, str]] = {
     "OFF_SK_V6_DADDR": ("sock", "__sk_common.skc_v6_daddr"),
     "OFF_SK_V6_RCV_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
 }
+# Fields of one struct that probes/vfs.h reads together, with one helper call for the bytes
+# from the first to the end of the last (each call costs ~25 ns, more than the bytes): span ->
+# its fields, each as (width in bytes, the defines whose sum is its offset). `<span>_START` (8
+# aligned) and `<span>_SIZE` are defined; a span over MAX_SPAN bytes (a layout unlike every
+# kernel's since 2.6) makes the layout unusable rather than the probes' stack overflow.
+SPANS: dict[str, tuple[tuple[int, tuple[str, ...]], ...]] = {
+    # a path walk's step: the parent and the name
+    "SPAN_DENTRY": ((8, ("OFF_DENTRY_PARENT",)), (4, ("OFF_DENTRY_NAME_LEN",)),
+                    (8, ("OFF_DENTRY_NAME",))),
+    # what an open opened: its inode, and the (mount, dentry) to walk
+    "SPAN_FILE": ((8, ("OFF_FILE_INODE",)), (8, ("OFF_FILE_PATH", "OFF_PATH_MNT")),
+                  (8, ("OFF_FILE_PATH", "OFF_PATH_DENTRY"))),
+    # a path walk's mount: its root, where it sits, and its parent
+    "SPAN_MOUNT": ((8, ("OFF_MOUNT_PARENT",)), (8, ("OFF_MOUNT_MOUNTPOINT",)),
+                   (8, ("OFF_MOUNT_MNT", "OFF_VFSMOUNT_ROOT"))),
+    # a struct path (a file's, the cwd)
+    "SPAN_PATH": ((8, ("OFF_PATH_MNT",)), (8, ("OFF_PATH_DENTRY",))),
+}
+MAX_SPAN = 64
 # define -> struct: sizes of array elements the probes index.
 SIZES: dict[str, str] = {"SIZEOF_UPID": "upid"}
 # io_uring requests as the submission tracepoint sees them (kernels with io_uring only).
@@ -95,6 +114,7 @@ class KernelLayout:
             btf = Btf.load(path)
             offsets = {name: btf.offset(*where) for name, where in CORE.items()}
             offsets.update({name: btf.size(struct) for name, struct in SIZES.items()})
+            offsets.update(spans(offsets))
         except BtfError as exc:
             log.warning("kernel BTF unusable (%s): paths as written, no fd kinds, no compat "
                         "syscalls", exc)
@@ -113,3 +133,18 @@ class KernelLayout:
         if self.io_uring:
             found["IO_URING_REQUESTS"] = 1
         return found
+
+
+def spans(offsets: dict[str, int]) -> dict[str, int]:
+    """`<span>_START` and `<span>_SIZE` of every SPANS entry, from the member offsets."""
+    found: dict[str, int] = {}
+    for span, fields in SPANS.items():
+        starts = [sum(offsets[name] for name in names) for _width, names in fields]
+        start = min(starts) & ~7
+        size = max(at + width for at, (width, _names) in zip(starts, fields, strict=True)) - start
+        if size > MAX_SPAN:
+            raise BtfError(f"{span} would read {size} bytes (at most {MAX_SPAN}): an unusual "
+                           "kernel layout")
+        found[f"{span}_START"] = start
+        found[f"{span}_SIZE"] = size
+    return found
