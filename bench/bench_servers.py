@@ -4,9 +4,10 @@ records cauditd receives, under busybox httpd (a fork per connection) and a pre-
 
 Per-request figures rather than throughput alone: the probes run in the server's context, so
 their cost is the server container's CPU time (its cgroup's cpu.stat), and the daemon's cost is
-its own CPU time, counted until the run's flows have ended (the flow table is read every few
-seconds: without the wait, a fork-per-connection server's thousands of flows were billed to
-the next server measured); both stay put when other jobs take the shared machine's cores, where
+its own CPU time above its idle rate (measured just before), counted until the run's closed
+flows have ended (the flow table is read every few seconds: without the wait, a
+fork-per-connection server's thousands of flows were billed to the next server measured);
+both stay put when other jobs take the shared machine's cores, where
 requests per second do not. Rounds rotate the setups; a watched figure is divided by the same
 round's bare one. Records per request count every record the daemon decoded (other
 containers on the host included: a floor, not noise, on a quiet machine).
@@ -20,7 +21,6 @@ Run: CAUDITD_TEST_IMAGE=... .venv/bin/python bench/bench_servers.py [--quick]
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -52,8 +52,9 @@ HERE = Path(__file__).resolve().parent
 TITLE = "Servers: CPU and records per request (watched / bare)"
 SETUPS = ("bare", "floor", "floor, per-syscall tracepoints", "cauditd")
 # The flow table is read every 5 s (network.flow_scrape_interval_s) and a closed flow ends 2 s
-# after its last packet: a run's flows have all ended within ~7 s.
-SETTLE_TIMEOUT_S = 15.0
+# after its last packet: a run's closed flows have all ended 7 s after it.
+SETTLE_S = 7.5
+IDLE_S = 2.0  # the daemon's idle CPU, measured before each run, is taken off its figure
 SERVERS = {"httpd (fork per connection)": ("web", 80), "pre-forked (4 workers)": ("prefork", 8080)}
 EVENTS_LINE = re.compile(r'^cauditd_events_total\{probe="([^"]*)",type="([^"]*)"\} ([\d.e+]+)$',
                          re.M)
@@ -75,18 +76,20 @@ class Watch:
             body = answer.read().decode()
         return {f"{probe}/{kind}": float(n) for probe, kind, n in EVENTS_LINE.findall(body)}
 
-    def settle(self, timeout: float = SETTLE_TIMEOUT_S) -> None:
-        """Wait until the daemon has ended every flow the run left (a closed TCP flow ends
-        FIN_LINGER after its last packet, at the next read of the kernel flow table): the CPU
-        it spends on them then counts to this run, not to the next server's."""
+    def settle(self) -> None:
+        """Wait until the daemon has read the flow table once the run's closed flows ended
+        (FIN_LINGER after their last packet, at the next read): the CPU it spends on them then
+        counts to this run, not to the next server's."""
+        if self.daemon is not None:
+            time.sleep(SETTLE_S)
+
+    def idle_rate(self) -> float:
+        """The daemon's CPU seconds per second with nothing to do (measured now)."""
         if self.daemon is None:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with urllib.request.urlopen(f"{self.daemon.api}/v1/stats", timeout=10) as answer:
-                if json.load(answer)["network"]["flows_active"] == 0:
-                    return
-            time.sleep(0.25)
+            return 0.0
+        before = self.cpu()
+        time.sleep(IDLE_S)
+        return (self.cpu() - before) / IDLE_S
 
 
 BASELINE = "cauditd, baseline"
@@ -148,14 +151,17 @@ Sample = dict[str, float]
 
 
 def measure_one(watch: Watch, wrk_path: str, url: str, container_id: str, seconds: int) -> Sample:
+    idle = watch.idle_rate()
+    began = time.monotonic()
     cpu0, daemon0, records0 = cgroup_cpu_s(container_id), watch.cpu(), watch.records()
     requests, rate = wrk(wrk_path, url, seconds)
     time.sleep(0.3)  # the daemon drains what the run left in the ring
     watch.settle()
     cpu1, daemon1, records1 = cgroup_cpu_s(container_id), watch.cpu(), watch.records()
+    daemon_s = daemon1 - daemon0 - idle * (time.monotonic() - began)
     per_k = 1000 / max(requests, 1)
     sample = {"rate": rate, "server_us": (cpu1 - cpu0) * 1e6 / max(requests, 1),
-              "daemon_ms_per_k": (daemon1 - daemon0) * 1e3 * per_k}
+              "daemon_ms_per_k": max(daemon_s, 0.0) * 1e3 * per_k}
     if records1:
         sample["records_per_req"] = (sum(records1.values()) - sum(records0.values())) / max(
             requests, 1)
@@ -205,8 +211,9 @@ def table(samples: dict[str, dict[str, list[Sample]]], rounds: int, seconds: flo
     result.notes.append(
         f"{rounds} rounds of wrk -t1 -c8 for {seconds}s per server and setup (host to the "
         "container's bridge IP); ratios to the same round's bare run (server CPU: higher "
-        "costs more); cauditd's CPU and records include whatever else runs on the host, and "
-        "its CPU the reading of the run's flows once they ended (up to ~7 s after the run).")
+        "costs more); cauditd's CPU and records include whatever else runs on the host; its "
+        f"CPU is above its idle rate and includes reading the run's flows ({SETTLE_S} s after "
+        "the run, when the closed ones have ended).")
     return result
 
 
