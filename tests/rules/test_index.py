@@ -18,8 +18,10 @@ from tests.rules.synth import (
     O_CREAT,
     O_WRONLY,
     WORKER,
+    dns,
     execve,
     file_event,
+    flow,
     open_read,
     proc,
 )
@@ -82,10 +84,25 @@ def execs() -> list[Event]:
     ]
 
 
+def network_events() -> list[Event]:
+    made: list[Event] = [
+        flow(dip, port, evt_type=evt_type, direction=direction, proto=proto, nbytes=nbytes)
+        for evt_type, direction, (dip, port), proto, nbytes in itertools.product(
+            ("flow_new", "flow_end"), ("egress", "ingress"),
+            (("10.0.0.9", 80), ("10.0.0.9", 4444), ("8.8.8.8", 53), ("172.17.0.2", 22)),
+            ("tcp", "udp", "icmp"), (100, 2 << 30))
+    ]
+    for name, evt_type in itertools.product(("example.com", "x" * 60 + ".tk"),
+                                            ("dns_query", "dns_response")):
+        made.append(dns(name, evt_type=evt_type))
+        made.append(dataclasses.replace(dns(name, evt_type=evt_type), direction="ingress"))
+    return made
+
+
 def missed(ruleset: RuleSet) -> tuple[int, list[tuple[str, str]]]:
     """How many (event, rule) matches the sample has, and those the index would not test."""
     matches, lost = 0, []
-    for event in (*opens(), *execs()):
+    for event in (*opens(), *execs(), *network_events()):
         candidates = ruleset.candidates(event)
         for rule in matching(ruleset, event):
             matches += 1
@@ -156,6 +173,43 @@ def test_conditions_never_lose_a_match(tmp_path: Path, condition: str) -> None:
     matches, lost = missed(ruleset_of(tmp_path, condition))
     assert lost == []
     assert matches > 0 or "proc.name = bash" in condition  # sh and bash: nothing can match
+
+
+NETWORK_MACROS = ('[lists]\nout_dirs = ["egress"]\n'
+                  '[macros]\nflow_out = "net.direction = egress"\n'
+                  'flow_in = "net.direction in (ingress)"\n')
+
+
+@pytest.mark.parametrize("condition", [
+    "flow_out and fd.dport = 4444",
+    "net.direction = egress or net.direction = ingress",
+    "net.direction in (out_dirs) and evt.type = flow_end",
+    "flow_in and net.bytes > 1000",
+    "not flow_out and fd.dport = 80",
+    "net.direction != egress",
+    "(flow_out or fd.dport = 22) and fd.l4proto = tcp",
+    "flow_out and flow_in",
+    "toupper(net.direction) = EGRESS",
+    "evt.type = flow_end and (flow_in or flow_out and net.bytes > 1000)",
+    "evt.type = dns_query and dns.qname endswith .tk",
+])
+def test_network_conditions_never_lose_a_match(tmp_path: Path, condition: str) -> None:
+    rules = tmp_path / "r.toml"
+    rules.write_text(f'{NETWORK_MACROS}\n[[rules]]\nname = "r"\ncondition = """{condition}"""\n'
+                     'output = "x"\npriority = "warning"\nsource = "network"\n')
+    matches, lost = missed(load_ruleset([rules]))
+    assert lost == []
+    assert matches > 0 or condition == "flow_out and flow_in"
+
+
+def test_an_ingress_flow_end_is_tested_against_no_default_rule(default_set: RuleSet) -> None:
+    """A server's clients end thousands of flows a second; the default rules on flow_end
+    all ask for egress."""
+    assert default_set.by_type["flow_end"]
+    assert default_set.candidates(flow("10.0.0.9", 80, evt_type="flow_end",
+                                       direction="ingress")) == ()
+    egress = default_set.candidates(flow("10.0.0.9", 80, evt_type="flow_end"))
+    assert egress == default_set.by_type["flow_end"]
 
 
 def test_an_exec_is_tested_against_the_rules_naming_its_program(default_set: RuleSet) -> None:

@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cauditd.events import FlowEvent, NetworkEvent
 
@@ -59,9 +60,12 @@ def _number(numbers: dict[str, int], text: str) -> int:
     return int(text) if number is None else number
 
 
-@dataclass(frozen=True, slots=True)
-class FlowKey:
-    """A flow as the kernel keys it: interface, the container's direction, and the 5-tuple."""
+class FlowKey(NamedTuple):
+    """A flow as the kernel keys it: interface, the container's direction, and the 5-tuple.
+
+    A NamedTuple rather than a frozen dataclass: a scrape makes one per kernel entry and looks
+    each up in the flow log, and a tuple is built and hashed in C (a frozen dataclass's
+    __init__ sets each field through object.__setattr__, its __hash__ builds a tuple first)."""
 
     ifindex: int
     direction: str
@@ -76,12 +80,9 @@ class FlowKey:
         ifindex, direction, family, proto, saddr, daddr, sport, dport = FLOW_KEY.unpack(
             raw[: FLOW_KEY.size])
         size = 4 if family == 4 else 16
-        return cls(
-            ifindex=ifindex, direction=DIRECTIONS.get(direction, str(direction)),
-            l4proto=PROTOS.get(proto, str(proto)),
-            sip=address_text(saddr[:size]), sport=sport,
-            dip=address_text(daddr[:size]), dport=dport,
-        )
+        return cls(ifindex, DIRECTIONS.get(direction) or str(direction),
+                   PROTOS.get(proto) or str(proto), address_text(saddr[:size]), sport,
+                   address_text(daddr[:size]), dport)
 
     def pack(self) -> bytes:
         """The kernel's struct flow_key for this flow (a map key)."""
@@ -102,8 +103,7 @@ class FlowKey:
         return self.dip if self.direction == "egress" else self.sip
 
 
-@dataclass(frozen=True, slots=True)
-class FlowStats:
+class FlowStats(NamedTuple):
     """Counters of one kernel flow entry."""
 
     packets: int
@@ -115,7 +115,7 @@ class FlowStats:
 
     @classmethod
     def unpack(cls, raw: RawBytes) -> FlowStats:
-        return cls(*FLOW_STATS.unpack(raw[: FLOW_STATS.size]))
+        return cls._make(FLOW_STATS.unpack(raw[: FLOW_STATS.size]))
 
 
 @dataclass(slots=True, kw_only=True)

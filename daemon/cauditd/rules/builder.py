@@ -31,6 +31,7 @@ from cauditd.rules.prefilter import (
     EXEC_TYPES,
     ClauseDeriver,
     Clauses,
+    directions,
     excludes_served_inbound,
 )
 from cauditd.rules.requirements import check_requirements
@@ -192,9 +193,9 @@ def compile_rule(spec: RuleSpec, compiler: Compiler) -> Rule:
             return None
 
     source = attempt(_source, values.get("source", "syscall"), where)
-    predicate, event_types, kernel, served = attempt(
+    predicate, event_types, kernel, served, flow_directions = attempt(
         _condition, spec.condition, compiler, source or "syscall", where
-    ) or (None, None, None, True)
+    ) or (None, None, None, True, None)
     exceptions = attempt(_exceptions, values.get("exceptions", ()), compiler, where)
     output = attempt(parse_output, spec.output.text, where, spec.output.line)
     suppress = values.get("suppress_by")
@@ -222,6 +223,7 @@ def compile_rule(spec: RuleSpec, compiler: Compiler) -> Rule:
         dups=kernel[2],
         execs=kernel[3],
         served_inbound=served,
+        directions=flow_directions,
         suppress_by=_suppress_fields(output) if suppress_fields is None else suppress_fields,
         threshold=threshold,
         where=where,
@@ -236,10 +238,12 @@ def _source(value: str, where: Where) -> str:
 
 def _condition(
     text: Text, compiler: Compiler, source: str, where: Where
-) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, Clauses, Clauses, Clauses], bool]:
+) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, Clauses, Clauses, Clauses], bool,
+           frozenset[str] | None]:
     """The predicate, the evt.type values it can match, and the opens, connects and dups it
-    can match (rules.prefilter, for the kernel's filters), the execs (for rules.index), and
-    whether it can match a new inbound flow to a port already served (probes/net.c)."""
+    can match (rules.prefilter, for the kernel's filters), the execs (for rules.index),
+    whether it can match a new inbound flow to a port already served (probes/net.c), and the
+    net.direction values it can match (rules.index)."""
     condition = parse_condition(text.text, where, text.line)
     predicate = compiler.compile(condition)
     event_types = compiler.event_types(condition)
@@ -247,7 +251,9 @@ def _condition(
     kernel = tuple(ClauseDeriver(types, compiler.macros, compiler.lists).clauses(condition.ast)
                    for types in (OPEN_TYPES, CONNECT_TYPES, DUP_TYPES, EXEC_TYPES))
     served = not excludes_served_inbound(condition.ast, compiler.macros, compiler.lists)
-    return predicate, event_types, (kernel[0], kernel[1], kernel[2], kernel[3]), served
+    flow_directions = directions(condition.ast, compiler.macros, compiler.lists)
+    return (predicate, event_types, (kernel[0], kernel[1], kernel[2], kernel[3]), served,
+            flow_directions)
 
 
 def _exceptions(exceptions: tuple[ExceptionDef, ...], compiler: Compiler,

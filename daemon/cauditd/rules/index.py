@@ -157,3 +157,25 @@ class ExecIndex:
         """The rules that may match `event`, an exec of this index's type, in rule order."""
         mask = self._free | self._names.get(self._proc_name(event), 0)
         return _rules_of(self.rules, mask, self._cache)
+
+
+class DirectionIndex:
+    """The candidate rules of one network event type (`rules`, in rule order), by the
+    direction of the event: a rule whose condition asks for `net.direction = egress` is not
+    tried on ingress flows (Rule.directions, from rules.prefilter.directions)."""
+
+    __slots__ = ("_by_direction", "_open", "rules")
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = tuple(rules)
+        self._open = tuple(r for r in self.rules if r.directions is None)
+        named = {d for r in self.rules if r.directions is not None for d in r.directions}
+        self._by_direction = {
+            direction: tuple(r for r in self.rules
+                             if r.directions is None or direction in r.directions)
+            for direction in named
+        }
+
+    def candidates(self, event: Event) -> tuple[Rule, ...]:
+        """The rules that may match `event`, a network event of this index's type."""
+        return self._by_direction.get(getattr(event, "direction", ""), self._open)

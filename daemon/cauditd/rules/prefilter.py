@@ -400,6 +400,33 @@ def excludes_served_inbound(node: Node, macros: Mapping[str, object],
     return any(parts) if isinstance(node, And) else all(parts)
 
 
+def directions(node: Node, macros: Mapping[str, object], lists: Mapping[str, list[str]],
+               seen: frozenset[str] = frozenset()) -> frozenset[str] | None:
+    """The net.direction values an event `node` matches can have (rules.index.DirectionIndex);
+    None when any: widens like the clauses (negations, `!=`, other operators and what it
+    cannot resolve leave the direction open)."""
+    if isinstance(node, Check):
+        if node.name != "net.direction" or node.transforms or node.other is not None \
+                or node.op not in ("=", "in"):
+            return None
+        return frozenset(item.lower() for v in node.values
+                         for item in lists.get(v.text, [v.text]))
+    if isinstance(node, MacroRef):
+        ast = getattr(macros.get(node.name), "ast", None)
+        if ast is None or node.name in seen:
+            return None
+        return directions(ast, macros, lists, seen | {node.name})
+    if isinstance(node, Not):
+        return None
+    parts = [directions(item, macros, lists, seen) for item in node.items]
+    if isinstance(node, And):
+        known = [p for p in parts if p is not None]
+        return frozenset.intersection(*known) if known else None
+    if any(p is None for p in parts):
+        return None
+    return frozenset().union(*(p for p in parts if p is not None))
+
+
 def _exact(path: str) -> Clause:
     if not path.startswith("/") or len(path.encode()) >= PATH_MAX_KEY:
         return Clause()

@@ -9,8 +9,8 @@ from typing import Any
 from cauditd.events import Event
 from cauditd.findings import Priority
 from cauditd.rules.errors import Notice, Where
-from cauditd.rules.fields import EVENT_TYPES, OPEN_TYPES, SYSCALL_TYPES
-from cauditd.rules.index import ExecIndex, OpenIndex
+from cauditd.rules.fields import EVENT_TYPES, NETWORK_TYPES, OPEN_TYPES, SYSCALL_TYPES
+from cauditd.rules.index import DirectionIndex, ExecIndex, OpenIndex
 from cauditd.rules.output import OutputTemplate
 from cauditd.rules.prefilter import (
     ANYTHING,
@@ -46,14 +46,16 @@ class Rule:
     dups: Clauses = ANYTHING  # the dups onto fds 0-2 it can match
     execs: Clauses = ANYTHING  # the execs (by proc.name) it can match (rules.index)
     served_inbound: bool = True  # it can match a new inbound flow to a port already served
+    directions: frozenset[str] | None = None  # the net.direction values it can match (None: any)
     suppress_by: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
     threshold: Threshold | None = None
     where: Where = field(default_factory=Where)
 
 
 class RuleSet:
-    """The enabled rules indexed by evt.type, opens further by path, mode and result and execs
-    by proc.name (rules.index); `candidates(event)` is a dict lookup or a few.
+    """The enabled rules indexed by evt.type, opens further by path, mode and result, execs
+    by proc.name and network events by net.direction (rules.index); `candidates(event)` is a
+    dict lookup or a few.
 
     `notices` says what the files held that did not load (skipped rules of Falco files)."""
 
@@ -73,9 +75,10 @@ class RuleSet:
                     if r.source == source
                     and (r.event_types is None or evt_type in r.event_types)
                 )
-        self.indexes: dict[str, OpenIndex | ExecIndex] = {
+        self.indexes: dict[str, OpenIndex | ExecIndex | DirectionIndex] = {
             **{t: OpenIndex(self.by_type[t]) for t in OPEN_TYPES if t in self.by_type},
             **{t: ExecIndex(self.by_type[t]) for t in EXEC_TYPES if t in self.by_type},
+            **{t: DirectionIndex(self.by_type[t]) for t in NETWORK_TYPES},
         }
 
     def candidates(self, event: Event) -> tuple[Rule, ...]:
