@@ -162,8 +162,9 @@ class StoreConfig:
         "At most this many findings are kept; the oldest go first.", default=1_000_000
     )
     batch_ms: int = doc(
-        "Findings are written in batches at most this old (what a SIGKILL may lose; alerts "
-        "leave only after the write, so it is also their floor of latency).",
+        "During a burst, findings are written in batches at most this old (what a SIGKILL may "
+        "lose; alerts leave only after the write). The first finding after a quiet spell is "
+        "written at once.",
         default=20,
     )
 

@@ -1,7 +1,8 @@
 """The findings store: SQLite (WAL) written in batches on one writer thread, queried off the loop.
 
 Ids come from an in-memory counter at `add`, so callers never wait for the disk; the writer
-thread commits batches at most `StoreConfig.batch_ms` old, which is what a SIGKILL can lose.
+thread commits batches at most `StoreConfig.batch_ms` old, which is what a SIGKILL can lose (the
+first finding after a quiet spell at once: FindingStore._next_batch).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import queue
 import sqlite3
 import threading
@@ -323,6 +325,7 @@ class FindingStore:
         self._schemas: list[str] = []
         self._hooks: list[WriteHook] = []
         self._ops: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._batch_began = -math.inf  # monotonic time the writer's last batch began (its own)
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._reader_conns: list[sqlite3.Connection] = []
@@ -482,14 +485,21 @@ class FindingStore:
 
     def _next_batch(self) -> tuple[list[Finding], list[Finding], tuple[Any, ...] | None]:
         """Collect adds and updates until the first is batch_ms old or a control op comes
-        (during an outage, also return empty-handed every RETRY_S to try the disk again)."""
+        (during an outage, also return empty-handed every RETRY_S to try the disk again).
+
+        The first finding after a quiet spell (no batch began within batch_ms) does not wait:
+        it is written with whatever is queued already, so a lone detection reaches the API and
+        the alerts without the batch's delay; a burst is written in batches of batch_ms."""
         adds: list[Finding] = []
         updates: list[Finding] = []
         try:
             op = self._ops.get(timeout=RETRY_S if self.outage.active else None)
         except queue.Empty:
             return adds, updates, None
-        deadline = time.monotonic() + self.config.batch_ms / 1000
+        began = time.monotonic()
+        window = self.config.batch_ms / 1000
+        deadline = began if began - self._batch_began >= window else began + window
+        self._batch_began = began
         while True:
             if op[0] == "add":
                 adds.append(op[1])
@@ -497,11 +507,11 @@ class FindingStore:
                 updates.append(op[1])
             else:
                 return adds, updates, op
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or len(adds) + len(updates) >= MAX_BATCH:
+            if len(adds) + len(updates) >= MAX_BATCH:
                 return adds, updates, None
+            remaining = deadline - time.monotonic()
             try:
-                op = self._ops.get(timeout=remaining)
+                op = self._ops.get(timeout=remaining) if remaining > 0 else self._ops.get_nowait()
             except queue.Empty:
                 return adds, updates, None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -39,8 +40,26 @@ async def test_add_assigns_ids_at_once_and_stop_flushes(tmp_path: Path) -> None:
     await store.start()
     ids = [store.add(make_finding()).id for _ in range(50)]
     assert ids == list(range(1, 51))
-    await store.stop()  # a minute-long batch window: only stop writes them
+    await store.stop()  # a minute-long batch window: only stop writes all but the first
     assert db_ids(tmp_path / "f.db") == ids
+
+
+async def test_a_lone_finding_is_written_at_once_and_a_burst_in_batches(tmp_path: Path) -> None:
+    """The first finding after a quiet spell does not wait for the batch window (a lone
+    detection reaches the API and the alerts at once); those right behind it do."""
+    store = FindingStore(tmp_path / "f.db", StoreConfig(batch_ms=60_000))
+    await store.start()
+    first = store.add(make_finding()).id
+    for _ in range(100):
+        if db_ids(tmp_path / "f.db") == [first]:
+            break
+        await asyncio.sleep(0.05)
+    assert db_ids(tmp_path / "f.db") == [first]
+    second = store.add(make_finding()).id  # a batch began less than a minute ago: it waits
+    await asyncio.sleep(0.5)
+    assert db_ids(tmp_path / "f.db") == [first]
+    await store.stop()
+    assert db_ids(tmp_path / "f.db") == [first, second]
 
 
 async def test_ids_continue_after_restart(tmp_path: Path) -> None:
