@@ -4,6 +4,8 @@ the flow key the monitor looks the answer flow up with."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -84,6 +86,40 @@ def test_sample_of_a_restarted_container_is_ignored() -> None:
 def test_ports_of_a_gone_pid_are_empty() -> None:
     assert read_ports(2**22 + 1) == SocketPorts({"tcp": set(), "udp": set()},
                                                 {"tcp": set(), "udp": set()})
+
+
+NETNS_SERVER = """
+import os, socket, time
+os.system("ip link set lo up")
+t = socket.socket(); t.bind(("0.0.0.0", 0)); t.listen()
+t6 = socket.socket(socket.AF_INET6); t6.bind(("::", 0)); t6.listen()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 0))
+c = socket.create_connection(("127.0.0.1", t.getsockname()[1])); a, _ = t.accept()
+print(t.getsockname()[1], t6.getsockname()[1], u.getsockname()[1], c.getsockname()[1],
+      flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.usefixtures("ebpf")  # root, for a network namespace of the test's own
+def test_listening_ports_of_another_netns_by_sock_diag() -> None:
+    """read_listening asks the kernel for one netns's listening sockets alone: the TCP
+    listeners (v4 and v6) and the bound UDP socket, not a connected socket's port, and the
+    same listening ports as the /proc tables show."""
+    server = subprocess.Popen(["unshare", "-n", sys.executable, "-c", NETNS_SERVER],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        tcp4, tcp6, udp, client = map(int, server.stdout.readline().split())
+        found = listen.read_listening(server.pid)
+        assert found.listening == {"tcp": {tcp4, tcp6}, "udp": {udp}}
+        assert client not in found.listening["tcp"] and found.held == {"tcp": set(), "udp": set()}
+        assert read_ports(server.pid).listening == found.listening
+        assert client in read_ports(server.pid).held["tcp"]
+    finally:
+        server.kill()
+        server.wait()
+    assert listen.read_listening(server.pid).listening == {"tcp": set(), "udp": set()}  # gone
 
 
 def test_ports_of_this_process_netns() -> None:

@@ -3,6 +3,7 @@ containers, aged into flow_end events, and kept in bounded memory for GET /v1/fl
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ TCP_FLAG_NAMES = ((TCP_FIN, "FIN"), (TCP_SYN, "SYN"), (TCP_RST, "RST"), (TCP_PSH
 FIN_LINGER_NS = 2_000_000_000  # a closed TCP flow ends this long after its last packet
 
 
+@functools.cache  # 256 values at most (a byte of flags)
 def tcp_flag_text(flags: int) -> str:
     return ",".join(name for bit, name in TCP_FLAG_NAMES if flags & bit)
 

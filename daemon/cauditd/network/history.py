@@ -37,6 +37,9 @@ MAX_PENDING = 50_000  # rows per table waiting for the next flush; more are drop
 SCAN_FACTOR = 50  # rows read per requested row at most, when filters are not in SQL
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per row
+
+
 class NetworkHistory:
     """The flow and DNS tables of a FindingStore; `add_*` on the loop, `flush()` at each scrape.
 
@@ -67,8 +70,7 @@ class NetworkHistory:
         if len(pending) >= min(self._max_rows, MAX_PENDING):  # a flood, or a store that stopped
             self.dropped[table] += 1  # writing, does not grow memory
             return
-        pending.append((time_ns, doc["container_id"], doc["container_name"],
-                        json.dumps(doc, separators=(",", ":"))))
+        pending.append((time_ns, doc["container_id"], doc["container_name"], _compact(doc)))
 
     async def flush(self) -> None:
         """Write what was added since the last flush (one writer transaction); retention once a

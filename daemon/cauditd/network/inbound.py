@@ -137,8 +137,11 @@ class InboundPorts:
             return
         self._last_read[container_id] = self._clock()
         self.counters["inbound_port_reads"] += 1
+        # a learning sample needs the listening ports alone, cheap to ask for; a held flow
+        # also the ports of any socket (the whole /proc table)
+        read = listen.read_ports if self._held.get(container_id) else listen.read_listening
         try:
-            ports = await asyncio.to_thread(listen.read_ports, pid)
+            ports = await asyncio.to_thread(read, pid)
         except Exception:
             log.exception("network: reading the sockets of pid %d failed", pid)
             ports = NO_PORTS

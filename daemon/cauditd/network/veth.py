@@ -5,24 +5,22 @@ which IFLA_LINK_NETNSID names (absent: the same netns). A container with NET_ADM
 pairs of its own and give an end any free ifindex, so IFLA_LINK alone may name another host
 interface (another container's veth): a peer counts only when its netns id is the host's, and
 the host-side interface is checked back (a veth whose peer is that end, in that netns).
-We enter the netns with setns(2) in a short-lived thread of our own (a network namespace is per
-thread), so the rest of the daemon never leaves the host netns.
+We enter the netns on a short-lived thread of our own (network.netns), so the rest of the
+daemon never leaves the host netns.
 """
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import os
-import threading
 from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-CLONE_NEWNET = 0x40000000
+from cauditd.network import netns
+
 NSID_NOT_ASSIGNED = -1
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(slots=True)
@@ -50,46 +48,19 @@ def same_netns_as_host(pid: int) -> bool:
 
 def container_net(pid: int) -> ContainerNet:
     """The host-side veth ifindexes and IP addresses of the netns of process `pid`."""
-    result: list[ContainerNet | BaseException] = []
-    thread = threading.Thread(target=_read_in_netns, args=(pid, result), name=f"netns-{pid}")
-    thread.start()
-    thread.join(timeout=10)
-    if not result:
-        raise VethError(f"pid {pid}: reading its netns timed out")
-    if isinstance(result[0], BaseException):
-        raise VethError(f"pid {pid}: {result[0]}") from result[0]
-    return result[0]
 
-
-def _read_in_netns(pid: int, result: list[ContainerNet | BaseException]) -> None:
-    try:
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    except OSError as exc:
-        result.append(exc)
-        return
-    try:
-        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
-        try:
-            _setns(target)
-            try:
+    def read() -> ContainerNet:
+        with netns.opened(f"/proc/{pid}/ns/net") as target:
+            with netns.entered(target) as own:
                 net, peers = _read_links(own)
-            finally:
-                _setns(own)
             net.host_ifindexes = [peer for peer, end in peers if _host_peer_ok(peer, end, target)]
             net.foreign_peers += len(peers) - len(net.host_ifindexes)
-            result.append(net)
-        finally:
-            os.close(target)
-    except BaseException as exc:  # handed to the caller's thread
-        result.append(exc)
-    finally:
-        os.close(own)
+            return net
 
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
+    try:
+        return netns.on_own_thread(read, f"netns-{pid}")
+    except Exception as exc:
+        raise VethError(f"pid {pid}: {exc}") from exc
 
 
 def _netnsid(ipr: IPRoute, netns_fd: int) -> int | None:
