@@ -24,7 +24,7 @@ sys.path[:0] = [str(REPO / "daemon"), str(REPO), str(REPO / "bench")]
 
 from cauditd.config import NetworkConfig  # noqa: E402
 from cauditd.events import ContainerInfo, DnsEvent, Event  # noqa: E402
-from cauditd.network import veth  # noqa: E402
+from cauditd.network import netns  # noqa: E402
 from cauditd.network.monitor import NetworkMonitor  # noqa: E402
 from common import TEST_IMAGE, Result  # noqa: E402
 
@@ -70,13 +70,14 @@ def iperf(client_pid: int, server_ip: str, seconds: int) -> float:
 def dns_blast(client_pid: int, server_ip: str, count: int, *, unique: bool = False
               ) -> tuple[int, float]:
     """Send `count` A queries from the client's netns, one in flight per 64; answers received.
-    With `unique`, every query asks a different name (answered NXDOMAIN)."""
-    result: list[tuple[int, float]] = []
+    With `unique`, every query asks a different name (answered NXDOMAIN). The socket is made
+    in the client's netns (network.netns)."""
 
-    def run() -> None:
-        fd = open(f"/proc/{client_pid}/ns/net")  # noqa: SIM115
-        veth._setns(fd.fileno())
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    def run() -> tuple[int, float]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            return blast(sock)
+
+    def blast(sock: socket.socket) -> tuple[int, float]:
         sock.settimeout(1.0)
         start, got = time.monotonic(), 0
         for i in range(count):
@@ -91,12 +92,9 @@ def dns_blast(client_pid: int, server_ip: str, count: int, *, unique: bool = Fal
                         got += 1
                     except TimeoutError:
                         break
-        result.append((got, time.monotonic() - start))
+        return got, time.monotonic() - start
 
-    thread = threading.Thread(target=run)  # the thread ends in the client's netns; it exits
-    thread.start()
-    thread.join()
-    return result[0]
+    return netns.run_in(client_pid, run, timeout=count + 60.0)
 
 
 def main(quick: bool) -> dict[str, object]:

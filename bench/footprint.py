@@ -146,9 +146,9 @@ def idle_table(samples: list[IdleSample]) -> Result:
         "DNS parser and worker threads. The readers drain every 2 ms (5 ms for the network) "
         "while records arrive and back off to 20 ms while none do (probes.ringbuf.PollInterval). "
         "The event loop's share grows with every container attached in the last "
-        "network.inbound_learning_s (60 s): learning its listening ports reads "
-        "/proc/PID/net/tcp and tcp6 each 0.5 s poll, ~9 ms per container here (the kernel walks "
-        "its whole TCP hash table per read), so other jobs' new containers show up here."
+        "network.inbound_learning_s (60 s): learning its listening ports asks sock_diag for "
+        "them every 5 s, ~2 ms of CPU per container and sample here (network.listen), so "
+        "other jobs' new containers show up here."
     )
     return result
 

@@ -299,7 +299,7 @@ class NetworkMonitor:
         events += more
         try:
             await asyncio.to_thread(self.probes.delete_flows, done + done_more)
-        except OSError as exc:  # they end again at the next read: better than losing these
+        except OSError as exc:  # deleted at a later read (a record ends once): these still go
             log.warning("network: deleting %d ended flows from the kernel table failed: %s",
                         len(done) + len(done_more), exc)
         if closing:  # a later container's veth may get the same ifindex
