@@ -87,8 +87,8 @@ def read_listening(pid: int) -> SocketPorts:
 
     try:
         listening = netns.run_in(pid, ask)
-    except (OSError, TimeoutError, NetlinkError):
-        listening = {"tcp": set(), "udp": set()}  # the process went
+    except (OSError, NetlinkError):  # TimeoutError is an OSError
+        listening = {"tcp": set(), "udp": set()}  # the process went, or its netns is stuck
     return SocketPorts(listening, {"tcp": set(), "udp": set()})
 
 

@@ -28,10 +28,6 @@ def _lib() -> Any:
     return lib
 
 
-def _errno() -> int:
-    return ctypes.get_errno()
-
-
 def read_all(table: Any) -> list[tuple[bytes, bytes]]:
     """Every (key, value) of a BCC hash table now, as the kernel's bytes.
 
@@ -49,7 +45,7 @@ def read_all(table: Any) -> list[tuple[bytes, bytes]]:
         ctypes.set_errno(0)
         res = lookup_batch(table.map_fd, None if first else ctypes.byref(token_in),
                            ctypes.byref(token_out), keys, values, ctypes.byref(count))
-        err = _errno()
+        err = ctypes.get_errno()
         if res != 0 and first and err in _UNSUPPORTED:
             return [(bytes(k), bytes(v)) for k, v in table.items()]
         if res != 0 and err != errno.ENOENT:
@@ -78,7 +74,7 @@ def delete_keys(table: Any, keys: Sequence[bytes]) -> int:
         count.value = len(chunk)
         ctypes.set_errno(0)
         res = delete_batch(table.map_fd, buffer, ctypes.byref(count))
-        err = _errno()
+        err = ctypes.get_errno()
         if res != 0 and err in _UNSUPPORTED and deleted == 0 and start == 0:
             return _delete_one_by_one(table, keys)
         deleted += count.value
