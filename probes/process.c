@@ -7,7 +7,10 @@
  * resolved through its dentries: not "/../dev/shm/x", "/proc/self/fd/3" or a symlink), its
  * inode and device, whether it lives on a mount of another mount namespace than the process's
  * (the host's runtime binary run inside a container's namespaces), and what fds 0-2 are (for
- * shells wired to the network through pipes). fork: sched_process_fork gives parent and child pid;
+ * shells wired to the network through pipes); and it describes the new process as it starts,
+ * so user space reads nothing from /proc for it (a short-lived process is gone by then, and a
+ * live one can rewrite what /proc shows): its cwd, pids, controlling terminal and the first
+ * ENV_CAPTURE bytes of its environment. fork: sched_process_fork gives parent and child pid;
  * thread creation (CLONE_THREAD, seen in the pending clone flags) is dropped here. exit:
  * sched_process_exit with group_dead (the whole thread group is gone); the status comes from the
  * exit_group()/exit() argument, -1 when the process was killed by a signal.
@@ -15,9 +18,9 @@
  * Forks are held in the kernel until their process is named by a record of its own, and the
  * exit of one never named costs no record, unless a rule matches forks or exits (lifecycle.h).
  *
- * Cost: one cgroup_state lookup per exec/fork/exit on the host; a ~3 KB record per exec, a
+ * Cost: one cgroup_state lookup per exec/fork/exit on the host; a ~5 KB record per exec, a
  * ~100-byte map update per fork (a record when a rule wants forks) and a lookup per exit in a
- * traced cgroup; with the layout, a path walk and ~20 kernel reads per exec.
+ * traced cgroup; with the layout, two path walks (exe, cwd) and ~30 kernel reads per exec.
  */
 #include "common.h"
 #include "vfs.h"
@@ -30,7 +33,10 @@
 #define EXE_TRUNCATED 4
 #define EXE_DETACHED 8       /* not below the process's root (a memfd, another namespace's file) */
 #define EXE_UNLINKED 16      /* no name on disk (O_TMPFILE, deleted, memfd) */
+#define EXE_CWD 32           /* cwd is the process's working directory, whole */
+#define EXE_ENV 64           /* env holds the first env_len bytes (at most ENV_CAPTURE) */
 #define EXE_PATH_LEN 512
+#define ENV_CAPTURE 2048     /* a power of two */
 
 struct stdio_fd {
     u32 mode; /* i_mode: S_IFIFO for pipes and FIFOs, S_IFSOCK, S_IFCHR for ttys... */
@@ -47,27 +53,86 @@ struct exec_record {
     u64 exe_ino;
     u32 exe_dev;
     u32 ns_pid;  /* pid in the top-level container's pid namespace (container_ns_pid) */
+    u32 vpid;    /* pid in the process's own pid namespace */
+    u32 tty;     /* controlling terminal as /proc/<pid>/stat's tty_nr; 0: none */
+    u32 env_len; /* bytes of the environment strings; env holds the first ENV_CAPTURE */
+    u32 _pad;
     struct stdio_fd stdio[3];
     char filename[PATH_MAX_CAPTURE];
     char exe[EXE_PATH_LEN];
+    char cwd[PATH_MAX_CAPTURE];
     char argv[ARGV_MAX][ARG_LEN];
+    char env[ENV_CAPTURE];
 };
 
 #ifdef KERNEL_LAYOUT
-/* The task's pid in the first pid namespace below the host's (level 1: where a container of
- * the host's runtime lives), 0 in the host's own. 1 is a container's first process, known here
- * whether or not the runtime has answered yet; a pid namespace nested inside a container does
- * not make its first process a 1 here. */
-static __always_inline u32 container_ns_pid(u64 task)
+/* ns_pid: the task's pid in the first pid namespace below the host's (level 1: where a
+ * container of the host's runtime lives), 0 in the host's own. 1 is a container's first process,
+ * known here whether or not the runtime has answered yet; a pid namespace nested inside a
+ * container does not make its first process a 1 here. vpid: its pid in its own namespace (the
+ * innermost), as getpid() there returns it. */
+static __always_inline void task_ns_pids(u64 task, struct exec_record *rec)
 {
     u64 pid = kread_u64(task, OFF_TASK_THREAD_PID);
-    if (kread_u32(pid, OFF_PID_LEVEL) < 1)
-        return 0;
-    return kread_u32(pid, OFF_PID_NUMBERS + SIZEOF_UPID + OFF_UPID_NR);
+    u32 level = kread_u32(pid, OFF_PID_LEVEL);
+    rec->ns_pid = level ? kread_u32(pid, OFF_PID_NUMBERS + SIZEOF_UPID + OFF_UPID_NR) : 0;
+    /* level is at most MAX_PID_NS_LEVEL (32): numbers[] has level + 1 entries */
+    rec->vpid = kread_u32(pid, OFF_PID_NUMBERS + (level & 63) * SIZEOF_UPID + OFF_UPID_NR);
 }
 
-/* The executable by identity, and what fds 0-2 are. */
-static __always_inline void describe_exe(struct exec_record *rec)
+/* tty_devnum() of the task's controlling terminal, encoded as new_encode_dev() does for
+ * /proc/<pid>/stat (what user space reads for a process it met without its exec). */
+static __always_inline u32 task_tty(u64 task)
+{
+    u64 tty = kread_u64(kread_u64(task, OFF_TASK_SIGNAL), OFF_SIGNAL_TTY);
+    if (!tty)
+        return 0;
+    u64 driver[SPAN_WORDS(SPAN_TTY_DRIVER)] = {};
+    SPAN_READ(driver, kread_u64(tty, OFF_TTY_DRIVER), SPAN_TTY_DRIVER);
+    u32 major = SPAN_U32(driver, SPAN_TTY_DRIVER, OFF_TTY_DRIVER_MAJOR);
+    u32 minor = SPAN_U32(driver, SPAN_TTY_DRIVER, OFF_TTY_DRIVER_MINOR_START) +
+                kread_u32(tty, OFF_TTY_INDEX);
+    return (minor & 0xff) | (major << 8) | ((minor & ~0xffU) << 12);
+}
+
+/* The working directory, when it is below the task's root and fits the record. */
+static __always_inline void task_cwd(u64 task, struct rpath *rp, struct exec_record *rec)
+{
+    u64 mnt = 0, dentry = 0;
+    read_path(kread_u64(task, OFF_TASK_FS) + OFF_FS_PWD, &mnt, &dentry);
+    rpath_walk(rp, task, mnt, dentry);
+    if (rp->flags || RPATH_SIZE - 1 - rp->pos >= sizeof(rec->cwd))
+        return;
+    rpath_copy(rp, rec->cwd, sizeof(rec->cwd));
+    rec->exe_flags |= EXE_CWD;
+}
+
+/* The new image's environment strings, as the kernel just copied them onto its stack: what
+ * the process was started with, whatever it later writes over them or however soon it exits. */
+static __always_inline void task_env(u64 task, struct exec_record *rec)
+{
+    u64 where[SPAN_WORDS(SPAN_ENV)] = {};
+    SPAN_READ(where, kread_u64(task, OFF_TASK_MM), SPAN_ENV);
+    u64 start = SPAN_U64(where, SPAN_ENV, OFF_MM_ENV_START);
+    u64 end = SPAN_U64(where, SPAN_ENV, OFF_MM_ENV_END);
+    if (end <= start || end - start > 0x7fffffff)
+        return;
+    u32 len = end - start;
+    rec->env_len = len;
+    long failed;
+    if (len >= ENV_CAPTURE) {
+        failed = bpf_probe_read_user(rec->env, ENV_CAPTURE, (void *)start);
+    } else {
+        asm volatile("" : "+r"(len)); /* keep the mask clang would prove redundant: the
+                                           verifier needs it to bound the length */
+        failed = bpf_probe_read_user(rec->env, len & (ENV_CAPTURE - 1), (void *)start);
+    }
+    if (!failed)
+        rec->exe_flags |= EXE_ENV;
+}
+
+/* The executable by identity, what fds 0-2 are, and the process as it starts. */
+static __always_inline void describe_exec(struct exec_record *rec)
 {
     u64 task = this_task();
     u64 exe_file = kread_u64(kread_u64(task, OFF_TASK_MM), OFF_MM_EXE_FILE);
@@ -75,7 +140,8 @@ static __always_inline void describe_exe(struct exec_record *rec)
     file_identity(exe_file, &id);
     rec->exe_ino = id.ino;
     rec->exe_dev = id.dev;
-    rec->ns_pid = container_ns_pid(task);
+    task_ns_pids(task, rec);
+    rec->tty = task_tty(task);
     rec->exe_flags = EXE_RESOLVED;
     if (exe_from_foreign_mnt_ns(task, exe_file))
         rec->exe_flags |= EXE_FOREIGN_MNT_NS;
@@ -91,7 +157,9 @@ static __always_inline void describe_exe(struct exec_record *rec)
             rec->exe_flags |= EXE_TRUNCATED;
         if (rp->flags & RPATH_DETACHED)
             rec->exe_flags |= EXE_DETACHED;
+        task_cwd(task, rp, rec);
     }
+    task_env(task, rec);
 #pragma unroll
     for (int fd = 0; fd < 3; fd++) {
         struct file_id stdio = {};
@@ -119,13 +187,18 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     fill_header(&rec->h, EVENT_EXEC, cgroup_id);
     rec->old_pid = old_pid;
     rec->ns_pid = 0;
+    rec->vpid = 0;
+    rec->tty = 0;
+    rec->env_len = 0;
+    rec->_pad = 0;
     rec->exe_flags = 0;
     rec->exe_ino = 0;
     rec->exe_dev = 0;
     rec->exe[0] = 0;
+    rec->cwd[0] = 0;
     __builtin_memset(rec->stdio, 0, sizeof(rec->stdio));
 #ifdef KERNEL_LAYOUT
-    describe_exe(rec);
+    describe_exec(rec);
 #endif
     TP_DATA_LOC_READ_STR(rec->filename, filename, sizeof(rec->filename));
     struct exec_args *captured = exec_args.lookup(&old_pid);

@@ -200,6 +200,12 @@ class ExecEvent(SyscallEvent):
     is_exe_from_memfd: bool = False
     filename: str = ""  # the path the exec was asked for, when `exe` is the kernel's resolution
     ns_pid: int = 0  # pid in the container's pid namespace, from the kernel (0: host, unknown)
+    # The process as it started, from the kernel (probes/process.c) when `described`: its pid
+    # in its own pid namespace, controlling terminal and (when not empty) cwd; `environ` is
+    # its whole environment block when the kernel could read it all, else None.
+    described: bool = False
+    vpid: int = 0
+    environ: bytes | None = None
     is_exe_unlinked: bool = False  # no name on disk: O_TMPFILE, deleted, memfd
     stdio: tuple[StdioFd, ...] = ()  # fds 0-2 at exec, when the kernel told
 

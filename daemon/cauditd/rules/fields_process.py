@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cauditd.events import Event, ProcessInfo, SyscallEvent
+from cauditd.events import Event, ExecEvent, ProcessInfo, SyscallEvent
 from cauditd.rules import procfs
 from cauditd.rules.fields import SYS, Extractor, FieldType, _field, _parent, _proc
 
@@ -154,6 +154,8 @@ def _caps_status(ev: Event) -> procfs.Status | None:
 @_field("proc.vpid", INT, SYS, "The process id as its own pid namespace sees it (1 for a "
         "container's first process, known even once it is gone).", volatile=True)
 def _proc_vpid(ev: Event) -> Any:
+    if isinstance(ev, ExecEvent) and ev.described:
+        return ev.vpid  # the kernel's, at the exec
     if not isinstance(ev, SyscallEvent):
         return None
     status = _status(ev)
@@ -246,16 +248,27 @@ for _set, _pick in CAP_SETS.items():
 # --- environment and executable -----------------------------------------------------------
 
 
+def _environ(ev: Event) -> tuple[str, ...] | None:
+    """The process's environment: of an exec, the one it started with as the kernel read it
+    (the first 2 KiB); else, or when longer, /proc's (the process may have rewritten it)."""
+    if isinstance(ev, ExecEvent) and ev.environ is not None:
+        return procfs.parse_environ(ev.environ)
+    return procfs.environ(ev.pid) if isinstance(ev, SyscallEvent) else None
+
+
 def _make_env(arg: str) -> Extractor:
-    return lambda ev: procfs.env_value(ev.pid, arg) if isinstance(ev, SyscallEvent) else None
+    def extract(ev: Event) -> Any:
+        found = _environ(ev)
+        return procfs.env_value(found, arg) if found is not None else None
+
+    return extract
 
 
 @_field("proc.env", S, SYS, 'The environment: "NAME=value NAME2=value2" (at most 64 KiB), or '
-        "one variable's value with proc.env[NAME].", arg="key", make=_make_env)
+        "one variable's value with proc.env[NAME]. Of an exec, the environment it was started "
+        "with.", arg="key", make=_make_env)
 def _proc_env(ev: Event) -> Any:
-    if not isinstance(ev, SyscallEvent):
-        return None
-    found = procfs.environ(ev.pid)
+    found = _environ(ev)
     return " ".join(found) if found is not None else None
 
 

@@ -131,8 +131,8 @@ def _read_status(pid: int, tid: int) -> Status | None:
         cap_effective=_hex(fields.get("CapEff")),
         cap_permitted=_hex(fields.get("CapPrm")),
         cap_inheritable=_hex(fields.get("CapInh")),
-        vpid=_last(fields.get("NSpid")),
-        vtid=_last(fields.get("NStgid")),
+        vpid=_last(fields.get("NStgid")),  # the process's; NSpid is the thread's own
+        vtid=_last(fields.get("NSpid")),
         vpgid=_last(fields.get("NSpgid")),
         vsid=_last(fields.get("NSsid")),
     )
@@ -196,14 +196,20 @@ def environ(pid: int) -> tuple[str, ...] | None:
             return None
         if len(raw) >= ENVIRON_MAX:  # cut: the last variable is not whole
             raw = raw[: raw.rfind(b"\0") + 1]
-        items = raw.split(b"\0")[:ENV_VARS_MAX]
-        return tuple(i.decode("utf-8", "surrogateescape") for i in items if b"=" in i)
+        return parse_environ(raw)
 
     return _memo.get(("environ", pid), load)
 
 
-def env_value(pid: int, name: str) -> str | None:
-    for item in environ(pid) or ():
+def parse_environ(raw: bytes) -> tuple[str, ...]:
+    """NAME=value strings of an environment block (NUL-separated, at most ENV_VARS_MAX)."""
+    items = raw.split(b"\0")[:ENV_VARS_MAX]
+    return tuple(i.decode("utf-8", "surrogateescape") for i in items if b"=" in i)
+
+
+def env_value(items: tuple[str, ...], name: str) -> str | None:
+    """The value of variable `name` among NAME=value strings."""
+    for item in items:
         key, _, value = item.partition("=")
         if key == name:
             return value
