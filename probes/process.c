@@ -35,6 +35,9 @@
 #define EXE_UNLINKED 16      /* no name on disk (O_TMPFILE, deleted, memfd) */
 #define EXE_CWD 32           /* cwd is the process's working directory, whole */
 #define EXE_ENV 64           /* env holds the first env_len bytes (at most ENV_CAPTURE) */
+#define EXE_OVERLAY 128      /* the file is on an overlayfs (a container's image) ... */
+#define EXE_UPPER 256        /* ... and in its upper layer: written since the mount */
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define EXE_PATH_LEN 512
 #define ENV_CAPTURE 2048     /* a power of two */
 
@@ -145,8 +148,17 @@ static __always_inline void describe_exec(struct exec_record *rec)
     rec->exe_flags = EXE_RESOLVED;
     if (exe_from_foreign_mnt_ns(task, exe_file))
         rec->exe_flags |= EXE_FOREIGN_MNT_NS;
-    if (!kread_u32(kread_u64(exe_file, OFF_FILE_INODE), OFF_INODE_NLINK))
+    u64 inode = kread_u64(exe_file, OFF_FILE_INODE);
+    if (!kread_u32(inode, OFF_INODE_NLINK))
         rec->exe_flags |= EXE_UNLINKED;
+#ifdef OVERLAY_INODES
+    if (kread_u64(kread_u64(inode, OFF_INODE_SB), OFF_SB_MAGIC) == OVERLAYFS_SUPER_MAGIC) {
+        rec->exe_flags |= EXE_OVERLAY;
+        /* copied up or created there: the overlay inode has an upper dentry */
+        if (kread_u64(inode - OFF_OVL_VFS_INODE, OFF_OVL_UPPERDENTRY))
+            rec->exe_flags |= EXE_UPPER;
+    }
+#endif
     struct rpath *rp = rpath_buffer();
     if (rp) {
         u64 mnt = 0, dentry = 0;

@@ -206,6 +206,7 @@ class ExecEvent(SyscallEvent):
     described: bool = False
     vpid: int = 0
     environ: bytes | None = None
+    exe_layer_known: bool = False  # the exe is on an overlayfs and the kernel told its layer
     is_exe_unlinked: bool = False  # no name on disk: O_TMPFILE, deleted, memfd
     stdio: tuple[StdioFd, ...] = ()  # fds 0-2 at exec, when the kernel told
 

@@ -278,8 +278,9 @@ class ProcessTable:
         else:
             exe = self._exec_by_path(event, proc, self._dir(event.pid), cwd, alive)
         event.cwd = cwd
-        event.is_exe_upper_layer = self._in_upper_layer(event.container.id, exe) or (
-            event.is_exe_unlinked and not event.is_exe_from_memfd)
+        if not event.exe_layer_known or event.container.id == HOST_ID:
+            event.is_exe_upper_layer = self._in_upper_layer(event.container.id, exe)
+        event.is_exe_upper_layer |= event.is_exe_unlinked and not event.is_exe_from_memfd
         if not event.argv:
             # argv strings on a page not yet faulted in (a forked child's fexecve) cannot be
             # read in the probe; the new image's argv is in /proc while the process lives.

@@ -98,6 +98,10 @@ def test_the_running_kernel_gives_every_offset_the_probes_read() -> None:
     assert defines["OFF_TASK_STATUS"] == 16  # thread_info first in task_struct, then 2 longs
     assert defines["OFF_DENTRY_NAME"] - defines["OFF_DENTRY_NAME_LEN"] == 4
     assert (defines["OFF_UPID_NR"], defines["SIZEOF_UPID"]) == (0, 16)  # int nr; ns pointer
+    assert defines["OFF_MM_ENV_END"] - defines["OFF_MM_ENV_START"] == 8
+    if layout.overlay:  # the overlay inode wraps the VFS inode; its upper dentry follows
+        assert defines["OVERLAY_INODES"] == 1
+        assert defines["OFF_OVL_UPPERDENTRY"] > defines["OFF_OVL_VFS_INODE"]
     # the spans vfs.h reads with one call each hold their fields, 8-aligned
     for span, fields in SPANS.items():
         start, size = defines[f"{span}_START"], defines[f"{span}_SIZE"]

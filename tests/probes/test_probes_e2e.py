@@ -21,6 +21,7 @@ from cauditd.events import (
     NetSyscallEvent,
     SyscallEvent,
 )
+from cauditd.probes.layout import KernelLayout
 from tests.conftest import TEST_IMAGE, Containers, DaemonThread
 
 pytestmark = pytest.mark.usefixtures("ebpf", "docker")
@@ -213,6 +214,21 @@ def test_exe_written_into_the_container_is_upper_layer(
     assert ev.is_exe_upper_layer
     shell = running_daemon.wait_for(in_container(cid, ExecEvent, "execve", filename="/bin/sh"))
     assert not shell.is_exe_upper_layer
+    layout = KernelLayout.read()
+    told = layout is not None and layout.overlay  # overlayfs built in: its inodes are in BTF
+    assert ev.exe_layer_known == shell.exe_layer_known == told
+
+
+def test_exe_of_the_image_changed_since_start_is_upper_layer(
+    running_daemon: DaemonThread, containers: Containers
+) -> None:
+    """A chmod copies the image's file up into the container's layer: what runs is no longer
+    the image's."""
+    script = "chmod 755 /usr/bin/cauditd_probe && /usr/bin/cauditd_probe getuid; true"
+    cid = run(containers, "sh", "-c", script)
+    ev = running_daemon.wait_for(in_container(cid, ExecEvent, "execve",
+                                              exe="/usr/bin/cauditd_probe"))
+    assert ev.is_exe_upper_layer
 
 
 def test_connect_without_a_network_is_seen(

@@ -100,6 +100,11 @@ def test_upper_layer_lookup(tmp_path: object) -> None:
     table.apply(detached)
     assert dropped.is_exe_upper_layer and not shipped.is_exe_upper_layer
     assert not detached.is_exe_upper_layer
+    # the kernel told the layer from the overlay inode: no lookup in the upper directory
+    told = ExecEvent(type="execve", ts_ns=4, container=C, pid=GONE + 3, exe="/tmp/dropped",
+                     exe_layer_known=True, is_exe_upper_layer=False)
+    table.apply(told)
+    assert not told.is_exe_upper_layer
 
 
 def test_reexec_through_proc_self_exe_keeps_the_image_name() -> None:

@@ -77,6 +77,16 @@ def test_exec_describes_the_process_as_it_started() -> None:
                                         cwd=b"/srv/app\0", env=env, env_len=env_len))
         assert isinstance(ev, ExecEvent) and ev.described
         assert ev.cwd == "" and ev.environ is None
+    upper = records.decode(exec_record(b"/tmp/x", (b"x",), exe_flags=records.EXE_RESOLVED
+                                       | records.EXE_OVERLAY | records.EXE_UPPER))
+    lower = records.decode(exec_record(b"/bin/sh", (b"sh",), exe_flags=records.EXE_RESOLVED
+                                       | records.EXE_OVERLAY))
+    elsewhere = records.decode(exec_record(b"/bin/sh", (b"sh",), exe_flags=records.EXE_RESOLVED))
+    assert isinstance(upper, ExecEvent) and isinstance(lower, ExecEvent)
+    assert isinstance(elsewhere, ExecEvent)
+    assert upper.exe_layer_known and upper.is_exe_upper_layer
+    assert lower.exe_layer_known and not lower.is_exe_upper_layer
+    assert not elsewhere.exe_layer_known
     without_layout = records.decode(exec_record(b"/bin/sh", (b"sh",)))
     assert isinstance(without_layout, ExecEvent) and not without_layout.described
 

@@ -54,6 +54,7 @@ CORE: dict[str, tuple[str, str]] = {
     "OFF_INODE_SB": ("inode", "i_sb"),
     "OFF_INODE_NLINK": ("inode", "i_nlink"),
     "OFF_SB_DEV": ("super_block", "s_dev"),
+    "OFF_SB_MAGIC": ("super_block", "s_magic"),
     "OFF_MM_EXE_FILE": ("mm_struct", "exe_file"),
     "OFF_MM_ENV_START": ("mm_struct", "env_start"),
     "OFF_MM_ENV_END": ("mm_struct", "env_end"),
@@ -111,6 +112,13 @@ IO_URING: dict[str, tuple[str, str]] = {
     "OFF_CONNECT_ADDR_LEN": ("io_connect", "addr_len"),
 }
 
+# overlayfs's inodes (when overlayfs is built in: a module's types are not in vmlinux's BTF):
+# whether a container's executable was written since it started, from the file itself.
+OVERLAY: dict[str, tuple[str, str]] = {
+    "OFF_OVL_VFS_INODE": ("ovl_inode", "vfs_inode"),
+    "OFF_OVL_UPPERDENTRY": ("ovl_inode", "__upperdentry"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class KernelLayout:
@@ -118,6 +126,7 @@ class KernelLayout:
 
     offsets: dict[str, int]
     io_uring: bool
+    overlay: bool = False
 
     @classmethod
     def read(cls, path: Path = VMLINUX) -> KernelLayout | None:
@@ -137,13 +146,22 @@ class KernelLayout:
         except BtfError as exc:
             log.info("io_uring requests not readable (%s): io_uring operations not traced", exc)
             io_uring = False
-        return cls(offsets, io_uring)
+        try:
+            offsets.update({name: btf.offset(*where) for name, where in OVERLAY.items()})
+            overlay = True
+        except BtfError as exc:
+            log.info("overlayfs inodes not readable (%s): an executable's layer is looked up "
+                     "in the container's upper directory", exc)
+            overlay = False
+        return cls(offsets, io_uring, overlay)
 
     def defines(self) -> dict[str, int | str]:
         """The #defines that switch the kernel-struct parts of the probes on."""
         found: dict[str, int | str] = {"KERNEL_LAYOUT": 1, **self.offsets}
         if self.io_uring:
             found["IO_URING_REQUESTS"] = 1
+        if self.overlay:
+            found["OVERLAY_INODES"] = 1
         return found
 
 

@@ -58,7 +58,7 @@ ENV_CAPTURE = 2048
 EXEC = struct.Struct(HEADER.format + f"IIIIQIIIIII{3 * STDIO.size}s256s512s256s"
                      f"{ARGV_MAX * ARG_LEN}s{ENV_CAPTURE}s")
 EXE_RESOLVED, EXE_FOREIGN_MNT_NS, EXE_TRUNCATED, EXE_DETACHED, EXE_UNLINKED = 1, 2, 4, 8, 16
-EXE_CWD, EXE_ENV = 32, 64
+EXE_CWD, EXE_ENV, EXE_OVERLAY, EXE_UPPER = 32, 64, 128, 256
 FORK = struct.Struct(HEADER.format + "IIQIIQII")
 EXIT = struct.Struct(HEADER.format + "iI")
 CGROUP = struct.Struct(HEADER.format + "256s")
@@ -126,6 +126,8 @@ def decode_exec(raw: Record) -> ExecEvent:
         environ=env[:env_len] if exe_flags & EXE_ENV and env_len <= ENV_CAPTURE else None,
         exe_foreign_mnt_ns=bool(exe_flags & EXE_FOREIGN_MNT_NS),
         is_exe_unlinked=bool(exe_flags & EXE_UNLINKED),
+        exe_layer_known=bool(exe_flags & EXE_OVERLAY),
+        is_exe_upper_layer=bool(exe_flags & EXE_UPPER),
         stdio=_stdio(stdio) if exe_flags & EXE_RESOLVED else (),
     )
 

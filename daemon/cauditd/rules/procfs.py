@@ -203,8 +203,8 @@ def environ(pid: int) -> tuple[str, ...] | None:
 
 def parse_environ(raw: bytes) -> tuple[str, ...]:
     """NAME=value strings of an environment block (NUL-separated, at most ENV_VARS_MAX)."""
-    items = raw.split(b"\0")[:ENV_VARS_MAX]
-    return tuple(i.decode("utf-8", "surrogateescape") for i in items if b"=" in i)
+    items = raw.decode("utf-8", "surrogateescape").split("\0", ENV_VARS_MAX)[:ENV_VARS_MAX]
+    return tuple(i for i in items if "=" in i)
 
 
 def env_value(items: tuple[str, ...], name: str) -> str | None:
