@@ -270,7 +270,7 @@ PREFORK_SCRIPT = (
     "exec prefork_httpd 8080 /www 4"
 )
 # A shell application's mixed work per iteration: append to a log, read it back with a
-# separate program, fetch a page from the pre-forked server, compress it (4 execs, ~10 opens,
+# separate program, fetch a page from the pre-forked server, compress it (3 execs, ~10 opens,
 # one TCP connection). Prints "app <iterations> <start> <end>" (seconds of /proc/uptime).
 APP_SCRIPT = (
     ": > /tmp/app.log; a=$(cut -d' ' -f1 /proc/uptime); i=0;"

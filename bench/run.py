@@ -232,9 +232,10 @@ def latency_note(results: Sequence[Result]) -> list[str]:
 COST_EXPLANATION = """\
 Where that goes. The syscall loops: sys_enter and sys_exit are raw tracepoints (no perf record
 is built for each syscall of each task), syscalls no rule uses stop at one array lookup, and
-the opens, connects and dups no rule can match are dropped in the kernel by the filters derived
-from the rules (open loop: /etc/passwd; connect loop: a closed port; neither is watched):
-connects and dups at sys_enter, opens at sys_exit, judged by the file the kernel opened. What
+the opens, connects, dups and sockets no rule can match are dropped in the kernel by the
+filters derived from the rules (open loop: /etc/passwd; connect loop: a closed port and a TCP
+socket on fd 3; none is watched): connects and dups at sys_enter, opens and sockets at sys_exit,
+opens judged by the file the kernel opened. What
 remains there is the filters' own work: reading the address and one or two map lookups, and
 for an open (~0.9 us: the per-program column of the path resolution table), a tail call, the
 file from the fd table, the walk of its dentries and mounts up to the root (a bounded loop;
@@ -246,8 +247,13 @@ is named by a record of its own), its open of index.html stops in the kernel, an
 connection to a port the container already serves sends no record. Each connection still ends
 as two flows (the client's and the answer) that the daemon reads from the flow table, matches
 and writes to the history: the daemon's CPU per request in the servers table. The pre-forked
-server keeps its connections: nothing per request reaches the daemon. The shell app execs four
-programs per iteration, and every exec is sent to user space."""
+server keeps its connections: nothing per request reaches the daemon. The shell app execs three
+programs per iteration (grep, wget, gzip), and every exec, with the fork that made its process
+and its exit, is sent to user space: the kernel describes the new process (cwd, pid, terminal,
+environment, whether its file is in the container's upper layer), so the daemon reads nothing
+from /proc for it, but each exec is still decoded, put in the process table and matched in
+Python; and its one TCP connection ends as four flows (both directions, at both containers'
+veths)."""
 
 
 def noise_note(results: Sequence[Result]) -> str:

@@ -38,6 +38,9 @@ enum setting {
                                opens of FIFOs (shells wired to the network, pipes.py) */
     SETTING_LIFECYCLE,      /* 1: some rule matches forks or exits: send each at once
                                (0: held until the process is named, lifecycle.h) */
+    SETTING_SOCKET_FILTER,  /* 1: new sockets pass only as the two masks below say */
+    SETTING_SOCKETS_ALWAYS, /* address families (a bit each, >= 63 share bit 63) that pass */
+    SETTING_SOCKETS_ON_STDIO, /* ... that pass when socket() returned fd 0, 1 or 2 */
     SETTING_COUNT
 };
 

@@ -1,5 +1,5 @@
-/* filters.h: the rules' kernel-side filters on opens, connects and dups (cauditd.rules.prefilter
- * derives them; SyscallProbes.set_kernel_filters loads them).
+/* filters.h: the rules' kernel-side filters on opens, connects, dups and new sockets
+ * (cauditd.rules.prefilter derives them; SyscallProbes.set_kernel_filters loads them).
  *
  * Opens: prefixes and exact paths (stored with their NUL) share one LPM trie, whose entries
  * carry the modes of their shorter prefixes too (the trie answers with the longest match only);
@@ -8,6 +8,8 @@
  * when it is absolute and canonical (user space resolves the others).
  * Connects: destination ports (host order), and destination networks with IPv4 as
  * IPv4-mapped IPv6 (::ffff:a.b.c.d), so a v4-mapped IPv6 destination meets the IPv4 rules.
+ * Sockets: by address family, always or only when socket() returned fd 0-2 (two masks, a bit
+ * per family: cauditd.rules.prefilter.domain_bit).
  */
 #ifndef CAUDITD_FILTERS_H
 #define CAUDITD_FILTERS_H
@@ -40,11 +42,12 @@ BPF_HASH(connect_ports, u16, u8, 1024);
 BPF_LPM_TRIE(connect_nets, struct net_key, u8, 1024);
 
 /* What the filters dropped, per CPU: [0] opens, [1] connects and sendtos, [2] dups onto fds
- * 0-2 of fds that are not sockets (cauditd_syscalls_filtered in user space). */
+ * 0-2 of fds that are not sockets, [3] new sockets (cauditd_syscalls_filtered in user space). */
 #define FILTERED_OPEN 0
 #define FILTERED_CONNECT 1
 #define FILTERED_DUP 2
-BPF_PERCPU_ARRAY(filtered, u64, 3);
+#define FILTERED_SOCKET 3
+BPF_PERCPU_ARRAY(filtered, u64, 4);
 
 static __always_inline int count_filtered(int which)
 {
@@ -191,6 +194,18 @@ static __always_inline int connect_wanted(u64 ptr)
     if (connect_ports.lookup(&port))
         return 1;
     return connect_nets.lookup(&c->net) != NULL;
+}
+
+/* Whether some rule may want the socket() of `domain` that returned `fd`. */
+static __always_inline int socket_wanted(u64 domain, s64 fd)
+{
+    if (!setting(SETTING_SOCKET_FILTER))
+        return 1;
+    u32 family = domain;
+    u64 bit = 1ULL << (family < 63 ? family : 63);
+    if (setting(SETTING_SOCKETS_ALWAYS) & bit)
+        return 1;
+    return fd >= 0 && fd <= 2 && (setting(SETTING_SOCKETS_ON_STDIO) & bit);
 }
 
 #endif

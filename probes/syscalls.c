@@ -18,8 +18,8 @@
  *   the fd table, and carry a socket's family, type and peer.
  * Without it, x86_64 numbers only and paths as written (user space resolves them from /proc).
  *
- * Filters (filters.h) drop in the kernel the opens, connects/sendtos and dups no loaded rule
- * can match, counted in filtered[].
+ * Filters (filters.h) drop in the kernel the opens, connects/sendtos, dups and new sockets no
+ * loaded rule can match, counted in filtered[].
  *
  * Cost: an array lookup per syscall on the whole host (disabled syscalls stop there), then one
  * cgroup_state lookup and, with the layout, one read of thread_info.status; a traced syscall
@@ -619,6 +619,8 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     remember_fd(spec, &p, tgid, ret);
     if (!spec->emit)
         return 0;
+    if (p.nr == SYSNR_SOCKET && !socket_wanted(p.args[0], ret))
+        return count_filtered(FILTERED_SOCKET);
     if (spec->opts & OPT_LOW_NEWFD) {
         s64 newfd = (p.nr == SYSNR_DUP || (spec->opts & OPT_FCNTL_DUP)) ? ret : (s64)(s32)p.args[1];
         if (ret < 0 || newfd < 0 || newfd > 2)

@@ -55,10 +55,11 @@ class ProbesConfig:
         default=False,
     )
     kernel_filters: bool = doc(
-        "Drop in the kernel the opens, connects and dups no loaded rule can match, judged by "
-        "what the rules' conditions ask of them: path (prefixes, exact paths, file names) and "
-        "read/write mode of opens, destination port and network of connects and sendtos, "
-        "whether a dup onto fd 0-2 duplicates a socket. "
+        "Drop in the kernel the opens, connects, dups and sockets no loaded rule can match, "
+        "judged by what the rules' conditions ask of them: path (prefixes, exact paths, file "
+        "names) and read/write mode of opens, destination port and network of connects and "
+        "sendtos, whether a dup onto fd 0-2 duplicates a socket, the address family of a new "
+        "socket and whether it landed on fd 0-2. "
         "Off: every call of a needed syscall reaches user space.",
         default=True,
     )

@@ -41,7 +41,8 @@ SYSCALLS_FILTERED = Counter(
     "cauditd_syscalls_filtered",
     "Syscalls the kernel's filters dropped because no loaded rule could match them, by "
     'filter ("open": opens by path and mode, "connect": connects and sendtos by destination, '
-    '"dup": dups onto fds 0-2 of fds that are not sockets).',
+    '"dup": dups onto fds 0-2 of fds that are not sockets, "socket": new sockets by address '
+    "family and fd).",
     ["filter"],
     registry=REGISTRY,
 )

@@ -1,9 +1,10 @@
-"""The kernel's open, connect and dup filters: a container opens paths, connects to
-destinations and dups fds onto 0-2 that some rule watches and others none does; exactly the
-ones the rules' derived filters let through reach user space, as the filters' Python models
-(OpenFilter, ConnectFilter, DupFilter) say. An open that succeeded is judged by the file the
-kernel opened (through a symlinked directory, "." and "//", a relative path); one that failed
-by its path as written. With the filters off, every one does."""
+"""The kernel's open, connect, dup and socket filters: a container opens paths, connects to
+destinations, dups fds onto 0-2 and makes sockets that some rule watches and others none does;
+exactly the ones the rules' derived filters let through reach user space, as the filters'
+Python models (OpenFilter, ConnectFilter, DupFilter, SocketFilter) say. An open that succeeded
+is judged by the file the kernel opened (through a symlinked directory, "." and "//", a
+relative path); one that failed by its path as written. With the filters off, every one
+does."""
 
 from __future__ import annotations
 
@@ -58,6 +59,18 @@ output = "%evt.arg.newfd"
 priority = "warning"
 
 [[rules]]
+name = "packet socket"
+condition = "evt.type = socket and evt.arg.domain = AF_PACKET"
+output = "%evt.arg.domain"
+priority = "warning"
+
+[[rules]]
+name = "socket on stdio"
+condition = "evt.type = socket and evt.rawres in (0, 1, 2) and evt.arg.domain contains AF_INET"
+output = "%evt.arg.domain"
+priority = "warning"
+
+[[rules]]
 name = "metadata"
 condition = "evt.type = connect and fd.dip = 169.254.169.254"
 output = "%fd.name"
@@ -93,6 +106,10 @@ def kernel_verdict(opens: Any, raw: str, mode: int, reported: str, succeeds: boo
 # fails at once (ENETUNREACH); no packet leaves
 CONNECTS = [("10.99.0.1", 4444), ("10.99.0.1", 80), ("169.254.169.254", 80),
             ("10.99.0.1", 5555)]
+# (comm, domain, fd) of the sockets the script makes: nc's for each connect, then
+# cauditd_probe dupsock's, cauditd_attack packet's and udp's, cauditd_evade socket-low's
+SOCKETS = {("nc", 2, 3), ("cauditd_probe", 2, 3), ("cauditd_attack", 17, 3),
+           ("cauditd_attack", 2, 3), ("cauditd_evade", 2, 0)}
 SENTINEL = "sentinel-end"  # relative: always passes, and marks the end of the script
 
 
@@ -102,6 +119,9 @@ def script() -> str:
         lines.append(f"cat {raw} >/dev/null 2>&1" if mode == READ else f": >> {raw}")
     lines += [f"nc -w 1 {addr} {port} </dev/null 2>/dev/null" for addr, port in CONNECTS]
     lines += ["cat < /etc/hostname > /dev/null", "cauditd_probe dupsock"]  # file, socket onto 0-2
+    # sockets: AF_PACKET and UDP on fd 3, TCP landing on a freed fd 0
+    lines += ["cauditd_attack packet", "cauditd_attack udp",
+              f"cauditd_evade socket-low {CONNECTS[0][0]} 4444"]
     lines.append(f"cat {SENTINEL} >/dev/null 2>&1 || true")  # arrives after everything above
     return "; ".join(lines)
 
@@ -140,6 +160,8 @@ def observed(tmp_path: Path, containers: Containers, kernel_filters: bool) -> di
         "dups": {(ev.comm, ev.args["oldfd_is_socket"]) for ev in events
                  if isinstance(ev, SyscallEvent) and ev.type in ("dup", "dup2", "dup3")
                  and not ev.comm.startswith("runc")},  # runc's own stdio set-up
+        "sockets": {(ev.comm, ev.args["domain"], ev.ret) for ev in events
+                    if isinstance(ev, SyscallEvent) and ev.type == "socket"},
         "filters": filters,
         "filtered": runner.daemon.probes.filtered,
     }
@@ -168,13 +190,20 @@ def test_only_calls_a_rule_can_match_reach_user_space(
         expected_opens)
     assert seen["connects"] == expected_connects
     assert seen["dups"] == {("cauditd_probe", 1)}  # not the shell's dup2 of a file onto 0
+    # nc's, cauditd_probe's (fd 3, then dup'd) and the UDP socket stay in the kernel
+    sockets = ruleset.socket_filter()
+    assert seen["sockets"] == {s for s in SOCKETS if sockets.passes(s[1], s[2])} == {
+        ("cauditd_attack", 17, 3), ("cauditd_evade", 2, 0)}
     assert seen["filters"] == {"open": "opens of 1 prefixes, 1 exacts, 1 names",
                                "connect": "connects to 1 ports, 1 networks",
-                               "dup": "dups of sockets onto fds 0-2"}
+                               "dup": "dups of sockets onto fds 0-2",
+                               "socket": "sockets of AF_PACKET; sockets of AF_INET, AF_INET6 "
+                                         "on fds 0-2"}
     # counted (cauditd_syscalls_filtered)
     assert seen["filtered"]["open"] >= len(OPENS) - expected_opens.total()
     assert seen["filtered"]["connect"] >= len(CONNECTS) - len(expected_connects)
     assert seen["filtered"]["dup"] >= 1
+    assert seen["filtered"]["socket"] >= len(SOCKETS) - 2
 
 
 def test_with_the_filters_off_every_call_arrives(tmp_path: Path, containers: Containers) -> None:
@@ -182,9 +211,10 @@ def test_with_the_filters_off_every_call_arrives(tmp_path: Path, containers: Con
     assert {(reported, mode) for _raw, mode, reported, _ok in OPENS} <= set(seen["opens"])
     assert seen["connects"] == set(CONNECTS)
     assert {("sh", 0), ("cauditd_probe", 1)} <= seen["dups"]
+    assert seen["sockets"] >= SOCKETS
     assert seen["filters"] == {"open": "every open", "connect": "every connect",
-                               "dup": "every dup onto fds 0-2"}
-    assert seen["filtered"] == {"open": 0, "connect": 0, "dup": 0}
+                               "dup": "every dup onto fds 0-2", "socket": "every socket"}
+    assert seen["filtered"] == {"open": 0, "connect": 0, "dup": 0, "socket": 0}
 
 
 def test_a_reload_replaces_the_kernel_tables(tmp_path: Path) -> None:

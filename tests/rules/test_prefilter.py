@@ -448,3 +448,46 @@ def test_which_rules_need_new_inbound_flows_to_served_ports(
 
 def test_the_default_rules_need_no_new_inbound_flow_to_a_served_port() -> None:
     assert not load_ruleset(DEFAULT_RULES).served_inbound_flows()
+
+
+ALL_FAMILIES = set(range(64))
+
+
+@pytest.mark.parametrize(("condition", "always", "on_stdio"), [
+    ("evt.type = socket and evt.arg.domain = 17", {17}, set()),
+    ("evt.type = socket and evt.arg.domain = AF_PACKET", {17}, set()),
+    ("evt.type = socket and evt.rawarg.domain in (2, 10)", {2, 10}, set()),
+    ("evt.type = socket and evt.arg.domain contains AF_INET", {2, 10}, set()),
+    ("evt.type = socket and evt.arg.domain contains AF_UNIX", {1}, set()),  # AF_LOCAL|AF_UNIX
+    ("evt.type = socket and evt.rawres in (0, 1, 2) and evt.arg.domain = 2", set(), {2}),
+    ("evt.type = socket and fd.num = 0", set(), ALL_FAMILIES),
+    ("evt.type = socket and evt.arg.domain = 99", {63}, set()),  # families >= 63 share a bit
+    ("evt.type = socket and evt.arg.domain = AF_NOSUCH", ALL_FAMILIES, set()),
+    ("evt.type = socket and evt.arg.domain contains 1", ALL_FAMILIES, set()),  # digits: any
+    ("evt.type = socket and evt.rawres = 5", ALL_FAMILIES, set()),
+    ("evt.type = socket and not evt.arg.domain = 2", ALL_FAMILIES, set()),
+    ("evt.type = socket and proc.name = nc", ALL_FAMILIES, set()),
+    ("evt.type = connect and evt.arg.domain = 2", set(), set()),  # no socket() matches
+])  # fmt: skip
+def test_socket_derivation(tmp_path: Path, condition: str, always: set[int],
+                           on_stdio: set[int]) -> None:
+    sockets = ruleset_of(tmp_path, condition).socket_filter()
+    assert (families(sockets.always), families(sockets.on_stdio)) == (always, on_stdio)
+
+
+def families(mask: int) -> set[int]:
+    return {bit for bit in range(64) if mask >> bit & 1}
+
+
+def test_no_socket_a_default_rule_matches_is_dropped() -> None:
+    """Every socket() a default rule matches passes the derived filter (brute force over
+    families and results); the sockets servers and clients make every second do not."""
+    sockets = load_ruleset(DEFAULT_RULES).socket_filter()
+    engine = RuleEngine(load_ruleset(DEFAULT_RULES), suppress_window_s=0)
+    hits = 0
+    for domain, fd in itertools.product(range(70), (-13, 0, 1, 2, 3, 9)):
+        if engine.match(syscall("socket", {"domain": domain, "type": 1, "protocol": 0}, ret=fd)):
+            hits += 1
+            assert sockets.passes(domain, fd), (domain, fd)
+    assert hits == 6 + 2 * 3  # AF_PACKET at any result; AF_INET/AF_INET6 on fds 0-2
+    assert not sockets.passes(2, 3) and not sockets.passes(10, 7) and not sockets.passes(1, 0)

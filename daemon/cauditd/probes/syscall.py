@@ -36,8 +36,10 @@ CGROUP_IGNORED = 2
 SETTING_TRACK_HOST, SETTING_OPEN_FILTER, SETTING_OPEN_ANY_MODES = 0, 1, 2
 SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY = 3, 4
 SETTING_OPEN_FAILED, SETTING_OPEN_SETID, SETTING_PIPES, SETTING_LIFECYCLE = 5, 6, 7, 8
-FILTERS = ("open", "connect", "dup")  # the kernel's filtered[] counters, in order
-UNFILTERED = {"open": "every open", "connect": "every connect", "dup": "every dup onto fds 0-2"}
+SETTING_SOCKET_FILTER, SETTING_SOCKETS_ALWAYS, SETTING_SOCKETS_ON_STDIO = 9, 10, 11
+FILTERS = ("open", "connect", "dup", "socket")  # the kernel's filtered[] counters, in order
+UNFILTERED = {"open": "every open", "connect": "every connect", "dup": "every dup onto fds 0-2",
+              "socket": "every socket"}
 
 
 class SyscallProbes:
@@ -107,7 +109,7 @@ class SyscallProbes:
                 calls[ctypes.c_int(call)] = ctypes.c_uint32(native)
 
     def set_kernel_filters(self, filters: KernelFilters | None) -> None:
-        """Emit only the opens, connects and dups `filters` lets through (None: all of them).
+        """Emit only the opens, connects, dups and sockets `filters` lets through (None: all).
 
         Takes effect at once when loaded, else at start. While the tables change every call
         passes, so a reload never loses one a rule of either set could match.
@@ -119,7 +121,8 @@ class SyscallProbes:
     def _write_filters(self) -> None:
         settings = self._bpf["settings"]
         for setting in (SETTING_OPEN_FILTER, SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY,
-                        SETTING_OPEN_FAILED, SETTING_OPEN_SETID, SETTING_PIPES):
+                        SETTING_OPEN_FAILED, SETTING_OPEN_SETID, SETTING_PIPES,
+                        SETTING_SOCKET_FILTER):
             settings[ctypes.c_int(setting)] = ctypes.c_uint64(0)
         for name in ("open_prefixes", "open_names", "connect_ports", "connect_nets"):
             self._bpf[name].clear()
@@ -155,6 +158,11 @@ class SyscallProbes:
         outbound = dups.outbound_only and self.layout is not None
         settings[ctypes.c_int(SETTING_DUP_SOCKETS_ONLY)] = ctypes.c_uint64(
             2 if outbound else int(dups.sockets_only))
+        sockets = filters.sockets
+        if not sockets.is_everything:
+            settings[ctypes.c_int(SETTING_SOCKETS_ALWAYS)] = ctypes.c_uint64(sockets.always)
+            settings[ctypes.c_int(SETTING_SOCKETS_ON_STDIO)] = ctypes.c_uint64(sockets.on_stdio)
+            settings[ctypes.c_int(SETTING_SOCKET_FILTER)] = ctypes.c_uint64(1)
         log.info("kernel filters: %s", "; ".join(filters.describe().values()))
 
     def dump(self) -> str:
@@ -279,7 +287,7 @@ class SyscallProbes:
 
     @property
     def filtered(self) -> dict[str, int]:
-        """Syscalls the kernel's filters dropped so far, by filter ("open", "connect", "dup")."""
+        """Syscalls the kernel's filters dropped so far, by filter (FILTERS)."""
         return dict(self._filtered_seen)
 
     @property

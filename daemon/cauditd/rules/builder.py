@@ -29,6 +29,7 @@ from cauditd.rules.prefilter import (
     CONNECT_TYPES,
     DUP_TYPES,
     EXEC_TYPES,
+    SOCKET_TYPES,
     ClauseDeriver,
     Clauses,
     directions,
@@ -221,7 +222,8 @@ def compile_rule(spec: RuleSpec, compiler: Compiler) -> Rule:
         opens=kernel[0],
         connects=kernel[1],
         dups=kernel[2],
-        execs=kernel[3],
+        sockets=kernel[3],
+        execs=kernel[4],
         served_inbound=served,
         directions=flow_directions,
         suppress_by=_suppress_fields(output) if suppress_fields is None else suppress_fields,
@@ -238,10 +240,9 @@ def _source(value: str, where: Where) -> str:
 
 def _condition(
     text: Text, compiler: Compiler, source: str, where: Where
-) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, Clauses, Clauses, Clauses], bool,
-           frozenset[str] | None]:
-    """The predicate, the evt.type values it can match, and the opens, connects and dups it
-    can match (rules.prefilter, for the kernel's filters), the execs (for rules.index),
+) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, ...], bool, frozenset[str] | None]:
+    """The predicate, the evt.type values it can match, and the opens, connects, dups and
+    sockets it can match (rules.prefilter, for the kernel's filters), the execs (for rules.index),
     whether it can match a new inbound flow to a port already served (probes/net.c), and the
     net.direction values it can match (rules.index)."""
     condition = parse_condition(text.text, where, text.line)
@@ -249,11 +250,10 @@ def _condition(
     event_types = compiler.event_types(condition)
     _check_source_types(event_types, source, where)
     kernel = tuple(ClauseDeriver(types, compiler.macros, compiler.lists).clauses(condition.ast)
-                   for types in (OPEN_TYPES, CONNECT_TYPES, DUP_TYPES, EXEC_TYPES))
+                   for types in (OPEN_TYPES, CONNECT_TYPES, DUP_TYPES, SOCKET_TYPES, EXEC_TYPES))
     served = not excludes_served_inbound(condition.ast, compiler.macros, compiler.lists)
     flow_directions = directions(condition.ast, compiler.macros, compiler.lists)
-    return (predicate, event_types, (kernel[0], kernel[1], kernel[2], kernel[3]), served,
-            flow_directions)
+    return predicate, event_types, kernel, served, flow_directions
 
 
 def _exceptions(exceptions: tuple[ExceptionDef, ...], compiler: Compiler,

@@ -1,4 +1,4 @@
-"""What the kernel may drop: the opens, connects and dups no loaded rule can match.
+"""What the kernel may drop: the opens, connects, dups and sockets no loaded rule can match.
 
 Opens and connects are most of what a container's syscalls are, and most rules about them look
 at a few paths (/etc, binary directories, credentials) or a few destinations (mining ports, the
@@ -7,7 +7,8 @@ condition every open, or every connect, it matches must meet: a set of clauses (
 each a conjunction of constraints on the facets the kernel can test: the path, access mode,
 result (success or failure), requested setuid/setgid bits and file type (a FIFO) of an open,
 the destination port and address of a connect, sendto or sendmsg, whether the connecting
-process's stdin and stdout are pipes, whether the fd a dup places on fd 0-2 is a socket. The
+process's stdin and stdout are pipes, whether the fd a dup places on fd 0-2 is a socket, the
+address family of a new socket and whether it landed on fd 0-2 (a reverse shell's). The
 union over the rules goes to the kernel (probes/filters.h, opens.h), which emits such a syscall
 only when some clause matches it.
 
@@ -35,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from cauditd.proctable import normalize_path
+from cauditd.rules.args import SOCKET_FAMILIES, enum_names
 from cauditd.rules.fields import OPEN_TYPES
 from cauditd.rules.parser import And, Check, MacroRef, Node, Not, Or
 
@@ -47,6 +49,9 @@ WIRED_FIELD = "proc.stdio_wired_to_network"  # known only from connects of piped
 CONNECT_TYPES = frozenset(("connect", "sendto", "sendmsg", "sendmmsg"))
 EXEC_TYPES = frozenset(("execve", "execveat"))
 DUP_TYPES = frozenset(("dup", "dup2", "dup3", "fcntl"))
+SOCKET_TYPES = frozenset(("socket",))
+DOMAIN_BITS = 64  # address families as bits of a mask; those >= 63 share the last bit
+ANY_DOMAIN = (1 << DOMAIN_BITS) - 1
 PATH_MAX_KEY = 255  # bytes of a path the kernel's prefix trie compares (probes/syscalls.c)
 NAME_MAX_KEY = 31  # bytes of a file name the kernel's name table holds
 MAX_CLAUSES = 4096  # beyond this an intersection keeps its smaller side (still a superset)
@@ -86,6 +91,8 @@ class Clause:
     piped: bool = False  # the connecting process's stdin and stdout are pipes
     socket: bool = False  # the dup's old fd must be a socket
     outbound: bool = False  # ... and not the server's end of a connection (accepted)
+    domains: int = ANY_DOMAIN  # a new socket's address family (domain_bit of each allowed)
+    stdio: bool = False  # ... and it landed on fd 0, 1 or 2
     name: str | None = None  # an exec's proc.name (for the engine's index, not the kernel)
 
     @property
@@ -301,17 +308,70 @@ class DupFilter:
         return "dups of sockets onto fds 0-2" if self.sockets_only else "every dup onto fds 0-2"
 
 
+def domain_bit(domain: int) -> int:
+    """A socket's address family as its bit in a domains mask (the kernel's, probes/filters.h)."""
+    return 1 << min(domain & 0xFFFFFFFF, DOMAIN_BITS - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketFilter:
+    """The new sockets some rule may match: by address family always, or only when socket()
+    returned fd 0, 1 or 2 (a reverse shell that closed its stdio first)."""
+
+    clauses: Clauses
+
+    @property
+    def is_everything(self) -> bool:
+        return self.always == ANY_DOMAIN
+
+    @property
+    def always(self) -> int:
+        """The families whose every new socket passes (a mask of domain_bit)."""
+        return _domains(c for c in self.clauses if not c.stdio)
+
+    @property
+    def on_stdio(self) -> int:
+        """The families whose new sockets pass when they landed on fd 0-2."""
+        return _domains(c for c in self.clauses if c.stdio)
+
+    def passes(self, domain: int, fd: int) -> bool:
+        bit = domain_bit(domain)
+        return bool(self.always & bit) or (0 <= fd <= 2 and bool(self.on_stdio & bit))
+
+    def describe(self) -> str:
+        if self.is_everything:
+            return "every socket"
+        always, on_stdio = _family_names(self.always), _family_names(self.on_stdio)
+        parts = ([f"sockets of {always}"] if always else []) + (
+            [f"sockets of {on_stdio} on fds 0-2"] if on_stdio else [])
+        return "; ".join(parts) or "no socket"
+
+
+def _domains(clauses: Iterable[Clause]) -> int:
+    mask = 0
+    for clause in clauses:
+        mask |= clause.domains
+    return mask
+
+
+def _family_names(mask: int) -> str:
+    return ", ".join(("family >= 63" if bit == DOMAIN_BITS - 1 else
+                      enum_names(bit, SOCKET_FAMILIES))
+                     for bit in range(DOMAIN_BITS) if mask >> bit & 1)
+
+
 @dataclass(frozen=True, slots=True)
 class KernelFilters:
-    """The three filters a rule set hands the kernel, loaded and replaced together."""
+    """The filters a rule set hands the kernel, loaded and replaced together."""
 
     opens: OpenFilter
     connects: ConnectFilter
     dups: DupFilter
+    sockets: SocketFilter
 
     def describe(self) -> dict[str, str]:
         return {"open": self.opens.describe(), "connect": self.connects.describe(),
-                "dup": self.dups.describe()}
+                "dup": self.dups.describe(), "socket": self.sockets.describe()}
 
 
 # --- deriving clauses from a condition ---------------------------------------------------------
@@ -319,13 +379,15 @@ class KernelFilters:
 
 class ClauseDeriver:
     """A condition's clauses for one family of syscalls (`types`: OPEN_TYPES, CONNECT_TYPES,
-    DUP_TYPES, or EXEC_TYPES for the engine's index); `macros` and `lists` are the compiler's."""
+    DUP_TYPES, SOCKET_TYPES, or EXEC_TYPES for the engine's index); `macros` and `lists` are
+    the compiler's."""
 
     def __init__(self, types: frozenset[str], macros: Mapping[str, object],
                  lists: Mapping[str, list[str]]) -> None:
         self._types = types
         self._leaves = {OPEN_TYPES: _OPEN_LEAVES, CONNECT_TYPES: _CONNECT_LEAVES,
-                        DUP_TYPES: _DUP_LEAVES, EXEC_TYPES: _EXEC_LEAVES}[types]
+                        DUP_TYPES: _DUP_LEAVES, SOCKET_TYPES: _SOCKET_LEAVES,
+                        EXEC_TYPES: _EXEC_LEAVES}[types]
         self._opens = types == OPEN_TYPES
         self._absent = _ABSENT_ON_OPENS if self._opens else frozenset()
         self._macros = macros
@@ -571,6 +633,46 @@ _DUP_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
 }
 
 
+def _domain(text: str) -> Clause:
+    """evt.arg.domain = 17, or = AF_PACKET (its rendering: every name of the number)."""
+    try:
+        return Clause(domains=domain_bit(int(text, 0)))
+    except ValueError:
+        pass
+    mask = 0
+    for bit in range(DOMAIN_BITS - 1):
+        if text in enum_names(bit, SOCKET_FAMILIES).split("|"):
+            mask |= domain_bit(bit)
+    return Clause(domains=mask) if mask else Clause()
+
+
+def _domain_containing(text: str) -> Clause:
+    """evt.arg.domain contains AF_INET: the families whose rendering contains the text (a
+    number's rendering is itself: digits may be part of any family's)."""
+    if not text or text.isdigit():
+        return Clause()
+    mask = 0
+    for bit in range(DOMAIN_BITS - 1):
+        if text in enum_names(bit, SOCKET_FAMILIES):
+            mask |= domain_bit(bit)
+    return Clause(domains=mask) if mask else Clause()
+
+
+def _stdio_result(text: str) -> Clause:
+    """socket()'s result compared with 0, 1 or 2; any other number is not a facet we key."""
+    try:
+        return Clause(stdio=True) if int(text, 0) in (0, 1, 2) else Clause()
+    except ValueError:
+        return Clause()
+
+
+_SOCKET_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
+    **{(f"{field}.domain", op): _domain for field in _ARG_FIELDS for op in ("=", "in")},
+    ("evt.arg.domain", "contains"): _domain_containing,
+    **{(name, op): _stdio_result for name in ("evt.rawres", "fd.num") for op in ("=", "in")},
+}
+
+
 def _proc_name(name: str) -> Clause:
     return Clause(name=name)
 
@@ -626,11 +728,15 @@ def _meet(a: Clause, b: Clause) -> Clause | None:
     results = a.results & b.results
     if not results:
         return None
+    domains = a.domains & b.domains
+    if not domains:
+        return None
     return Clause(path=path, modes=modes, results=results, setid=a.setid or b.setid,
                   fifo=a.fifo or b.fifo,
                   port=a.port if a.port is not None else b.port, net=net,
                   piped=a.piped or b.piped, socket=a.socket or b.socket,
-                  outbound=a.outbound or b.outbound, name=a.name or b.name)
+                  outbound=a.outbound or b.outbound, domains=domains,
+                  stdio=a.stdio or b.stdio, name=a.name or b.name)
 
 
 def _intersect(left: Clauses, right: Clauses) -> Clauses:

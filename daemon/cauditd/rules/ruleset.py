@@ -17,11 +17,13 @@ from cauditd.rules.prefilter import (
     CONNECT_TYPES,
     DUP_TYPES,
     EXEC_TYPES,
+    SOCKET_TYPES,
     Clauses,
     ConnectFilter,
     DupFilter,
     KernelFilters,
     OpenFilter,
+    SocketFilter,
     union,
 )
 from cauditd.rules.threshold import Threshold
@@ -44,6 +46,7 @@ class Rule:
     opens: Clauses = ANYTHING  # the opens the condition can match (rules.prefilter)
     connects: Clauses = ANYTHING  # the connects and sendtos it can match
     dups: Clauses = ANYTHING  # the dups onto fds 0-2 it can match
+    sockets: Clauses = ANYTHING  # the new sockets it can match
     execs: Clauses = ANYTHING  # the execs (by proc.name) it can match (rules.index)
     served_inbound: bool = True  # it can match a new inbound flow to a port already served
     directions: frozenset[str] | None = None  # the net.direction values it can match (None: any)
@@ -112,7 +115,8 @@ class RuleSet:
 
     def kernel_filters(self) -> KernelFilters:
         """What the kernel may drop for this rule set (rules.prefilter)."""
-        return KernelFilters(self.open_filter(), self.connect_filter(), self.dup_filter())
+        return KernelFilters(self.open_filter(), self.connect_filter(), self.dup_filter(),
+                             self.socket_filter())
 
     def open_filter(self) -> OpenFilter:
         """The opens (path, access mode) the enabled syscall rules can match."""
@@ -125,6 +129,10 @@ class RuleSet:
     def dup_filter(self) -> DupFilter:
         """The dups onto fds 0-2 the enabled syscall rules can match (socket or any)."""
         return DupFilter(union(r.dups for r in self._rules_for(DUP_TYPES)))
+
+    def socket_filter(self) -> SocketFilter:
+        """The new sockets (address family, fd 0-2) the enabled syscall rules can match."""
+        return SocketFilter(union(r.sockets for r in self._rules_for(SOCKET_TYPES)))
 
     def _rules_for(self, types: frozenset[str]) -> list[Rule]:
         return [r for r in self.rules if r.enabled and r.source == "syscall"
