@@ -76,7 +76,9 @@ class ProbesConfig:
     )
     ringbuf_pages: int = doc("Ring buffer size in pages per probe (a power of two).", default=4096)
     poll_interval_ms: int = doc(
-        "How often the ring buffers are drained, in milliseconds.", default=2
+        "How often the ring buffers are drained while records flow, in milliseconds; four "
+        "times that while they trickle (a drain found fewer than 64), backing off to 20 ms "
+        "while none arrive.", default=2
     )
     ringbuf_mmap: bool = doc(
         "Read the ring buffer's pages directly (mmap, in batches; ~1.6x BCC's callback). "

@@ -2,7 +2,8 @@
 
 Probes submit with BPF_RB_NO_WAKEUP, so nothing signals epoll: the reader consumes on a timer
 instead (see ENVIRONMENT.md: a wakeup per record cost the workload most), every `interval`
-seconds while records flow and backing off to IDLE_INTERVAL_MAX while none do (PollInterval).
+seconds while records flow, GATHER_FACTOR times that while they trickle, and backing off to
+IDLE_INTERVAL_MAX while none do (PollInterval).
 
 The hand-off to the loop is bounded (Handoff): while the loop still holds HANDOFF_EVENTS events
 it has not processed, the reader stops draining, the ring buffer fills, and the kernel drops
@@ -34,6 +35,8 @@ BatchSink = Callable[[list[Event]], None]
 PR_SET_NAME = 15
 IDLE_INTERVAL_MAX = 0.02  # the longest wait between drains while nothing arrives
 IDLE_GRACE = 0.1  # a quiet spell shorter than this keeps the base interval
+GATHER_FACTOR = 4  # the wait after a drain that found only a few records, in base intervals
+SPARSE_BATCH = 64  # ... fewer than this
 HANDOFF_EVENTS = 8192  # events handed to the loop and not processed yet, at most (+1 batch)
 HANDOFF_CHECK_S = 0.05  # how often a reader waiting for room looks at its stop flag
 SLICE_EVENTS = 512  # events the loop processes in one turn before it serves other callbacks
@@ -47,22 +50,31 @@ def name_os_thread(name: str) -> None:
 
 
 class PollInterval:
-    """The wait before a reader's next drain: `base` while drains find records and for `grace`
-    seconds after the last one, then doubling up to `ceiling` while they find nothing.
+    """The wait before a reader's next drain: none after a drain that found `sparse` records
+    or more (the producer is busy), `gather` after one that found fewer, and after one that
+    found none `base` for `grace` seconds, then doubling up to `ceiling`.
 
     Nothing can wake a reader (records are submitted with BPF_RB_NO_WAKEUP), so a fixed 2 ms
     timer cost an idle daemon ~500 wakeups/s, about 1% of a core. Backing off costs at most
     `ceiling` of extra latency on the first record after a quiet spell longer than `grace`;
-    one drain that finds records brings the reader back to `base`.
+    one drain that finds records brings the reader back. A trickle of records (a shell script's
+    execs, a client's connections) drained every 2 ms cost a wakeup of the reader and of the
+    event loop, and a batch's fixed costs, for every few records: gathering them for `gather`
+    instead cut the daemon's CPU for bench/overhead.py's shell app by a third, for at most
+    `gather` of extra latency (less than `ceiling`, which any quiet spell costs).
     """
 
-    __slots__ = ("base", "ceiling", "current", "grace", "idle")
+    __slots__ = ("base", "ceiling", "current", "gather", "grace", "idle", "sparse")
 
     def __init__(
-        self, base: float, ceiling: float = IDLE_INTERVAL_MAX, grace: float = IDLE_GRACE
+        self, base: float, ceiling: float = IDLE_INTERVAL_MAX, grace: float = IDLE_GRACE,
+        gather: float | None = None, sparse: int = SPARSE_BATCH,
     ) -> None:
         self.base = base
         self.ceiling = max(base, ceiling)
+        gather = base * GATHER_FACTOR if gather is None else gather
+        self.gather = min(max(base, gather), self.ceiling)
+        self.sparse = sparse
         self.grace = grace
         self.current = base
         self.idle = 0.0  # seconds waited since the last drain that found records
@@ -71,7 +83,7 @@ class PollInterval:
         """Seconds to wait after a drain that read `found` records."""
         if found:
             self.current, self.idle = self.base, 0.0
-            return self.base
+            return 0.0 if found >= self.sparse else self.gather
         wait = self.current
         if self.idle >= self.grace:
             self.current = min(wait * 2, self.ceiling)
@@ -238,9 +250,8 @@ class DrainThread:
         try:
             while not self._stop.is_set():
                 self.handoff.wait_for_room(self._stop)
-                found = self.drain()
-                wait = self._poll.after(found)
-                if not found:  # records found: drain again at once, the producer is busy
+                wait = self._poll.after(self.drain())
+                if wait:
                     self._stop.wait(wait)  # stop() wakes it at once
             self.drain()
         except Exception:
