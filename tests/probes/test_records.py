@@ -227,3 +227,19 @@ def test_spec_entries_move_opens_to_the_exit_and_map_i386_numbers() -> None:
     without = catalog.spec_entries({"openat"}, layout=False)
     assert (without[257]["enter"], without[257]["exit"]) == (1, 0)
     assert all(e["compat_native"] == catalog.NO_SYSCALL for e in without.values())
+
+
+def test_comm_is_decoded_once_per_name_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cauditd import text
+
+    monkeypatch.setattr(records, "_COMMS", {})
+    monkeypatch.setattr(records, "COMM_CACHE", 4)
+    name = b"nginx".ljust(16, b"\0")
+    assert records.comm_text(name) == "nginx" and {name: "nginx"} == records._COMMS
+    hostile = b"\xffx".ljust(16, b"\0")  # not UTF-8: counted each time it is seen, never kept
+    before = text.UNDECODABLE["record"]
+    assert records.comm_text(hostile) == records.comm_text(hostile) == "\udcffx"
+    assert text.UNDECODABLE["record"] == before + 2 and hostile not in records._COMMS
+    for i in range(10):  # a process renaming itself in a loop: the cache starts over
+        records.comm_text(f"w{i}".encode().ljust(16, b"\0"))
+    assert len(records._COMMS) <= 4

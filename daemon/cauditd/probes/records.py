@@ -33,6 +33,7 @@ Record = bytes | memoryview  # one record's bytes; the mmap reader passes views 
 # struct event_header: ts_ns, cgroup_id, kind, pid, tid, uid, gid, _pad, comm[16]
 HEADER = struct.Struct("<QQIIIIII16s")
 KIND_OFFSET = 16
+_KIND = struct.Struct("<I")
 
 EVENT_EXEC = 1
 EVENT_SYSCALL = 2
@@ -87,6 +88,24 @@ def cstr(raw: bytes) -> str:
     return text.decode(raw if end < 0 else raw[:end], "record")
 
 
+_COMMS: dict[bytes, str] = {}
+COMM_CACHE = 4096  # distinct process names kept decoded; past that the cache starts over
+
+
+def comm_text(raw: bytes) -> str:
+    """A record's 16-byte comm (NUL-padded by the kernel) as text: a busy process sends the
+    same bytes in every record, decoded once. Names that are not ASCII are decoded each time
+    (so cauditd.text counts each undecodable one) and not kept; the cache is bounded."""
+    found = _COMMS.get(raw)
+    if found is None:
+        found = cstr(raw)
+        if raw.isascii():
+            if len(_COMMS) >= COMM_CACHE:
+                _COMMS.clear()
+            _COMMS[raw] = found
+    return found
+
+
 def s32(value: int) -> int:
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value & 0x80000000 else value
@@ -111,7 +130,7 @@ def decode_exec(raw: Record) -> ExecEvent:
         tid=tid,
         uid=uid,
         gid=gid,
-        comm=cstr(comm),
+        comm=comm_text(comm),
         exe=exe,
         filename=asked,
         argv=args,  # empty when the kernel could not read it: the process table fills it in
@@ -152,7 +171,7 @@ def decode_fork(raw: Record) -> ForkEvent:
         tid=tid,
         uid=uid,
         gid=gid,
-        comm=cstr(comm),
+        comm=comm_text(comm),
         ret=child,
         child_pid=child,
         child_tid=child,
@@ -173,7 +192,7 @@ def decode_exit(raw: Record) -> ExitEvent:
         tid=tid,
         uid=uid,
         gid=gid,
-        comm=cstr(comm),
+        comm=comm_text(comm),
         ret=status,
     )
 
@@ -211,8 +230,9 @@ def decode_syscall(raw: Record) -> SyscallEvent | None:
     a = (a0, a1, a2, a3, a4, a5)
     common = {
         "type": spec.name, "ts_ns": ts, "cgroup_id": cgroup_id, "pid": pid, "tid": tid,
-        "uid": uid, "gid": gid, "comm": cstr(comm), "ret": ret, "compat": bool(info & SC_COMPAT),
-        "io_uring": bool(info & SC_IO_URING), "exe_ino": exe_ino, "exe_dev": exe_dev,
+        "uid": uid, "gid": gid, "comm": comm_text(comm), "ret": ret,
+        "compat": bool(info & SC_COMPAT), "io_uring": bool(info & SC_IO_URING),
+        "exe_ino": exe_ino, "exe_dev": exe_dev,
         "exe_foreign_mnt_ns": bool(exe_foreign),
     }  # fmt: skip
     base_dir = cstr(base) if info & SC_BASE else ""
@@ -248,7 +268,7 @@ def decode_open(raw: Record) -> FileEvent | None:
     written = cstr(raw_path)
     ev = FileEvent(
         type=spec.name, ts_ns=ts, cgroup_id=cgroup_id, pid=pid, tid=tid, uid=uid, gid=gid,
-        comm=cstr(comm), ret=ret, compat=bool(info & OPEN_COMPAT),
+        comm=comm_text(comm), ret=ret, compat=bool(info & OPEN_COMPAT),
         io_uring=bool(info & OPEN_IO_URING), path=written,
         raw_path=written, dirfd=dirfd, flags=CREAT_FLAGS if spec.name == "creat" else flags,
         mode=mode, file_mode=i_mode, ino=ino, dev=dev,
@@ -374,6 +394,6 @@ DECODERS: dict[int, Callable[[Record], Event | None]] = {
 
 def decode(raw: Record) -> Event | None:
     """Decode one record by its kind; unknown kinds are skipped (None)."""
-    (kind,) = struct.unpack_from("<I", raw, KIND_OFFSET)
+    (kind,) = _KIND.unpack_from(raw, KIND_OFFSET)
     decoder = DECODERS.get(kind)
     return decoder(raw) if decoder is not None else None
