@@ -39,7 +39,8 @@
 #define EXE_UPPER 256        /* ... and in its upper layer: written since the mount */
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define EXE_PATH_LEN 512
-#define ENV_CAPTURE 2048     /* a power of two */
+/* ENV_CAPTURE (bytes of an environment a record holds, a power of two) comes from
+ * cauditd.probes.records, which decodes the record. */
 
 struct stdio_fd {
     u32 mode; /* i_mode: S_IFIFO for pipes and FIFOs, S_IFSOCK, S_IFCHR for ttys... */

@@ -123,7 +123,7 @@ class ProcessTable:
     def _from_proc(self, pid: int) -> ProcessInfo | None:
         """One process from /proc/<pid>, read as bytes: its comm, argv and cgroup are whatever
         the process chose (text.decode keeps bytes that are not UTF-8 as surrogate escapes)."""
-        base = self._proc / str(pid)
+        base = self._dir(pid)
         stat = ProcStat.read(base)
         if stat is None:
             return None
@@ -224,7 +224,7 @@ class ProcessTable:
 
     def _exe_identity(self, pid: int) -> tuple[int, int] | None:
         try:
-            st = os.stat(self._proc / str(pid) / "exe")
+            st = os.stat(self._dir(pid) / "exe")
         except OSError:
             return None
         return kernel_dev(st.st_dev), st.st_ino
@@ -371,7 +371,7 @@ class ProcessTable:
         if event.resolved:
             pass  # the kernel gave the file it opened: canonical already
         elif not event.path and event.dirfd >= 0:  # fchmod/fchown: the fd's path, while it lives
-            event.path = _readlink(self._proc / str(event.pid) / "fd" / str(event.dirfd))
+            event.path = _readlink(self._dir(event.pid) / "fd" / str(event.dirfd))
         elif event.base and event.path and not event.path.startswith("/"):
             event.path = normalize_path(posixpath.join(event.base, event.path))
         elif event.type not in _NO_RESOLVE:
@@ -425,9 +425,9 @@ class ProcessTable:
         if path.startswith("/"):
             return normalize_path(path)
         if dirfd == AT_FDCWD:
-            base = _readlink(self._proc / str(pid) / "cwd") or cwd
+            base = _readlink(self._dir(pid) / "cwd") or cwd
         else:
-            base = _readlink(self._proc / str(pid) / "fd" / str(dirfd))
+            base = _readlink(self._dir(pid) / "fd" / str(dirfd))
         return normalize_path(posixpath.join(base, path)) if base.startswith("/") else path
 
     def _socket_addresses(self, event: NetSyscallEvent) -> None:

@@ -55,7 +55,7 @@ AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 CREAT_FLAGS = 0o1101  # O_CREAT | O_WRONLY | O_TRUNC, what creat() means
 
 STDIO = struct.Struct("<IIQ")  # struct stdio_fd: i_mode, device, inode
-ENV_CAPTURE = 2048
+ENV_CAPTURE = 2048  # environment bytes an exec record holds (process.c is built with it)
 EXEC = struct.Struct(HEADER.format + f"IIIIQIIIIII{3 * STDIO.size}s256s512s256s"
                      f"{ARGV_MAX * ARG_LEN}s{ENV_CAPTURE}s")
 EXE_RESOLVED, EXE_FOREIGN_MNT_NS, EXE_TRUNCATED, EXE_DETACHED, EXE_UNLINKED = 1, 2, 4, 8, 16

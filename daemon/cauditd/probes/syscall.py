@@ -15,7 +15,7 @@ from cauditd.config import ProbesConfig
 from cauditd.events import Event
 from cauditd.flood import SheddingDecoder
 from cauditd.probes import bpf as bpfmod
-from cauditd.probes import catalog
+from cauditd.probes import catalog, records
 from cauditd.probes.layout import KernelLayout
 from cauditd.probes.mmap_ringbuf import open_reader
 from cauditd.probes.records import decode
@@ -75,7 +75,8 @@ class SyscallProbes:
     def defines(self) -> dict[str, int | str]:
         """What the C code is compiled with: ring size, syscall numbers and, when the kernel's
         BTF gave them, its struct layouts (resolved paths, fd kinds, compat syscalls)."""
-        found = {"RINGBUF_PAGES": self._config.ringbuf_pages, **catalog.nr_defines()}
+        found = {"RINGBUF_PAGES": self._config.ringbuf_pages, "ENV_CAPTURE": records.ENV_CAPTURE,
+                 **catalog.nr_defines()}
         if self.layout is not None:
             found.update(self.layout.defines())
         return found

@@ -633,29 +633,30 @@ _DUP_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
 }
 
 
+def _families(rendered: Callable[[str], bool]) -> Clause:
+    """The families whose rendering as evt.arg.domain (their names, "AF_LOCAL|AF_UNIX") the
+    test accepts; unconstrained when none does (not a name we know)."""
+    mask = 0
+    for family in range(DOMAIN_BITS - 1):
+        if rendered(enum_names(family, SOCKET_FAMILIES)):
+            mask |= domain_bit(family)
+    return Clause(domains=mask) if mask else Clause()
+
+
 def _domain(text: str) -> Clause:
-    """evt.arg.domain = 17, or = AF_PACKET (its rendering: every name of the number)."""
+    """evt.arg.domain = 17, or = AF_PACKET (one of the number's names)."""
     try:
         return Clause(domains=domain_bit(int(text, 0)))
     except ValueError:
-        pass
-    mask = 0
-    for bit in range(DOMAIN_BITS - 1):
-        if text in enum_names(bit, SOCKET_FAMILIES).split("|"):
-            mask |= domain_bit(bit)
-    return Clause(domains=mask) if mask else Clause()
+        return _families(lambda names: text in names.split("|"))
 
 
 def _domain_containing(text: str) -> Clause:
-    """evt.arg.domain contains AF_INET: the families whose rendering contains the text (a
-    number's rendering is itself: digits may be part of any family's)."""
+    """evt.arg.domain contains AF_INET (a number's rendering is itself: digits may be part of
+    any family's, so they constrain nothing)."""
     if not text or text.isdigit():
         return Clause()
-    mask = 0
-    for bit in range(DOMAIN_BITS - 1):
-        if text in enum_names(bit, SOCKET_FAMILIES):
-            mask |= domain_bit(bit)
-    return Clause(domains=mask) if mask else Clause()
+    return _families(lambda names: text in names)
 
 
 def _stdio_result(text: str) -> Clause:
