@@ -9,9 +9,14 @@
  * a flow whose reverse was seen first (or whose first TCP packet is a SYN-ACK) is marked
  * FLOW_REPLY and emits nothing, so a server answering many clients does not look like it
  * connects out to many ports. A container's answers teach the kernel the ports it serves
- * (served_ports); unless a rule needs them (NET_QUIET_SERVED), new inbound flows to those ports
- * emit nothing either: a server's clients are read from the flow table. The container's DNS as a client (queries to port 53 out, answers
- * from port 53 in, UDP and TCP) is copied, up to DNS_CAPTURE bytes, to user space for parsing.
+ * (served_ports). Unless a rule needs them (net_settings[NET_SERVED] = SERVED_RECORDS), new
+ * inbound flows to those ports emit nothing either, and with SERVED_AGGREGATE (the default) a
+ * connection a client opens to one of them has no flow of its own: its packets are counted in
+ * the client's aggregate for that port (key.served = 1, the client's port 0, FLOW_SERVED) and
+ * the container's answers in the aggregate of the other direction, so a server's clients cost
+ * user space one flow per client address, not one per connection. The container's DNS as a
+ * client (queries to port 53 out, answers from port 53 in, UDP and TCP) is copied, up to
+ * DNS_CAPTURE bytes, to user space for parsing.
  *
  * Returns TC_ACT_UNSPEC, not TC_ACT_OK: with direct_action, TC_ACT_OK ends the filter chain at
  * our filter, so a CNI's or an admin's filter behind ours would silently stop running.
@@ -24,7 +29,9 @@
  * bpf_skb_load_bytes (works on non-linear skbs, uapi header layouts only, no kernel structs).
  * Cost per packet: 2-4 small skb loads and one hash lookup; a new flow adds one more lookup, an
  * insert and a 72-byte record (or, inbound to a served port, two lookups and no record; a
- * container's answer, a served-port update); a DNS packet a DNS_CAPTURE-byte record.
+ * container's answer, a served-port update); a packet of an aggregated connection three lookups
+ * (its own flow, missing; the connection's membership; the aggregate), and its first one insert
+ * of the membership; a DNS packet a DNS_CAPTURE-byte record.
  */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/pkt_cls.h>
@@ -44,6 +51,7 @@
 
 #define FLOW_REPLY 1
 #define FLOW_MIDSTREAM 2
+#define FLOW_SERVED 4 /* an aggregate: a client's connections to a port the container serves */
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -63,7 +71,7 @@ struct flow_key {
     u8 direction;
     u8 family; /* 4 or 6 */
     u8 proto;
-    u8 _pad;
+    u8 served; /* 1: an aggregate (FLOW_SERVED), the client's port is 0 */
     u8 saddr[16];
     u8 daddr[16];
     u16 sport; /* host byte order */
@@ -78,6 +86,7 @@ struct flow_stats {
     u32 flags;
     u8 tcp_flags;
     u8 _pad[3];
+    u64 connections; /* an aggregate's: TCP connections opened (SYN in, SYN-ACK out), UDP ones */
 };
 
 struct flow_record {
@@ -105,8 +114,9 @@ struct dns_record {
 BPF_TABLE("lru_hash", struct flow_key, struct flow_stats, flows, FLOW_TABLE_SIZE);
 
 /* The ports each container serves, learnt from its answers (a SYN-ACK, a UDP reply it sends):
- * with NET_QUIET_SERVED set, a new inbound flow to one of them sends no record (it is counted
- * in the flow table like any other, and user space meets it when it reads the table). */
+ * unless net_settings[NET_SERVED] is SERVED_RECORDS, a new inbound flow to one of them sends
+ * no record (it is counted in the flow table, or in its client's aggregate, and user space meets
+ * it when it reads the table). */
 struct served_key {
     u32 ifindex;
     u8 proto;
@@ -114,9 +124,17 @@ struct served_key {
     u16 port; /* host byte order */
 };
 BPF_TABLE("lru_hash", struct served_key, u8, served_ports, 16384);
-#define NET_QUIET_SERVED 0 /* net_settings[0]: 1 when no rule needs those records */
+/* The connections counted in an aggregate, by the inbound direction's key (CONN_* bits: whose
+ * first packet was counted, for UDP, which has no SYN to count). */
+#define CONN_IN 1
+#define CONN_OUT 2
+BPF_TABLE("lru_hash", struct flow_key, u8, served_conns, FLOW_TABLE_SIZE);
+#define NET_SERVED 0 /* net_settings[0]: what new inbound flows to served ports cost */
+#define SERVED_RECORDS 0 /* a record and a flow each (a rule needs their flow_new) */
+#define SERVED_QUIET 1 /* a flow each, no record */
+#define SERVED_AGGREGATE 2 /* no record, no flow: counted in the client's aggregate */
 BPF_ARRAY(net_settings, u64, 1);
-/* New inbound flows to served ports that sent no record, per CPU. */
+/* New inbound flows and connections to served ports that sent no record, per CPU. */
 BPF_PERCPU_ARRAY(net_quiet, u64, 1);
 BPF_RINGBUF_OUTPUT(net_events, NET_RINGBUF_PAGES);
 /* Failed ring buffer reserves per CPU: [LOST_FLOW] new-flow records, [LOST_DNS] DNS copies. */
@@ -182,17 +200,24 @@ static __always_inline u32 parse_packet(struct __sk_buff *skb, struct flow_key *
     return off;
 }
 
+/* The key of the other direction of key's conversation. */
+static __always_inline void reverse_key(struct flow_key *key, struct flow_key *rev)
+{
+    rev->ifindex = key->ifindex;
+    rev->direction = DIR_EGRESS + DIR_INGRESS - key->direction;
+    rev->family = key->family;
+    rev->proto = key->proto;
+    rev->served = key->served;
+    __builtin_memcpy(rev->saddr, key->daddr, 16);
+    __builtin_memcpy(rev->daddr, key->saddr, 16);
+    rev->sport = key->dport;
+    rev->dport = key->sport;
+}
+
 static __always_inline u32 first_flags(struct flow_key *key, u8 tcp_flags)
 {
     struct flow_key rev = {};
-    rev.ifindex = key->ifindex;
-    rev.direction = DIR_EGRESS + DIR_INGRESS - key->direction;
-    rev.family = key->family;
-    rev.proto = key->proto;
-    __builtin_memcpy(rev.saddr, key->daddr, 16);
-    __builtin_memcpy(rev.daddr, key->saddr, 16);
-    rev.sport = key->dport;
-    rev.dport = key->sport;
+    reverse_key(key, &rev);
     u32 flags = flows.lookup(&rev) ? FLOW_REPLY : 0;
     if (key->proto == IPPROTO_TCP) {
         if (!(tcp_flags & TCP_SYN))
@@ -233,20 +258,116 @@ static __always_inline void learn_served(struct flow_key *key, u8 tcp_flags)
     served_ports.update(&served, &one);
 }
 
-/* A new inbound flow to a port the container already answered on, when no rule needs it. */
-static __always_inline int to_served_port(struct flow_key *key)
+static __always_inline u64 served_mode(void)
+{
+    int index = NET_SERVED;
+    u64 *mode = net_settings.lookup(&index);
+    return mode ? *mode : SERVED_RECORDS;
+}
+
+static __always_inline void count_quiet(void)
 {
     int zero = 0;
-    u64 *quiet = net_settings.lookup(&zero);
-    if (!quiet || !*quiet)
-        return 0;
-    struct served_key served = {.ifindex = key->ifindex, .proto = key->proto, .port = key->dport};
-    if (!served_ports.lookup(&served))
-        return 0;
     u64 *n = net_quiet.lookup(&zero);
     if (n)
         (*n)++;
+}
+
+static __always_inline int is_served(struct flow_key *key, u16 port)
+{
+    struct served_key served = {.ifindex = key->ifindex, .proto = key->proto, .port = port};
+    return served_ports.lookup(&served) != 0;
+}
+
+/* A new inbound flow to a port the container already answered on, when no rule needs it. */
+static __always_inline int to_served_port(struct flow_key *key)
+{
+    if (served_mode() == SERVED_RECORDS || !is_served(key, key->dport))
+        return 0;
+    count_quiet();
     return 1;
+}
+
+/* With SERVED_AGGREGATE: whether this packet, which has no flow of its own, belongs to a
+ * connection a client opened to a port the container serves; if so, key becomes its
+ * aggregate's and *opened says whether the packet opens a connection (counted). Only a
+ * connection seen opening joins (TCP: the client's SYN), and the container's side only as
+ * answers to it (never its own SYN): a connection the container opens from a served port is
+ * a flow of its own, reported as any other. */
+static __always_inline int aggregate_key(struct flow_key *key, u8 tcp_flags, u32 *opened)
+{
+    if (key->proto != IPPROTO_TCP && key->proto != IPPROTO_UDP)
+        return 0;
+    if (served_mode() != SERVED_AGGREGATE)
+        return 0;
+    u8 syn = tcp_flags & (TCP_SYN | TCP_ACK);
+    if (key->direction == DIR_INGRESS) {
+        u8 *conn = served_conns.lookup(key);
+        if (conn) {
+            *opened = key->proto == IPPROTO_TCP && syn == TCP_SYN; /* a reused client port */
+        } else {
+            if (key->proto == IPPROTO_TCP && syn != TCP_SYN)
+                return 0;
+            if (!is_served(key, key->dport))
+                return 0;
+            u8 in = CONN_IN;
+            served_conns.update(key, &in);
+            count_quiet();
+            *opened = 1;
+        }
+        key->sport = 0;
+    } else {
+        if (key->proto == IPPROTO_TCP && syn == TCP_SYN)
+            return 0;
+        struct flow_key rev = {};
+        reverse_key(key, &rev);
+        u8 *conn = served_conns.lookup(&rev);
+        if (!conn)
+            return 0;
+        if (key->proto == IPPROTO_TCP) {
+            *opened = syn == (TCP_SYN | TCP_ACK);
+        } else if (!(*conn & CONN_OUT)) {
+            *conn |= CONN_OUT;
+            *opened = 1;
+        }
+        key->dport = 0;
+    }
+    key->served = 1;
+    return 1;
+}
+
+static __always_inline void add_packet(struct flow_stats *st, u32 len, u32 segs, u8 tcp_flags,
+                                       u64 now, u32 opened)
+{
+    __sync_fetch_and_add(&st->packets, segs);
+    __sync_fetch_and_add(&st->bytes, len);
+    if (opened)
+        __sync_fetch_and_add(&st->connections, 1);
+    st->last_ns = now;
+    st->tcp_flags |= tcp_flags; /* a racing CPU may lose a bit; flags are advisory */
+}
+
+static __always_inline void count_aggregate(struct flow_key *key, u32 len, u32 segs,
+                                            u8 tcp_flags, u64 now, u32 opened)
+{
+    struct flow_stats *st = flows.lookup(key);
+    if (st) {
+        add_packet(st, len, segs, tcp_flags, now, opened);
+        return;
+    }
+    struct flow_stats fresh = {};
+    fresh.packets = segs;
+    fresh.bytes = len;
+    fresh.first_ns = now;
+    fresh.last_ns = now;
+    fresh.flags = FLOW_SERVED | (key->direction == DIR_EGRESS ? FLOW_REPLY : 0);
+    fresh.tcp_flags = tcp_flags;
+    fresh.connections = opened;
+    if (flows.insert(key, &fresh) != 0) {
+        st = flows.lookup(key); /* another CPU created it first */
+        if (st)
+            add_packet(st, len, segs, tcp_flags, now, opened);
+    }
 }
 
 static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, u8 tcp_flags,
@@ -254,10 +375,13 @@ static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, 
 {
     struct flow_stats *st = flows.lookup(key);
     if (st) {
-        __sync_fetch_and_add(&st->packets, segs);
-        __sync_fetch_and_add(&st->bytes, len);
-        st->last_ns = now;
-        st->tcp_flags |= tcp_flags; /* a racing CPU may lose a bit; flags are advisory */
+        add_packet(st, len, segs, tcp_flags, now, 0);
+        return;
+    }
+    struct flow_key aggregate = *key;
+    u32 opened = 0;
+    if (aggregate_key(&aggregate, tcp_flags, &opened)) {
+        count_aggregate(&aggregate, len, segs, tcp_flags, now, opened);
         return;
     }
     struct flow_stats fresh = {};
@@ -270,10 +394,8 @@ static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, 
     if (flows.insert(key, &fresh) != 0) {
         /* another CPU created it between our lookup and insert: count there, emit nothing */
         st = flows.lookup(key);
-        if (st) {
-            __sync_fetch_and_add(&st->packets, segs);
-            __sync_fetch_and_add(&st->bytes, len);
-        }
+        if (st)
+            add_packet(st, len, segs, tcp_flags, now, 0);
         return;
     }
     /* replies and lone RSTs (answers to a flow we already reported, or noise) emit nothing */

@@ -117,6 +117,13 @@ class NetworkConfig:
     flow_scrape_interval_s: float = doc("How often the kernel flow table is read.", default=5.0)
     flow_idle_timeout_s: float = doc("A flow idle this long is reported as ended.", default=30.0)
     flow_log_size: int = doc("Flows kept in memory for the API.", default=10000)
+    per_connection_flows: bool = doc(
+        "Give every connection to a port a container already serves a flow of its own. By "
+        "default those connections are counted per client address and port (an aggregated "
+        "flow with its connection count, ended every flow_idle_timeout_s while in use), so a "
+        "busy server's clients cost cauditd one flow each, not one per connection.",
+        default=False,
+    )
     dns_capture_bytes: int = doc("Bytes of each DNS packet copied to user space.", default=512)
     history: bool = doc(
         "Keep ended flows and DNS records in the state database too (GET /v1/flows and "

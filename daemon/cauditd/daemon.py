@@ -247,7 +247,7 @@ class Daemon:
         unfiltered = every or not self.config.probes.kernel_filters
         self.probes.set_kernel_filters(None if unfiltered else ruleset.kernel_filters())
         self.probes.set_syscalls(None if every else ruleset.needed_syscalls())
-        self.network.quiet_served_inbound(not (self.print_events or ruleset.served_inbound_flows()))
+        self.network.served_inbound(self.print_events or ruleset.served_inbound_flows())
 
     # --- API views (RulesView, StatsView; the network monitor is the NetworkView) ------------
 

@@ -314,6 +314,7 @@ class FlowEvent(NetworkEvent):
     last_ns: int = 0
     peer_names: tuple[str, ...] = ()
     port_first_seen: bool = False  # ingress flow_new: see cauditd.network.listen
+    connections: int = 0  # flow_end of an aggregate (a client's connections to a served port)
 
 
 @dataclass(slots=True, kw_only=True)

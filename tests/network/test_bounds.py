@@ -78,6 +78,29 @@ def test_flow_log_keeps_its_oldest_first_order_and_its_active_count() -> None:
     assert log.evicted == 200
 
 
+def test_an_aggregate_ends_each_idle_timeout_while_in_use_and_never_closes() -> None:
+    """A served aggregate (a client's connections to a port the container serves) busy for
+    longer than the idle timeout ends, so flow_end rules see its totals; its FIN (of one of its
+    connections) does not end it; a flow of one connection still ends FIN_LINGER after it."""
+    timeout = 30 * 10**9
+    log = FlowLog(capacity=100, idle_timeout_ns=timeout)
+    container = ContainerInfo(id="c" * 64)
+    aggregate = FlowKey(3, "ingress", "tcp", "10.0.0.9", 0, "10.0.0.2", 80, served=True)
+    single = FlowKey(3, "ingress", "tcp", "10.0.0.9", 40000, "10.0.0.2", 80)
+
+    def scrape(now: int, first: int, last: int) -> list[FlowEvent]:
+        fin = 0x11  # FIN, ACK
+        entries = [(aggregate, FlowStats(9, 900, first, last, 4, fin, 3)),
+                   (single, FlowStats(5, 300, first, last, 0, fin))]
+        return log.scrape(entries, lambda _ifindex: container, lambda _c, _a: (), now)[0]
+
+    assert scrape(now=25 * 10**8, first=0, last=10**9) == []  # FIN 1.5 s ago: none yet
+    ended = scrape(now=3 * 10**9 + 1, first=0, last=10**9)
+    assert [(e.sport, e.connections) for e in ended] == [(40000, 0)]
+    ended = scrape(now=timeout, first=0, last=timeout - 1)  # busy, but as old as the timeout
+    assert [(e.sport, e.connections, e.packets) for e in ended] == [(0, 3, 9)]
+
+
 class _StoreThatNeverWrites:
     path = None
 

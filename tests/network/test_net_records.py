@@ -45,14 +45,16 @@ def test_dns_capture_size_is_a_power_of_two(configured: int, size: int) -> None:
     assert dns_capture_size(configured) == size
 
 
+@pytest.mark.parametrize("served", [0, 1])
 @pytest.mark.parametrize("family, size", [(4, 4), (6, 16)])
 @pytest.mark.parametrize("direction, proto", [(1, 6), (2, 17), (2, 0), (1, 47), (2, 255), (3, 58)])
 def test_every_kernel_key_packs_back_to_its_bytes(
-        family: int, size: int, direction: int, proto: int) -> None:
+        family: int, size: int, direction: int, proto: int, served: int) -> None:
     """The flow table is cleaned by the keys the scrape unpacked: a protocol with no name here
     (0, IPv6 hop-by-hop: an MLD report; GRE) must pack back to the kernel's very bytes, or
     its flow is never deleted and ends again at every scrape."""
     saddr = bytes(range(1, size + 1)).ljust(16, b"\0")
     daddr = bytes(range(100, 100 + size)).ljust(16, b"\0")
-    raw = net_records.FLOW_KEY.pack(17370, direction, family, proto, saddr, daddr, 0, 53)
-    assert FlowKey.unpack(raw).pack() == raw
+    raw = net_records.FLOW_KEY.pack(17370, direction, family, proto, served, saddr, daddr, 0, 53)
+    key = FlowKey.unpack(raw)
+    assert key.pack() == raw and key.served == bool(served)

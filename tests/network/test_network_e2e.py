@@ -21,6 +21,7 @@ from cauditd.config import NetworkConfig, ProbesConfig
 from cauditd.events import DnsEvent, Event, FlowEvent
 from cauditd.findings import Priority
 from cauditd.network import tc
+from cauditd.network.probes import ServedMode
 from tests.conftest import REPO, TEST_IMAGE, docker_problem, ebpf_problem, unavailable
 from tests.network.conftest import MonitorThread
 
@@ -351,7 +352,7 @@ def test_new_inbound_flows_to_a_served_port_send_no_record_when_quiet(pair: Pair
     flow table instead; A's side (egress) and a flow to a port B never answered on still do."""
     monitor = pair.runner.monitor
     pair.wait_listen(8080)
-    pair.runner.call(lambda: monitor.quiet_served_inbound(True))
+    pair.runner.call(lambda: monitor.probes.set_served(ServedMode.QUIET))
     try:
         fetch = f"wget -q -O - http://{pair.b_ip}:8080/index.html"
         assert pair.exec("a", fetch).strip() == "hello"  # B answers: 8080 is served
@@ -379,7 +380,59 @@ def test_new_inbound_flows_to_a_served_port_send_no_record_when_quiet(pair: Pair
                 and f["sport"] == fetched.sport]
         assert len(read) == 1 and read[0]["packets"] > 0 and not read[0]["reply"]
     finally:
-        pair.runner.call(lambda: monitor.quiet_served_inbound(False))
+        pair.runner.call(lambda: monitor.probes.set_served(ServedMode.RECORDS))
+
+
+def test_connections_to_a_served_port_are_counted_per_client(pair: Pair) -> None:
+    """Aggregated (the daemon's default under the default rules): once B answered on 8080, A's
+    fetches from it are counted at B in one flow per direction (A's address and B's port, A's
+    ports 0) with their connection count, and have no flow of their own there; A's side of
+    each (A is the client) is still a flow and a flow_new of its own, and a port B never
+    answered on still sends B's flow_new."""
+    monitor = pair.runner.monitor
+    pair.wait_listen(8080)
+    fetch = f"wget -q -O - http://{pair.b_ip}:8080/index.html"
+    assert pair.exec("a", fetch).strip() == "hello"  # B answers: 8080 is served
+    time.sleep(0.5)
+    pair.runner.call(lambda: monitor.probes.set_served(ServedMode.AGGREGATE))
+    try:
+        unsent = pair.runner.call(lambda: monitor.probes.quiet_served)
+        mark, since_ns = len(pair.runner.events), time.time_ns()
+        fetches = 20
+        out = pair.exec("a", f"for i in $(seq {fetches}); do {fetch}; done")
+        assert out.split() == ["hello"] * fetches
+        pair.exec("a", f"nc -w 1 {pair.b_ip} 9 </dev/null || true")  # closed: B sends RST
+
+        def fetched() -> list[FlowEvent]:
+            return [e for e in _flow_news(pair.runner.events[mark:], pair.a_id)
+                    if e.dip == pair.b_ip and e.dport == 8080]
+
+        pair.runner.wait_until(lambda: len(fetched()) == fetches, "A's flows, one per fetch")
+        pair.runner.wait_until(lambda: [e for e in _flow_news(pair.runner.events[mark:], pair.b_id)
+                                        if e.dport == 9], "B's side of the closed port")
+        assert [e for e in _flow_news(pair.runner.events[mark:], pair.b_id)
+                if e.dport == 8080] == []
+        assert pair.runner.call(lambda: monitor.probes.quiet_served) >= unsent + fetches
+        pair.scrape()
+        flows = pair.runner.call(lambda: monitor.flows({"container": pair.b_id, "limit": 10000}))
+        to_8080 = [f for f in flows
+                   if f["last_ns"] >= since_ns and 8080 in (f["sport"], f["dport"])]
+        assert [f for f in to_8080 if not f["served"]] == []  # no flow per connection at B
+        inbound = [f for f in to_8080 if f["direction"] == "ingress"]
+        answers = [f for f in to_8080 if f["direction"] == "egress"]
+        assert [(f["sip"], f["sport"], f["dip"], f["dport"], f["reply"]) for f in inbound] == \
+            [(pair.a_ip, 0, pair.b_ip, 8080, False)]
+        assert [(f["sip"], f["sport"], f["dip"], f["dport"], f["reply"]) for f in answers] == \
+            [(pair.b_ip, 8080, pair.a_ip, 0, True)]
+        assert inbound[0]["connections"] == answers[0]["connections"] == fetches
+        assert inbound[0]["packets"] >= 4 * fetches  # SYN, ACK, request, FIN at least
+        assert answers[0]["bytes"] >= fetches * (HEADERS_PER_PACKET + len("hello\n"))
+        clients = pair.runner.call(lambda: monitor.flows({"container": pair.a_id,
+                                                          "limit": 10000}))
+        assert len({f["sport"] for f in clients if f["direction"] == "egress"
+                    and f["dport"] == 8080 and f["first_ns"] >= since_ns}) == fetches
+    finally:
+        pair.runner.call(lambda: monitor.probes.set_served(ServedMode.RECORDS))
 
 
 def test_stop_ends_flows_and_leaves_no_filters(pair: Pair) -> None:

@@ -254,6 +254,8 @@ CASES: list[tuple[str, Event, Any]] = [
     ("net.direction", flow("1.1.1.1", 53), "egress"),
     ("net.bytes", flow("1.1.1.1", 53, nbytes=5), 5),
     ("net.packets", flow("1.1.1.1", 53), 10),
+    ("net.connections", dataclasses.replace(flow("172.17.0.9", 0, direction="ingress"),
+                                            connections=7), 7),
     ("net.peer_names", flow("1.1.1.1", 53, names=("one.one",)), ("one.one",)),
     ("net.port_first_seen", dataclasses.replace(flow("172.17.0.2", 7000, direction="ingress"),
                                                 port_first_seen=True), True),

@@ -25,7 +25,8 @@ def tcp_flag_text(flags: int) -> str:
 
 @dataclass(slots=True)
 class FlowRecord:
-    """One flow in the log, attributed to a container; counters follow the kernel's."""
+    """One flow in the log, attributed to a container; counters follow the kernel's. An
+    aggregate (key.served) counts a client's connections to a port the container serves."""
 
     container: ContainerInfo
     key: FlowKey
@@ -34,6 +35,7 @@ class FlowRecord:
     packets: int = 0
     bytes: int = 0
     tcp_flags: int = 0
+    connections: int = 0
     reply: bool = False
     midstream: bool = False
     ended: bool = False
@@ -53,6 +55,7 @@ class FlowRecord:
             "peer": k.peer, "port": self.service_port, "peer_names": list(self.peer_names),
             "packets": self.packets, "bytes": self.bytes,
             "tcp_flags": tcp_flag_text(self.tcp_flags), "reply": self.reply,
+            "served": k.served, "connections": self.connections,
             "midstream": self.midstream, "active": not self.ended,
             "first_ns": self.first_ns + mono_to_wall_ns,
             "last_ns": (self.last_ns or self.first_ns) + mono_to_wall_ns,
@@ -65,7 +68,7 @@ class FlowRecord:
             direction=k.direction, l4proto=k.l4proto, sip=k.sip, sport=k.sport, dip=k.dip,
             dport=k.dport, packets=self.packets, bytes=self.bytes, tcp_flags=self.tcp_flags,
             first_ns=self.first_ns, last_ns=self.last_ns or self.first_ns,
-            peer_names=self.peer_names,
+            peer_names=self.peer_names, connections=self.connections,
         )
 
 
@@ -111,7 +114,8 @@ class FlowLog:
                 continue
             record.packets, record.bytes = stats.packets, stats.bytes
             record.last_ns, record.tcp_flags = stats.last_ns, stats.tcp_flags
-            if not (final or self._idle(stats, now_ns)):
+            record.connections = stats.connections
+            if not (final or self._ended(key, stats, now_ns)):
                 continue
             done.append(key)
             if record.ended:  # its kernel entry outlived a failed delete: it ends once
@@ -123,8 +127,14 @@ class FlowLog:
             events.append(record.event("flow_end", stats.last_ns))
         return events, done
 
-    def _idle(self, stats: FlowStats, now_ns: int) -> bool:
+    def _ended(self, key: FlowKey, stats: FlowStats, now_ns: int) -> bool:
+        """Idle for the timeout, or closed (FIN/RST) and idle FIN_LINGER_NS. An aggregate is
+        never closed (its connections are), and ends each idle timeout while its clients keep
+        coming: the rules on flow_end see its totals that often, and the next packet starts
+        the next aggregate (what the kernel counted between the read and the delete is lost)."""
         idle = now_ns - stats.last_ns
+        if key.served:
+            return idle >= self.idle_timeout_ns or now_ns - stats.first_ns >= self.idle_timeout_ns
         closed = stats.tcp_flags & (TCP_FIN | TCP_RST)
         return idle >= self.idle_timeout_ns or bool(closed and idle >= FIN_LINGER_NS)
 

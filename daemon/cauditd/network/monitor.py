@@ -29,7 +29,7 @@ from cauditd.network.history import NetworkHistory
 from cauditd.network.inbound import InboundPorts
 from cauditd.network.listen import ListenPorts
 from cauditd.network.names import PeerNames
-from cauditd.network.probes import NetProbes
+from cauditd.network.probes import NetProbes, ServedMode
 from cauditd.network.queries import NetworkQueries
 from cauditd.probes.net_records import FlowKey, dns_capture_size, flow_key_of
 from cauditd.tasks import create_task
@@ -140,10 +140,13 @@ class NetworkMonitor:
         """Remove our filters from the container's veths; its flows end at the next scrape."""
         off_loop(lambda: self._attachments.detach(container_id))
 
-    def quiet_served_inbound(self, quiet: bool) -> None:
-        """Whether new inbound flows to ports a container already serves are left to the flow
-        table (no rule needs their flow_new: RuleSet.served_inbound_flows)."""
-        self.probes.set_quiet_served(quiet)
+    def served_inbound(self, rules_need_records: bool) -> None:
+        """What new inbound flows to ports a container already serves cost: a record each
+        when a rule needs their flow_new (RuleSet.served_inbound_flows), else none, and none
+        of their own in the flow table either unless network.per_connection_flows is set."""
+        self.probes.set_served(ServedMode.RECORDS if rules_need_records
+                               else ServedMode.QUIET if self._config.per_connection_flows
+                               else ServedMode.AGGREGATE)
 
     def attached(self) -> dict[str, list[int]]:
         """Container id -> host ifindexes we are attached to."""

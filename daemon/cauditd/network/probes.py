@@ -4,6 +4,7 @@ its ring buffer reader, and typed access to its flow table and loss counters."""
 from __future__ import annotations
 
 import contextlib
+import enum
 from typing import Any
 
 from cauditd.network import tc
@@ -14,8 +15,21 @@ from cauditd.probes.net_records import FlowKey, FlowStats
 from cauditd.probes.ringbuf import BatchSink, Reader
 
 SOURCES = ("net.c",)
+NET_SERVED = 0  # net_settings[] index
+
+
+class ServedMode(enum.IntEnum):
+    """What a new inbound flow to a port its container already serves costs (net.c's
+    SERVED_*): RECORDS, a flow_new record and a flow (a rule needs the record); QUIET, a flow
+    of its own read from the table; AGGREGATE, neither: the connection is counted in its
+    client's aggregate flow for that port, and the container's answers in the reverse one."""
+
+    RECORDS = 0
+    QUIET = 1
+    AGGREGATE = 2
+
 RINGBUF_PAGES = 256
-FLOW_TABLE_SIZE = 65536
+FLOW_TABLE_SIZE = 65536  # flows, and connections counted in aggregates (served_conns)
 DIRECTIONS = ("egress", "ingress")  # net_egress / net_ingress, as the container sees them
 
 
@@ -33,7 +47,7 @@ class NetProbes:
         self._reader: Reader | None = None
         self.programs: list[tc.TcProgram] = []
         self._lost_at_close = dict.fromkeys(net_records.LOST_KINDS, 0)
-        self._quiet_served = False
+        self._served = ServedMode.RECORDS
         self._quiet_at_close = 0
 
     @property
@@ -53,23 +67,22 @@ class NetProbes:
         self._bpf = bpfmod.load(SOURCES, self.defines)
         fds = bpfmod.load_functions(self._bpf, [f"net_{d}" for d in DIRECTIONS], "SCHED_CLS")
         self.programs = [tc.TcProgram(fds[f"net_{d}"], d) for d in DIRECTIONS]
-        self._write_quiet_served()
+        self._write_served()
 
-    def set_quiet_served(self, quiet: bool) -> None:
-        """Whether new inbound flows to ports a container already answered on send no record
-        (no rule needs them: RuleSet.served_inbound_flows); they stay in the flow table. Takes
-        effect at once when loaded, else at load."""
-        self._quiet_served = quiet
+    def set_served(self, mode: ServedMode) -> None:
+        """What a new inbound flow to a port its container already answered on costs (see
+        ServedMode). Takes effect at once when loaded, else at load."""
+        self._served = mode
         if self._bpf is not None:
-            self._write_quiet_served()
+            self._write_served()
 
-    def _write_quiet_served(self) -> None:
+    def _write_served(self) -> None:
         settings = self._bpf["net_settings"]
-        settings[settings.Key(0)] = settings.Leaf(int(self._quiet_served))
+        settings[settings.Key(NET_SERVED)] = settings.Leaf(int(self._served))
 
     @property
     def quiet_served(self) -> int:
-        """New inbound flows to served ports that sent no record, so far."""
+        """New inbound flows and connections to served ports that sent no record, so far."""
         if self._bpf is None:
             return self._quiet_at_close
         values = self._bpf["net_quiet"]
@@ -122,11 +135,15 @@ class NetProbes:
         maps.delete_keys(self._bpf["flows"], [key.pack() for key in keys])
 
     def forget_served(self, ifindexes: set[int]) -> None:
-        """Forget the ports served on these (detached) interfaces."""
+        """Forget the ports served on these (detached) interfaces, and the connections
+        counted in their aggregates."""
         table = self._bpf["served_ports"]
         for key in [k for k in table if k.ifindex in ifindexes]:
             with contextlib.suppress(KeyError):
                 del table[key]
+        conns = self._bpf["served_conns"]
+        maps.delete_keys(conns, [raw for raw, _ in maps.read_all(conns)
+                                 if net_records.FLOW_KEY.unpack(raw)[0] in ifindexes])
 
     def lost(self) -> dict[str, int]:
         """Records the kernel could not hand over, by kind (new-flow records, DNS copies)."""

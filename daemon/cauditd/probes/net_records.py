@@ -18,8 +18,8 @@ from cauditd.events import FlowEvent, NetworkEvent
 
 Record = bytes | memoryview
 
-FLOW_KEY = struct.Struct("<IBBBx16s16sHH")  # struct flow_key
-FLOW_STATS = struct.Struct("<QQQQIB3x")  # struct flow_stats
+FLOW_KEY = struct.Struct("<IBBBB16s16sHH")  # struct flow_key
+FLOW_STATS = struct.Struct("<QQQQIB3xQ")  # struct flow_stats
 RECORD_HEAD = struct.Struct("<IIQ")  # kind, flags (flow) or caplen (dns), ts_ns
 RECORD_TAIL = struct.Struct("<IB3x")  # len, tcp_flags
 KEY_OFFSET = RECORD_HEAD.size
@@ -33,6 +33,7 @@ DIRECTION_NUMBERS = {name: number for number, name in DIRECTIONS.items()}
 PROTO_NUMBERS = {name: number for number, name in PROTOS.items()}
 FLOW_REPLY = 1  # flow_stats.flags: the reverse flow was seen first (an answer)
 FLOW_MIDSTREAM = 2  # a TCP flow first seen without its SYN
+FLOW_SERVED = 4  # an aggregate: a client's connections to a port the container serves
 MAX_DNS_CAPTURE = 4096
 RawBytes = bytes  # FlowStats has a field named bytes
 
@@ -61,7 +62,9 @@ def _number(numbers: dict[str, int], text: str) -> int:
 
 
 class FlowKey(NamedTuple):
-    """A flow as the kernel keys it: interface, the container's direction, and the 5-tuple.
+    """A flow as the kernel keys it: interface, the container's direction, and the 5-tuple;
+    `served` for an aggregate (a client's connections to a port the container serves: the
+    client's port is 0).
 
     A NamedTuple rather than a frozen dataclass: a scrape makes one per kernel entry and looks
     each up in the flow log, and a tuple is built and hashed in C (a frozen dataclass's
@@ -74,15 +77,16 @@ class FlowKey(NamedTuple):
     sport: int
     dip: str
     dport: int
+    served: bool = False
 
     @classmethod
     def unpack(cls, raw: Record) -> FlowKey:
-        ifindex, direction, family, proto, saddr, daddr, sport, dport = FLOW_KEY.unpack(
+        ifindex, direction, family, proto, served, saddr, daddr, sport, dport = FLOW_KEY.unpack(
             raw[: FLOW_KEY.size])
         size = 4 if family == 4 else 16
         return cls(ifindex, DIRECTIONS.get(direction) or str(direction),
                    PROTOS.get(proto) or str(proto), address_text(saddr[:size]), sport,
-                   address_text(daddr[:size]), dport)
+                   address_text(daddr[:size]), dport, served == 1)
 
     def pack(self) -> bytes:
         """The kernel's struct flow_key for this flow (a map key)."""
@@ -90,12 +94,13 @@ class FlowKey(NamedTuple):
         _, dip = address_bytes(self.dip)
         return FLOW_KEY.pack(
             self.ifindex, _number(DIRECTION_NUMBERS, self.direction), version,
-            _number(PROTO_NUMBERS, self.l4proto), sip, dip, self.sport, self.dport)
+            _number(PROTO_NUMBERS, self.l4proto), int(self.served), sip, dip, self.sport,
+            self.dport)
 
     def reverse(self) -> FlowKey:
         """The flow of the answers: same interface, the other direction, ends swapped."""
         return FlowKey(self.ifindex, "ingress" if self.direction == "egress" else "egress",
-                       self.l4proto, self.dip, self.dport, self.sip, self.sport)
+                       self.l4proto, self.dip, self.dport, self.sip, self.sport, self.served)
 
     @property
     def peer(self) -> str:
@@ -112,6 +117,7 @@ class FlowStats(NamedTuple):
     last_ns: int
     flags: int
     tcp_flags: int
+    connections: int = 0  # an aggregate's (FLOW_SERVED) connections
 
     @classmethod
     def unpack(cls, raw: RawBytes) -> FlowStats:

@@ -629,6 +629,13 @@ def _net_packets(ev: Event) -> Any:
     return ev.packets if isinstance(ev, FlowEvent) else None
 
 
+@_field("net.connections", INT, (FlowEvent,), "Connections a client opened to a port the "
+        "container serves, counted in this aggregated flow (flow_end; 0 for a flow of one "
+        "connection: see docs/network.md).", volatile=True, falco=False)
+def _net_connections(ev: Event) -> Any:
+    return ev.connections if isinstance(ev, FlowEvent) else None
+
+
 @_field("net.peer_names", FieldType.LIST, (FlowEvent,), "DNS names the container resolved "
         "to the peer address (any one may match).",
         falco=False)
