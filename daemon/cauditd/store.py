@@ -489,13 +489,16 @@ class FindingStore:
 
         The first finding after a quiet spell (no batch began within batch_ms) does not wait:
         it is written with whatever is queued already, so a lone detection reaches the API and
-        the alerts without the batch's delay; a burst is written in batches of batch_ms."""
+        the alerts without the batch's delay; a burst is written in batches of batch_ms.
+        Updates of one finding in a batch are written once, as the last of them has it (a
+        finding repeated by every event of a loop would otherwise be written once per event
+        batch)."""
         adds: list[Finding] = []
-        updates: list[Finding] = []
+        updates: dict[int | None, Finding] = {}
         try:
             op = self._ops.get(timeout=RETRY_S if self.outage.active else None)
         except queue.Empty:
-            return adds, updates, None
+            return adds, [], None
         began = time.monotonic()
         window = self.config.batch_ms / 1000
         deadline = began if began - self._batch_began >= window else began + window
@@ -504,16 +507,16 @@ class FindingStore:
             if op[0] == "add":
                 adds.append(op[1])
             elif op[0] == "update":
-                updates.append(op[1])
+                updates[op[1].id] = op[1]
             else:
-                return adds, updates, op
+                return adds, list(updates.values()), op
             if len(adds) + len(updates) >= MAX_BATCH:
-                return adds, updates, None
+                return adds, list(updates.values()), None
             remaining = deadline - time.monotonic()
             try:
                 op = self._ops.get(timeout=remaining) if remaining > 0 else self._ops.get_nowait()
             except queue.Empty:
-                return adds, updates, None
+                return adds, list(updates.values()), None
 
     def _write(self, conn: sqlite3.Connection, adds: list[Finding], updates: list[Finding],
                *, final: bool = False) -> None:

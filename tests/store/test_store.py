@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -12,6 +13,7 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +62,31 @@ async def test_a_lone_finding_is_written_at_once_and_a_burst_in_batches(tmp_path
     assert db_ids(tmp_path / "f.db") == [first]
     await store.stop()
     assert db_ids(tmp_path / "f.db") == [first, second]
+
+
+async def test_updates_of_one_finding_in_a_batch_are_written_once_as_the_last_has_it(
+        tmp_path: Path) -> None:
+    """A finding repeated by every event of a loop is updated once per event batch; the
+    store's batch writes it once, with its last count."""
+    store = FindingStore(tmp_path / "f.db", StoreConfig(batch_ms=60_000))
+    written: list[int] = []
+    write_batch = store._write_batch
+
+    def counting(conn: sqlite3.Connection, adds: list[Any], updates: list[Any]) -> Any:
+        written.extend(u.id for u in updates)
+        return write_batch(conn, adds, updates)
+
+    store._write_batch = counting  # type: ignore[method-assign]
+    await store.start()
+    first, other = store.add(make_finding()), store.add(make_finding(rule="Other"))
+    for count in range(2, 52):
+        store.update(dataclasses.replace(first, count=count))
+    store.update(dataclasses.replace(other, count=2))
+    await store.stop()
+    assert sorted(written) == [first.id, other.id]
+    with sqlite3.connect(tmp_path / "f.db") as conn:
+        counts = dict(conn.execute("SELECT id, count FROM findings").fetchall())
+    assert counts == {first.id: 51, other.id: 2}
 
 
 async def test_ids_continue_after_restart(tmp_path: Path) -> None:
