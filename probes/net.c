@@ -347,27 +347,25 @@ static __always_inline void add_packet(struct flow_stats *st, u32 len, u32 segs,
     st->tcp_flags |= tcp_flags; /* a racing CPU may lose a bit; flags are advisory */
 }
 
-static __always_inline void count_aggregate(struct flow_key *key, u32 len, u32 segs,
-                                            u8 tcp_flags, u64 now, u32 opened)
+/* A new entry for key, counting this packet: 1, or 0 when another CPU created it between our
+ * lookup and insert (the packet is counted in theirs). */
+static __always_inline int new_flow(struct flow_key *key, u32 flags, u32 len, u32 segs,
+                                    u8 tcp_flags, u64 now, u32 opened)
 {
-    struct flow_stats *st = flows.lookup(key);
-    if (st) {
-        add_packet(st, len, segs, tcp_flags, now, opened);
-        return;
-    }
     struct flow_stats fresh = {};
     fresh.packets = segs;
     fresh.bytes = len;
     fresh.first_ns = now;
     fresh.last_ns = now;
-    fresh.flags = FLOW_SERVED | (key->direction == DIR_EGRESS ? FLOW_REPLY : 0);
+    fresh.flags = flags;
     fresh.tcp_flags = tcp_flags;
     fresh.connections = opened;
-    if (flows.insert(key, &fresh) != 0) {
-        st = flows.lookup(key); /* another CPU created it first */
-        if (st)
-            add_packet(st, len, segs, tcp_flags, now, opened);
-    }
+    if (flows.insert(key, &fresh) == 0)
+        return 1;
+    struct flow_stats *st = flows.lookup(key);
+    if (st)
+        add_packet(st, len, segs, tcp_flags, now, opened);
+    return 0;
 }
 
 static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, u8 tcp_flags,
@@ -381,32 +379,26 @@ static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, 
     struct flow_key aggregate = *key;
     u32 opened = 0;
     if (aggregate_key(&aggregate, tcp_flags, &opened)) {
-        count_aggregate(&aggregate, len, segs, tcp_flags, now, opened);
-        return;
-    }
-    struct flow_stats fresh = {};
-    fresh.packets = segs;
-    fresh.bytes = len;
-    fresh.first_ns = now;
-    fresh.last_ns = now;
-    fresh.flags = first_flags(key, tcp_flags);
-    fresh.tcp_flags = tcp_flags;
-    if (flows.insert(key, &fresh) != 0) {
-        /* another CPU created it between our lookup and insert: count there, emit nothing */
-        st = flows.lookup(key);
+        st = flows.lookup(&aggregate);
         if (st)
-            add_packet(st, len, segs, tcp_flags, now, 0);
+            add_packet(st, len, segs, tcp_flags, now, opened);
+        else
+            new_flow(&aggregate, FLOW_SERVED | (key->direction == DIR_EGRESS ? FLOW_REPLY : 0),
+                     len, segs, tcp_flags, now, opened);
         return;
     }
+    u32 flags = first_flags(key, tcp_flags);
+    if (!new_flow(key, flags, len, segs, tcp_flags, now, 0))
+        return; /* another CPU's flow: it emits what there is to emit */
     /* replies and lone RSTs (answers to a flow we already reported, or noise) emit nothing */
-    if ((fresh.flags & FLOW_REPLY) || (tcp_flags & TCP_RST)) {
-        if ((fresh.flags & FLOW_REPLY) && key->direction == DIR_EGRESS)
+    if ((flags & FLOW_REPLY) || (tcp_flags & TCP_RST)) {
+        if ((flags & FLOW_REPLY) && key->direction == DIR_EGRESS)
             learn_served(key, tcp_flags);
         return;
     }
     if (key->direction == DIR_INGRESS && to_served_port(key))
         return;
-    emit_flow(key, fresh.flags, len, tcp_flags, now);
+    emit_flow(key, flags, len, tcp_flags, now);
 }
 
 static __always_inline void copy_dns(struct __sk_buff *skb, struct flow_key *key, u32 off,
