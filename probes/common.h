@@ -87,8 +87,8 @@ BPF_TABLE("lru_hash", u32, s32, exit_codes, 8192);
  * reading kernel structs. Values: family << 16 | type for sockets, 1 for memfds. */
 BPF_TABLE("lru_hash", u64, u32, socket_fds, 65536);
 BPF_TABLE("lru_hash", u64, u32, memfd_fds, 4096);
-/* Parent tgid of recently forked processes: fds are inherited, so a child's fexecve of the
- * parent's memfd (fork, then execveat(fd, "", AT_EMPTY_PATH)) is found under the parent. */
+/* Parent tgid of forked processes until they exit: fds are inherited, so a child's fexecve of
+ * the parent's memfd (fork, then execveat(fd, "", AT_EMPTY_PATH)) is found under the parent. */
 BPF_TABLE("lru_hash", u32, u32, parent_of, 8192);
 
 #define EVENT_EXEC 1
