@@ -16,6 +16,9 @@ from cauditd.probes.ringbuf import BatchSink, Reader
 
 SOURCES = ("net.c",)
 NET_SERVED = 0  # net_settings[] index
+RINGBUF_PAGES = 256
+FLOW_TABLE_SIZE = 65536  # flows, and connections counted in aggregates (served_conns)
+DIRECTIONS = ("egress", "ingress")  # net_egress / net_ingress, as the container sees them
 
 
 class ServedMode(enum.IntEnum):
@@ -27,10 +30,6 @@ class ServedMode(enum.IntEnum):
     RECORDS = 0
     QUIET = 1
     AGGREGATE = 2
-
-RINGBUF_PAGES = 256
-FLOW_TABLE_SIZE = 65536  # flows, and connections counted in aggregates (served_conns)
-DIRECTIONS = ("egress", "ingress")  # net_egress / net_ingress, as the container sees them
 
 
 class NetProbes:
