@@ -12,7 +12,7 @@
  * (served_ports). Unless a rule needs them (net_settings[NET_SERVED] = SERVED_RECORDS), new
  * inbound flows to those ports emit nothing either, and with SERVED_AGGREGATE (the default) a
  * connection a client opens to one of them has no flow of its own: its packets are counted in
- * the client's aggregate for that port (key.served = 1, the client's port 0, FLOW_SERVED) and
+ * the client's aggregate for that port (key.served = 1, the client's port 0) and
  * the container's answers in the aggregate of the other direction, so a server's clients cost
  * user space one flow per client address, not one per connection. The container's DNS as a
  * client (queries to port 53 out, answers from port 53 in, UDP and TCP) is copied, up to
@@ -51,7 +51,6 @@
 
 #define FLOW_REPLY 1
 #define FLOW_MIDSTREAM 2
-#define FLOW_SERVED 4 /* an aggregate: a client's connections to a port the container serves */
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -71,7 +70,7 @@ struct flow_key {
     u8 direction;
     u8 family; /* 4 or 6 */
     u8 proto;
-    u8 served; /* 1: an aggregate (FLOW_SERVED), the client's port is 0 */
+    u8 served; /* 1: an aggregate, a client's connections to a served port (its port 0) */
     u8 saddr[16];
     u8 daddr[16];
     u16 sport; /* host byte order */
@@ -383,8 +382,8 @@ static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, 
         if (st)
             add_packet(st, len, segs, tcp_flags, now, opened);
         else
-            new_flow(&aggregate, FLOW_SERVED | (key->direction == DIR_EGRESS ? FLOW_REPLY : 0),
-                     len, segs, tcp_flags, now, opened);
+            new_flow(&aggregate, key->direction == DIR_EGRESS ? FLOW_REPLY : 0, len, segs,
+                     tcp_flags, now, opened);
         return;
     }
     u32 flags = first_flags(key, tcp_flags);

@@ -33,7 +33,6 @@ DIRECTION_NUMBERS = {name: number for number, name in DIRECTIONS.items()}
 PROTO_NUMBERS = {name: number for number, name in PROTOS.items()}
 FLOW_REPLY = 1  # flow_stats.flags: the reverse flow was seen first (an answer)
 FLOW_MIDSTREAM = 2  # a TCP flow first seen without its SYN
-FLOW_SERVED = 4  # an aggregate: a client's connections to a port the container serves
 MAX_DNS_CAPTURE = 4096
 RawBytes = bytes  # FlowStats has a field named bytes
 
@@ -117,7 +116,7 @@ class FlowStats(NamedTuple):
     last_ns: int
     flags: int
     tcp_flags: int
-    connections: int = 0  # an aggregate's (FLOW_SERVED) connections
+    connections: int = 0  # an aggregate's (FlowKey.served) connections
 
     @classmethod
     def unpack(cls, raw: RawBytes) -> FlowStats:
