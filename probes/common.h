@@ -51,6 +51,12 @@ BPF_ARRAY(settings, u64, SETTING_COUNT);
 BPF_PERCPU_ARRAY(lost_events, u64, 1);
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 
+static __always_inline u64 setting(int key)
+{
+    u64 *value = settings.lookup(&key);
+    return value ? *value : 0;
+}
+
 /* Per-thread state between a syscall's entry and its exit (and the scheduler tracepoints that
  * fire in between: fork, exec). LRU so threads killed mid-syscall cannot fill it. */
 struct pending_syscall {
@@ -131,9 +137,7 @@ static __always_inline int cgroup_traced(u64 cgroup_id)
         if (watch_roots.lookup(&ancestor))
             return 1;
     }
-    int key = SETTING_TRACK_HOST;
-    u64 *track_host = settings.lookup(&key);
-    if (track_host && *track_host)
+    if (setting(SETTING_TRACK_HOST))
         return 1;
     /* Remember the verdict so a busy host process costs one lookup per event from now on;
      * user space overrides it with track() when the runtime reports a container here. */

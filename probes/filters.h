@@ -57,12 +57,6 @@ static __always_inline int count_filtered(int which)
     return 0;
 }
 
-static __always_inline u64 setting(int key)
-{
-    u64 *value = settings.lookup(&key);
-    return value ? *value : 0;
-}
-
 /* READ/WRITE of an open from its flags (creat always writes). */
 static __always_inline u32 open_modes(u32 nr, u64 flags)
 {

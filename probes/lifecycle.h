@@ -49,9 +49,7 @@ BPF_PERCPU_ARRAY(held_scratch, struct held_fork, 1);
 
 static __always_inline int lifecycle_held(void)
 {
-    int key = SETTING_LIFECYCLE;
-    u64 *eager = settings.lookup(&key);
-    return !(eager && *eager);
+    return !setting(SETTING_LIFECYCLE);
 }
 
 /* Send a held fork; unless `keep`, only by the CPU whose delete took it from the map (two of
