@@ -41,6 +41,8 @@ enum setting {
     SETTING_SOCKET_FILTER,  /* 1: new sockets pass only as the two masks below say */
     SETTING_SOCKETS_ALWAYS, /* address families (a bit each, >= 63 share bit 63) that pass */
     SETTING_SOCKETS_ON_STDIO, /* ... that pass when socket() returned fd 0, 1 or 2 */
+    SETTING_ENV_NAMES,      /* 1: env_names holds every variable the rules ask of proc.env: an
+                               environment past ENV_CAPTURE is walked for them (process.c) */
     SETTING_COUNT
 };
 

@@ -37,10 +37,64 @@
 #define EXE_ENV 64           /* env holds the first env_len bytes (at most ENV_CAPTURE) */
 #define EXE_OVERLAY 128      /* the file is on an overlayfs (a container's image) ... */
 #define EXE_UPPER 256        /* ... and in its upper layer: written since the mount */
+#define EXE_ENV_WALKED 512   /* env_found holds every variable env_names names (see below) */
+#define EXE_ENV_UNWALKED 1024 /* ... and this one that the walk could not get through it */
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define EXE_PATH_LEN 512
-/* ENV_CAPTURE (bytes of an environment a record holds, a power of two) comes from
- * cauditd.probes.records, which decodes the record. */
+/* ENV_CAPTURE (bytes of an environment a record holds, a power of two), ENV_FOUND_SLOTS and
+ * ENV_FOUND_LEN (variables found past it, and bytes of each) come from cauditd.probes.records,
+ * which decodes the record. */
+#define ENV_PIECE 4096   /* bytes of a variable read at a time while walking */
+#define ENV_WALK_STEP 512 /* reads per walking program: variables, or 4 KiB pieces of one */
+#define ENV_WALK_CALLS 30 /* walking programs per exec (a tail call each; 33 at most in all) */
+
+#ifdef KERNEL_LAYOUT
+/* The variables the rules ask of proc.env, by their first ENV_KEY_LEN bytes of "NAME=" (zero
+ * padded); the value is the key's number (below ENV_NAMES_MAX: a bit of a u64), or
+ * ENV_KEY_SHARED for a key of several long names (each variable it matches is kept, not its
+ * first only). User space fills it (SETTING_ENV_NAMES) and defines the three. */
+struct env_key {
+    char name[ENV_KEY_LEN];
+};
+BPF_HASH(env_names, struct env_key, u8, ENV_NAMES_MAX);
+/* The first two bytes of those names, a bit each (of 65,536): most variables of a large
+ * environment are passed over on this test alone, without building their key and looking
+ * it up. */
+struct env_initials {
+    u64 bits[1024];
+};
+BPF_ARRAY(env_initials, struct env_initials, 1);
+struct env_piece {
+    char text[ENV_PIECE];
+};
+BPF_PERCPU_ARRAY(env_scratch, struct env_piece, 1);
+
+/* An exec between the tail calls of its programs (per CPU: a tracepoint's programs run with
+ * preemption off, so one exec's chain is never interleaved): what the tracepoint said (the
+ * programs it tail-calls are not given its argument struct, which BCC defines for the probe
+ * alone), and the walk of its environment. */
+#define WALK_ON 1
+#define WALK_DONE 2 /* reached the end with every variable found kept */
+struct exec_chain {
+    u32 old_pid;
+    u32 filename_loc;
+    u64 at;     /* the next read */
+    u64 end;
+    u64 seen;   /* the names found, a bit each (ENV_KEY_SHARED ones not) */
+    u32 found;  /* variables in vars */
+    u32 flags;
+    u32 calls;  /* walking programs run */
+    u32 inside; /* at is a 4 KiB piece of a variable, not its start */
+    char vars[ENV_FOUND_SLOTS][ENV_FOUND_LEN];
+};
+BPF_PERCPU_ARRAY(exec_chains, struct exec_chain, 1);
+
+/* sched_process_exec's chain: the walk (when an environment is too large for the record and
+ * the rules name variables), then the record. */
+#define EXEC_WALK_HANDLER 0
+#define EXEC_EMIT_HANDLER 1
+BPF_PROG_ARRAY(exec_handlers, 2); /* [0] env_walk_step, [1] exec_emit */
+#endif
 
 struct stdio_fd {
     u32 mode; /* i_mode: S_IFIFO for pipes and FIFOs, S_IFSOCK, S_IFCHR for ttys... */
@@ -60,13 +114,14 @@ struct exec_record {
     u32 vpid;    /* pid in the process's own pid namespace */
     u32 tty;     /* controlling terminal as /proc/<pid>/stat's tty_nr; 0: none */
     u32 env_len; /* bytes of the environment strings; env holds the first ENV_CAPTURE */
-    u32 _pad;
+    u32 env_found_count; /* variables in env_found */
     struct stdio_fd stdio[3];
     char filename[PATH_MAX_CAPTURE];
     char exe[EXE_PATH_LEN];
     char cwd[PATH_MAX_CAPTURE];
     char argv[ARGV_MAX][ARG_LEN];
     char env[ENV_CAPTURE];
+    char env_found[ENV_FOUND_SLOTS][ENV_FOUND_LEN];
 };
 
 #ifdef KERNEL_LAYOUT
@@ -111,6 +166,39 @@ static __always_inline void task_cwd(u64 task, struct rpath *rp, struct exec_rec
     rec->exe_flags |= EXE_CWD;
 }
 
+/* 0x80 in each byte of `w` that is 0 or '=' (exact: no false hits, unlike the cheaper test). */
+static __always_inline u64 name_ends(u64 w)
+{
+    const u64 low7 = 0x7f7f7f7f7f7f7f7fULL;
+    u64 eq = w ^ 0x3d3d3d3d3d3d3d3dULL;
+    u64 nul = ~(((w & low7) + low7) | w | low7);
+    return nul | ~(((eq & low7) + low7) | eq | low7);
+}
+
+/* `w` up to its first 0 or '=' (kept), the bytes after it zeroed; *ended when there was one. */
+static __always_inline u64 name_part(u64 w, int *ended)
+{
+    u64 ends = name_ends(w);
+    if (!ends)
+        return w;
+    *ended = 1;
+    u64 first = ends & -ends;
+    return w & ((first << 1) - 1); /* first << 1 is 0 for the last byte: all of w */
+}
+
+/* A variable's key in env_names: its first ENV_KEY_LEN (16) bytes up to its '=', as two words
+ * with branch-free byte tests (a byte loop is too many branches for the verifier at 4096
+ * variables). Past the variable's NUL the piece holds an earlier read: zeroed here. */
+static __always_inline void env_key_of(const char *text, struct env_key *key)
+{
+    u64 words[2];
+    __builtin_memcpy(words, text, sizeof(words));
+    int ended = 0;
+    words[0] = name_part(words[0], &ended);
+    words[1] = ended ? 0 : name_part(words[1], &ended);
+    __builtin_memcpy(key->name, words, sizeof(words));
+}
+
 /* The new image's environment strings, as the kernel just copied them onto its stack: what
  * the process was started with, whatever it later writes over them or however soon it exits. */
 static __always_inline void task_env(u64 task, struct exec_record *rec)
@@ -133,6 +221,16 @@ static __always_inline void task_env(u64 task, struct exec_record *rec)
     }
     if (!failed)
         rec->exe_flags |= EXE_ENV;
+    int zero = 0;
+    struct exec_chain *walk = exec_chains.lookup(&zero);
+    if (!walk || !(walk->flags & WALK_ON))
+        return;
+    walk->flags &= ~WALK_ON;
+    rec->exe_flags |= walk->flags & WALK_DONE ? EXE_ENV_WALKED : EXE_ENV_UNWALKED;
+    u32 found = walk->found < ENV_FOUND_SLOTS ? walk->found : ENV_FOUND_SLOTS;
+    rec->env_found_count = found;
+    if (found)
+        bpf_probe_read_kernel(rec->env_found, sizeof(rec->env_found), walk->vars);
 }
 
 /* The executable by identity, what fds 0-2 are, and the process as it starts. */
@@ -184,12 +282,11 @@ static __always_inline void describe_exec(struct exec_record *rec)
 }
 #endif
 
-TRACEPOINT_PROBE(sched, sched_process_exec)
+/* The record of an exec (with the kernel's layout, the last program of its chain);
+ * `filename_loc` is the tracepoint's __data_loc of the path asked: its offset in `ctx`. */
+static __always_inline int emit_exec(void *ctx, u32 old_pid, u32 filename_loc)
 {
     u64 cgroup_id = bpf_get_current_cgroup_id();
-    if (!cgroup_traced(cgroup_id))
-        return 0;
-    u32 old_pid = args->old_pid;
     send_own_held_forks();
     struct exec_record *rec = events.ringbuf_reserve(sizeof(*rec));
     if (!rec) {
@@ -203,7 +300,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     rec->vpid = 0;
     rec->tty = 0;
     rec->env_len = 0;
-    rec->_pad = 0;
+    rec->env_found_count = 0;
     rec->exe_flags = 0;
     rec->exe_ino = 0;
     rec->exe_dev = 0;
@@ -213,7 +310,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 #ifdef KERNEL_LAYOUT
     describe_exec(rec);
 #endif
-    TP_DATA_LOC_READ_STR(rec->filename, filename, sizeof(rec->filename));
+    bpf_probe_read_kernel_str(rec->filename, sizeof(rec->filename),
+                              (char *)ctx + (filename_loc & 0xffff));
     struct exec_args *captured = exec_args.lookup(&old_pid);
     if (captured) {
         rec->argc = captured->argc;
@@ -227,6 +325,133 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     }
     events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
     return 0;
+}
+
+#ifdef KERNEL_LAYOUT
+/* An environment too large for the record is walked variable by variable for the ones the
+ * rules name (env_names), wherever they are in it: a variable past the first ENV_CAPTURE
+ * bytes is not hidden by padding in front of it. Each found name's first occurrence (the one
+ * getenv() returns) goes to the record's env_found, cut at ENV_FOUND_LEN. EXE_ENV_WALKED says
+ * the walk reached the end with every one found kept; it does not when the environment takes
+ * more than ENV_WALK_CALLS * ENV_WALK_STEP reads (15,360 variables, fewer if some are over
+ * 4 KiB), when more names are found than env_found has slots, or when a read fails. A bounded
+ * loop's every branch is a state the verifier keeps, so one program walks ENV_WALK_STEP
+ * variables and tail-calls itself for the next. Cost: one string read and one hash lookup
+ * per variable, only for an exec whose environment is over ENV_CAPTURE. */
+/* Whether the variable's first two bytes begin some name env_names holds. */
+static __always_inline int env_initial(struct env_initials *initials, const char *text)
+{
+    u32 pair = (u8)text[0] << 8 | (u8)text[1];
+    return initials->bits[(pair >> 6) & 1023] >> (pair & 63) & 1;
+}
+
+/* Whether a variable of the key numbered `number` is the first of its name (and marks it). */
+static __always_inline int env_first(struct exec_chain *walk, u8 number)
+{
+    if (number == ENV_KEY_SHARED)
+        return 1;
+    u64 bit = 1ULL << (number & 63);
+    if (walk->seen & bit)
+        return 0;
+    walk->seen |= bit;
+    return 1;
+}
+
+static __always_inline void walk_begin(void *ctx, struct exec_chain *walk)
+{
+    walk->flags = 0;
+    walk->found = 0;
+    if (!setting(SETTING_ENV_NAMES))
+        return;
+    u64 where[SPAN_WORDS(SPAN_ENV)] = {};
+    SPAN_READ(where, kread_u64(this_task(), OFF_TASK_MM), SPAN_ENV);
+    u64 start = SPAN_U64(where, SPAN_ENV, OFF_MM_ENV_START);
+    u64 end = SPAN_U64(where, SPAN_ENV, OFF_MM_ENV_END);
+    if (end <= start || end - start <= ENV_CAPTURE || end - start > 0x7fffffff)
+        return;
+    walk->at = start;
+    walk->end = end;
+    walk->seen = 0;
+    walk->calls = 0;
+    walk->inside = 0;
+    walk->flags = WALK_ON;
+    exec_handlers.call(ctx, EXEC_WALK_HANDLER);
+}
+
+int env_walk_step(void *ctx)
+{
+    int zero = 0;
+    struct exec_chain *walk = exec_chains.lookup(&zero);
+    struct env_piece *piece = env_scratch.lookup(&zero);
+    struct env_initials *initials = env_initials.lookup(&zero);
+    if (!walk || !piece)
+        goto emit;
+    /* The names found and the slots used stay in the map, not in registers: the verifier tracks
+     * what a register holds, so a loop carrying them would be as many walks as their values. */
+    u64 at = walk->at, end = walk->end;
+    int inside = walk->inside;
+    for (int i = 0; i < ENV_WALK_STEP; i++) {
+        if (at >= end) {
+            walk->flags |= WALK_DONE;
+            goto emit;
+        }
+        long n = read_user_str(piece->text, ENV_PIECE, (void *)at);
+        if (n <= 0)
+            goto emit;
+        if (!inside && initials && env_initial(initials, piece->text)) {
+            struct env_key key = {};
+            env_key_of(piece->text, &key);
+            u8 *number = env_names.lookup(&key);
+            if (number && env_first(walk, *number)) {
+                u32 slot = walk->found;
+                if (slot >= ENV_FOUND_SLOTS)
+                    goto emit; /* not walked: a name found has no slot */
+                read_user_str(walk->vars[slot & (ENV_FOUND_SLOTS - 1)], ENV_FOUND_LEN, (void *)at);
+                walk->found = slot + 1;
+            }
+        }
+        /* n == ENV_PIECE: no NUL in the piece read, the variable goes on */
+        inside = n == ENV_PIECE;
+        at += inside ? ENV_PIECE - 1 : n;
+    }
+    walk->at = at;
+    walk->inside = inside;
+    if (++walk->calls < ENV_WALK_CALLS)
+        exec_handlers.call(ctx, EXEC_WALK_HANDLER);
+emit:
+    exec_handlers.call(ctx, EXEC_EMIT_HANDLER);
+    count_lost(); /* only when the tail call failed */
+    return 0;
+}
+
+int exec_emit(void *ctx)
+{
+    int zero = 0;
+    struct exec_chain *chain = exec_chains.lookup(&zero);
+    if (!chain)
+        return 0;
+    return emit_exec(ctx, chain->old_pid, chain->filename_loc);
+}
+#endif
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    if (!cgroup_traced(bpf_get_current_cgroup_id()))
+        return 0;
+#ifdef KERNEL_LAYOUT
+    int zero = 0;
+    struct exec_chain *chain = exec_chains.lookup(&zero);
+    if (!chain)
+        return 0;
+    chain->old_pid = args->old_pid;
+    chain->filename_loc = args->data_loc_filename;
+    walk_begin(args, chain);
+    exec_handlers.call(args, EXEC_EMIT_HANDLER);
+    count_lost(); /* only when the tail call failed */
+    return 0;
+#else
+    return emit_exec(args, args->old_pid, args->data_loc_filename);
+#endif
 }
 
 TRACEPOINT_PROBE(sched, sched_process_fork)

@@ -242,11 +242,12 @@ class Daemon:
 
     def _rules_changed(self, ruleset: RuleSet) -> None:
         """Tell the probes which syscalls, opens, connects, dups and inbound flows the rules need
-        (all of them for --print-events)."""
+        (all of them for --print-events), and which environment variables they read."""
         every = self.print_events or self.config.probes.all_syscalls
         unfiltered = every or not self.config.probes.kernel_filters
         self.probes.set_kernel_filters(None if unfiltered else ruleset.kernel_filters())
         self.probes.set_syscalls(None if every else ruleset.needed_syscalls())
+        self.probes.set_env_names(ruleset.env_names())
         self.network.served_inbound(self.print_events or ruleset.served_inbound_flows())
 
     # --- API views (RulesView, StatsView; the network monitor is the NetworkView) ------------

@@ -202,10 +202,13 @@ class ExecEvent(SyscallEvent):
     ns_pid: int = 0  # pid in the container's pid namespace, from the kernel (0: host, unknown)
     # The process as it started, from the kernel (probes/process.c) when `described`: its pid
     # in its own pid namespace, controlling terminal and (when not empty) cwd; `environ` is
-    # its whole environment block when the kernel could read it all, else None.
+    # its environment block as far as the kernel read it (whole up to 2 KiB; past that, the
+    # variables the rules name), else None; `env_too_large` when the kernel could not look
+    # through all of it for them (probes/process.c).
     described: bool = False
     vpid: int = 0
     environ: bytes | None = None
+    env_too_large: bool = False
     exe_layer_known: bool = False  # the exe is on an overlayfs and the kernel told its layer
     is_exe_unlinked: bool = False  # no name on disk: O_TMPFILE, deleted, memfd
     stdio: tuple[StdioFd, ...] = ()  # fds 0-2 at exec, when the kernel told

@@ -28,6 +28,8 @@
  *   cauditd_evade fcntl-dup-file PATH    close(0), fcntl(F_DUPFD, 0) of PATH onto 0
  *   cauditd_evade env-wipe SECONDS       write over its environment strings (what
  *                                        /proc/<pid>/environ shows), then sleep
+ *   cauditd_evade env-pad N SIZE PROG    execute PROG (argv: "true") with N variables of SIZE
+ *                                        bytes in front of its own environment
  *
  * Exits 0 when the syscalls were made, whatever they returned (the call is the point).
  */
@@ -338,6 +340,32 @@ static int do_env_wipe(const char *seconds)
     return 0;
 }
 
+/* What follows the padding sits past the first few KiB a tracer may read of an environment. */
+static int do_env_pad(const char *count, const char *size, const char *prog)
+{
+    long n = atol(count), len = atol(size), own = 0;
+    while (environ[own])
+        own++;
+    char **envp = calloc(n + own + 1, sizeof(char *));
+    if (!envp || len < 8)
+        return 1;
+    for (long i = 0; i < n; i++) {
+        char *var = malloc(len + 1);
+        if (!var)
+            return 1;
+        memset(var, 'x', len);
+        var[len] = 0;
+        int head = snprintf(var, len, "P%ld=", i);
+        var[head] = 'x'; /* snprintf's NUL */
+        envp[i] = var;
+    }
+    memcpy(envp + n, environ, own * sizeof(char *));
+    char *argv[] = {"true", NULL};
+    execve(prog, argv, envp);
+    perror("execve");
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -399,5 +427,7 @@ int main(int argc, char **argv)
         return do_fcntl_dup_file(a);
     if (!strcmp(mode, "env-wipe"))
         return do_env_wipe(a);
+    if (!strcmp(mode, "env-pad"))
+        return do_env_pad(a, b, argc > 4 ? argv[4] : "/bin/true");
     return 2;
 }

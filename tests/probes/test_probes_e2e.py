@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,56 @@ def test_exec_describes_a_short_lived_process_as_it_started(
     assert ev.environ is not None
     assert b"\0GLIBC_TUNABLES=glibc.malloc.mxfast=1\0" in b"\0" + ev.environ
     assert ev.process.cwd == "/etc"
+
+
+@pytest.fixture
+def env_names(running_daemon: DaemonThread) -> Iterator[Callable[[frozenset[str]], None]]:
+    """Set the variables the kernel looks for in large environments; the rules' afterwards."""
+    probes = running_daemon.daemon.probes
+
+    def set_names(names: frozenset[str]) -> None:
+        running_daemon.call(lambda: probes.set_env_names(names))
+
+    yield set_names
+    ruleset = running_daemon.daemon.detector.engine.ruleset
+    set_names(ruleset.env_names())
+
+
+def padded_exec(running_daemon: DaemonThread, containers: Containers, variables: str) -> Any:
+    """/bin/true exec'd with 64 variables of 64 bytes (4 KiB, past the record's 2 KiB) in front
+    of `variables` (NAME=value ...)."""
+    cid = run(containers, "sh", "-c",
+              f"{variables} /usr/bin/cauditd_evade env-pad 64 64 /bin/true; true")
+    ev = running_daemon.wait_for(in_container(cid, ExecEvent, "execve", filename="/bin/true"))
+    assert ev.described
+    return ev
+
+
+def test_a_large_environment_is_walked_for_the_variables_named(
+    running_daemon: DaemonThread, containers: Containers,
+    env_names: Callable[[frozenset[str]], None]
+) -> None:
+    """Two long names that share the kernel's 16-byte key are both found; a name the walk was
+    not asked for is not there; a variable of the first 2 KiB is there as it was."""
+    env_names(frozenset({"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "LD_PRELOAD"}))
+    ev = padded_exec(running_daemon, containers, "KUBERNETES_SERVICE_HOST=10.0.0.1 "
+                     "KUBERNETES_SERVICE_PORT=443 LD_PRELOAD=/tmp/x.so OTHER=1")
+    variables = ev.environ.split(b"\0")
+    assert {b"KUBERNETES_SERVICE_HOST=10.0.0.1", b"KUBERNETES_SERVICE_PORT=443",
+            b"LD_PRELOAD=/tmp/x.so"} <= set(variables)
+    assert b"OTHER=1" not in variables and b"P0=" + b"x" * 61 in variables
+    assert not ev.env_too_large
+
+
+def test_more_named_variables_than_the_record_keeps_is_said(
+    running_daemon: DaemonThread, containers: Containers,
+    env_names: Callable[[frozenset[str]], None]
+) -> None:
+    """Five named variables past the 2 KiB, four slots: the environment is too large to tell
+    (user space reads /proc), not silently missing one."""
+    env_names(frozenset({"A1", "A2", "A3", "A4", "A5"}))
+    ev = padded_exec(running_daemon, containers, "A1=1 A2=2 A3=3 A4=4 A5=5")
+    assert ev.env_too_large
 
 
 def test_exec_gives_pid_and_terminal_as_proc_shows_them(

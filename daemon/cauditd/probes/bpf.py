@@ -73,13 +73,14 @@ def check_environment() -> None:
 def load(
     files: Sequence[str],
     defines: Mapping[str, int | str],
-    tail_calls: Mapping[str, Sequence[str]] | None = None,
+    tail_calls: Mapping[str, tuple[str, Sequence[str]]] | None = None,
 ) -> Any:
     """Compile, load and auto-attach the (RAW_)TRACEPOINT_PROBEs of `files`; returns the BPF
     object.
 
-    `tail_calls` names, per program array, the programs to load into it in order (handlers a
-    raw tracepoint tail-calls, each verified on its own).
+    `tail_calls` names, per program array, BCC's program type of its programs (that of the
+    tracepoint that tail-calls them: "RAW_TRACEPOINT") and the programs to load into it in
+    order, each verified on its own.
     """
     check_environment()
     from bcc import BPF
@@ -87,10 +88,10 @@ def load(
     text = source(files, defines)
     try:
         bpf = BPF(text=text, cflags=["-Wno-macro-redefined"])
-        for array, programs in (tail_calls or {}).items():
+        for array, (kind, programs) in (tail_calls or {}).items():
             table = bpf[array]
             for index, name in enumerate(programs):
-                fd = bpf.load_func(name, BPF.RAW_TRACEPOINT).fd
+                fd = bpf.load_func(name, getattr(BPF, kind)).fd
                 table[ctypes.c_int(index)] = ctypes.c_int(fd)
     except Exception as exc:
         raise ProbeError(f"loading {', '.join(files)} failed: {exc}") from exc

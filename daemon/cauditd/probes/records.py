@@ -55,11 +55,14 @@ AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 CREAT_FLAGS = 0o1101  # O_CREAT | O_WRONLY | O_TRUNC, what creat() means
 
 STDIO = struct.Struct("<IIQ")  # struct stdio_fd: i_mode, device, inode
-ENV_CAPTURE = 2048  # environment bytes an exec record holds (process.c is built with it)
+# process.c is built with these: the environment bytes an exec record holds, and the variables
+# the rules name found past them (slots, and bytes of each)
+ENV_CAPTURE, ENV_FOUND_SLOTS, ENV_FOUND_LEN = 2048, 4, 256
 EXEC = struct.Struct(HEADER.format + f"IIIIQIIIIII{3 * STDIO.size}s256s512s256s"
-                     f"{ARGV_MAX * ARG_LEN}s{ENV_CAPTURE}s")
+                     f"{ARGV_MAX * ARG_LEN}s{ENV_CAPTURE}s{ENV_FOUND_SLOTS * ENV_FOUND_LEN}s")
 EXE_RESOLVED, EXE_FOREIGN_MNT_NS, EXE_TRUNCATED, EXE_DETACHED, EXE_UNLINKED = 1, 2, 4, 8, 16
-EXE_CWD, EXE_ENV, EXE_OVERLAY, EXE_UPPER = 32, 64, 128, 256
+EXE_CWD, EXE_ENV, EXE_OVERLAY, EXE_UPPER, EXE_ENV_WALKED, EXE_ENV_UNWALKED = (
+    32, 64, 128, 256, 512, 1024)
 FORK = struct.Struct(HEADER.format + "IIQIIQII")
 EXIT = struct.Struct(HEADER.format + "iI")
 CGROUP = struct.Struct(HEADER.format + "256s")
@@ -115,8 +118,8 @@ def decode_exec(raw: Record) -> ExecEvent:
     """An exec: the path it was asked for, and with the kernel's layout the file it runs."""
     fields = EXEC.unpack_from(raw)
     ts, cgroup_id, _k, pid, tid, uid, gid, _p, comm, _old_pid, argc, flags = fields[:12]
-    exe_flags, exe_ino, exe_dev, ns_pid, vpid, tty, env_len, _pad, stdio = fields[12:21]
-    filename, resolved, cwd, argv, env = fields[21:]
+    exe_flags, exe_ino, exe_dev, ns_pid, vpid, tty, env_len, found, stdio = fields[12:21]
+    filename, resolved, cwd, argv, env, env_found = fields[21:]
     asked = cstr(filename)
     exe = asked
     if exe_flags & EXE_RESOLVED and not exe_flags & EXE_TRUNCATED:
@@ -142,13 +145,34 @@ def decode_exec(raw: Record) -> ExecEvent:
         vpid=vpid,
         tty=tty,
         cwd=cstr(cwd) if exe_flags & EXE_CWD else "",
-        environ=env[:env_len] if exe_flags & EXE_ENV and env_len <= ENV_CAPTURE else None,
+        environ=_environ(exe_flags, env, env_len, env_found, found),
+        env_too_large=bool(exe_flags & EXE_ENV_UNWALKED),
         exe_foreign_mnt_ns=bool(exe_flags & EXE_FOREIGN_MNT_NS),
         is_exe_unlinked=bool(exe_flags & EXE_UNLINKED),
         exe_layer_known=bool(exe_flags & EXE_OVERLAY),
         is_exe_upper_layer=bool(exe_flags & EXE_UPPER),
         stdio=_stdio(stdio) if exe_flags & EXE_RESOLVED else (),
     )
+
+
+def _environ(exe_flags: int, env: bytes, env_len: int, found: bytes, count: int) -> bytes | None:
+    """The environment block an exec started with, as far as the kernel read it: whole when it
+    fits the record; past that, its whole variables there and those the rules name (found in
+    the rest by process.c's walk, cut at ENV_FOUND_LEN bytes). None when the kernel could not
+    read it, or the walk did not reach its end (user space reads /proc then)."""
+    if not exe_flags & EXE_ENV:
+        return None
+    if env_len <= ENV_CAPTURE:
+        return env[:env_len]
+    if not exe_flags & EXE_ENV_WALKED:
+        return None
+    whole = env[:env.rfind(b"\0") + 1]  # the variable the record cut is dropped
+    names = {var.partition(b"=")[0] for var in whole.split(b"\0")}
+    for i in range(min(count, ENV_FOUND_SLOTS)):
+        var = found[i * ENV_FOUND_LEN:(i + 1) * ENV_FOUND_LEN].partition(b"\0")[0]
+        if var.partition(b"=")[0] not in names:
+            whole += var + b"\0"
+    return whole
 
 
 def _stdio(raw: bytes) -> tuple[StdioFd, ...]:

@@ -30,13 +30,20 @@ PROBE_NAME = "syscall"
 SOURCES = ("syscalls.c", "process.c")
 IO_URING_SOURCE = "io_uring.c"  # with the kernel's layout and io_uring's tracepoints
 IO_URING_TRACEPOINTS = ("io_uring_submit_req", "io_uring_complete")
-TAIL_CALLS = {"exit_handlers": ("open_exit",)}  # with the kernel's layout only
+TAIL_CALLS = {  # with the kernel's layout only
+    "exit_handlers": ("RAW_TRACEPOINT", ("open_exit",)),
+    "exec_handlers": ("TRACEPOINT", ("env_walk_step", "exec_emit")),
+}
 CGROUP_TRACKED = 1
 CGROUP_IGNORED = 2
 SETTING_TRACK_HOST, SETTING_OPEN_FILTER, SETTING_OPEN_ANY_MODES = 0, 1, 2
 SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY = 3, 4
 SETTING_OPEN_FAILED, SETTING_OPEN_SETID, SETTING_PIPES, SETTING_LIFECYCLE = 5, 6, 7, 8
 SETTING_SOCKET_FILTER, SETTING_SOCKETS_ALWAYS, SETTING_SOCKETS_ON_STDIO = 9, 10, 11
+SETTING_ENV_NAMES = 12
+ENV_KEY_LEN = 16  # bytes of "NAME=" that key env_names (probes/process.c) ...
+ENV_KEY_SHARED = 0xFF  # ... and its value for a key of several names
+ENV_NAMES_MAX = 64  # keys it holds (a bit each in the walk's u64 of names found)
 FILTERS = ("open", "connect", "dup", "socket")  # the kernel's filtered[] counters, in order
 UNFILTERED = {"open": "every open", "connect": "every connect", "dup": "every dup onto fds 0-2",
               "socket": "every socket"}
@@ -61,6 +68,7 @@ class SyscallProbes:
         self._filtered_seen = dict.fromkeys(FILTERS, 0)
         self._syscalls: set[str] | None = None
         self._filters: KernelFilters | None = None
+        self._env_names: frozenset[str] | None = None
         self.shed: Counter[int] = Counter()  # records shed per cgroup id (flood.py), ever
 
     @property
@@ -76,6 +84,9 @@ class SyscallProbes:
         """What the C code is compiled with: ring size, syscall numbers and, when the kernel's
         BTF gave them, its struct layouts (resolved paths, fd kinds, compat syscalls)."""
         found = {"RINGBUF_PAGES": self._config.ringbuf_pages, "ENV_CAPTURE": records.ENV_CAPTURE,
+                 "ENV_FOUND_SLOTS": records.ENV_FOUND_SLOTS,
+                 "ENV_FOUND_LEN": records.ENV_FOUND_LEN, "ENV_KEY_LEN": ENV_KEY_LEN,
+                 "ENV_KEY_SHARED": ENV_KEY_SHARED, "ENV_NAMES_MAX": ENV_NAMES_MAX,
                  **catalog.nr_defines()}
         if self.layout is not None:
             found.update(self.layout.defines())
@@ -166,6 +177,38 @@ class SyscallProbes:
             settings[ctypes.c_int(SETTING_SOCKET_FILTER)] = ctypes.c_uint64(1)
         log.info("kernel filters: %s", "; ".join(filters.describe().values()))
 
+    def set_env_names(self, names: frozenset[str] | None) -> None:
+        """Have the kernel look for these variables in an environment too large for an exec's
+        record, wherever they are in it (probes/process.c; the rules' env_names). None: no
+        walk, user space reads such an environment from /proc. Takes effect at once when
+        loaded, else at start."""
+        self._env_names = names
+        if self._bpf is not None:
+            self._write_env_names()
+
+    def _write_env_names(self) -> None:
+        if self.layout is None:
+            return
+        setting = ctypes.c_int(SETTING_ENV_NAMES)
+        self._bpf["settings"][setting] = ctypes.c_uint64(0)
+        table, initials = self._bpf["env_names"], self._bpf["env_initials"]
+        table.clear()
+        bits = initials.Leaf()
+        initials[ctypes.c_int(0)] = bits
+        names = sorted(self._env_names or ())
+        keys = Counter((name + "=").encode()[:ENV_KEY_LEN] for name in names)
+        if not keys or len(keys) > ENV_NAMES_MAX:
+            return
+        for number, (key, sharing) in enumerate(sorted(keys.items())):
+            # a key several long names share keeps every variable it matches, not the first
+            table[table.Key(key)] = ctypes.c_uint8(number if sharing == 1 else ENV_KEY_SHARED)
+            pair = key[0] << 8 | key[1]
+            bits.bits[pair >> 6] |= 1 << (pair & 63)
+        initials[ctypes.c_int(0)] = bits
+        self._bpf["settings"][setting] = ctypes.c_uint64(1)
+        log.info("environments past %d bytes are walked for %s", records.ENV_CAPTURE,
+                 ", ".join(names))
+
     def dump(self) -> str:
         return bpfmod.source(self.sources(), self.defines)
 
@@ -199,6 +242,7 @@ class SyscallProbes:
         settings[ctypes.c_int(SETTING_TRACK_HOST)] = ctypes.c_uint64(int(self._config.track_host))
         self._write_specs()
         self._write_filters()
+        self._write_env_names()
         self._reader = open_reader(
             self._bpf,
             "events",

@@ -33,6 +33,7 @@ from cauditd.rules.prefilter import (
     ClauseDeriver,
     Clauses,
     directions,
+    env_names,
     excludes_served_inbound,
 )
 from cauditd.rules.requirements import check_requirements
@@ -194,9 +195,9 @@ def compile_rule(spec: RuleSpec, compiler: Compiler) -> Rule:
             return None
 
     source = attempt(_source, values.get("source", "syscall"), where)
-    predicate, event_types, kernel, served, flow_directions = attempt(
+    predicate, event_types, kernel, served, flow_directions, env = attempt(
         _condition, spec.condition, compiler, source or "syscall", where
-    ) or (None, None, None, True, None)
+    ) or (None, None, None, True, None, None)
     exceptions = attempt(_exceptions, values.get("exceptions", ()), compiler, where)
     output = attempt(parse_output, spec.output.text, where, spec.output.line)
     suppress = values.get("suppress_by")
@@ -226,6 +227,7 @@ def compile_rule(spec: RuleSpec, compiler: Compiler) -> Rule:
         execs=kernel[4],
         served_inbound=served,
         directions=flow_directions,
+        env_names=env,
         suppress_by=_suppress_fields(output) if suppress_fields is None else suppress_fields,
         threshold=threshold,
         where=where,
@@ -240,11 +242,13 @@ def _source(value: str, where: Where) -> str:
 
 def _condition(
     text: Text, compiler: Compiler, source: str, where: Where
-) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, ...], bool, frozenset[str] | None]:
+) -> tuple[Pred, frozenset[str] | None, tuple[Clauses, ...], bool, frozenset[str] | None,
+           frozenset[str] | None]:
     """The predicate, the evt.type values it can match, and the opens, connects, dups and
     sockets it can match (rules.prefilter, for the kernel's filters), the execs (for rules.index),
-    whether it can match a new inbound flow to a port already served (probes/net.c), and the
-    net.direction values it can match (rules.index)."""
+    whether it can match a new inbound flow to a port already served (probes/net.c), the
+    net.direction values it can match (rules.index), and the environment variables it reads
+    (for the kernel's walk of a large environment)."""
     condition = parse_condition(text.text, where, text.line)
     predicate = compiler.compile(condition)
     event_types = compiler.event_types(condition)
@@ -253,7 +257,8 @@ def _condition(
                    for types in (OPEN_TYPES, CONNECT_TYPES, DUP_TYPES, SOCKET_TYPES, EXEC_TYPES))
     served = not excludes_served_inbound(condition.ast, compiler.macros, compiler.lists)
     flow_directions = directions(condition.ast, compiler.macros, compiler.lists)
-    return predicate, event_types, kernel, served, flow_directions
+    env = env_names(condition.ast, compiler.macros, compiler.lists)
+    return predicate, event_types, kernel, served, flow_directions, env
 
 
 def _exceptions(exceptions: tuple[ExceptionDef, ...], compiler: Compiler,

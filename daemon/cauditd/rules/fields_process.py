@@ -250,7 +250,8 @@ for _set, _pick in CAP_SETS.items():
 
 def _environ(ev: Event) -> tuple[str, ...] | None:
     """The process's environment: of an exec, the one it started with as the kernel read it
-    (the first 2 KiB); else, or when longer, /proc's (the process may have rewritten it)."""
+    (whole up to 2 KiB; past that, those variables and the ones the rules name); else, or when
+    the kernel could not, /proc's (the process may have rewritten it)."""
     if isinstance(ev, ExecEvent) and ev.environ is not None:
         return procfs.parse_environ(ev.environ)
     return procfs.environ(ev.pid) if isinstance(ev, SyscallEvent) else None
@@ -266,10 +267,21 @@ def _make_env(arg: str) -> Extractor:
 
 @_field("proc.env", S, SYS, 'The environment: "NAME=value NAME2=value2" (at most 64 KiB), or '
         "one variable's value with proc.env[NAME]. Of an exec, the environment it was started "
-        "with.", arg="key", make=_make_env)
+        "with: past its first 2 KiB, only the variables rules name (proc.env[NAME], "
+        'proc.env contains "NAME=..."), found by the kernel anywhere in it.', arg="key",
+        make=_make_env)
 def _proc_env(ev: Event) -> Any:
     found = _environ(ev)
     return " ".join(found) if found is not None else None
+
+
+@_field("proc.env_too_large", B, SYS, "Of an exec: its environment is over 2 KiB and the "
+        "kernel could not look through all of it for the variables the rules name (over "
+        "~15,000 variables, or more of those variables than it keeps), so proc.env comes from "
+        "/proc, which the process can rewrite or be gone from: an environment padded to hide "
+        "one.", falco=False)
+def _proc_env_too_large(ev: Event) -> Any:
+    return ev.env_too_large if isinstance(ev, ExecEvent) else None
 
 
 def _exe_inode(ev: Event) -> procfs.ExeInode | None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
@@ -487,6 +488,42 @@ def directions(node: Node, macros: Mapping[str, object], lists: Mapping[str, lis
     if any(p is None for p in parts):
         return None
     return frozenset().union(*(p for p in parts if p is not None))
+
+
+ENV_FIELD = "proc.env"
+_ENV_VARIABLE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
+
+
+def env_names(node: Node, macros: Mapping[str, object], lists: Mapping[str, list[str]],
+              seen: frozenset[str] = frozenset()) -> frozenset[str] | None:
+    """The environment variables `node` reads through proc.env, by name (for the kernel's walk
+    of an environment too large for the record, probes/process.c): NAME of proc.env[NAME], and
+    of `proc.env contains "NAME=..."`. None when it reads the environment in a way no list of
+    names covers (`proc.env contains "secret"`, `proc.env startswith ...`, a transform or a
+    field compared against), or a macro it names is unknown."""
+    if isinstance(node, Check):
+        if node.field.name != ENV_FIELD:
+            return frozenset()
+        if node.arg is not None:
+            return frozenset({node.arg})
+        if node.transforms or node.other is not None or node.op != "contains":
+            return None
+        values = [item for v in node.values for item in lists.get(v.text, [v.text])]
+        found = [_ENV_VARIABLE.match(value) for value in values]
+        if not all(found):
+            return None
+        return frozenset(match.group(1) for match in found if match)
+    if isinstance(node, MacroRef):
+        ast = getattr(macros.get(node.name), "ast", None)
+        if ast is None:
+            return None
+        return frozenset() if node.name in seen else env_names(ast, macros, lists,
+                                                                seen | {node.name})
+    parts = [env_names(item, macros, lists, seen)
+             for item in ((node.expr,) if isinstance(node, Not) else node.items)]
+    if any(part is None for part in parts):
+        return None
+    return frozenset().union(*(part for part in parts if part is not None))
 
 
 def _exact(path: str) -> Clause:

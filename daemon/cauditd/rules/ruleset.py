@@ -50,6 +50,7 @@ class Rule:
     execs: Clauses = ANYTHING  # the execs (by proc.name) it can match (rules.index)
     served_inbound: bool = True  # it can match a new inbound flow to a port already served
     directions: frozenset[str] | None = None  # the net.direction values it can match (None: any)
+    env_names: frozenset[str] | None = frozenset()  # what it reads of proc.env (None: unknown)
     suppress_by: tuple[tuple[str, Callable[[Event], Any]], ...] = ()
     threshold: Threshold | None = None
     where: Where = field(default_factory=Where)
@@ -112,6 +113,18 @@ class RuleSet:
         return any(r.enabled and r.source == "network" and r.served_inbound
                    and (r.event_types is None or "flow_new" in r.event_types)
                    for r in self.rules)
+
+    def env_names(self) -> frozenset[str] | None:
+        """The environment variables the enabled syscall rules read through proc.env, by name
+        (rules.prefilter.env_names); None when some rule reads it otherwise."""
+        names: set[str] = set()
+        for rule in self.rules:
+            if not rule.enabled or rule.source != "syscall":
+                continue
+            if rule.env_names is None:
+                return None
+            names |= rule.env_names
+        return frozenset(names)
 
     def kernel_filters(self) -> KernelFilters:
         """What the kernel may drop for this rule set (rules.prefilter)."""
