@@ -187,8 +187,9 @@ static __always_inline u64 name_part(u64 w, int *ended)
 }
 
 /* A variable's key in env_names: its first ENV_KEY_LEN (16) bytes up to its '=', as two words
- * with branch-free byte tests (a byte loop is too many branches for the verifier at 4096
- * variables). Past the variable's NUL the piece holds an earlier read: zeroed here. */
+ * with branch-free byte tests (a loop over the bytes is too many branches for the verifier in
+ * a loop of ENV_WALK_STEP variables). Past the variable's NUL the piece holds an earlier read:
+ * zeroed here. */
 static __always_inline void env_key_of(const char *text, struct env_key *key)
 {
     u64 words[2];
@@ -199,17 +200,25 @@ static __always_inline void env_key_of(const char *text, struct env_key *key)
     __builtin_memcpy(key->name, words, sizeof(words));
 }
 
+/* Where the task's environment strings are (mm->env_start..env_end): their length, 0 when
+ * there are none or the span makes no sense. */
+static __always_inline u32 env_span(u64 task, u64 *start)
+{
+    u64 where[SPAN_WORDS(SPAN_ENV)] = {};
+    SPAN_READ(where, kread_u64(task, OFF_TASK_MM), SPAN_ENV);
+    *start = SPAN_U64(where, SPAN_ENV, OFF_MM_ENV_START);
+    u64 end = SPAN_U64(where, SPAN_ENV, OFF_MM_ENV_END);
+    return end > *start && end - *start <= 0x7fffffff ? end - *start : 0;
+}
+
 /* The new image's environment strings, as the kernel just copied them onto its stack: what
  * the process was started with, whatever it later writes over them or however soon it exits. */
 static __always_inline void task_env(u64 task, struct exec_record *rec)
 {
-    u64 where[SPAN_WORDS(SPAN_ENV)] = {};
-    SPAN_READ(where, kread_u64(task, OFF_TASK_MM), SPAN_ENV);
-    u64 start = SPAN_U64(where, SPAN_ENV, OFF_MM_ENV_START);
-    u64 end = SPAN_U64(where, SPAN_ENV, OFF_MM_ENV_END);
-    if (end <= start || end - start > 0x7fffffff)
+    u64 start = 0;
+    u32 len = env_span(task, &start);
+    if (!len)
         return;
-    u32 len = end - start;
     rec->env_len = len;
     long failed;
     if (len >= ENV_CAPTURE) {
@@ -328,16 +337,6 @@ static __always_inline int emit_exec(void *ctx, u32 old_pid, u32 filename_loc)
 }
 
 #ifdef KERNEL_LAYOUT
-/* An environment too large for the record is walked variable by variable for the ones the
- * rules name (env_names), wherever they are in it: a variable past the first ENV_CAPTURE
- * bytes is not hidden by padding in front of it. Each found name's first occurrence (the one
- * getenv() returns) goes to the record's env_found, cut at ENV_FOUND_LEN. EXE_ENV_WALKED says
- * the walk reached the end with every one found kept; it does not when the environment takes
- * more than ENV_WALK_CALLS * ENV_WALK_STEP reads (15,360 variables, fewer if some are over
- * 4 KiB), when more names are found than env_found has slots, or when a read fails. A bounded
- * loop's every branch is a state the verifier keeps, so one program walks ENV_WALK_STEP
- * variables and tail-calls itself for the next. Cost: one string read and one hash lookup
- * per variable, only for an exec whose environment is over ENV_CAPTURE. */
 /* Whether the variable's first two bytes begin some name env_names holds. */
 static __always_inline int env_initial(struct env_initials *initials, const char *text)
 {
@@ -357,20 +356,29 @@ static __always_inline int env_first(struct exec_chain *walk, u8 number)
     return 1;
 }
 
+/* An environment too large for the record is walked variable by variable for the ones the
+ * rules name (env_names), wherever they are in it: a variable past the first ENV_CAPTURE
+ * bytes is not hidden by padding in front of it. Each found name's first occurrence (the one
+ * getenv() returns) goes to the record's env_found, cut at ENV_FOUND_LEN. EXE_ENV_WALKED says
+ * the walk reached the end with every one found kept; it does not when the environment takes
+ * more than ENV_WALK_CALLS * ENV_WALK_STEP reads (15,360 variables, fewer if some are over
+ * 4 KiB), when more names are found than env_found has slots, or when a read fails. A bounded
+ * loop's every branch is a state the verifier keeps, so one program walks ENV_WALK_STEP
+ * variables and tail-calls itself for the next. Cost: one string read per variable (~85 ns),
+ * and a hash lookup for those whose first two bytes begin a name; only for an exec whose
+ * environment is over ENV_CAPTURE. */
 static __always_inline void walk_begin(void *ctx, struct exec_chain *walk)
 {
     walk->flags = 0;
     walk->found = 0;
     if (!setting(SETTING_ENV_NAMES))
         return;
-    u64 where[SPAN_WORDS(SPAN_ENV)] = {};
-    SPAN_READ(where, kread_u64(this_task(), OFF_TASK_MM), SPAN_ENV);
-    u64 start = SPAN_U64(where, SPAN_ENV, OFF_MM_ENV_START);
-    u64 end = SPAN_U64(where, SPAN_ENV, OFF_MM_ENV_END);
-    if (end <= start || end - start <= ENV_CAPTURE || end - start > 0x7fffffff)
+    u64 start = 0;
+    u32 len = env_span(this_task(), &start);
+    if (len <= ENV_CAPTURE)
         return;
     walk->at = start;
-    walk->end = end;
+    walk->end = start + len;
     walk->seen = 0;
     walk->calls = 0;
     walk->inside = 0;
