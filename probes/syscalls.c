@@ -1,7 +1,11 @@
 /* syscalls.c: the file, privilege, isolation and network syscalls of traced cgroups.
  *
- * raw_syscalls sys_enter stashes the arguments per thread; sys_exit pairs them with the return
- * value and emits one record. What to capture is data, not code: user space fills syscall_spec
+ * raw_syscalls sys_exit emits one record per traced call, with its return value. With the
+ * kernel's layout the arguments of most calls are read there, from the user registers the
+ * kernel saved at entry (EXIT_LATE); exec (argv), exit (its status), fork (its flags, which
+ * process.c reads mid-call), sendmmsg (a stash per message) and every i386 call are stashed
+ * per thread at sys_enter instead, as every call is without the layout. What to capture is
+ * data, not code: user space fills syscall_spec
  * (by syscall number) with which arguments are C strings, which is a socket address, which is a
  * pointer to dereference, and whether the syscall is traced at entry, at exit, or not at all
  * (from the rules' needed_syscalls; exec, fork and exit are always on for the process table).
@@ -23,7 +27,8 @@
  *
  * Cost: an array lookup per syscall on the whole host (disabled syscalls stop there), then one
  * cgroup_state lookup and, with the layout, one read of thread_info.status; a traced syscall
- * adds a pending-map update and a ~920-byte record. Opens: see opens.h.
+ * adds a ~920-byte record, and a stashed one a pending-map update, lookup and delete. Opens:
+ * see opens.h.
  * Caveats: strings are read at entry for the filters and at exit for the record (a racing
  * thread could change them in between: the same TOCTOU every syscall tracer has; an LSM hook
  * would close it); paths are cut at 256 bytes, mount's fstype at 64, socket addresses at 128.
@@ -70,7 +75,8 @@ struct syscall_spec {
     u8 addrlen;
     u8 deref;
     u32 opts;
-    u8 exit;    /* handled at exit alone, no stash (opens, with the kernel's layout) */
+    u8 exit;    /* handled at exit alone, no stash (with the kernel's layout): EXIT_OPEN by
+                   opens.h's tail call, EXIT_LATE here, the arguments read from the registers */
     u8 compat_enter; /* the i386 syscall of this number is traced at entry / at exit */
     u16 compat_native; /* the x86_64 number of the i386 syscall with this number */
     u8 compat_exit;
@@ -487,6 +493,61 @@ static __always_inline int compat_call(void)
 #endif
 }
 
+/* Whether a call some rule traces is one it may want (the filters that need its arguments
+ * alone, and the user memory they point to): at entry for a stashed call, so a dropped one
+ * costs no pending-map update; at exit for an EXIT_LATE one. */
+static __always_inline int call_wanted(struct syscall_spec *spec, struct pending_syscall *p,
+                                       u64 pid_tgid)
+{
+    u32 nr = p->nr;
+    if (spec->deref < 6) {
+        u64 ptr = arg_at(p->args, spec->deref);
+        if (ptr)
+            read_user(&p->deref, sizeof(p->deref), (void *)ptr);
+    }
+    if (spec->opts & OPT_REQUIRE_ADDR) {
+        u32 len = 0;
+        if (!addr_ptr(spec, p, &len))
+            return 0;
+    }
+#ifndef KERNEL_LAYOUT
+    if (spec->opts & OPT_OPEN_FILTER) {
+        /* Without the kernel's layout: judged here, by the path as written. openat2's mode is
+         * not read (0): its setuid requests are not told apart. */
+        u64 flags = nr == SYSNR_OPEN ? p->args[1] : (nr == SYSNR_OPENAT2 ? p->deref : p->args[2]);
+        u64 mode = nr == SYSNR_OPEN || nr == SYSNR_CREAT ? p->args[nr == SYSNR_OPEN ? 2 : 1]
+                 : (nr == SYSNR_OPENAT ? p->args[3] : SETID_MODE_BITS);
+        if (!open_wanted(nr, flags, mode, arg_at(p->args, spec->path1), 0))
+            return count_filtered(FILTERED_OPEN);
+    }
+#endif
+    if (spec->opts & OPT_CONNECT_FILTER) {
+        u32 len = 0;
+        if (!connect_wanted(addr_ptr(spec, p, &len)) && !connect_of_piped_process())
+            return count_filtered(FILTERED_CONNECT);
+    }
+    if (spec->opts & OPT_FCNTL_DUP) {
+        u32 cmd = p->args[1];
+        if ((cmd != F_DUPFD_CMD && cmd != F_DUPFD_CLOEXEC_CMD) || p->args[2] > 2)
+            return 0; /* not a dup, or one that cannot land on fds 0-2 */
+    }
+    if (spec->opts & OPT_LOW_NEWFD) {
+        s32 newfd = p->args[1];
+        if (nr != SYSNR_DUP && !(spec->opts & OPT_FCNTL_DUP) && (newfd < 0 || newfd > 2))
+            return 0; /* dup2/dup3 onto a higher fd: nothing any rule asks for */
+#ifdef KERNEL_LAYOUT
+        u64 wanted = setting(SETTING_DUP_SOCKETS_ONLY);
+        s64 placed = nr == SYSNR_DUP || (spec->opts & OPT_FCNTL_DUP) ? -1 : (s32)p->args[1];
+        if (wanted && !dup_wanted_kernel(pid_tgid >> 32, p->args[0], placed, wanted))
+            return count_filtered(FILTERED_DUP);
+#else
+        if (!dup_wanted(pid_tgid >> 32, p->args[0]))
+            return count_filtered(FILTERED_DUP);
+#endif
+    }
+    return 1;
+}
+
 /* raw_syscalls:sys_enter and sys_exit as raw tracepoints: the perf tracepoint kind builds a
  * record of the call's arguments for every syscall of every task before the program runs; raw
  * ones pass the registers, and a call no rule traces costs one array lookup here. */
@@ -514,9 +575,13 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         spec = compat_spec(spec, &p);
     if (!spec)
         return 0;
-#endif
+    /* an i386 call is stashed, whether its x86_64 twin is or is EXIT_LATE */
+    if (!spec->enter && !(compat && spec->exit == EXIT_LATE))
+        return 0;
+#else
     if (!spec->enter)
         return 0;
+#endif
     u32 nr = p.nr;
     if (nr == SYSNR_EXECVE || nr == SYSNR_EXECVEAT) {
         u32 stride = p.info & SC_COMPAT ? 4 : 8;
@@ -532,54 +597,10 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         exit_codes.update(&tgid, &code);
         return 0;
     }
-    if (spec->deref < 6) {
-        u64 ptr = arg_at(p.args, spec->deref);
-        if (ptr)
-            read_user(&p.deref, sizeof(p.deref), (void *)ptr);
-    }
-    /* Decided here, not at exit, so a dropped call costs no pending-map update. */
     if (spec->opts & OPT_MMSG)
         return stash_mmsg(&p, (u32)pid_tgid);
-    if (spec->opts & OPT_REQUIRE_ADDR) {
-        u32 len = 0;
-        if (!addr_ptr(spec, &p, &len))
-            return 0;
-    }
-#ifndef KERNEL_LAYOUT
-    if (spec->opts & OPT_OPEN_FILTER) {
-        /* Without the kernel's layout: judged here, by the path as written. openat2's mode is
-         * not read (0): its setuid requests are not told apart. */
-        u64 flags = nr == SYSNR_OPEN ? p.args[1] : (nr == SYSNR_OPENAT2 ? p.deref : p.args[2]);
-        u64 mode = nr == SYSNR_OPEN || nr == SYSNR_CREAT ? p.args[nr == SYSNR_OPEN ? 2 : 1]
-                 : (nr == SYSNR_OPENAT ? p.args[3] : SETID_MODE_BITS);
-        if (!open_wanted(nr, flags, mode, arg_at(p.args, spec->path1), 0))
-            return count_filtered(FILTERED_OPEN);
-    }
-#endif
-    if (spec->opts & OPT_CONNECT_FILTER) {
-        u32 len = 0;
-        if (!connect_wanted(addr_ptr(spec, &p, &len)) && !connect_of_piped_process())
-            return count_filtered(FILTERED_CONNECT);
-    }
-    if (spec->opts & OPT_FCNTL_DUP) {
-        u32 cmd = p.args[1];
-        if ((cmd != F_DUPFD_CMD && cmd != F_DUPFD_CLOEXEC_CMD) || p.args[2] > 2)
-            return 0; /* not a dup, or one that cannot land on fds 0-2 */
-    }
-    if (spec->opts & OPT_LOW_NEWFD) {
-        s32 newfd = p.args[1];
-        if (nr != SYSNR_DUP && !(spec->opts & OPT_FCNTL_DUP) && (newfd < 0 || newfd > 2))
-            return 0; /* dup2/dup3 onto a higher fd: nothing any rule asks for */
-#ifdef KERNEL_LAYOUT
-        u64 wanted = setting(SETTING_DUP_SOCKETS_ONLY);
-        s64 placed = nr == SYSNR_DUP || (spec->opts & OPT_FCNTL_DUP) ? -1 : (s32)p.args[1];
-        if (wanted && !dup_wanted_kernel(pid_tgid >> 32, p.args[0], placed, wanted))
-            return count_filtered(FILTERED_DUP);
-#else
-        if (!dup_wanted(pid_tgid >> 32, p.args[0]))
-            return count_filtered(FILTERED_DUP);
-#endif
-    }
+    if (!call_wanted(spec, &p, pid_tgid))
+        return 0;
     u32 tid = (u32)pid_tgid;
     pending.update(&tid, &p);
     return 0;
@@ -598,19 +619,35 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     struct pending_syscall *stashed = NULL;
     if (spec->enter || (spec->compat_enter && compat_call()))
         stashed = pending.lookup(&tid);
-    if (!stashed) {
+    struct pending_syscall p = {};
+    if (stashed) {
+        p = *stashed;
+        pending.delete(&tid);
+        if (p.id != id)
+            return 0;
+    } else {
 #ifdef KERNEL_LAYOUT
-        /* Only a traced process's open (or i386 open: fstat's number) makes the tail call. */
-        if ((spec->exit || (spec->compat_exit && compat_call()))
-            && cgroup_traced(bpf_get_current_cgroup_id()))
+        /* Only a traced process's open (or i386 open: fstat's number) makes the tail call;
+         * an EXIT_LATE call (native only: an i386 one is stashed) is judged here. */
+        int compat = compat_call();
+        u32 mode = compat ? spec->compat_exit : spec->exit;
+        if (!mode || !cgroup_traced(bpf_get_current_cgroup_id()))
+            return 0;
+        if (mode == EXIT_OPEN) {
             exit_handlers.call(ctx, OPEN_EXIT_HANDLER);
+            return 0;
+        }
+        if (compat)
+            return 0;
+        p.id = id;
+        p.nr = id & ~X32_SYSCALL_BIT;
+        syscall_args(ctx, p.args, 0);
+        if (!call_wanted(spec, &p, pid_tgid))
+            return 0;
+#else
+        return 0;
 #endif
-        return 0;
     }
-    struct pending_syscall p = *stashed;
-    pending.delete(&tid);
-    if (p.id != id)
-        return 0;
     spec = spec_of(p.nr);
     if (!spec)
         return 0;

@@ -238,12 +238,17 @@ def test_plan_keeps_process_syscalls_on_and_side_effects_stashed() -> None:
     assert catalog.plan(None)["openat"] == (True, True)
 
 
-def test_spec_entries_move_opens_to_the_exit_and_map_i386_numbers() -> None:
+def test_spec_entries_move_calls_to_the_exit_and_map_i386_numbers() -> None:
     entries = catalog.spec_entries({"openat", "init_module", "connect"}, layout=True)
-    assert (entries[257]["enter"], entries[257]["exit"]) == (0, 1)  # openat at exit
-    assert entries[175]["enter"] == 1  # init_module, as x86_64 175
+    assert (entries[257]["enter"], entries[257]["exit"]) == (0, catalog.EXIT_OPEN)  # openat
+    # init_module, as x86_64 175: read at exit from the registers; stashed as i386 128
+    assert (entries[175]["enter"], entries[175]["exit"]) == (0, catalog.EXIT_LATE)
     assert entries[175]["compat_native"] == catalog.NO_SYSCALL  # i386 175: rt_sigprocmask
     assert entries[128]["compat_native"] == 175 and entries[128]["compat_enter"] == 1
+    assert entries[128]["compat_exit"] == 0
+    # stashed at entry: exec's argv, fork flags, the exit status
+    assert all(entries[catalog.BY_NAME[name].nr]["enter"] == 1
+               for name in ("execve", "clone", "exit_group"))
     assert entries[295]["compat_native"] == 257 and entries[295]["compat_exit"] == 1
     assert entries[catalog.I386_SOCKETCALL]["compat_native"] == catalog.SOCKETCALL_NATIVE
     assert catalog.socketcall_entries({"connect"})[3] == 42

@@ -154,8 +154,11 @@ SOCKETCALLS: dict[int, str] = {
     16: "sendmsg", 18: "accept4", 20: "sendmmsg",
 }
 SOCKETCALL_SLOTS = 21
-# Handled at sys_exit alone with the kernel's layout: judged by the file the kernel opened.
+# Handled at sys_exit alone with the kernel's layout (syscall_spec.exit): opens, judged by the
+# file the kernel opened (EXIT_OPEN, opens.h), and every other call but those AT_ENTRY, their
+# arguments read from the registers the kernel saved at entry (EXIT_LATE): no per-call stash.
 AT_EXIT = frozenset(("open", "openat", "openat2", "creat"))
+EXIT_OPEN, EXIT_LATE = 1, 2
 
 # Always traced: the process table needs them (exec argv, fork flags, exit status, cwd).
 ALWAYS_ON = frozenset(
@@ -164,6 +167,10 @@ ALWAYS_ON = frozenset(
 )
 # Stashed at entry only: their events come from the sched_process_* tracepoints (process.c).
 EMITTED_ELSEWHERE = frozenset(ALWAYS_ON - {"chdir", "fchdir"})
+# Stashed at sys_enter even with the layout: what must be read before the call (exec's argv,
+# the exit status), what process.c reads of the call in flight (fork flags), and sendmmsg (a
+# stash per message some rule may want). An i386 call is always stashed.
+AT_ENTRY = EMITTED_ELSEWHERE | {"sendmmsg"}
 # Names rules use that the probes deliver from other syscalls' records.
 EVENT_ALIASES = {"procexit": ("exit", "exit_group")}
 # The fork and exit events: held in the kernel (probes/lifecycle.h) unless a rule matches one.
@@ -189,12 +196,14 @@ SIDE_EFFECTS = {
 
 
 def nr_defines() -> dict[str, int | str]:
-    """The SYSNR_* constants syscalls.c and process.c test against. Not NR_*: the kernel
-    headers BCC includes define NR_OPEN (the fd limit), which would silently win."""
+    """The SYSNR_* constants syscalls.c and process.c test against (not NR_*: the kernel
+    headers BCC includes define NR_OPEN, the fd limit, which would silently win), and the
+    syscall_spec.exit modes."""
     names = ("execve", "execveat", "exit", "exit_group", "clone", "clone3", "socket", "dup",
              "open", "openat", "openat2", "creat", "connect")
     defines: dict[str, int | str] = {f"SYSNR_{n.upper()}": BY_NAME[n].nr for n in names}
     defines["SYSCALL_MAX"] = SYSCALL_MAX
+    defines["EXIT_OPEN"], defines["EXIT_LATE"] = EXIT_OPEN, EXIT_LATE
     return defines
 
 
@@ -215,10 +224,11 @@ def lifecycle_wanted(names: set[str] | None) -> bool:
 
 
 def _flags(spec: Syscall, stash: bool, emit: bool, layout: bool) -> tuple[int, int, int]:
-    """(enter, emit, exit) of a traced syscall: opens move to the exit with the layout."""
-    if layout and spec.name in AT_EXIT:
-        return 0, int(emit), int(stash)
-    return int(stash), int(emit), 0
+    """(enter, emit, exit) of a traced syscall: with the layout, all but those AT_ENTRY move
+    to the exit."""
+    if not layout or not stash or spec.name in AT_ENTRY:
+        return int(stash), int(emit), 0
+    return 0, int(emit), EXIT_OPEN if spec.name in AT_EXIT else EXIT_LATE
 
 
 def spec_entries(names: set[str] | None, layout: bool) -> dict[int, dict[str, int]]:
@@ -243,8 +253,9 @@ def spec_entries(names: set[str] | None, layout: bool) -> dict[int, dict[str, in
     for nr, spec in BY_COMPAT_NR.items():
         entry = entries.setdefault(nr, dict(blank))
         native = entries[spec.nr]
-        entry.update(compat_native=spec.nr, compat_enter=native["enter"],
-                     compat_exit=native["exit"])
+        entry.update(compat_native=spec.nr,
+                     compat_enter=int(native["enter"] or native["exit"] == EXIT_LATE),
+                     compat_exit=EXIT_OPEN if native["exit"] == EXIT_OPEN else 0)
     socketcall = entries.setdefault(I386_SOCKETCALL, dict(blank))
     targets = socketcall_entries(names).values()
     socketcall.update(compat_native=SOCKETCALL_NATIVE,
