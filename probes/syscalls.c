@@ -29,9 +29,9 @@
  * cgroup_state lookup and, with the layout, one read of thread_info.status; a traced syscall
  * adds a ~920-byte record, and a stashed one a pending-map update, lookup and delete. Opens:
  * see opens.h.
- * Caveats: strings are read at entry for the filters and at exit for the record (a racing
- * thread could change them in between: the same TOCTOU every syscall tracer has; an LSM hook
- * would close it); paths are cut at 256 bytes, mount's fstype at 64, socket addresses at 128.
+ * Caveats: strings are read at exit (for a stashed call, at entry too for the filters): a
+ * racing thread could change them after the kernel read them, the same TOCTOU every syscall
+ * tracer has (an LSM hook would close it); paths are cut at 256 bytes, mount's fstype at 64, socket addresses at 128.
  */
 #include "common.h"
 #include "vfs.h"
@@ -628,17 +628,17 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     } else {
 #ifdef KERNEL_LAYOUT
         /* Only a traced process's open (or i386 open: fstat's number) makes the tail call;
-         * an EXIT_LATE call (native only: an i386 one is stashed) is judged here. */
-        int compat = compat_call();
-        u32 mode = compat ? spec->compat_exit : spec->exit;
+         * an EXIT_LATE call is judged here (native only: compat_exit is EXIT_OPEN or 0, an
+         * i386 call being stashed). The native and i386 calls of a number differ: which? */
+        u32 mode = spec->exit;
+        if ((mode || spec->compat_exit) && compat_call())
+            mode = spec->compat_exit;
         if (!mode || !cgroup_traced(bpf_get_current_cgroup_id()))
             return 0;
         if (mode == EXIT_OPEN) {
             exit_handlers.call(ctx, OPEN_EXIT_HANDLER);
             return 0;
         }
-        if (compat)
-            return 0;
         p.id = id;
         p.nr = id & ~X32_SYSCALL_BIT;
         syscall_args(ctx, p.args, 0);
