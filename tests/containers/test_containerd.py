@@ -35,6 +35,9 @@ from tests.conftest import (
 )
 
 ID = "b" * 64
+# containerd's garbage collector empties a namespace within ~a second on a quiet host; under a
+# busy CI run it once took over 20 s (the namespace was empty, and removable, soon after).
+GC_WAIT_S = 90
 SOCKET = os.environ.get("CAUDITD_CONTAINERD_SOCKET", "/var/run/docker/containerd/containerd.sock")
 IMAGE_REF = "docker.io/library/" + TEST_IMAGE
 
@@ -201,7 +204,8 @@ class CtrNamespace:
             ctr(self.name, "tasks", "rm", "-f", container_id, check=False)
             ctr(self.name, "containers", "rm", container_id, check=False)
         ctr(self.name, "images", "rm", IMAGE_REF, check=False)
-        for _ in range(100):  # containerd's GC drops blobs and snapshots shortly after
+        deadline = time.monotonic() + GC_WAIT_S
+        while time.monotonic() < deadline:  # containerd's GC drops blobs and snapshots after
             if self.name not in ctr("default", "namespaces", "ls", "-q", check=False).split():
                 break
             ctr("default", "namespaces", "rm", self.name, check=False)  # refused while not empty
