@@ -461,10 +461,11 @@ static __always_inline void describe_fd(struct syscall_record *rec, s64 fd, u64 
 }
 
 /* A dup of `oldfd` onto fd 0-2, when every rule about dups asks for a socket (1) or a socket
- * not accepted (2): whether it is one, as the fd table says. */
-static __always_inline int dup_wanted_kernel(u64 tgid, u64 oldfd, s64 newfd, u64 wanted)
+ * not accepted (2): whether it is one, as the fd table says of fd `fd` (oldfd before the call,
+ * the fd it placed after). */
+static __always_inline int dup_wanted_kernel(u64 tgid, u64 fd, u64 oldfd, s64 newfd, u64 wanted)
 {
-    u64 file = task_fd_file(this_task(), oldfd);
+    u64 file = task_fd_file(this_task(), fd);
     struct file_id id = {};
     file_identity(file, &id);
     if ((id.mode & S_IFMT_BITS) != S_IFSOCK_BITS)
@@ -495,9 +496,9 @@ static __always_inline int compat_call(void)
 
 /* Whether a call some rule traces is one it may want (the filters that need its arguments
  * alone, and the user memory they point to): at entry for a stashed call, so a dropped one
- * costs no pending-map update; at exit for an EXIT_LATE one. */
+ * costs no pending-map update; at exit (`at_exit`, its result `ret`) for an EXIT_LATE one. */
 static __always_inline int call_wanted(struct syscall_spec *spec, struct pending_syscall *p,
-                                       u64 pid_tgid)
+                                       u64 pid_tgid, int at_exit, s64 ret)
 {
     u32 nr = p->nr;
     if (spec->deref < 6) {
@@ -538,7 +539,16 @@ static __always_inline int call_wanted(struct syscall_spec *spec, struct pending
 #ifdef KERNEL_LAYOUT
         u64 wanted = setting(SETTING_DUP_SOCKETS_ONLY);
         s64 placed = nr == SYSNR_DUP || (spec->opts & OPT_FCNTL_DUP) ? -1 : (s32)p->args[1];
-        if (wanted && !dup_wanted_kernel(pid_tgid >> 32, p->args[0], placed, wanted))
+        u64 judged = p->args[0];
+        if (at_exit) {
+            /* The fd the call placed is judged: what landed on 0-2, whatever another thread
+             * did to oldfd meanwhile (closed it, or put a socket there before the call). */
+            placed = placed < 0 ? ret : placed;
+            if (ret < 0 || placed < 0 || placed > 2)
+                return 0;
+            judged = placed;
+        }
+        if (wanted && !dup_wanted_kernel(pid_tgid >> 32, judged, p->args[0], placed, wanted))
             return count_filtered(FILTERED_DUP);
 #else
         if (!dup_wanted(pid_tgid >> 32, p->args[0]))
@@ -599,7 +609,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
     }
     if (spec->opts & OPT_MMSG)
         return stash_mmsg(&p, (u32)pid_tgid);
-    if (!call_wanted(spec, &p, pid_tgid))
+    if (!call_wanted(spec, &p, pid_tgid, 0, 0))
         return 0;
     u32 tid = (u32)pid_tgid;
     pending.update(&tid, &p);
@@ -642,7 +652,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
         p.id = id;
         p.nr = id & ~X32_SYSCALL_BIT;
         syscall_args(ctx, p.args, 0);
-        if (!call_wanted(spec, &p, pid_tgid))
+        if (!call_wanted(spec, &p, pid_tgid, 1, ctx->args[1]))
             return 0;
 #else
         return 0;
