@@ -1,0 +1,136 @@
+"""The network probe's cost per packet in the kernel: probes/net.c's tc programs run on crafted
+packets by BPF_PROG_TEST_RUN (the kernel runs a program N times on one packet and reports the
+mean time per run), next to an empty SCHED_CLS program in the same rounds: no interface, no
+traffic, no container, and none of bpf_stats' own clock reads or a loaded VM's cache misses,
+so it ranks changes to net.c that a whole-server benchmark cannot tell apart from noise.
+
+Packets (on the test-run device, loopback's ifindex):
+- a packet of a flow the container opened (its entry exists: one lookup and the counters);
+- a packet of a connection a client opened to a port the container serves, counted in the
+  client's aggregate (three lookups: the connection's own flow, missing; its membership; the
+  aggregate), inbound and the container's answer.
+
+Run as root: .venv/bin/python bench/bench_tc.py [--quick]
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import struct
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "daemon"), str(REPO / "bench")]
+
+from cauditd.network.probes import NetProbes, ServedMode  # noqa: E402
+from cauditd.probes import catalog  # noqa: E402
+from common import Result, median  # noqa: E402
+
+TITLE = "Network probe: kernel time per packet (BPF_PROG_TEST_RUN)"
+BPF_PROG_TEST_RUN = 10
+LOOPBACK_IFINDEX = 1  # the device test runs put the packet on
+TCP_SYN, TCP_ACK = 0x02, 0x10
+EMPTY = "int empty(struct __sk_buff *skb) { return -1; }"  # TC_ACT_UNSPEC, as net.c returns
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _TestRunAttr(ctypes.Structure):
+    """union bpf_attr's `test` member (include/uapi/linux/bpf.h)."""
+
+    _fields_ = [
+        ("prog_fd", ctypes.c_uint32), ("retval", ctypes.c_uint32),
+        ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32),
+        ("data_in", ctypes.c_uint64), ("data_out", ctypes.c_uint64),
+        ("repeat", ctypes.c_uint32), ("duration", ctypes.c_uint32),
+        ("ctx_size_in", ctypes.c_uint32), ("ctx_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_uint64), ("ctx_out", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32), ("_pad", ctypes.c_uint32),
+    ]  # fmt: skip
+
+
+def test_run(prog_fd: int, packet: bytes, repeat: int) -> int:
+    """Mean nanoseconds per run of the program on `packet`, over `repeat` runs."""
+    data = ctypes.create_string_buffer(packet, len(packet))
+    out = ctypes.create_string_buffer(len(packet) + 256)
+    attr = _TestRunAttr(prog_fd=prog_fd, data_in=ctypes.addressof(data),
+                        data_size_in=len(packet), data_out=ctypes.addressof(out),
+                        data_size_out=len(out), repeat=repeat)
+    if _libc.syscall(catalog.BY_NAME["bpf"].nr, BPF_PROG_TEST_RUN, ctypes.byref(attr),
+                     ctypes.sizeof(attr)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
+    return int(attr.duration)
+
+
+def tcp_packet(src: str, sport: int, dst: str, dport: int, flags: int) -> bytes:
+    """An Ethernet frame with an IPv4 TCP segment and no payload."""
+    eth = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00"
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, socket.IPPROTO_TCP, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 1, 5 << 4, flags, 65535, 0, 0)
+    return eth + ip + tcp
+
+
+def measure(rounds: int, repeat: int) -> dict[str, list[int]]:
+    from bcc import BPF
+
+    empty = BPF(text=EMPTY).load_func("empty", BPF.SCHED_CLS).fd
+    probes = NetProbes(dns_capture=512, ringbuf_mmap=False)
+    probes.load()
+    probes.set_served(ServedMode.AGGREGATE)
+    fds = {p.direction: p.fd for p in probes.programs}
+    served = probes._bpf["served_ports"]  # what the container's first SYN-ACK would teach
+    key = served.Key()
+    key.ifindex, key.proto, key.port = LOOPBACK_IFINDEX, socket.IPPROTO_TCP, 8080
+    served[key] = served.Leaf(1)
+    container, server, client = "10.0.0.2", "10.0.0.3", "10.0.0.9"
+    # The first packet of each conversation makes its entries; the measured ones find them.
+    test_run(fds["egress"], tcp_packet(container, 40000, server, 443, TCP_SYN), 1)
+    test_run(fds["ingress"], tcp_packet(client, 40001, container, 8080, TCP_SYN), 1)
+    cases = {
+        "empty program (baseline)": (empty, tcp_packet(container, 40000, server, 443, TCP_ACK)),
+        "a flow the container opened": (
+            fds["egress"], tcp_packet(container, 40000, server, 443, TCP_ACK)),
+        "aggregated connection, inbound": (
+            fds["ingress"], tcp_packet(client, 40001, container, 8080, TCP_ACK)),
+        "aggregated connection, the answer": (
+            fds["egress"], tcp_packet(container, 8080, client, 40001, TCP_ACK)),
+    }
+    found: dict[str, list[int]] = {name: [] for name in cases}
+    try:
+        for _ in range(rounds):
+            for name, (fd, packet) in cases.items():
+                found[name].append(test_run(fd, packet, repeat))
+    finally:
+        probes.close()
+    return found
+
+
+def run(quick: bool) -> list[Result]:
+    rounds, repeat = (3, 200_000) if quick else (7, 1_000_000)
+    found = measure(rounds, repeat)
+    base = median(found["empty program (baseline)"])
+    result = Result(title=TITLE, columns=["packet", "ns per packet (median)", "range",
+                                          "above the empty program"])
+    for name, runs in found.items():
+        result.rows.append([name, f"{median(runs):.0f}", f"{min(runs)}-{max(runs)}",
+                            f"{median(runs) - base:+.0f} ns"])
+    result.notes.append(f"{rounds} rounds of {repeat} runs per packet, the cases interleaved; "
+                        "one IPv4 TCP ACK each, after the conversation's first packet made its "
+                        "entries.")
+    result.data["tc"] = {name: median(runs) for name, runs in found.items()}
+    return [result]
+
+
+def main() -> None:
+    for result in run("--quick" in sys.argv):
+        print(result.markdown())
+
+
+if __name__ == "__main__":
+    main()
