@@ -27,11 +27,12 @@
  * and ports 0); IPv4 fragments after the first have ports 0; ICMP flows have ports 0 (one flow per
  * peer and direction); ICMPv6 neighbour/router discovery is not counted. Headers are read with
  * bpf_skb_load_bytes (works on non-linear skbs, uapi header layouts only, no kernel structs).
- * Cost per packet: 2-4 small skb loads and one hash lookup; a new flow adds one more lookup, an
- * insert and a 72-byte record (or, inbound to a served port, two lookups and no record; a
- * container's answer, a served-port update); a packet of an aggregated connection three lookups
- * (its own flow, missing; the connection's membership; the aggregate), and its first one insert
- * of the membership; a DNS packet a DNS_CAPTURE-byte record.
+ * Cost per packet: 2-4 small skb loads, one hash lookup and a read of the coarse clock; a new
+ * flow adds the precise clock, one more lookup, an insert and a 72-byte record (or, inbound to a
+ * served port, two lookups and no record; a container's answer, a served-port update); a packet
+ * of an aggregated connection three lookups (its own flow, missing; the connection's membership;
+ * the aggregate), and its first one insert of the membership; a DNS packet a DNS_CAPTURE-byte
+ * record.
  */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/pkt_cls.h>
@@ -335,14 +336,17 @@ static __always_inline int aggregate_key(struct flow_key *key, u8 tcp_flags, u32
     return 1;
 }
 
+/* A packet of a flow that has its entry. last_ns is the coarse clock (CLOCK_MONOTONIC_COARSE,
+ * a tick behind at most): it only ages flows, and bpf_ktime_get_ns was a sixth of the program's
+ * time per packet here; a flow's first_ns and its records keep the precise clock. */
 static __always_inline void add_packet(struct flow_stats *st, u32 len, u32 segs, u8 tcp_flags,
-                                       u64 now, u32 opened)
+                                       u32 opened)
 {
     __sync_fetch_and_add(&st->packets, segs);
     __sync_fetch_and_add(&st->bytes, len);
     if (opened)
         __sync_fetch_and_add(&st->connections, 1);
-    st->last_ns = now;
+    st->last_ns = bpf_ktime_get_coarse_ns();
     st->tcp_flags |= tcp_flags; /* a racing CPU may lose a bit; flags are advisory */
 }
 
@@ -363,16 +367,15 @@ static __always_inline int new_flow(struct flow_key *key, u32 flags, u32 len, u3
         return 1;
     struct flow_stats *st = flows.lookup(key);
     if (st)
-        add_packet(st, len, segs, tcp_flags, now, opened);
+        add_packet(st, len, segs, tcp_flags, opened);
     return 0;
 }
 
-static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, u8 tcp_flags,
-                                       u64 now)
+static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, u8 tcp_flags)
 {
     struct flow_stats *st = flows.lookup(key);
     if (st) {
-        add_packet(st, len, segs, tcp_flags, now, 0);
+        add_packet(st, len, segs, tcp_flags, 0);
         return;
     }
     struct flow_key aggregate = *key;
@@ -380,12 +383,13 @@ static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, 
     if (aggregate_key(&aggregate, tcp_flags, &opened)) {
         st = flows.lookup(&aggregate);
         if (st)
-            add_packet(st, len, segs, tcp_flags, now, opened);
+            add_packet(st, len, segs, tcp_flags, opened);
         else
             new_flow(&aggregate, key->direction == DIR_EGRESS ? FLOW_REPLY : 0, len, segs,
-                     tcp_flags, now, opened);
+                     tcp_flags, bpf_ktime_get_ns(), opened);
         return;
     }
+    u64 now = bpf_ktime_get_ns();
     u32 flags = first_flags(key, tcp_flags);
     if (!new_flow(key, flags, len, segs, tcp_flags, now, 0))
         return; /* another CPU's flow: it emits what there is to emit */
@@ -401,7 +405,7 @@ static __always_inline void count_flow(struct flow_key *key, u32 len, u32 segs, 
 }
 
 static __always_inline void copy_dns(struct __sk_buff *skb, struct flow_key *key, u32 off,
-                                     u8 tcp_flags, u64 now)
+                                     u8 tcp_flags)
 {
     if (off >= skb->len)
         return; /* no payload (a bare TCP ACK) */
@@ -415,7 +419,7 @@ static __always_inline void copy_dns(struct __sk_buff *skb, struct flow_key *key
         return;
     }
     rec->kind = REC_DNS;
-    rec->ts_ns = now;
+    rec->ts_ns = bpf_ktime_get_ns();
     __builtin_memcpy(&rec->key, key, sizeof(*key));
     rec->len = len;
     rec->tcp_flags = tcp_flags;
@@ -439,15 +443,14 @@ static __always_inline int observe(struct __sk_buff *skb, u8 direction)
     u32 off = parse_packet(skb, &key, &tcp_flags);
     if (off == 0)
         return TC_ACT_UNSPEC;
-    u64 now = bpf_ktime_get_ns();
     u32 segs = skb->gso_segs ? skb->gso_segs : 1;
-    count_flow(&key, skb->len, segs, tcp_flags, now);
+    count_flow(&key, skb->len, segs, tcp_flags);
     /* the container as a DNS client only: its queries out, the answers in (a DNS server in a
      * container is not audited here; its clients are, on their own veths) */
     if ((key.proto == IPPROTO_UDP || key.proto == IPPROTO_TCP) &&
         ((direction == DIR_EGRESS && key.dport == DNS_PORT) ||
          (direction == DIR_INGRESS && key.sport == DNS_PORT)))
-        copy_dns(skb, &key, off, tcp_flags, now);
+        copy_dns(skb, &key, off, tcp_flags);
     return TC_ACT_UNSPEC;
 }
 

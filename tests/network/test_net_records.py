@@ -39,6 +39,16 @@ def test_unknown_kind_is_skipped() -> None:
     assert net_records.decode(record(7, 0)) is None
 
 
+def test_flow_stats_never_end_before_they_begin() -> None:
+    """last_ns is the kernel's coarse clock, first_ns the precise one: a flow's second packet
+    within a tick of its first reads as earlier, and is reported as the first's time."""
+    raw = net_records.FLOW_STATS.pack(3, 180, 5_000_000, 4_000_000, 0, 0x12, 0)
+    stats = net_records.FlowStats.unpack(raw)
+    assert (stats.packets, stats.first_ns, stats.last_ns) == (3, 5_000_000, 5_000_000)
+    later = net_records.FlowStats.unpack(net_records.FLOW_STATS.pack(3, 180, 5, 9, 0, 0, 0))
+    assert (later.first_ns, later.last_ns) == (5, 9)
+
+
 @pytest.mark.parametrize(("configured", "size"), [(0, 64), (64, 64), (65, 128), (512, 512),
                                                   (100_000, 4096)])
 def test_dns_capture_size_is_a_power_of_two(configured: int, size: int) -> None:

@@ -120,7 +120,10 @@ class FlowStats(NamedTuple):
 
     @classmethod
     def unpack(cls, raw: RawBytes) -> FlowStats:
-        return cls._make(FLOW_STATS.unpack(raw[: FLOW_STATS.size]))
+        stats = cls._make(FLOW_STATS.unpack(raw[: FLOW_STATS.size]))
+        # last_ns is the kernel's coarse clock, which can read up to a tick before the precise
+        # first_ns of the same flow (probes/net.c add_packet)
+        return stats if stats.last_ns >= stats.first_ns else stats._replace(last_ns=stats.first_ns)
 
 
 @dataclass(slots=True, kw_only=True)
