@@ -65,8 +65,19 @@ def _diagnosis(daemon: DaemonProcess) -> str:
 @pytest.fixture
 def network() -> Iterator[str]:
     name = f"cauditd-t-churn-{uuid.uuid4().hex[:8]}"
-    _docker("network", "create", "--subnet", f"10.215.{random.randint(1, 250)}.0/24", name)
+    for _ in range(20):  # a subnet no other network of this host has
+        subnet = f"10.215.{random.randint(1, 250)}.0/24"
+        created = subprocess.run(["docker", "network", "create", "--subnet", subnet, name],
+                                 capture_output=True, text=True, timeout=120)
+        if created.returncode == 0:
+            break
+        assert "overlaps" in created.stderr, created.stderr
+    else:
+        raise AssertionError("no free 10.215.x.0/24 subnet for the test's network")
     yield name
+    # dockerd may keep a stale endpoint of a container removed while it started ("has active
+    # endpoints" with none listed, until dockerd restarts): such a network stays behind, and
+    # the subnet loop above steps around it on the next run.
     _docker("network", "rm", name, check=False)
 
 
