@@ -99,8 +99,8 @@ class Detector:
                     self._accept(admitted, now_ns)
 
     def flush_updates(self) -> None:
-        """Hand the store the new counts of suppressed repeats and budget summaries (once per
-        batch)."""
+        """Hand the store the new counts of suppressed repeats and budget summaries (the
+        daemon's housekeeping, once a second, and the pipeline's flush at stop)."""
         for finding in (*self.engine.drain_updates(), *self.budget.drain()):
             if finding.id is not None:
                 self._store.update(finding)

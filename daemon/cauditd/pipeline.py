@@ -4,6 +4,10 @@ Syscall events: resolve (cgroup id -> container) -> hold back (until the runtime
 at most 2 s) -> process table -> taps (--print-events, tests) -> rules -> store. Network
 events arrive with their container and go straight to the taps and rules.
 
+New findings reach the store as they are made; the grown counts of suppressed repeats once a
+second (the daemon's housekeeping calls Detector.flush_updates) and at stop: a rule that fires
+on every event of a loop costs the store one write a second, not one per batch.
+
 Per-event isolation: an event that raises is skipped and counted by the stage it failed in
 (`cauditd_events_failed_total{stage}`), logged at most every few seconds per stage, and
 reported as a finding by the daemon's housekeeping; the rest of its batch goes on.
@@ -124,7 +128,6 @@ class EventPipeline:
                     finish(event)
             except Exception as exc:
                 self._failed(stage, event, exc)
-        self._detector.flush_updates()
 
     def on_network_batch(self, events: list[Event]) -> None:
         """Flows and DNS from the veth probes; they arrive with their container set."""
@@ -132,7 +135,6 @@ class EventPipeline:
         finish = self._match
         for event in events:
             finish(event)
-        self._detector.flush_updates()
 
     def _finish(self, event: Event) -> None:
         """Process table, then taps and rules, for an event that has its container."""
