@@ -218,6 +218,8 @@ def test_named_lists(condition: str, expected: bool) -> None:
     ("proc.pid = bash", TypeMismatchError, "'bash' is not an integer", "           ^^^^"),
     ("proc.pid contains 1", TypeMismatchError, "operator 'contains' does not apply to "
      "proc.pid", "^^^^^^^^"),
+    ("proc.name contains a or proc.pid contains 1", TypeMismatchError,
+     "operator 'contains' does not apply to proc.pid", " " * 24 + "^^^^^^^^"),
     ("proc.name > 3", TypeMismatchError, "operator '>' does not apply", "^^^^^^^^^"),
     ("fd.dip = nothere", TypeMismatchError, "is not an IP address or CIDR", "         ^^^^^^^"),
     ("proc.is_exe_upper_layer = maybe", TypeMismatchError, "is not a boolean", ""),
@@ -247,6 +249,30 @@ def test_condition_errors(condition: str, error: type[RuleError], message: str,
     if caret:
         assert text.splitlines()[-1] == "    " + caret, text
         assert text.splitlines()[-2] == "    " + condition
+
+
+@pytest.mark.parametrize(("parts", "on_exec"), [
+    (['proc.cmdline icontains "EXAMPLE"', 'proc.cmdline icontains "nothing"'], True),
+    (['proc.cmdline contains "nothing"', "proc.name = wget", 'proc.cmdline contains "-q"'],
+     False),
+    (['proc.cmdline contains "Ex"', 'proc.cmdline icontains "zz"', 'proc.cmdline contains "zz"'],
+     True),
+    (["proc.exepath startswith /bin", "proc.exepath startswith /usr/"], True),
+    (["proc.exepath endswith /wget", "proc.exepath endswith /nc"], False),
+    (['tolower(proc.cmdline) contains "example"', 'tolower(proc.cmdline) contains "zz"'], True),
+    (['proc.aname contains "zz"', 'proc.aname contains "bas"'], True),
+    (["proc.name startswith (none, cu)", "proc.name startswith zz"], True),
+    (["proc.name startswith (none)", "proc.name startswith zz", "fd.name startswith /etc"],
+     False),
+])
+def test_an_or_of_one_fields_tests_is_the_or_of_each(parts: list[str], on_exec: bool) -> None:
+    """Compiler.either makes `f contains a or f contains b` one test of f: it answers as the
+    tests one by one would, with other fields, operators and transforms in between."""
+    lists = {"none": ["zz", "yy"]}
+    whole = predicate(" or ".join(parts), lists)
+    assert whole(EXEC) is on_exec
+    for event in (EXEC, open_read("/etc/passwd"), open_read("/tmp/x"), dns("a.com")):
+        assert whole(event) is any(predicate(part, lists)(event) for part in parts)
 
 
 def test_missing_field_is_false_and_negation_true() -> None:

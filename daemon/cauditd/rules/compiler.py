@@ -27,7 +27,7 @@ from cauditd.rules.errors import (
     UnknownMacroError,
 )
 from cauditd.rules.fields import EVENT_TYPES, FieldType, canonical_net, field_type, parse_ip
-from cauditd.rules.parser import And, Check, Condition, FieldRef, MacroRef, Node, Not, Or, Value
+from cauditd.rules.parser import Check, Condition, FieldRef, MacroRef, Node, Not, Or, Value
 
 Pred = Callable[[Event], bool]
 Test = Callable[[Any], bool]
@@ -49,6 +49,8 @@ ALLOWED: dict[FieldType, frozenset[str]] = {
                               *STRING_OPS)),
 }
 MULTI = (FieldType.LIST, FieldType.IPLIST, FieldType.INTLIST)
+# Operators whose test of several values is the `or` of its tests of each (Compiler.either).
+MERGED_OPS = frozenset(("contains", "icontains", "startswith", "endswith"))
 KNOWN_TYPES = frozenset(t for types in EVENT_TYPES.values() for t in types)
 
 
@@ -82,8 +84,37 @@ class Compiler:
         if isinstance(node, Not):
             inner = self.node(node.expr, cond)
             return lambda ev: not inner(ev)
-        parts = tuple(self.node(item, cond) for item in node.items)
-        return _all(parts) if isinstance(node, And) else _any(parts)
+        if isinstance(node, Or):
+            return _any(self.either(node.items, cond))
+        return _all(tuple(self.node(item, cond) for item in node.items))
+
+    def either(self, items: tuple[Node, ...], cond: Condition) -> tuple[Pred, ...]:
+        """The predicates of an `or`'s items, where tests of one field by one of MERGED_OPS
+        (`proc.cmdline icontains "a" or proc.cmdline icontains "b"`) are one test of all their
+        values, in the place of the first: the field is extracted (and lowered) once, not once
+        per test. Each item is compiled as written first, so errors point where they are."""
+        parts: list[Pred] = []
+        merged: dict[tuple[Any, ...], tuple[int, list[Check]]] = {}
+        for item in items:
+            pred = self.node(item, cond)
+            if not isinstance(item, Check) or item.op not in MERGED_OPS or item.other is not None:
+                parts.append(pred)
+                continue
+            key = (item.name, item.arg, item.transforms, item.op)
+            if key in merged:
+                merged[key][1].append(item)
+                continue
+            merged[key] = (len(parts), [item])
+            parts.append(pred)
+        for at, checks in merged.values():
+            if len(checks) > 1:
+                first = checks[0]
+                get, ftype = self.operand(FieldRef(first.field, first.arg, first.name,
+                                                   first.transforms, first.pos), cond)
+                values = [v for check in checks for v in self.expand(check, cond)]
+                parts[at] = _lift(get, self.test(ftype, first.op, values, cond), ftype in MULTI,
+                                  False)
+        return tuple(parts)
 
     def macro_by_name(self, name: str) -> Pred:
         """Compile a macro on its own (so errors in unused macros are found too)."""
@@ -369,10 +400,26 @@ def _order_test(cmp: Callable[[Any, Any], bool], lit: Any, ftype: FieldType) -> 
 def _string_test(op: str, lits: list[str], compiler: Compiler, cond: Condition,
                  values: list[Value]) -> Test:
     if op == "contains":
-        return lambda v: any(lit in str(v) for lit in lits)
+        if len(lits) == 1:
+            only = lits[0]
+            return lambda v: only in str(v)
+
+        def contains(v: Any) -> bool:
+            text = str(v)
+            return any(lit in text for lit in lits)
+
+        return contains
     if op == "icontains":
         lowered = [lit.lower() for lit in lits]
-        return lambda v: any(lit in str(v).lower() for lit in lowered)
+        if len(lowered) == 1:
+            needle = lowered[0]
+            return lambda v: needle in str(v).lower()
+
+        def icontains(v: Any) -> bool:
+            low = str(v).lower()
+            return any(lit in low for lit in lowered)
+
+        return icontains
     if op == "startswith":
         prefixes = tuple(lits)
         return lambda v: str(v).startswith(prefixes)
