@@ -161,6 +161,36 @@ static __always_inline u32 exec_flags(u64 tgid, u64 dirfd, u64 at_flags)
     return memfd_fds.lookup(&key) ? EXEC_FROM_MEMFD : 0;
 }
 
+#ifdef KERNEL_LAYOUT
+/* The server's ends of connections, by socket inode number: what makes a socket accepted
+ * follows the socket wherever it is dup'd or inherited, and an fd number reused for another
+ * socket (an accepted fd closed, then an outbound socket dup'd onto that number) is not taken
+ * for it. Socket inode numbers are not reused before 2^32 new inodes; LRU-bounded (an evicted
+ * one is judged as not accepted: its dups onto 0-2 are sent). */
+BPF_TABLE("lru_hash", u64, u8, accepted_socks, 65536);
+
+static __always_inline u64 socket_inode(u64 file)
+{
+    return kread_u64(kread_u64(file, OFF_FILE_INODE), OFF_INODE_INO);
+}
+
+static __always_inline void remember_accepted(s64 fd)
+{
+    u64 ino = socket_inode(task_fd_file(this_task(), fd));
+    u8 one = 1;
+    if (ino)
+        accepted_socks.update(&ino, &one);
+}
+
+static __always_inline int accepted_file(u64 file)
+{
+    u64 ino = socket_inode(file);
+    return ino && accepted_socks.lookup(&ino);
+}
+#else
+static __always_inline void remember_accepted(s64 fd) {}
+#endif
+
 static __always_inline void remember_fd(struct syscall_spec *spec, struct pending_syscall *p,
                                         u64 tgid, s64 ret)
 {
@@ -181,6 +211,7 @@ static __always_inline void remember_fd(struct syscall_spec *spec, struct pendin
             if (known)
                 info = *known;
             info |= SOCKET_ACCEPTED;
+            remember_accepted(ret);
         }
         socket_fds.update(&key, &info);
     }
@@ -428,26 +459,9 @@ static __always_inline void resolve_base(struct syscall_record *rec, struct sysc
     rec->info |= SC_BASE | (rp->flags ? SC_DETACHED : 0);
 }
 
-/* Whether the socket at `oldfd` came from accept() in this process or the parent that forked
- * it (the server's end of a connection). */
-static __always_inline int accepted_socket(u64 tgid, u64 oldfd)
-{
-    u64 key = tgid << 32 | (u32)oldfd;
-    u32 *known = socket_fds.lookup(&key);
-    if (!known) {
-        u32 child = tgid;
-        u32 *parent = parent_of.lookup(&child);
-        if (!parent)
-            return 0;
-        key = (u64)*parent << 32 | (u32)oldfd;
-        known = socket_fds.lookup(&key);
-    }
-    return known && (*known & SOCKET_ACCEPTED);
-}
-
 /* What a dup placed on fd `fd`: its i_mode, and for a socket its family, type and peer, and
- * whether it is the server's end (accepted here or by the parent that forked us). */
-static __always_inline void describe_fd(struct syscall_record *rec, s64 fd, u64 tgid, u64 oldfd)
+ * whether it is the server's end of a connection (accept() made it, in any process). */
+static __always_inline void describe_fd(struct syscall_record *rec, s64 fd)
 {
     u64 file = task_fd_file(this_task(), fd);
     struct file_id id = {};
@@ -456,30 +470,21 @@ static __always_inline void describe_fd(struct syscall_record *rec, s64 fd, u64 
     if ((id.mode & S_IFMT_BITS) != S_IFSOCK_BITS)
         return;
     rec->addr_len = socket_peer(file, rec->tail, &rec->sock_info);
-    if (accepted_socket(tgid, oldfd))
+    if (accepted_file(file))
         rec->sock_info |= SOCKET_ACCEPTED;
 }
 
-/* A dup of `oldfd` onto fd 0-2, when every rule about dups asks for a socket (1) or a socket
- * not accepted (2): whether it is one, as the fd table says of fd `fd` (oldfd before the call,
- * the fd it placed after). */
-static __always_inline int dup_wanted_kernel(u64 tgid, u64 fd, u64 oldfd, s64 newfd, u64 wanted)
+/* A dup onto fd 0-2, when every rule about dups asks for a socket (1) or a socket not
+ * accepted (2): whether it is one, as the fd table says of fd `fd` (oldfd before the call, the
+ * fd it placed after). */
+static __always_inline int dup_wanted_kernel(u64 fd, u64 wanted)
 {
     u64 file = task_fd_file(this_task(), fd);
     struct file_id id = {};
     file_identity(file, &id);
     if ((id.mode & S_IFMT_BITS) != S_IFSOCK_BITS)
         return 0;
-    if (wanted != DUPS_OUTBOUND || !accepted_socket(tgid, oldfd))
-        return 1;
-    /* The server's end moves to another fd (a forked server's child: dup2(conn, 0), then
-     * dup2(0, 1)): it stays known as accepted there. */
-    if (newfd >= 0) {
-        u64 key = tgid << 32 | (u32)newfd;
-        u32 info = SOCKET_KNOWN | SOCKET_ACCEPTED;
-        socket_fds.update(&key, &info);
-    }
-    return 0;
+    return wanted != DUPS_OUTBOUND || !accepted_file(file);
 }
 #endif
 
@@ -548,7 +553,7 @@ static __always_inline int call_wanted(struct syscall_spec *spec, struct pending
                 return 0;
             judged = placed;
         }
-        if (wanted && !dup_wanted_kernel(pid_tgid >> 32, judged, p->args[0], placed, wanted))
+        if (wanted && !dup_wanted_kernel(judged, wanted))
             return count_filtered(FILTERED_DUP);
 #else
         if (!dup_wanted(pid_tgid >> 32, p->args[0]))
@@ -701,7 +706,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
 #ifdef KERNEL_LAYOUT
     resolve_base(rec, spec, &p);
     if (spec->opts & OPT_LOW_NEWFD)
-        describe_fd(rec, ret, tgid, p.args[0]);
+        describe_fd(rec, ret);
 #endif
     events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
     return 0;

@@ -252,3 +252,69 @@ def test_a_reload_replaces_the_kernel_tables(tmp_path: Path) -> None:
     tables = asyncio.run(load_twice())
     assert tables == {"prefixes": {(b"/srv/", 40), (b"/etc/gshadow", 104)},
                       "names": {b"id_ed25519"}, "ports": {5555}, "on": [1, 1]}
+
+
+def _dup_onto_stdin(mode: str) -> int:
+    """A child process of this one that accepted a connection, then dups onto fd 0: the
+    accepted socket ("accepted"), an outbound one ("outbound"), or an outbound one put first
+    on the number the accepted one had, closed and reused ("reused"); returns its pid."""
+    import os
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            peer = socket.create_connection(listener.getsockname())
+            conn, _ = listener.accept()
+            out = socket.create_connection(listener.getsockname())
+            if mode == "accepted":
+                os.dup2(conn.fileno(), 0)
+            else:
+                number = conn.fileno()
+                conn.close()
+                if mode == "reused":
+                    assert os.open("/dev/null", os.O_RDONLY) == number
+                    os.dup2(out.fileno(), number)  # onto a number above 2: not judged
+                    os.dup2(number, 0)
+                else:
+                    os.dup2(out.fileno(), 0)
+            peer.close()
+        finally:
+            os._exit(0)
+    listener.close()
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_a_socket_is_accepted_by_what_it_is_not_by_its_fd_number() -> None:
+    """With the default rules only dups of sockets that are not the server's end of a
+    connection reach user space: the kernel knows accepted sockets by inode, so an fd number
+    that once held one and now holds an outbound socket does not hide a dup of it onto 0."""
+    import asyncio
+
+    from cauditd.config import ProbesConfig
+    from cauditd.probes.syscall import SyscallProbes
+    from cauditd.rules import default_rules_dir
+
+    events: list[Any] = []
+
+    async def dups() -> dict[str, list[int]]:
+        probes = SyscallProbes(ProbesConfig(track_host=True), events.extend)
+        await probes.start()
+        try:
+            ruleset = load_ruleset([default_rules_dir()])
+            probes.set_syscalls(ruleset.needed_syscalls())
+            probes.set_kernel_filters(ruleset.kernel_filters())
+            pids = {mode: await asyncio.to_thread(_dup_onto_stdin, mode)
+                    for mode in ("accepted", "outbound", "reused")}
+            await asyncio.sleep(1)  # the reader's next drains
+        finally:
+            await probes.stop()
+        return {mode: [ev.ret for ev in events if isinstance(ev, SyscallEvent)
+                       and ev.type in ("dup2", "dup3") and ev.pid == pid]
+                for mode, pid in pids.items()}
+
+    assert asyncio.run(dups()) == {"accepted": [], "outbound": [0], "reused": [0]}
