@@ -21,7 +21,6 @@
 #define PATH_MASK (PATH_KEY_LEN - 1)
 #define FAMILY_INET 2
 #define FAMILY_INET6 10
-#define S_IFSOCK_BITS 0140000
 #define SETID_MODE_BITS 06000 /* S_ISUID | S_ISGID */
 
 struct path_key {

@@ -100,6 +100,8 @@ struct stdio_fd {
     u32 mode; /* i_mode: S_IFIFO for pipes and FIFOs, S_IFSOCK, S_IFCHR for ttys... */
     u32 dev;
     u64 ino;
+    u32 sock_info; /* a socket's family and type (socket_info), else 0 */
+    u32 _pad;
 };
 
 struct exec_record {
@@ -282,11 +284,14 @@ static __always_inline void describe_exec(struct exec_record *rec)
     task_env(task, rec);
 #pragma unroll
     for (int fd = 0; fd < 3; fd++) {
+        u64 file = task_fd_file(task, fd);
         struct file_id stdio = {};
-        file_identity(task_fd_file(task, fd), &stdio);
+        file_identity(file, &stdio);
         rec->stdio[fd].mode = stdio.mode;
         rec->stdio[fd].dev = stdio.dev;
         rec->stdio[fd].ino = stdio.ino;
+        if ((stdio.mode & S_IFMT_BITS) == S_IFSOCK_BITS)
+            rec->stdio[fd].sock_info = socket_info(file);
     }
 }
 #endif

@@ -53,7 +53,6 @@
 #define OPT_RESOLVE_CWD 1024 /* chdir/fchdir: the record carries the new cwd in base */
 #define OPT_MMSG 2048       /* sendmmsg: each message's msghdr, up to MMSG_MAX of them */
 #define MMSG_MAX 16
-#define SOCKET_KNOWN 0x80000000U
 #define SOCKET_ACCEPTED 0x40000000U /* returned by accept: the server's end of a connection */
 #define DUPS_OUTBOUND 2 /* SETTING_DUP_SOCKETS_ONLY: sockets that accept() did not return */
 #define AT_EMPTY_PATH_FLAG 0x1000

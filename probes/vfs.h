@@ -16,6 +16,10 @@
  */
 #ifndef CAUDITD_VFS_H
 #define CAUDITD_VFS_H
+
+#define S_IFSOCK_BITS 0140000
+#define SOCKET_KNOWN 0x80000000U /* sock_info: family << 16 | type follow */
+
 #ifdef KERNEL_LAYOUT
 
 #define TS_COMPAT_FLAG 0x0002 /* thread_info.status: the current syscall came in as 32-bit */
@@ -130,6 +134,21 @@ static __always_inline void file_identity(u64 file, struct file_id *id)
     u64 inode = kread_u64(file, OFF_FILE_INODE);
     id->mode = kread_u16(inode, OFF_INODE_MODE);
     inode_number(inode, id);
+}
+
+/* A socket's family and type as sock_info, from its struct socket and struct sock. */
+static __always_inline u32 sock_info_of(u64 sock, u64 sk)
+{
+    u16 family = kread_u16(sk, OFF_SK_FAMILY);
+    u16 type = kread_u16(sock, OFF_SOCKET_TYPE);
+    return SOCKET_KNOWN | (u32)family << 16 | (type & 0xff);
+}
+
+/* The same of a socket's file. */
+static __always_inline u32 socket_info(u64 file)
+{
+    u64 sock = kread_u64(file, OFF_FILE_PRIVATE);
+    return sock_info_of(sock, kread_u64(sock, OFF_SOCKET_SK));
 }
 
 static __always_inline struct rpath *rpath_buffer(void)

@@ -109,6 +109,7 @@ class ProcessInfo:
     exe_known: bool = False  # an event named the executable by identity (decides the above)
     exe_name: str = ""  # the program a directly executed dynamic loader runs (its name)
     stdio_wired: tuple[str, ...] = ()  # names of shells wired to the network with it (pipes.py)
+    stdio_types: tuple[str, ...] = ()  # fd.type of fds 0-2 at its last exec, when the kernel told
     parent: ProcessInfo | None = None
 
     @property

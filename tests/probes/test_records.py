@@ -27,16 +27,16 @@ def syscall(name: str, args: tuple[int, ...], ret: int = 0, *, sock_info: int = 
 
 def exec_record(filename: bytes, argv: tuple[bytes, ...], *, flags: int = 0, exe: bytes = b"",
                 exe_flags: int = 0, ino: int = 0, dev: int = 0,
-                stdio: tuple[tuple[int, int, int], ...] = ((0, 0, 0),) * 3, vpid: int = 0,
+                stdio: tuple[tuple[int, ...], ...] = ((0, 0, 0),) * 3, vpid: int = 0,
                 tty: int = 0, cwd: bytes = b"", env: bytes = b"", env_len: int = 0,
                 env_found: tuple[bytes, ...] = ()) -> bytes:
     packed = b"".join(a.ljust(records.ARG_LEN, b"\0") for a in argv).ljust(2048, b"\0")
-    fds = b"".join(records.STDIO.pack(*fd) for fd in stdio)
+    fds = b"".join(records.STDIO.pack(*fd, *(0,) * (4 - len(fd))) for fd in stdio)
     found = b"".join(var.ljust(256, b"\0") for var in env_found)
     return header(records.EVENT_EXEC) + struct.pack(
-        "<IIIIQIIIIII48s256s512s256s2048s2048s1024s", 42, len(argv), flags, exe_flags, ino, dev,
-        0, vpid, tty, env_len or len(env), len(env_found), fds, filename, exe, cwd, packed, env,
-        found)
+        f"<IIIIQIIIIII{3 * records.STDIO.size}s256s512s256s2048s2048s1024s", 42, len(argv),
+        flags, exe_flags, ino, dev, 0, vpid, tty, env_len or len(env), len(env_found), fds,
+        filename, exe, cwd, packed, env, found)
 
 
 def test_exec_record_gives_argv_and_memfd_flag() -> None:
@@ -58,6 +58,15 @@ def test_exec_names_the_file_the_kernel_runs_and_what_stdio_is() -> None:
     assert isinstance(ev, ExecEvent)
     assert (ev.exe, ev.filename, ev.exe_ino, ev.exe_dev) == ("/dev/shm/x", "/../dev/shm/x", 9, 50)
     assert ev.stdio == (StdioFd("file"), StdioFd("pipe", (15, 777)), StdioFd("pipe", (15, 777)))
+
+
+def test_a_socket_on_stdio_is_named_by_its_family() -> None:
+    inet = (0o140777, 8, 4242, records.SOCKET_KNOWN | records.AF_INET << 16 | 1)
+    unix = (0o140777, 8, 4243, records.SOCKET_KNOWN | records.AF_UNIX << 16 | 1)
+    ev = records.decode(exec_record(b"/bin/sh", (b"sh",), exe=b"/bin/busybox",
+                                    exe_flags=records.EXE_RESOLVED, stdio=(inet, inet, unix)))
+    assert isinstance(ev, ExecEvent)
+    assert [fd.kind for fd in ev.stdio] == ["ipv4", "ipv4", "unix"]
     unlinked = records.decode(exec_record(
         b"/proc/self/fd/4", (b"true",), exe=b"/tmp/#1234\0",
         exe_flags=records.EXE_RESOLVED | records.EXE_UNLINKED | records.EXE_FOREIGN_MNT_NS))

