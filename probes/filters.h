@@ -41,12 +41,14 @@ BPF_HASH(connect_ports, u16, u8, 1024);
 BPF_LPM_TRIE(connect_nets, struct net_key, u8, 1024);
 
 /* What the filters dropped, per CPU: [0] opens, [1] connects and sendtos, [2] dups onto fds
- * 0-2 of fds that are not sockets, [3] new sockets (cauditd_syscalls_filtered in user space). */
+ * 0-2 of fds that are not sockets, [3] new sockets, [4] accepts (cauditd_syscalls_filtered in
+ * user space). */
 #define FILTERED_OPEN 0
 #define FILTERED_CONNECT 1
 #define FILTERED_DUP 2
 #define FILTERED_SOCKET 3
-BPF_PERCPU_ARRAY(filtered, u64, 4);
+#define FILTERED_ACCEPT 4
+BPF_PERCPU_ARRAY(filtered, u64, 5);
 
 static __always_inline int count_filtered(int which)
 {

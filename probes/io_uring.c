@@ -56,7 +56,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     if (opcode == IORING_OP_CONNECT) {
         u64 addr = kread_u64(cmd, OFF_CONNECT_ADDR);
         r->addr_len = kread_u32(cmd, OFF_CONNECT_ADDR_LEN) & 0x7f;
-        if (!connect_wanted(addr) && !connect_of_piped_process())
+        if (!connect_wanted(addr) && !call_of_piped_process())
             return count_filtered(FILTERED_CONNECT);
         read_user(r->data, 28, (void *)addr); /* sockaddr_in6 at most */
     } else {

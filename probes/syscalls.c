@@ -295,9 +295,9 @@ static __always_inline int dup_wanted(u64 tgid, u64 oldfd)
     return socket_fds.lookup(&fd_key) != NULL;
 }
 
-/* A connect by a process whose stdin and stdout are both pipes or FIFOs (a relay such as nc
- * between a shell and the network), when a rule asks for those (SETTING_PIPES). */
-static __always_inline int connect_of_piped_process(void)
+/* A connect or accept by a process whose stdin and stdout are both pipes or FIFOs (a relay
+ * such as nc between a shell and the network), when a rule asks for those (SETTING_PIPES). */
+static __always_inline int call_of_piped_process(void)
 {
 #ifdef KERNEL_LAYOUT
     if (!setting(SETTING_PIPES))
@@ -528,7 +528,7 @@ static __always_inline int call_wanted(struct syscall_spec *spec, struct pending
 #endif
     if (spec->opts & OPT_CONNECT_FILTER) {
         u32 len = 0;
-        if (!connect_wanted(addr_ptr(spec, p, &len)) && !connect_of_piped_process())
+        if (!connect_wanted(addr_ptr(spec, p, &len)) && !call_of_piped_process())
             return count_filtered(FILTERED_CONNECT);
     }
     if (spec->opts & OPT_FCNTL_DUP) {
@@ -672,6 +672,9 @@ RAW_TRACEPOINT_PROBE(sys_exit)
         return 0;
     if (p.nr == SYSNR_SOCKET && !socket_wanted(p.args[0], ret))
         return count_filtered(FILTERED_SOCKET);
+    if ((p.nr == SYSNR_ACCEPT || p.nr == SYSNR_ACCEPT4) && setting(SETTING_ACCEPT_FILTER)
+        && !call_of_piped_process())
+        return count_filtered(FILTERED_ACCEPT);
     if (spec->opts & OPT_LOW_NEWFD) {
         s64 newfd = (p.nr == SYSNR_DUP || (spec->opts & OPT_FCNTL_DUP)) ? ret : (s64)(s32)p.args[1];
         if (ret < 0 || newfd < 0 || newfd > 2)

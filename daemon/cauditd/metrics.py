@@ -42,7 +42,7 @@ SYSCALLS_FILTERED = Counter(
     "Syscalls the kernel's filters dropped because no loaded rule could match them, by "
     'filter ("open": opens by path and mode, "connect": connects and sendtos by destination, '
     '"dup": dups onto fds 0-2 of fds that are not sockets, "socket": new sockets by address '
-    "family and fd).",
+    'family and fd, "accept": accepts of processes whose stdio is not piped).',
     ["filter"],
     registry=REGISTRY,
 )

@@ -41,6 +41,7 @@ CMDLINE_MAX = 4096  # argv kept per process from /proc (the probe keeps 16 x 128
 _FD_PATH_PREFIXES = ("/dev/fd/", "/proc/self/fd/")
 _NO_RESOLVE = frozenset(("symlink", "symlinkat"))
 _CWD_CHANGES = frozenset(("chdir", "fchdir"))
+_NETWORKED = frozenset(("connect", "accept", "accept4"))  # what makes a process a relay
 O_ACCMODE, O_WRONLY = 0o3, 0o1
 
 
@@ -406,7 +407,9 @@ class ProcessTable:
         self._wire(proc)
 
     def _connected(self, event: NetSyscallEvent, proc: ProcessInfo) -> None:
-        if event.type == "connect" and event.family in (2, 10):
+        """A connect, or an accept (a listener feeding a shell through pipes is a bind shell's
+        relay as a connecting one is a reverse shell's)."""
+        if event.type in _NETWORKED and event.family in (2, 10):
             self.pipes.networked.add(proc.pid)
             self._wire(proc)
 

@@ -1,7 +1,8 @@
-"""The kernel's open, connect, dup and socket filters: a container opens paths, connects to
-destinations, dups fds onto 0-2 and makes sockets that some rule watches and others none does;
-exactly the ones the rules' derived filters let through reach user space, as the filters'
-Python models (OpenFilter, ConnectFilter, DupFilter, SocketFilter) say. An open that succeeded
+"""The kernel's open, connect, dup, socket and accept filters: a container opens paths, connects
+to destinations, dups fds onto 0-2, makes sockets and accepts connections that some rule watches
+and others none does; exactly the ones the rules' derived filters let through reach user space,
+as the filters' Python models (OpenFilter, ConnectFilter, DupFilter, SocketFilter,
+AcceptFilter) say. An open that succeeded
 is judged by the file the kernel opened (through a symlinked directory, "." and "//", a
 relative path); one that failed by its path as written. With the filters off, every one
 does."""
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cauditd.events import FileEvent, NetSyscallEvent, SyscallEvent
+from cauditd.events import ExecEvent, FileEvent, NetSyscallEvent, SyscallEvent
 from cauditd.rules.fields import OPEN_TYPES
 from cauditd.rules.loader import load_ruleset
 from cauditd.rules.prefilter import READ, WRITE
@@ -71,6 +72,12 @@ output = "%evt.arg.domain"
 priority = "warning"
 
 [[rules]]
+name = "relay listening"
+condition = "evt.type in (accept, accept4) and proc.stdio_wired_to_network intersects (sh)"
+output = "%fd.name"
+priority = "warning"
+
+[[rules]]
 name = "metadata"
 condition = "evt.type = connect and fd.dip = 169.254.169.254"
 output = "%fd.name"
@@ -110,6 +117,7 @@ CONNECTS = [("10.99.0.1", 4444), ("10.99.0.1", 80), ("169.254.169.254", 80),
 # cauditd_probe dupsock's, cauditd_attack packet's and udp's, cauditd_evade socket-low's
 SOCKETS = {("nc", 2, 3), ("cauditd_probe", 2, 3), ("cauditd_attack", 17, 3),
            ("cauditd_attack", 2, 3), ("cauditd_evade", 2, 0)}
+ACCEPTS = ("accept", "accept4")
 SENTINEL = "sentinel-end"  # relative: always passes, and marks the end of the script
 
 
@@ -122,6 +130,10 @@ def script() -> str:
     # sockets: AF_PACKET and UDP on fd 3, TCP landing on a freed fd 0
     lines += ["cauditd_attack packet", "cauditd_attack udp",
               f"cauditd_evade socket-low {CONNECTS[0][0]} 4444"]
+    # accepts (over the container's own loopback): a listener on /dev/null, one between pipes
+    for port, listener in ((5001, "nc -l -p 5001 </dev/null >/dev/null"),
+                           (5002, "echo | nc -l -p 5002 | cat >/dev/null")):
+        lines.append(f"({listener} &); sleep 0.3; nc -w 1 127.0.0.1 {port} </dev/null")
     lines.append(f"cat {SENTINEL} >/dev/null 2>&1 || true")  # arrives after everything above
     return "; ".join(lines)
 
@@ -149,6 +161,7 @@ def observed(tmp_path: Path, containers: Containers, kernel_filters: bool) -> di
             lambda ev: ours(ev) and ev.path == f"/tmp/{SENTINEL}")
         events = [ev for ev in runner.events if ev.container.id == cid]
         events = events[:events.index(sentinel)]
+        execs = {ev.pid: ev for ev in events if isinstance(ev, ExecEvent)}
         filters = runner.call(runner.daemon.stats)["probes"]["syscall"]["filters"]  # /v1/stats
     finally:
         runner.stop()  # polls the kernel's counters a last time
@@ -156,7 +169,10 @@ def observed(tmp_path: Path, containers: Containers, kernel_filters: bool) -> di
         "opens": Counter((ev.path, WRITE if ev.flags & 3 else READ) for ev in events
                          if ours(ev)),
         "connects": {(ev.addr, ev.port) for ev in events
-                     if isinstance(ev, NetSyscallEvent) and ev.type == "connect"},
+                     if isinstance(ev, NetSyscallEvent) and ev.type == "connect"
+                     and ev.addr != "127.0.0.1"},  # the accepts' clients
+        "accepts": sorted(execs[ev.pid].stdio[0].kind for ev in events  # the listener's stdin
+                          if isinstance(ev, NetSyscallEvent) and ev.type in ACCEPTS),
         "dups": {(ev.comm, ev.args["oldfd_is_socket"]) for ev in events
                  if isinstance(ev, SyscallEvent) and ev.type in ("dup", "dup2", "dup3")
                  and not ev.comm.startswith("runc")},  # runc's own stdio set-up
@@ -194,16 +210,20 @@ def test_only_calls_a_rule_can_match_reach_user_space(
     sockets = ruleset.socket_filter()
     assert seen["sockets"] == {s for s in SOCKETS if sockets.passes(s[1], s[2])} == {
         ("cauditd_attack", 17, 3), ("cauditd_evade", 2, 0)}
+    assert seen["accepts"] == ["pipe"]  # the piped listener's alone
+    assert ruleset.accept_filter().piped_only
     assert seen["filters"] == {"open": "opens of 1 prefixes, 1 exacts, 1 names",
                                "connect": "connects to 1 ports, 1 networks",
                                "dup": "dups of sockets onto fds 0-2",
                                "socket": "sockets of AF_PACKET; sockets of AF_INET, AF_INET6 "
-                                         "on fds 0-2"}
+                                         "on fds 0-2",
+                               "accept": "accepts of processes with piped stdio"}
     # counted (cauditd_syscalls_filtered)
     assert seen["filtered"]["open"] >= len(OPENS) - expected_opens.total()
     assert seen["filtered"]["connect"] >= len(CONNECTS) - len(expected_connects)
     assert seen["filtered"]["dup"] >= 1
     assert seen["filtered"]["socket"] >= len(SOCKETS) - 2
+    assert seen["filtered"]["accept"] >= 1
 
 
 def test_with_the_filters_off_every_call_arrives(tmp_path: Path, containers: Containers) -> None:
@@ -212,9 +232,11 @@ def test_with_the_filters_off_every_call_arrives(tmp_path: Path, containers: Con
     assert seen["connects"] == set(CONNECTS)
     assert {("sh", 0), ("cauditd_probe", 1)} <= seen["dups"]
     assert seen["sockets"] >= SOCKETS
+    assert seen["accepts"] == ["file", "pipe"]  # /dev/null's, the pipe's
     assert seen["filters"] == {"open": "every open", "connect": "every connect",
-                               "dup": "every dup onto fds 0-2", "socket": "every socket"}
-    assert seen["filtered"] == {"open": 0, "connect": 0, "dup": 0, "socket": 0}
+                               "dup": "every dup onto fds 0-2", "socket": "every socket",
+                               "accept": "every accept"}
+    assert seen["filtered"] == {"open": 0, "connect": 0, "dup": 0, "socket": 0, "accept": 0}
 
 
 def test_a_reload_replaces_the_kernel_tables(tmp_path: Path) -> None:

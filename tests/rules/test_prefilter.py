@@ -383,6 +383,21 @@ def test_shells_wired_through_pipes_let_connects_of_piped_processes_through(
                                                                    failed=True)
 
 
+@pytest.mark.parametrize(("condition", "piped_only"), [
+    ("evt.type in (accept, accept4) and proc.stdio_wired_to_network intersects (sh)", True),
+    ("evt.type = accept4 and proc.name = nc", False),  # not a fact the kernel judges
+    ("evt.type = accept and (proc.stdio_wired_to_network intersects (sh) or fd.sport = 22)",
+     False),
+])
+def test_accepts_pass_only_from_piped_processes_when_every_rule_asks_that(
+        tmp_path: Path, condition: str, piped_only: bool) -> None:
+    accepts = ruleset_of(tmp_path, condition).accept_filter()
+    assert accepts.piped_only is piped_only
+    assert accepts.passes(piped=True) and accepts.passes(piped=False) is not piped_only
+    # the default rules: the bind shell through a FIFO's relay, and no other accept
+    assert load_ruleset(DEFAULT_RULES).accept_filter().piped_only
+
+
 @pytest.mark.parametrize(("condition", "fifo_only"), [
     ("evt.type = openat and fd.type = pipe", True),
     ("evt.type = openat and fd.typechar in (p)", True),

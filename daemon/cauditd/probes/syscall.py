@@ -40,13 +40,13 @@ SETTING_TRACK_HOST, SETTING_OPEN_FILTER, SETTING_OPEN_ANY_MODES = 0, 1, 2
 SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY = 3, 4
 SETTING_OPEN_FAILED, SETTING_OPEN_SETID, SETTING_PIPES, SETTING_LIFECYCLE = 5, 6, 7, 8
 SETTING_SOCKET_FILTER, SETTING_SOCKETS_ALWAYS, SETTING_SOCKETS_ON_STDIO = 9, 10, 11
-SETTING_ENV_NAMES = 12
+SETTING_ENV_NAMES, SETTING_ACCEPT_FILTER = 12, 13
 ENV_KEY_LEN = 16  # bytes of "NAME=" that key env_names (probes/process.c) ...
 ENV_KEY_SHARED = 0xFF  # ... and its value for a key of several names
 ENV_NAMES_MAX = 64  # keys it holds (a bit each in the walk's u64 of names found)
-FILTERS = ("open", "connect", "dup", "socket")  # the kernel's filtered[] counters, in order
+FILTERS = ("open", "connect", "dup", "socket", "accept")  # the kernel's filtered[], in order
 UNFILTERED = {"open": "every open", "connect": "every connect", "dup": "every dup onto fds 0-2",
-              "socket": "every socket"}
+              "socket": "every socket", "accept": "every accept"}
 
 
 class SyscallProbes:
@@ -134,7 +134,7 @@ class SyscallProbes:
         settings = self._bpf["settings"]
         for setting in (SETTING_OPEN_FILTER, SETTING_CONNECT_FILTER, SETTING_DUP_SOCKETS_ONLY,
                         SETTING_OPEN_FAILED, SETTING_OPEN_SETID, SETTING_PIPES,
-                        SETTING_SOCKET_FILTER):
+                        SETTING_SOCKET_FILTER, SETTING_ACCEPT_FILTER):
             settings[ctypes.c_int(setting)] = ctypes.c_uint64(0)
         for name in ("open_prefixes", "open_names", "connect_ports", "connect_nets"):
             self._bpf[name].clear()
@@ -164,7 +164,9 @@ class SyscallProbes:
                 address = (ctypes.c_uint8 * 16)(*net.network_address.packed)
                 nets[nets.Key(net.prefixlen, address)] = ctypes.c_uint8(1)
             settings[ctypes.c_int(SETTING_CONNECT_FILTER)] = ctypes.c_uint64(1)
-        pipes = can_judge_pipes and (connects.piped or opens.fifo)
+        accepts = can_judge_pipes and filters.accepts.piped_only
+        settings[ctypes.c_int(SETTING_ACCEPT_FILTER)] = ctypes.c_uint64(int(accepts))
+        pipes = can_judge_pipes and (connects.piped or opens.fifo or accepts)
         settings[ctypes.c_int(SETTING_PIPES)] = ctypes.c_uint64(int(pipes))
         dups = filters.dups
         outbound = dups.outbound_only and self.layout is not None

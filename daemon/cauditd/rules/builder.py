@@ -26,6 +26,7 @@ from cauditd.rules.model import ExceptionDef, RuleBook, RuleSpec, Text, Threshol
 from cauditd.rules.output import OutputTemplate, parse_output
 from cauditd.rules.parser import Condition, parse_condition
 from cauditd.rules.prefilter import (
+    ACCEPT_TYPES,
     CONNECT_TYPES,
     DUP_TYPES,
     EXEC_TYPES,
@@ -224,7 +225,8 @@ def compile_rule(spec: RuleSpec, compiler: Compiler) -> Rule:
         connects=kernel[1],
         dups=kernel[2],
         sockets=kernel[3],
-        execs=kernel[4],
+        accepts=kernel[4],
+        execs=kernel[5],
         served_inbound=served,
         directions=flow_directions,
         env_names=env,
@@ -254,7 +256,8 @@ def _condition(
     event_types = compiler.event_types(condition)
     _check_source_types(event_types, source, where)
     kernel = tuple(ClauseDeriver(types, compiler.macros, compiler.lists).clauses(condition.ast)
-                   for types in (OPEN_TYPES, CONNECT_TYPES, DUP_TYPES, SOCKET_TYPES, EXEC_TYPES))
+                   for types in (OPEN_TYPES, CONNECT_TYPES, DUP_TYPES, SOCKET_TYPES, ACCEPT_TYPES,
+                                 EXEC_TYPES))
     served = not excludes_served_inbound(condition.ast, compiler.macros, compiler.lists)
     flow_directions = directions(condition.ast, compiler.macros, compiler.lists)
     env = env_names(condition.ast, compiler.macros, compiler.lists)

@@ -46,8 +46,9 @@ ANY_MODE = READ | WRITE
 SUCCESS, FAILURE = 1, 2  # the results an open clause allows
 ANY_RESULT = SUCCESS | FAILURE
 SETID_MODES = ("S_ISUID", "S_ISGID")
-WIRED_FIELD = "proc.stdio_wired_to_network"  # known only from connects of piped processes
+WIRED_FIELD = "proc.stdio_wired_to_network"  # known from connects and accepts of piped processes
 CONNECT_TYPES = frozenset(("connect", "sendto", "sendmsg", "sendmmsg"))
+ACCEPT_TYPES = frozenset(("accept", "accept4"))
 EXEC_TYPES = frozenset(("execve", "execveat"))
 DUP_TYPES = frozenset(("dup", "dup2", "dup3", "fcntl"))
 SOCKET_TYPES = frozenset(("socket",))
@@ -89,7 +90,7 @@ class Clause:
     fifo: bool = False  # the open opened a FIFO
     port: int | None = None
     net: Net | None = None
-    piped: bool = False  # the connecting process's stdin and stdout are pipes
+    piped: bool = False  # the connecting or accepting process's stdin and stdout are pipes
     socket: bool = False  # the dup's old fd must be a socket
     outbound: bool = False  # ... and not the server's end of a connection (accepted)
     domains: int = ANY_DOMAIN  # a new socket's address family (domain_bit of each allowed)
@@ -284,6 +285,27 @@ class ConnectFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class AcceptFilter:
+    """The accepts some rule may match: all of them, or only those of a process whose stdin
+    and stdout are pipes (a relay between a shell and the network: a bind shell through a FIFO,
+    `nc -l -p 4444 < f | sh > f`). Nothing else of an accept is judged in the kernel."""
+
+    clauses: Clauses
+
+    @property
+    def piped_only(self) -> bool:
+        return bool(self.clauses) and all(c.piped for c in self.clauses)
+
+    def passes(self, *, piped: bool) -> bool:
+        return piped or not self.piped_only
+
+    def describe(self) -> str:
+        if not self.clauses:
+            return "no accepts"
+        return "accepts of processes with piped stdio" if self.piped_only else "every accept"
+
+
+@dataclass(frozen=True, slots=True)
 class DupFilter:
     """The dups onto fds 0-2 some rule may match: all of them, only those of a socket, or only
     those of a socket that is not the server's end of a connection (accepted)."""
@@ -369,10 +391,12 @@ class KernelFilters:
     connects: ConnectFilter
     dups: DupFilter
     sockets: SocketFilter
+    accepts: AcceptFilter
 
     def describe(self) -> dict[str, str]:
         return {"open": self.opens.describe(), "connect": self.connects.describe(),
-                "dup": self.dups.describe(), "socket": self.sockets.describe()}
+                "dup": self.dups.describe(), "socket": self.sockets.describe(),
+                "accept": self.accepts.describe()}
 
 
 # --- deriving clauses from a condition ---------------------------------------------------------
@@ -380,15 +404,15 @@ class KernelFilters:
 
 class ClauseDeriver:
     """A condition's clauses for one family of syscalls (`types`: OPEN_TYPES, CONNECT_TYPES,
-    DUP_TYPES, SOCKET_TYPES, or EXEC_TYPES for the engine's index); `macros` and `lists` are
-    the compiler's."""
+    DUP_TYPES, SOCKET_TYPES, ACCEPT_TYPES, or EXEC_TYPES for the engine's index); `macros` and
+    `lists` are the compiler's."""
 
     def __init__(self, types: frozenset[str], macros: Mapping[str, object],
                  lists: Mapping[str, list[str]]) -> None:
         self._types = types
         self._leaves = {OPEN_TYPES: _OPEN_LEAVES, CONNECT_TYPES: _CONNECT_LEAVES,
                         DUP_TYPES: _DUP_LEAVES, SOCKET_TYPES: _SOCKET_LEAVES,
-                        EXEC_TYPES: _EXEC_LEAVES}[types]
+                        ACCEPT_TYPES: _ACCEPT_LEAVES, EXEC_TYPES: _EXEC_LEAVES}[types]
         self._opens = types == OPEN_TYPES
         self._absent = _ABSENT_ON_OPENS if self._opens else frozenset()
         self._macros = macros
@@ -646,11 +670,14 @@ _OPEN_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
 # fd.sport, fd.rport and fd.port its port.
 _PEER_PORTS = ("fd.dport", "fd.sport", "fd.rport", "fd.port")
 _PEER_NETS = ("fd.dip", "fd.sip", "fd.rip", "fd.snet", "fd.rnet", "fd.ip", "fd.net")
+_WIRED_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
+    (WIRED_FIELD, op): _piped for op in ("=", "in", "intersects", "exists", "contains")}
 _CONNECT_LEAVES: dict[tuple[str, str], Callable[[str], Clause]] = {
     **{(name, op): _port for name in _PEER_PORTS for op in ("=", "in")},
     **{(name, op): _net for name in _PEER_NETS for op in ("=", "in")},
-    **{(WIRED_FIELD, op): _piped for op in ("=", "in", "intersects", "exists", "contains")},
+    **_WIRED_LEAVES,
 }
+_ACCEPT_LEAVES = _WIRED_LEAVES
 
 
 def _socket_kind(kind: str) -> Clause:

@@ -13,11 +13,13 @@ from cauditd.rules.fields import EVENT_TYPES, NETWORK_TYPES, OPEN_TYPES, SYSCALL
 from cauditd.rules.index import DirectionIndex, ExecIndex, OpenIndex
 from cauditd.rules.output import OutputTemplate
 from cauditd.rules.prefilter import (
+    ACCEPT_TYPES,
     ANYTHING,
     CONNECT_TYPES,
     DUP_TYPES,
     EXEC_TYPES,
     SOCKET_TYPES,
+    AcceptFilter,
     Clauses,
     ConnectFilter,
     DupFilter,
@@ -47,6 +49,7 @@ class Rule:
     connects: Clauses = ANYTHING  # the connects and sendtos it can match
     dups: Clauses = ANYTHING  # the dups onto fds 0-2 it can match
     sockets: Clauses = ANYTHING  # the new sockets it can match
+    accepts: Clauses = ANYTHING  # the accepts it can match
     execs: Clauses = ANYTHING  # the execs (by proc.name) it can match (rules.index)
     served_inbound: bool = True  # it can match a new inbound flow to a port already served
     directions: frozenset[str] | None = None  # the net.direction values it can match (None: any)
@@ -129,7 +132,7 @@ class RuleSet:
     def kernel_filters(self) -> KernelFilters:
         """What the kernel may drop for this rule set (rules.prefilter)."""
         return KernelFilters(self.open_filter(), self.connect_filter(), self.dup_filter(),
-                             self.socket_filter())
+                             self.socket_filter(), self.accept_filter())
 
     def open_filter(self) -> OpenFilter:
         """The opens (path, access mode) the enabled syscall rules can match."""
@@ -146,6 +149,10 @@ class RuleSet:
     def socket_filter(self) -> SocketFilter:
         """The new sockets (address family, fd 0-2) the enabled syscall rules can match."""
         return SocketFilter(union(r.sockets for r in self._rules_for(SOCKET_TYPES)))
+
+    def accept_filter(self) -> AcceptFilter:
+        """The accepts (of a piped process, or any) the enabled syscall rules can match."""
+        return AcceptFilter(union(r.accepts for r in self._rules_for(ACCEPT_TYPES)))
 
     def _rules_for(self, types: frozenset[str]) -> list[Rule]:
         return [r for r in self.rules if r.enabled and r.source == "syscall"
