@@ -95,8 +95,12 @@ static __always_inline int open_target(struct open_call *c, u64 task, s64 ret, i
         c->inode = SPAN_U64(f, SPAN_FILE, OFF_FILE_INODE);
         c->fid.mode = kread_u16(c->inode, OFF_INODE_MODE);
         /* FIFOs opened by path show who talks through them (pipes.py) when a rule asks. */
-        if ((c->fid.mode & S_IFMT_BITS) == S_IFIFO_BITS && setting(SETTING_PIPES))
+        if ((c->fid.mode & S_IFMT_BITS) == S_IFIFO_BITS && setting(SETTING_PIPES)) {
             c->free = 1;
+            u32 tgid = bpf_get_current_pid_tgid() >> 32;
+            u8 one = 1;
+            fifo_openers.update(&tgid, &one);
+        }
         c->mnt = SPAN_U64(f, SPAN_FILE, OFF_FILE_PATH + OFF_PATH_MNT);
         c->dentry = SPAN_U64(f, SPAN_FILE, OFF_FILE_PATH + OFF_PATH_DENTRY);
         c->info |= OPEN_RESOLVED;

@@ -161,6 +161,11 @@ static __always_inline u32 exec_flags(u64 tgid, u64 dirfd, u64 at_flags)
 }
 
 #ifdef KERNEL_LAYOUT
+/* Processes that opened a FIFO by path while a rule asks about pipes (opens.h): a relay that
+ * talks to a shell through FIFOs it opened itself, its own stdio on no pipe, is judged as a
+ * piped one. By tgid, LRU-bounded (an evicted relay's connects are judged by its stdio). */
+BPF_TABLE("lru_hash", u32, u8, fifo_openers, 8192);
+
 /* The server's ends of connections, by socket inode number: what makes a socket accepted
  * follows the socket wherever it is dup'd or inherited, and an fd number reused for another
  * socket (an accepted fd closed, then an outbound socket dup'd onto that number) is not taken
@@ -296,7 +301,8 @@ static __always_inline int dup_wanted(u64 tgid, u64 oldfd)
 }
 
 /* A connect or accept by a process whose stdin and stdout are both pipes or FIFOs (a relay
- * such as nc between a shell and the network), when a rule asks for those (SETTING_PIPES). */
+ * such as nc between a shell and the network), or that opened a FIFO by path, when a rule asks
+ * for those (SETTING_PIPES). */
 static __always_inline int call_of_piped_process(void)
 {
 #ifdef KERNEL_LAYOUT
@@ -306,7 +312,10 @@ static __always_inline int call_of_piped_process(void)
     struct file_id in = {}, out = {};
     file_identity(task_fd_file(task, 0), &in);
     file_identity(task_fd_file(task, 1), &out);
-    return (in.mode & S_IFMT_BITS) == S_IFIFO_BITS && (out.mode & S_IFMT_BITS) == S_IFIFO_BITS;
+    if ((in.mode & S_IFMT_BITS) == S_IFIFO_BITS && (out.mode & S_IFMT_BITS) == S_IFIFO_BITS)
+        return 1;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    return fifo_openers.lookup(&tgid) != NULL;
 #else
     return 0;
 #endif

@@ -30,6 +30,11 @@
  *                                        /proc/<pid>/environ shows), then sleep
  *   cauditd_evade env-pad N SIZE PROG    execute PROG (argv: "true") with N variables of SIZE
  *                                        bytes in front of its own environment
+ *   cauditd_evade fifo-relay IN OUT IP PORT
+ *                                        a relay with no pipe on its stdio: open FIFO IN to
+ *                                        write, FIFO OUT to read, wait 0.3 s (the other end's
+ *                                        exec, if it makes one), connect to IP:PORT, then
+ *                                        write "exit" into IN
  *
  * Exits 0 when the syscalls were made, whatever they returned (the call is the point).
  */
@@ -366,6 +371,20 @@ static int do_env_pad(const char *count, const char *size, const char *prog)
     return 1;
 }
 
+static int do_fifo_relay(const char *in, const char *out, const char *ip, const char *port)
+{
+    int feed = open(in, O_WRONLY);
+    int drain = open(out, O_RDONLY);
+    usleep(300000);
+    int sock = connected_socket(ip, port);
+    if (feed >= 0 && write(feed, "exit\n", 5) < 0)
+        perror("write");
+    close(sock);
+    close(drain);
+    close(feed);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -429,5 +448,7 @@ int main(int argc, char **argv)
         return do_env_wipe(a);
     if (!strcmp(mode, "env-pad"))
         return do_env_pad(a, b, argc > 4 ? argv[4] : "/bin/true");
+    if (!strcmp(mode, "fifo-relay") && argc > 5)
+        return do_fifo_relay(a, b, argv[4], argv[5]);
     return 2;
 }

@@ -385,6 +385,7 @@ def test_shells_wired_through_pipes_let_connects_of_piped_processes_through(
 
 @pytest.mark.parametrize(("condition", "piped_only"), [
     ("evt.type in (accept, accept4) and proc.stdio_wired_to_network intersects (sh)", True),
+    ("evt.type = accept and proc.stdio_wired_to_network exists", True),
     ("evt.type = accept4 and proc.name = nc", False),  # not a fact the kernel judges
     ("evt.type = accept and (proc.stdio_wired_to_network intersects (sh) or fd.sport = 22)",
      False),

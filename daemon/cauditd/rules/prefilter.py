@@ -456,6 +456,8 @@ class ClauseDeriver:
             true = check.op == "=" and [v.lower() for v in values] == ["true"]
             return frozenset({Clause(setid=True)}) if true else ANYTHING
         make = self._leaves.get((name, check.op))
+        if make is not None and check.op == "exists":
+            return frozenset({make("")})  # a fact with no value to compare (piped stdio)
         if make is None or not values:
             return ANYTHING
         return _simplify(frozenset(make(v) for v in values))
