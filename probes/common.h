@@ -93,8 +93,9 @@ BPF_TABLE("lru_hash", u32, struct exec_args, exec_args, 4096);
 BPF_TABLE("lru_hash", u32, s32, exit_codes, 8192);
 
 /* Sockets and memfds by (tgid << 32 | fd), learnt from socket/accept/memfd_create results:
- * lets connect/dup2 say what kind of fd they act on and exec say it runs a memfd, without
- * reading kernel structs. Values: family << 16 | type for sockets, 1 for memfds. */
+ * lets exec say it runs a memfd and, without the kernel's layout (which reads the fd table
+ * instead), connect/dup2 say what kind of fd they act on. Values: family << 16 | type for
+ * sockets, 1 for memfds. */
 BPF_TABLE("lru_hash", u64, u32, socket_fds, 65536);
 BPF_TABLE("lru_hash", u64, u32, memfd_fds, 4096);
 /* Parent tgid of forked processes until they exit: fds are inherited, so a child's fexecve of

@@ -191,8 +191,6 @@ static __always_inline int accepted_file(u64 file)
     u64 ino = socket_inode(file);
     return ino && accepted_socks.lookup(&ino);
 }
-#else
-static __always_inline void remember_accepted(s64 fd) {}
 #endif
 
 static __always_inline void remember_fd(struct syscall_spec *spec, struct pending_syscall *p,
@@ -205,20 +203,25 @@ static __always_inline void remember_fd(struct syscall_spec *spec, struct pendin
         u32 one = 1;
         memfd_fds.update(&key, &one);
     }
-    if (spec->opts & OPT_SOCKET_RESULT) {
-        u32 info = SOCKET_KNOWN;
-        if (p->nr == SYSNR_SOCKET) {
-            info |= (u32)(p->args[0] & 0xffff) << 16 | (u32)(p->args[1] & 0xff);
-        } else {
-            u64 listener = tgid << 32 | (u32)p->args[0];
-            u32 *known = socket_fds.lookup(&listener);
-            if (known)
-                info = *known;
-            info |= SOCKET_ACCEPTED;
-            remember_accepted(ret);
-        }
-        socket_fds.update(&key, &info);
+    if (!(spec->opts & OPT_SOCKET_RESULT))
+        return;
+#ifdef KERNEL_LAYOUT
+    /* The fd table says what an fd is (fd_sock_info); only the server's end is remembered. */
+    if (p->nr != SYSNR_SOCKET)
+        remember_accepted(ret);
+#else
+    u32 info = SOCKET_KNOWN;
+    if (p->nr == SYSNR_SOCKET) {
+        info |= (u32)(p->args[0] & 0xffff) << 16 | (u32)(p->args[1] & 0xff);
+    } else {
+        u64 listener = tgid << 32 | (u32)p->args[0];
+        u32 *known = socket_fds.lookup(&listener);
+        if (known)
+            info = *known;
+        info |= SOCKET_ACCEPTED;
     }
+    socket_fds.update(&key, &info);
+#endif
 }
 
 /* Where a socket address is: the argument itself, or msg_name of a msghdr (whose layout has
@@ -288,6 +291,23 @@ static __always_inline void read_strings(struct syscall_record *rec, struct sysc
     } else if (spec->addr < 6) {
         rec->addr_len = read_addr(rec, spec, p);
     }
+}
+
+/* What fd `fd` of the calling process is, if a socket (sock_info; 0 if not): with the kernel's
+ * layout from its fd table, so a socket it inherited, or made before the daemon started, or
+ * whose socket_fds entry was evicted, is known too (accept(fd, NULL, NULL) of such a listener
+ * says its family only here); without it, as socket() and accept() results taught socket_fds. */
+static __always_inline u32 fd_sock_info(u64 tgid, u64 fd)
+{
+#ifdef KERNEL_LAYOUT
+    u64 file = task_fd_file(this_task(), fd);
+    u16 mode = file ? kread_u16(kread_u64(file, OFF_FILE_INODE), OFF_INODE_MODE) : 0;
+    return (mode & S_IFMT_BITS) == S_IFSOCK_BITS ? socket_info(file) : 0;
+#else
+    u64 key = tgid << 32 | (u32)fd;
+    u32 *known = socket_fds.lookup(&key);
+    return known ? *known : 0;
+#endif
 }
 
 /* A dup onto fd 0-2: when every rule about dups asks for a socket (the reverse-shell rule),
@@ -706,13 +726,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     rec->fd_mode = 0;
     rec->_pad = 0;
     fill_exe(&rec->exe);
-    rec->sock_info = 0;
-    if (spec->opts & OPT_SOCK_FD0) {
-        u64 key = tgid << 32 | (u32)p.args[0];
-        u32 *known = socket_fds.lookup(&key);
-        if (known)
-            rec->sock_info = *known;
-    }
+    rec->sock_info = spec->opts & OPT_SOCK_FD0 ? fd_sock_info(tgid, p.args[0]) : 0;
     read_strings(rec, spec, &p);
 #ifdef KERNEL_LAYOUT
     resolve_base(rec, spec, &p);

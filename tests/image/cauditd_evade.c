@@ -35,6 +35,9 @@
  *                                        write, FIFO OUT to read, wait 0.3 s (the other end's
  *                                        exec, if it makes one), connect to IP:PORT, then
  *                                        write "exit" into IN
+ *   cauditd_evade accept-inherited PORT  listen on 127.0.0.1:PORT, fork: the child accepts
+ *                                        (no address asked) on the listener it inherited,
+ *                                        the parent connects to it
  *
  * Exits 0 when the syscalls were made, whatever they returned (the call is the point).
  */
@@ -51,6 +54,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define I386_OPEN 5
@@ -385,6 +389,26 @@ static int do_fifo_relay(const char *in, const char *out, const char *ip, const 
     return 0;
 }
 
+static int do_accept_inherited(const char *port)
+{
+    struct sockaddr_in addr = inet_addr_of("127.0.0.1", port);
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(listener, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(listener, 1) < 0)
+        perror("listen");
+    pid_t child = fork();
+    if (child == 0) {
+        close(accept(listener, NULL, NULL));
+        _exit(0);
+    }
+    int sock = connected_socket("127.0.0.1", port);
+    waitpid(child, NULL, 0);
+    close(sock);
+    close(listener);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -448,6 +472,8 @@ int main(int argc, char **argv)
         return do_env_wipe(a);
     if (!strcmp(mode, "env-pad"))
         return do_env_pad(a, b, argc > 4 ? argv[4] : "/bin/true");
+    if (!strcmp(mode, "accept-inherited"))
+        return do_accept_inherited(a);
     if (!strcmp(mode, "fifo-relay") && argc > 5)
         return do_fifo_relay(a, b, argv[4], argv[5]);
     return 2;

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cauditd.events import ExecEvent, FileEvent, NetSyscallEvent, SyscallEvent
+from cauditd.events import FileEvent, NetSyscallEvent, SyscallEvent
 from cauditd.rules.fields import OPEN_TYPES
 from cauditd.rules.loader import load_ruleset
 from cauditd.rules.prefilter import READ, WRITE
@@ -118,6 +118,7 @@ CONNECTS = [("10.99.0.1", 4444), ("10.99.0.1", 80), ("169.254.169.254", 80),
 SOCKETS = {("nc", 2, 3), ("cauditd_probe", 2, 3), ("cauditd_attack", 17, 3),
            ("cauditd_attack", 2, 3), ("cauditd_evade", 2, 0)}
 ACCEPTS = ("accept", "accept4")
+AF_INET, AF_INET6 = 2, 10
 SENTINEL = "sentinel-end"  # relative: always passes, and marks the end of the script
 
 
@@ -134,6 +135,8 @@ def script() -> str:
     for port, listener in ((5001, "nc -l -p 5001 </dev/null >/dev/null"),
                            (5002, "echo | nc -l -p 5002 | cat >/dev/null")):
         lines.append(f"({listener} &); sleep 0.3; nc -w 1 127.0.0.1 {port} </dev/null")
+    # ... and a child accepting, no address asked, on the listener its parent made
+    lines.append("echo | cauditd_evade accept-inherited 5003 | cat >/dev/null")
     lines.append(f"cat {SENTINEL} >/dev/null 2>&1 || true")  # arrives after everything above
     return "; ".join(lines)
 
@@ -161,7 +164,6 @@ def observed(tmp_path: Path, containers: Containers, kernel_filters: bool) -> di
             lambda ev: ours(ev) and ev.path == f"/tmp/{SENTINEL}")
         events = [ev for ev in runner.events if ev.container.id == cid]
         events = events[:events.index(sentinel)]
-        execs = {ev.pid: ev for ev in events if isinstance(ev, ExecEvent)}
         filters = runner.call(runner.daemon.stats)["probes"]["syscall"]["filters"]  # /v1/stats
     finally:
         runner.stop()  # polls the kernel's counters a last time
@@ -171,8 +173,9 @@ def observed(tmp_path: Path, containers: Containers, kernel_filters: bool) -> di
         "connects": {(ev.addr, ev.port) for ev in events
                      if isinstance(ev, NetSyscallEvent) and ev.type == "connect"
                      and ev.addr != "127.0.0.1"},  # the accepts' clients
-        "accepts": sorted(execs[ev.pid].stdio[0].kind for ev in events  # the listener's stdin
-                          if isinstance(ev, NetSyscallEvent) and ev.type in ACCEPTS),
+        "accepts": sorted((ev.process.stdio_types[0], ev.family)  # the listener's stdin
+                          for ev in events if isinstance(ev, NetSyscallEvent)
+                          and ev.type in ACCEPTS and ev.process is not None),
         "dups": {(ev.comm, ev.args["oldfd_is_socket"]) for ev in events
                  if isinstance(ev, SyscallEvent) and ev.type in ("dup", "dup2", "dup3")
                  and not ev.comm.startswith("runc")},  # runc's own stdio set-up
@@ -210,7 +213,8 @@ def test_only_calls_a_rule_can_match_reach_user_space(
     sockets = ruleset.socket_filter()
     assert seen["sockets"] == {s for s in SOCKETS if sockets.passes(s[1], s[2])} == {
         ("cauditd_attack", 17, 3), ("cauditd_evade", 2, 0)}
-    assert seen["accepts"] == ["pipe"]  # the piped listener's alone
+    # the piped listeners' alone; the inherited listener's family is known (the fd table)
+    assert seen["accepts"] == [("pipe", AF_INET), ("pipe", AF_INET6)]
     assert ruleset.accept_filter().piped_only
     assert seen["filters"] == {"open": "opens of 1 prefixes, 1 exacts, 1 names",
                                "connect": "connects to 1 ports, 1 networks",
@@ -232,7 +236,7 @@ def test_with_the_filters_off_every_call_arrives(tmp_path: Path, containers: Con
     assert seen["connects"] == set(CONNECTS)
     assert {("sh", 0), ("cauditd_probe", 1)} <= seen["dups"]
     assert seen["sockets"] >= SOCKETS
-    assert seen["accepts"] == ["file", "pipe"]  # /dev/null's, the pipe's
+    assert [kind for kind, _family in seen["accepts"]] == ["file", "pipe", "pipe"]
     assert seen["filters"] == {"open": "every open", "connect": "every connect",
                                "dup": "every dup onto fds 0-2", "socket": "every socket",
                                "accept": "every accept"}
