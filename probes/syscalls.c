@@ -301,8 +301,7 @@ static __always_inline u32 fd_sock_info(u64 tgid, u64 fd)
 {
 #ifdef KERNEL_LAYOUT
     u64 file = task_fd_file(this_task(), fd);
-    u16 mode = file ? kread_u16(kread_u64(file, OFF_FILE_INODE), OFF_INODE_MODE) : 0;
-    return (mode & S_IFMT_BITS) == S_IFSOCK_BITS ? socket_info(file) : 0;
+    return (file_mode(file) & S_IFMT_BITS) == S_IFSOCK_BITS ? socket_info(file) : 0;
 #else
     u64 key = tgid << 32 | (u32)fd;
     u32 *known = socket_fds.lookup(&key);
@@ -329,10 +328,8 @@ static __always_inline int call_of_piped_process(void)
     if (!setting(SETTING_PIPES))
         return 0;
     u64 task = this_task();
-    struct file_id in = {}, out = {};
-    file_identity(task_fd_file(task, 0), &in);
-    file_identity(task_fd_file(task, 1), &out);
-    if ((in.mode & S_IFMT_BITS) == S_IFIFO_BITS && (out.mode & S_IFMT_BITS) == S_IFIFO_BITS)
+    if ((file_mode(task_fd_file(task, 0)) & S_IFMT_BITS) == S_IFIFO_BITS
+        && (file_mode(task_fd_file(task, 1)) & S_IFMT_BITS) == S_IFIFO_BITS)
         return 1;
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     return fifo_openers.lookup(&tgid) != NULL;
@@ -492,10 +489,8 @@ static __always_inline void resolve_base(struct syscall_record *rec, struct sysc
 static __always_inline void describe_fd(struct syscall_record *rec, s64 fd)
 {
     u64 file = task_fd_file(this_task(), fd);
-    struct file_id id = {};
-    file_identity(file, &id);
-    rec->fd_mode = id.mode;
-    if ((id.mode & S_IFMT_BITS) != S_IFSOCK_BITS)
+    rec->fd_mode = file_mode(file);
+    if ((rec->fd_mode & S_IFMT_BITS) != S_IFSOCK_BITS)
         return;
     rec->addr_len = socket_peer(file, rec->tail, &rec->sock_info);
     if (accepted_file(file))
@@ -508,9 +503,7 @@ static __always_inline void describe_fd(struct syscall_record *rec, s64 fd)
 static __always_inline int dup_wanted_kernel(u64 fd, u64 wanted)
 {
     u64 file = task_fd_file(this_task(), fd);
-    struct file_id id = {};
-    file_identity(file, &id);
-    if ((id.mode & S_IFMT_BITS) != S_IFSOCK_BITS)
+    if ((file_mode(file) & S_IFMT_BITS) != S_IFSOCK_BITS)
         return 0;
     return wanted != DUPS_OUTBOUND || !accepted_file(file);
 }

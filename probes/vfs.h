@@ -136,6 +136,12 @@ static __always_inline void file_identity(u64 file, struct file_id *id)
     inode_number(inode, id);
 }
 
+/* A file's type and permission bits (i_mode) alone; 0 for no file. */
+static __always_inline u32 file_mode(u64 file)
+{
+    return file ? kread_u16(kread_u64(file, OFF_FILE_INODE), OFF_INODE_MODE) : 0;
+}
+
 /* A socket's family and type as sock_info, from its struct socket and struct sock. */
 static __always_inline u32 sock_info_of(u64 sock, u64 sk)
 {
