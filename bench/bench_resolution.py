@@ -1,6 +1,7 @@
-"""What reading the kernel's view costs: the open and exec loops, CPU per operation, under
-cauditd with its kernel structs (resolved paths, fd kinds, compat calls, exe identity) and
-without them (paths as written: what it did before, and does without BTF), beside bare.
+"""What reading the kernel's view costs: the open, exec and connect loops, CPU per operation,
+under cauditd with its kernel structs (resolved paths, fd kinds from the fd table, compat
+calls, exe identity) and without them (paths as written, fds as socket() taught them: what it
+did before, and does without BTF), beside bare.
 
 CPU time per operation (user + system of the loop and its children, from busybox `time` in
 the container) rather than throughput: the probes run in the traced process's context, so
@@ -43,8 +44,8 @@ from common import (
     require_root,
 )
 
-TITLE = "Kernel-side path resolution: CPU per operation (watched / bare)"
-LOOPS = ("open", "exec")
+TITLE = "Reading the kernel's view (paths, fds): CPU per operation (watched / bare)"
+LOOPS = ("open", "exec", "connect")
 SETUPS = ("bare", "cauditd", "cauditd, paths as written")
 TIME_LINE = re.compile(r"^(real|user|sys)\s+(?:(\d+)m\s*)?([\d.]+)s", re.M)
 
@@ -212,13 +213,17 @@ def table(figures: Figures, rounds: int, seconds: float) -> Result:
         f"{rounds} rounds of {seconds}s per loop and setup; ratio = CPU per operation watched / "
         "bare in the same round (higher costs more). The open loop opens /etc/passwd (no rule "
         "watches it: dropped in the kernel, after the path walk with the kernel's structs, "
-        "before it without); the exec loop forks and execs /bin/true (every exec is sent)."
+        "before it without); the exec loop forks and execs /bin/true (every exec is sent); the "
+        "connect loop makes a socket, connects it to a closed port on 127.0.0.1 and closes it "
+        "(no rule watches the port: dropped in the kernel after the destination's lookups and "
+        "the check of fds 0 and 1 for pipes, which reads the fd table with the structs)."
     )
     result.notes.append(
         "Probes per op: each program's run time as the kernel counts it (bpf_stats, on in "
         "every setup of the run: it adds ~20 ns per program run to the watched loops alike) "
         "divided by the loop's operations, medians; the open loop makes an open and a close "
-        "per operation, so its sys_enter and sys_exit each run twice."
+        "per operation, so its sys_enter and sys_exit each run twice, the connect loop three "
+        "calls, three times."
     )
     return result
 
