@@ -35,6 +35,11 @@
  *                                        write, FIFO OUT to read, wait 0.3 s (the other end's
  *                                        exec, if it makes one), connect to IP:PORT, then
  *                                        write "exit" into IN
+ *   cauditd_evade socketpair-exec listen|none PROG
+ *                                        what socat EXEC does: a socketpair, one end on the
+ *                                        child's fds 0-2 as it execs PROG, the other kept and
+ *                                        fed "exit" after 0.5 s; with listen, it first
+ *                                        listens on 127.0.0.1 (a bind shell's relay)
  *   cauditd_evade accept-inherited PORT  listen on 127.0.0.1:PORT, fork: the child accepts
  *                                        (no address asked) on the listener it inherited,
  *                                        the parent connects to it
@@ -389,6 +394,40 @@ static int do_fifo_relay(const char *in, const char *out, const char *ip, const 
     return 0;
 }
 
+static int do_socketpair_exec(const char *listening, const char *prog)
+{
+    int listener = -1;
+    if (!strcmp(listening, "listen")) {
+        struct sockaddr_in addr = inet_addr_of("127.0.0.1", "0");
+        listener = socket(AF_INET, SOCK_STREAM, 0);
+        if (bind(listener, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(listener, 1) < 0)
+            perror("listen");
+    }
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0) {
+        perror("socketpair");
+        return 0;
+    }
+    pid_t child = fork();
+    if (child == 0) {
+        for (int fd = 0; fd < 3; fd++)
+            dup2(pair[1], fd);
+        close(pair[0]);
+        close(pair[1]);
+        execl(prog, prog, (char *)NULL);
+        _exit(127);
+    }
+    close(pair[1]);
+    usleep(500000);
+    if (write(pair[0], "exit\n", 5) < 0)
+        perror("write");
+    waitpid(child, NULL, 0);
+    close(pair[0]);
+    if (listener >= 0)
+        close(listener);
+    return 0;
+}
+
 static int do_accept_inherited(const char *port)
 {
     struct sockaddr_in addr = inet_addr_of("127.0.0.1", port);
@@ -472,6 +511,8 @@ int main(int argc, char **argv)
         return do_env_wipe(a);
     if (!strcmp(mode, "env-pad"))
         return do_env_pad(a, b, argc > 4 ? argv[4] : "/bin/true");
+    if (!strcmp(mode, "socketpair-exec"))
+        return do_socketpair_exec(a, b);
     if (!strcmp(mode, "accept-inherited"))
         return do_accept_inherited(a);
     if (!strcmp(mode, "fifo-relay") && argc > 5)

@@ -275,6 +275,20 @@ def test_default_rule_reading_proc(fake_proc: FakeProc, rule: str, event: Event,
     assert (rule in fired(event)) is expected
 
 
+@pytest.mark.parametrize(("parent_sockets", "stdio", "expected"), [
+    ((9001, 9002), ("unix", "unix", "unix"), True),  # socat TCP-LISTEN:4444 EXEC:/bin/sh
+    ((9002,), ("unix", "unix", "unix"), False),  # the parent's sockets are unix ones
+    ((), ("unix", "unix", "unix"), False),
+    ((9001,), ("file", "unix", "unix"), False),  # journald's stdout: not a relay's stdin
+])
+def test_a_shell_on_a_unix_socket_from_a_networked_parent(
+        fake_proc: FakeProc, parent_sockets: tuple[int, ...], stdio: tuple[str, ...],
+        expected: bool) -> None:
+    fake_proc.process(BASH.pid, vpid=5, sockets=parent_sockets, tcp=(9001,))
+    shell = with_stdio(execve("/bin/sh", "sh"), *stdio)
+    assert ("Shell started with a network socket on its stdio" in fired(shell)) is expected
+
+
 def test_every_default_rule_has_a_case() -> None:
     threshold_rules = {r.name for r in RULESET.rules if r.threshold is not None}
     covered = {name for name, _, _ in CASES} | {name for name, *_ in PROC_CASES} | threshold_rules

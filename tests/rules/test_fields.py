@@ -18,6 +18,7 @@ from tests.rules.synth import (
     CONTAINER,
     INIT,
     TS,
+    WORKER,
     connect,
     dns,
     execve,
@@ -69,7 +70,7 @@ def processes(fake_proc: FakeProc, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     root = rootfs(tmp_path / "rootfs", "root:x:0:0:root:/root:/bin/sh\n"
                   "app:x:1000:1000::/home/app:/bin/sh\n", "root:x:0:\napp:x:1000:\n")
     fake_proc.process(4200, vpid=7, env=("PATH=/bin", "HOME=/root"), rootfs=root, exe=EXE_FILE)
-    fake_proc.process(4100, vpid=5)
+    fake_proc.process(4100, vpid=5, sockets=(9001, 9002), tcp=(9001,))
     fake_proc.process(4000, vpid=1, start_ticks=100)
     monkeypatch.setattr(fields_socket, "_dns_names",
                         [lambda container, ip: ("api.internal",) if ip == "10.0.0.1" else ()])
@@ -99,6 +100,10 @@ CASES: list[tuple[str, Event, Any]] = [
     ("proc.pname", ORPHAN, None),
     ("proc.cwd", EXEC, "/srv/"),
     ("proc.tty", EXEC, 34817),
+    ("proc.pinet_socket", EXEC, True),  # bash holds a TCP socket
+    ("proc.pinet_socket", execve("/bin/ls", parent=WORKER), None),  # nginx worker: gone
+    ("proc.pinet_socket", execve("/bin/ls", pid=4100, parent=INIT), False),  # nginx: none
+    ("proc.pinet_socket", ORPHAN, None),
     ("proc.stdin.type", BIND_SHELL_CHILD, "ipv4"),  # a fork inherits what its exec found
     ("proc.stdout.type", BIND_SHELL_CHILD, "pipe"),
     ("proc.stderr.type", BIND_SHELL_CHILD, None),  # closed at the exec
@@ -362,6 +367,20 @@ def test_a_threads_event_has_its_process_pid(fake_proc: FakeProc) -> None:
     event = file_event("openat", "/x", process=ProcessInfo(pid=4300))
     event.tid = 4301
     assert FIELDS["proc.vpid"].extract(event) == 7
+
+
+def test_a_process_with_more_sockets_or_table_than_read_counts_as_holding_one(
+        fake_proc: FakeProc, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_proc.process(4400, vpid=3, sockets=(7001, 7002))  # unix sockets: in no table
+    assert procfs.holds_inet_socket(4400) is False
+    procfs.forget()
+    monkeypatch.setattr(procfs, "FDS_MAX", 1)  # more fds than it looks through
+    assert procfs.holds_inet_socket(4400) is True
+    procfs.forget()
+    monkeypatch.setattr(procfs, "FDS_MAX", 16)
+    monkeypatch.setattr(procfs, "NET_TABLE_MAX", 64)  # a table cut short
+    assert procfs.holds_inet_socket(4400) is True
+    assert procfs.holds_inet_socket(99999) is None  # gone
 
 
 def test_proc_reads_are_bounded_and_never_raise(fake_proc: FakeProc, tmp_path: Path) -> None:

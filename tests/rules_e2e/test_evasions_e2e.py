@@ -198,6 +198,11 @@ EVASIONS = [
             sh(FIFO_RELAY.format(prog="/bin/sh")), "container.image", TEST_IMAGE,
             sh(FIFO_RELAY.format(prog="/bin/cat")),
             execd("/usr/bin/cauditd_evade", "fifo-relay", "/tmp/in", "/tmp/out", NOWHERE, "4445")),
+    # a relay through a socketpair (socat EXEC): the shell's stdio is a unix socket
+    Evasion("relay-through-a-socketpair", "Shell started with a network socket on its stdio",
+            evade("socketpair-exec", "listen", "/bin/sh"), "proc.stdin.type", "unix",
+            evade("socketpair-exec", "none", "/bin/sh"),
+            execd("/usr/bin/cauditd_evade", "socketpair-exec", "none", "/bin/sh")),
     # a bind shell that dups no socket: the relay accepts instead of connecting (the client is
     # in the same container, over its own loopback)
     Evasion("bind-shell-through-a-fifo", "Reverse shell through pipes",

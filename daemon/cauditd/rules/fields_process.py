@@ -72,6 +72,17 @@ for _fd, _stream in enumerate(("stdin", "stdout", "stderr")):
     _stdio_field(_fd, _stream)
 
 
+@_field("proc.pinet_socket", B, SYS, "The parent process holds an IPv4 or IPv6 socket (TCP or "
+        "UDP: listening, connected or bound), read from /proc when a rule asks (its fds against "
+        "its network namespace's socket tables): a shell on a unix socket from such a parent is "
+        "a relay's (`socat TCP-LISTEN:4444 EXEC:/bin/sh` hands the shell one end of a "
+        "socketpair). True when it cannot tell for the size (over 16,384 fds); <NA> once the "
+        "parent is gone.", falco=False)
+def _proc_pinet_socket(ev: Event) -> Any:
+    proc = _proc(ev)
+    return procfs.holds_inet_socket(proc.ppid) if proc is not None and proc.ppid else None
+
+
 @_field("proc.exeline", S, SYS, "proc.exe and proc.args: the command line with argv[0] as "
         "given.")
 def _proc_exeline(ev: Event) -> Any:

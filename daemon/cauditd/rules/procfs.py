@@ -1,5 +1,6 @@
 """What some fields read from /proc when a loaded rule or output asks for them: capabilities,
-login uid, namespace pids, environment, the executable's inode, and the container's own users.
+login uid, namespace pids, environment, the executable's inode, whether a process holds a
+network socket, and the container's own users.
 
 Nothing here runs unless a field that needs it is in a loaded rule (extractors run only then).
 Every read is bounded and never raises: the processes and containers write what is read
@@ -11,6 +12,7 @@ The container's /etc/passwd and /etc/group are opened below its root without fol
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -30,6 +32,9 @@ ENV_VARS_MAX = 1024
 USERDB_MAX = 256 << 10
 USERDB_S = 30.0
 UNSET_LOGINUID = 0xFFFFFFFF
+FDS_MAX = 16384  # fds of a process looked through for sockets
+NET_TABLE_MAX = 8 << 20  # bytes read of each of its network namespace's socket tables
+INET_TABLES = ("tcp", "tcp6", "udp", "udp6")
 
 T = TypeVar("T")
 
@@ -251,6 +256,60 @@ def start_time_ns(pid: int) -> int | None:
         return boot + since_boot
 
     return _memo.get(("start", pid), load)
+
+
+# --- network sockets -------------------------------------------------------------------------
+
+def holds_inet_socket(pid: int) -> bool | None:
+    """Whether the process holds an IPv4 or IPv6 socket (TCP or UDP: listening, connected or
+    bound): the socket inodes among its fds (/proc/<pid>/fd) against those of its network
+    namespace's tables (/proc/<pid>/net/tcp, tcp6, udp, udp6). True when it cannot tell for
+    the size (over FDS_MAX fds, a table over NET_TABLE_MAX bytes): the safe side for a rule
+    asking it of a shell's parent. None once the process is gone."""
+    def load() -> bool | None:
+        listed = _socket_inodes(pid)
+        if listed is None:
+            return None
+        sockets, complete = listed
+        if not complete:
+            return True
+        if not sockets:
+            return False
+        for table in INET_TABLES:
+            raw = read_bounded(f"{PROC}/{pid}/net/{table}", NET_TABLE_MAX)
+            if raw is not None and (len(raw) >= NET_TABLE_MAX or table_holds(raw, sockets)):
+                return True
+        return False
+
+    return _memo.get(("inet", pid), load)
+
+
+def _socket_inodes(pid: int) -> tuple[set[int], bool] | None:
+    """Inodes of the sockets among the process's fds, and whether those are all its fds (not
+    past FDS_MAX); None when they cannot be listed."""
+    found: set[int] = set()
+    try:
+        with os.scandir(f"{PROC}/{pid}/fd") as fds:
+            for count, entry in enumerate(fds):
+                if count >= FDS_MAX:
+                    return found, False
+                with contextlib.suppress(OSError):
+                    inode = os.readlink(entry.path).removeprefix("socket:[").removesuffix("]")
+                    if inode.isdigit():
+                        found.add(int(inode))
+    except OSError:
+        return None
+    return found, True
+
+
+def table_holds(raw: bytes, inodes: set[int]) -> bool:
+    """Whether a /proc/net/{tcp,udp}[6] table lists a socket of one of these inodes (the
+    tenth column)."""
+    for line in raw.splitlines()[1:]:
+        columns = line.split()
+        if len(columns) > 9 and columns[9].isdigit() and int(columns[9]) in inodes:
+            return True
+    return False
 
 
 # --- users and groups ----------------------------------------------------------------------
