@@ -82,10 +82,12 @@ HOST = ContainerInfo(id=HOST_ID, name="host", runtime="host")
 @dataclass(frozen=True, slots=True)
 class StdioFd:
     """What one of fds 0-2 is: Falco's fd.type ("pipe", "file", "ipv4", ...) and, for pipes and
-    FIFOs, the inode that names the pipe (both ends of a pipe share it)."""
+    FIFOs, the inode that names the pipe (both ends of a pipe share it); for a socket, its
+    inode (fds holding one socket share it)."""
 
     kind: str
     pipe: tuple[int, int] | None = None  # (device, inode) of a pipe or FIFO
+    socket: int = 0  # inode of a socket
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -109,7 +111,7 @@ class ProcessInfo:
     exe_known: bool = False  # an event named the executable by identity (decides the above)
     exe_name: str = ""  # the program a directly executed dynamic loader runs (its name)
     stdio_wired: tuple[str, ...] = ()  # names of shells wired to the network with it (pipes.py)
-    stdio_types: tuple[str, ...] = ()  # fd.type of fds 0-2 at its last exec, when the kernel told
+    stdio: tuple[StdioFd, ...] = ()  # fds 0-2 at its last exec, when the kernel told
     parent: ProcessInfo | None = None
 
     @property

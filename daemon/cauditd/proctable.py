@@ -249,7 +249,7 @@ class ProcessTable:
             exe_known=parent.exe_known,
             exe_name=parent.exe_name,
             stdio_wired=parent.stdio_wired,
-            stdio_types=parent.stdio_types,
+            stdio=parent.stdio,
             parent=parent,
         )
         self._procs[child.pid] = child
@@ -294,7 +294,7 @@ class ProcessTable:
         proc.is_exe_upper_layer = event.is_exe_upper_layer
         proc.is_exe_from_memfd = event.is_exe_from_memfd
         proc.start_ns = proc.start_ns or event.ts_ns
-        proc.stdio_types = tuple(fd.kind for fd in event.stdio)
+        proc.stdio = event.stdio
         if event.stdio:
             pipes = [fd.pipe for fd in event.stdio]
             self.pipes.set_stdio(proc.pid, pipes[0], pipes[1:])

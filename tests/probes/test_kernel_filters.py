@@ -173,7 +173,7 @@ def observed(tmp_path: Path, containers: Containers, kernel_filters: bool) -> di
         "connects": {(ev.addr, ev.port) for ev in events
                      if isinstance(ev, NetSyscallEvent) and ev.type == "connect"
                      and ev.addr != "127.0.0.1"},  # the accepts' clients
-        "accepts": sorted((ev.process.stdio_types[0], ev.family)  # the listener's stdin
+        "accepts": sorted((ev.process.stdio[0].kind, ev.family)  # the listener's stdin
                           for ev in events if isinstance(ev, NetSyscallEvent)
                           and ev.type in ACCEPTS and ev.process is not None),
         "dups": {(ev.comm, ev.args["oldfd_is_socket"]) for ev in events

@@ -66,7 +66,8 @@ def test_a_socket_on_stdio_is_named_by_its_family() -> None:
     ev = records.decode(exec_record(b"/bin/sh", (b"sh",), exe=b"/bin/busybox",
                                     exe_flags=records.EXE_RESOLVED, stdio=(inet, inet, unix)))
     assert isinstance(ev, ExecEvent)
-    assert [fd.kind for fd in ev.stdio] == ["ipv4", "ipv4", "unix"]
+    assert ev.stdio == (StdioFd("ipv4", socket=4242), StdioFd("ipv4", socket=4242),
+                        StdioFd("unix", socket=4243))
     unlinked = records.decode(exec_record(
         b"/proc/self/fd/4", (b"true",), exe=b"/tmp/#1234\0",
         exe_flags=records.EXE_RESOLVED | records.EXE_UNLINKED | records.EXE_FOREIGN_MNT_NS))

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cauditd.events import HOST, ContainerMount, Event, ExecEvent
+from cauditd.events import HOST, ContainerMount, Event, ExecEvent, StdioFd
 from cauditd.findings import Priority
 from cauditd.rules import RuleEngine, default_rules_dir, load_ruleset
 from tests.rules.fakeproc import DOCKER_CAPS, FakeProc
@@ -49,11 +49,14 @@ def mounted(*sources: str) -> object:
                                                        for i, s in enumerate(sources)))
 
 
-def with_stdio(event: ExecEvent, *types: str) -> ExecEvent:
-    """The exec with fds 0-2 of these fd.types, as the process table records them."""
+def with_stdio(event: ExecEvent, *fds: StdioFd | str) -> ExecEvent:
+    """The exec with these fds 0-2 (or fd.types), as the process table records them."""
     assert event.process is not None
-    event.process.stdio_types = types
+    event.process.stdio = tuple(StdioFd(fd) if isinstance(fd, str) else fd for fd in fds)
     return event
+
+
+PAIR_END, OTHER_END = StdioFd("unix", socket=9101), StdioFd("unix", socket=9102)
 
 
 def as_uid(event: Event, uid: int) -> Event:
@@ -276,13 +279,14 @@ def test_default_rule_reading_proc(fake_proc: FakeProc, rule: str, event: Event,
 
 
 @pytest.mark.parametrize(("parent_sockets", "stdio", "expected"), [
-    ((9001, 9002), ("unix", "unix", "unix"), True),  # socat TCP-LISTEN:4444 EXEC:/bin/sh
-    ((9002,), ("unix", "unix", "unix"), False),  # the parent's sockets are unix ones
-    ((), ("unix", "unix", "unix"), False),
-    ((9001,), ("file", "unix", "unix"), False),  # journald's stdout: not a relay's stdin
+    ((9001, 9002), (PAIR_END, PAIR_END, PAIR_END), True),  # socat TCP-LISTEN:4444 EXEC:/bin/sh
+    ((9002,), (PAIR_END, PAIR_END, PAIR_END), False),  # the parent's sockets are unix ones
+    ((), (PAIR_END, PAIR_END, PAIR_END), False),
+    ((9001,), ("file", PAIR_END, PAIR_END), False),  # journald's stdout: not a relay's stdin
+    ((9001,), (PAIR_END, OTHER_END, OTHER_END), False),  # a pair a stream: Node.js's exec
 ])
 def test_a_shell_on_a_unix_socket_from_a_networked_parent(
-        fake_proc: FakeProc, parent_sockets: tuple[int, ...], stdio: tuple[str, ...],
+        fake_proc: FakeProc, parent_sockets: tuple[int, ...], stdio: tuple[StdioFd | str, ...],
         expected: bool) -> None:
     fake_proc.process(BASH.pid, vpid=5, sockets=parent_sockets, tcp=(9001,))
     shell = with_stdio(execve("/bin/sh", "sh"), *stdio)

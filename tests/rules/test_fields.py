@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from cauditd.events import ContainerInfo, ContainerMount, Event, ExecEvent, ProcessInfo
+from cauditd.events import (
+    ContainerInfo,
+    ContainerMount,
+    Event,
+    ExecEvent,
+    ProcessInfo,
+    StdioFd,
+)
 from cauditd.rules import fields_socket, procfs
 from cauditd.rules.fields import FIELDS, format_fields, lookup, markdown_table
 from tests.rules.fakeproc import FakeProc, rootfs
@@ -37,8 +44,10 @@ STARTED_WITH = execve("/usr/bin/curl", "curl", parent=BASH, described=True, vpid
 STARTED = execve("/bin/sleep", "sleep", "1", parent=dataclasses.replace(BASH, start_ns=TS - 9000))
 STARTED.process.start_ns = TS - 5000  # type: ignore[union-attr]
 APP = file_event("openat", "/x", uid=1000)
-BIND_SHELL_CHILD = file_event("openat", "/x", process=proc("/bin/sh", "sh", stdio_types=(
-    "ipv4", "pipe", "")))
+BIND_SHELL_CHILD = file_event("openat", "/x", process=proc("/bin/sh", "sh", stdio=(
+    StdioFd("ipv4", socket=5), StdioFd("pipe", (1, 2)), StdioFd(""))))
+RELAYED_SHELL = execve("/bin/sh", "sh")
+RELAYED_SHELL.process.stdio = (StdioFd("unix", socket=6),) * 3  # type: ignore[union-attr]
 
 APP.gid = 1000
 DOCKER = ContainerInfo(
@@ -104,6 +113,9 @@ CASES: list[tuple[str, Event, Any]] = [
     ("proc.pinet_socket", execve("/bin/ls", parent=WORKER), None),  # nginx worker: gone
     ("proc.pinet_socket", execve("/bin/ls", pid=4100, parent=INIT), False),  # nginx: none
     ("proc.pinet_socket", ORPHAN, None),
+    ("proc.stdio_one_socket", RELAYED_SHELL, True),
+    ("proc.stdio_one_socket", BIND_SHELL_CHILD, False),
+    ("proc.stdio_one_socket", EXEC, None),  # not told: no kernel layout
     ("proc.stdin.type", BIND_SHELL_CHILD, "ipv4"),  # a fork inherits what its exec found
     ("proc.stdout.type", BIND_SHELL_CHILD, "pipe"),
     ("proc.stderr.type", BIND_SHELL_CHILD, None),  # closed at the exec

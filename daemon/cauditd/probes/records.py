@@ -179,7 +179,8 @@ def _stdio(raw: bytes) -> tuple[StdioFd, ...]:
     found = []
     for i_mode, dev, ino, sock_info in STDIO.iter_unpack(raw):
         kind = fd_kind(i_mode, sock_info) or ("" if not i_mode else "socket")
-        found.append(StdioFd(kind, (dev, ino) if kind == "pipe" else None))
+        socket = ino if i_mode & S_IFMT == S_IFSOCK else 0
+        found.append(StdioFd(kind, (dev, ino) if kind == "pipe" else None, socket))
     return tuple(found)
 
 

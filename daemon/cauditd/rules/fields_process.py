@@ -58,8 +58,8 @@ def _stdio_field(fd: int, stream: str) -> None:
 
     def extract(ev: Event) -> Any:
         proc = _proc(ev)
-        types = proc.stdio_types if proc is not None else ()
-        return types[fd] or None if len(types) > fd else None
+        stdio = proc.stdio if proc is not None else ()
+        return stdio[fd].kind or None if len(stdio) > fd else None
 
     _field(f"proc.{stream}.type", S, SYS, f"Type of fd {fd} ({stream}), named as fd.type names "
            "it (ipv4, ipv6, unix, pipe, file, directory...), as it was when the process last "
@@ -72,12 +72,23 @@ for _fd, _stream in enumerate(("stdin", "stdout", "stderr")):
     _stdio_field(_fd, _stream)
 
 
+@_field("proc.stdio_one_socket", B, SYS, "fds 0 and 1 were one and the same socket when the "
+        "process last exec'd: a network connection (nc -e), or one end of a socketpair a relay "
+        "holds the other of (socat EXEC: one channel both ways; a program that gives its child "
+        "a socketpair per stream, as libuv and so Node.js do, gives two).", falco=False)
+def _proc_stdio_one_socket(ev: Event) -> Any:
+    proc = _proc(ev)
+    if proc is None or len(proc.stdio) < 2:
+        return None
+    return proc.stdio[0].socket != 0 and proc.stdio[0].socket == proc.stdio[1].socket
+
+
 @_field("proc.pinet_socket", B, SYS, "The parent process holds an IPv4 or IPv6 socket (TCP or "
         "UDP: listening, connected or bound), read from /proc when a rule asks (its fds against "
-        "its network namespace's socket tables): a shell on a unix socket from such a parent is "
-        "a relay's (`socat TCP-LISTEN:4444 EXEC:/bin/sh` hands the shell one end of a "
-        "socketpair). True when it cannot tell for the size (over 16,384 fds); <NA> once the "
-        "parent is gone.", falco=False)
+        "its network namespace's socket tables): a shell on one unix socket both ways "
+        "(proc.stdio_one_socket) from such a parent is a relay's (`socat TCP-LISTEN:4444 "
+        "EXEC:/bin/sh` hands the shell one end of a socketpair). True when it cannot tell for "
+        "the size (over 16,384 fds); <NA> once the parent is gone.", falco=False)
 def _proc_pinet_socket(ev: Event) -> Any:
     proc = _proc(ev)
     return procfs.holds_inet_socket(proc.ppid) if proc is not None and proc.ppid else None
