@@ -34,9 +34,9 @@ enum setting {
     SETTING_DUP_SOCKETS_ONLY, /* 1: dups onto fds 0-2 pass only when the old fd is a socket */
     SETTING_OPEN_FAILED,    /* 1: failed opens are judged by their path as written; 0: dropped */
     SETTING_OPEN_SETID,     /* OPEN_READ/OPEN_WRITE opens asking for setuid/setgid bits that pass */
-    SETTING_PIPES,          /* 1: connects (and accepts) of processes whose fds 0 and 1 are
-                               pipes pass, and opens of FIFOs (shells wired to the network,
-                               pipes.py) */
+    SETTING_PIPES,          /* 1: connects (and accepts) of piped processes pass (fds 0 and 1
+                               pipes, or a FIFO opened by path: call_of_piped_process), and
+                               opens of FIFOs (shells wired to the network, pipes.py) */
     SETTING_LIFECYCLE,      /* 1: some rule matches forks or exits: send each at once
                                (0: held until the process is named, lifecycle.h) */
     SETTING_SOCKET_FILTER,  /* 1: new sockets pass only as the two masks below say */
@@ -44,7 +44,7 @@ enum setting {
     SETTING_SOCKETS_ON_STDIO, /* ... that pass when socket() returned fd 0, 1 or 2 */
     SETTING_ENV_NAMES,      /* 1: env_names holds every variable the rules ask of proc.env: an
                                environment past ENV_CAPTURE is walked for them (process.c) */
-    SETTING_ACCEPT_FILTER,  /* 1: accepts pass only from processes whose fds 0 and 1 are pipes */
+    SETTING_ACCEPT_FILTER,  /* 1: accepts pass only from piped processes (as SETTING_PIPES) */
     SETTING_COUNT
 };
 

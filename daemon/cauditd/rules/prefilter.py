@@ -90,7 +90,7 @@ class Clause:
     fifo: bool = False  # the open opened a FIFO
     port: int | None = None
     net: Net | None = None
-    piped: bool = False  # the connecting or accepting process's stdin and stdout are pipes
+    piped: bool = False  # the connecting or accepting process is piped (call_of_piped_process)
     socket: bool = False  # the dup's old fd must be a socket
     outbound: bool = False  # ... and not the server's end of a connection (accepted)
     domains: int = ANY_DOMAIN  # a new socket's address family (domain_bit of each allowed)
@@ -287,8 +287,9 @@ class ConnectFilter:
 @dataclass(frozen=True, slots=True)
 class AcceptFilter:
     """The accepts some rule may match: all of them, or only those of a process whose stdin
-    and stdout are pipes (a relay between a shell and the network: a bind shell through a FIFO,
-    `nc -l -p 4444 < f | sh > f`). Nothing else of an accept is judged in the kernel."""
+    and stdout are pipes or that opened a FIFO by path (a relay between a shell and the
+    network: a bind shell through a FIFO, `nc -l -p 4444 < f | sh > f`). Nothing else of an
+    accept is judged in the kernel."""
 
     clauses: Clauses
 
