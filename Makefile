@@ -26,5 +26,5 @@ bench-quick:
 	$(VENV)/bin/python bench/run.py --quick
 
 lint:
-	$(VENV)/bin/ruff check daemon tests bench
+	$(VENV)/bin/ruff check daemon tests bench hatch_build.py
 	$(VENV)/bin/mypy

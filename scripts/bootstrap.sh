@@ -68,7 +68,9 @@ tracefs() {
 venv() {
     local py=/usr/bin/python3 stamp
     [ -x "$here/.venv/bin/python" ] || "$py" -m venv --system-site-packages "$here/.venv"
-    stamp="$here/.venv/.installed-$(cat "$here/pyproject.toml" | sha256sum | cut -c1-16)-$want_test"
+    # pip install -e builds the compiled record decoder (hatch_build.py): again when it changes
+    stamp="$here/.venv/.installed-$(cat "$here/pyproject.toml" "$here/hatch_build.py" \
+        "$here/daemon/cauditd/probes/_fastrecords.c" | sha256sum | cut -c1-16)-$want_test"
     if [ ! -e "$stamp" ]; then
         local extra=""
         [ "$want_test" -eq 1 ] && extra="[test]"
@@ -80,11 +82,11 @@ venv() {
 }
 
 need_root
-apt_install python3-bpfcc python3-venv iproute2 ca-certificates
+apt_install python3-bpfcc python3-venv iproute2 ca-certificates gcc libc6-dev python3-dev
 kernel_headers
 tracefs
 if [ "$want_test" -eq 1 ]; then
-    apt_install docker.io busybox-static gcc libc6-dev systemd prometheus nmap iperf3 bpftool \
+    apt_install docker.io busybox-static systemd prometheus nmap iperf3 bpftool \
         debootstrap systemd-container python3-seccomp nats-server
     "$here/scripts/dockerd.sh"
     "$here/scripts/test-image.sh"

@@ -2,14 +2,16 @@
 # Build, once, a Debian root whose init is systemd, for running the installed cauditd unit under a
 # real systemd in a systemd-nspawn machine (tests/reliability/test_unit.py). Prints its path.
 #
-# The root holds what `make install` needs at run time (python3, python3-venv, python3-bpfcc) plus
-# systemd; the machine borrows the host's kernel headers, tracefs, bpffs and Docker socket. It is
-# cached under $CAUDITD_TEST_CACHE (default /var/cache/cauditd-test), keyed by this script, the
-# suite and the mirror, so a second call prints the path at once. Older roots are removed.
+# The root holds what `make install` needs (python3, python3-venv, python3-bpfcc; gcc, libc6-dev
+# and python3-dev to build the compiled record decoder) plus systemd; the machine borrows the
+# host's kernel headers, tracefs, bpffs and Docker socket. It is cached under $CAUDITD_TEST_CACHE
+# (default /var/cache/cauditd-test), keyed by this script, the suite and the mirror, so a second
+# call prints the path at once. Older roots are removed.
 set -euo pipefail
 
 suite=bookworm
-packages=(systemd systemd-sysv dbus procps python3 python3-venv python3-bpfcc ca-certificates)
+packages=(systemd systemd-sysv dbus procps python3 python3-venv python3-bpfcc ca-certificates
+          gcc libc6-dev python3-dev)
 cache=${CAUDITD_TEST_CACHE:-/var/cache/cauditd-test}
 
 log() { printf 'nspawn-root: %s\n' "$*" >&2; }

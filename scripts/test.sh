@@ -4,6 +4,6 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-.venv/bin/ruff check daemon tests bench
+.venv/bin/ruff check daemon tests bench hatch_build.py
 .venv/bin/mypy
 .venv/bin/pytest -ra "$@"

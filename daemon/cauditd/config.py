@@ -86,6 +86,12 @@ class ProbesConfig:
         "warning, when the pages cannot be mapped.",
         default=True,
     )
+    compiled_decoder: bool = doc(
+        "Decode open, fork and exit records in C (cauditd/probes/_fastrecords.c, built when the "
+        "package is installed where gcc and the Python headers are). false, or when it was not "
+        "built (the start-up log says), decodes every record in Python, which is slower.",
+        default=True,
+    )
     max_args: int = doc(
         "argv entries captured per exec (the kernel side caps it at 16).", default=16
     )

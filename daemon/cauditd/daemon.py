@@ -280,6 +280,7 @@ class Daemon:
                         n for (src, _), n in self.pipeline.seen.items() if src == "syscall"
                     ),
                     "lost": self.probes.lost_total,
+                    "decoder": self.probes.decoder,
                     "syscalls_enabled": sorted(self.probes.enabled_syscalls),
                     "filters": self.probes.filters,
                     "filtered": self.probes.filtered,

@@ -25,10 +25,9 @@ import logging
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
 
 from cauditd.events import Event
-from cauditd.probes.records import EVENT_EXEC, Record
+from cauditd.probes.records import EVENT_EXEC, Decoder, Record
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,6 @@ FOLLOW_SHARE = 0.25  # of the capacity: a shed container sending less is let bac
 CAPACITY = 40_000.0  # events per CPU-second assumed until the daemon has measured its own
 CAPACITY_SAMPLE = 2_000  # events in a check for its CPU time to tell the capacity
 _KEY = struct.Struct("<QI")  # cgroup_id and kind, at offset 8 of every syscall record
-Decoder = Callable[[Record], Event | None]
 
 
 class SheddingDecoder:

@@ -189,20 +189,27 @@ class MmapRingBuffer(DrainThread):
         return pos, spans, skipped
 
     def _decode_batch(self, chunk: bytes, spans: list[tuple[int, int]]) -> list[Event]:
-        view = memoryview(chunk)
-        decode = self._decode
-        events: list[Event] = []
-        for offset, size in spans:
-            try:
-                event = decode(view[offset : offset + size])
-            except Exception:
-                self.decode_errors += 1
-                log.exception("%s: cannot decode a %d-byte record", self._name, size)
-                continue
-            if event is not None:
-                events.append(event)
+        batch = getattr(self._decode, "decode_batch", None)  # the compiled decoder's
+        if batch is not None:
+            events: list[Event] = batch(chunk, spans, self._failed)
+        else:
+            view = memoryview(chunk)
+            decode = self._decode
+            events = []
+            for offset, size in spans:
+                try:
+                    event = decode(view[offset : offset + size])
+                except Exception as exc:
+                    self._failed(size, exc)
+                    continue
+                if event is not None:
+                    events.append(event)
         self.records += len(spans)
         return events
+
+    def _failed(self, size: int, exc: Exception) -> None:
+        self.decode_errors += 1
+        log.error("%s: cannot decode a %d-byte record", self._name, size, exc_info=exc)
 
 
 

@@ -8,10 +8,16 @@ relative to when the kernel told it (`base`); the process table makes the rest a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import importlib
 import ipaddress
+import logging
+import re
 import struct
 from collections.abc import Callable
+from pathlib import Path
 
 from cauditd import text
 from cauditd.events import (
@@ -28,7 +34,10 @@ from cauditd.events import (
 )
 from cauditd.probes import catalog
 
+log = logging.getLogger(__name__)
+
 Record = bytes | memoryview  # one record's bytes; the mmap reader passes views of its batch copy
+Decoder = Callable[[Record], "Event | None"]
 
 # struct event_header: ts_ns, cgroup_id, kind, pid, tid, uid, gid, _pad, comm[16]
 HEADER = struct.Struct("<QQIIIIII16s")
@@ -422,3 +431,77 @@ def decode(raw: Record) -> Event | None:
     (kind,) = _KIND.unpack_from(raw, KIND_OFFSET)
     decoder = DECODERS.get(kind)
     return decoder(raw) if decoder is not None else None
+
+
+# --- the compiled decoder ------------------------------------------------------------------
+
+_VALUE = re.compile(r"(\d*)([a-zA-Z?])")
+
+
+def value_layout(layout: struct.Struct) -> tuple[tuple[int, str, int], ...]:
+    """(offset, code, size) of each value `layout.unpack` gives, in order (pad bytes give
+    none): how the compiled decoder finds them, from the one description of each record."""
+    assert layout.format[0] == "<", "offsets are computed without alignment"
+    values: list[tuple[int, str, int]] = []
+    prefix = "<"
+    for count, code in _VALUE.findall(layout.format[1:]):
+        if code in "sx":
+            if code == "s":
+                values.append((struct.calcsize(prefix), code, int(count or 1)))
+            prefix += count + code
+            continue
+        for _ in range(int(count or 1)):
+            values.append((struct.calcsize(prefix), code, struct.calcsize("<" + code)))
+            prefix += code
+    assert struct.calcsize(prefix) == layout.size
+    return tuple(values)
+
+
+def _fields(cls: type) -> tuple[tuple[str, int, object], ...]:
+    """What the compiled decoder needs to build `cls` without its __init__: each field's name
+    and default, in order. Only a slotted dataclass whose __init__ does nothing else will do."""
+    from cauditd.probes import _fastrecords as fast  # type: ignore[attr-defined]
+
+    if not dataclasses.is_dataclass(cls) or hasattr(cls, "__post_init__") or any(
+        "__dict__" in vars(base) for base in cls.__mro__[:-1]
+    ):
+        raise TypeError(f"{cls.__name__} is not a slotted dataclass with a plain __init__")
+    found: list[tuple[str, int, object]] = []
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            found.append((field.name, fast.DEFAULT, field.default))
+        elif field.default_factory is not dataclasses.MISSING:
+            found.append((field.name, fast.FACTORY, field.default_factory))
+        else:
+            found.append((field.name, fast.REQUIRED, None))
+    return tuple(found)
+
+
+def compiled_decoder() -> Decoder | None:
+    """probes/_fastrecords.c's decoder: open, fork and exit records as decode_open, decode_fork
+    and decode_exit give them, and every other record through `decode`; it also decodes a
+    whole batch (`decode_batch`, which the mmap reader uses). None, with the reason logged,
+    when it was not built, or was built from another version of its source."""
+    try:
+        fast = importlib.import_module("cauditd.probes._fastrecords")
+    except ImportError as exc:
+        log.info("the compiled record decoder is not built (%s): decoding in Python", exc)
+        return None
+    source = Path(__file__).with_name("_fastrecords.c")
+    if source.exists() and hashlib.sha256(source.read_bytes()).hexdigest() != fast.SOURCE_SHA:
+        log.warning("the compiled record decoder was built from another version of %s; "
+                    "decoding in Python (reinstall the package to rebuild it)", source.name)
+        return None
+    decoder: Decoder = fast.Decoder(
+        layouts=tuple((value_layout(s), s.size) for s in (OPEN, FORK, EXIT)),
+        kinds=(EVENT_OPEN, EVENT_FORK, EVENT_EXIT),
+        kind_offset=KIND_OFFSET,
+        open_bits=(OPEN_RESOLVED, OPEN_BASE, OPEN_TRUNCATED, OPEN_COMPAT, OPEN_IO_URING),
+        names={nr: spec.name for nr, spec in catalog.BY_NR.items()},
+        creat_flags=CREAT_FLAGS,
+        fork_types=_FORK_TYPES,
+        events=tuple((cls, _fields(cls)) for cls in (FileEvent, ForkEvent, ExitEvent)),
+        fallback=decode,
+        text_decode=text.decode,
+    )
+    return decoder

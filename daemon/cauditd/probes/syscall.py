@@ -18,7 +18,6 @@ from cauditd.probes import bpf as bpfmod
 from cauditd.probes import catalog, records
 from cauditd.probes.layout import KernelLayout
 from cauditd.probes.mmap_ringbuf import open_reader
-from cauditd.probes.records import decode
 from cauditd.probes.ringbuf import Reader
 
 if TYPE_CHECKING:
@@ -70,6 +69,7 @@ class SyscallProbes:
         self._filters: KernelFilters | None = None
         self._env_names: frozenset[str] | None = None
         self.shed: Counter[int] = Counter()  # records shed per cgroup id (flood.py), ever
+        self._decode: records.Decoder = records.decode
 
     @property
     def layout(self) -> KernelLayout | None:
@@ -245,10 +245,14 @@ class SyscallProbes:
         self._write_specs()
         self._write_filters()
         self._write_env_names()
+        if self._config.compiled_decoder:
+            self._decode = records.compiled_decoder() or records.decode
+        log.info("records decoded %s", "in C: open, fork, exit (the others in Python)"
+                 if self.decoder == "compiled" else "in Python")
         self._reader = open_reader(
             self._bpf,
             "events",
-            decode,
+            self._decode,
             self._on_events,
             interval=self._config.poll_interval_ms / 1000,
             name="syscall-ringbuf",
@@ -324,8 +328,13 @@ class SyscallProbes:
         """Shed the records of these cgroups (but 100 execs a second) before decoding; empty:
         none."""
         if self._reader is not None:
-            self._reader.set_decoder(SheddingDecoder(decode, cgroups, self.shed) if cgroups
-                                     else decode)
+            self._reader.set_decoder(SheddingDecoder(self._decode, cgroups, self.shed)
+                                     if cgroups else self._decode)
+
+    @property
+    def decoder(self) -> str:
+        """What decodes the records: "compiled" (open, fork and exit in C) or "python"."""
+        return "python" if self._decode is records.decode else "compiled"
 
     @property
     def handoff(self) -> dict[str, int | float]:
