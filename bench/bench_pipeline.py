@@ -3,7 +3,8 @@ hold-back, process table, the default rules, the store) next to RuleEngine.match
 same events, in interleaved rounds of the same run; and the records of bench/throughput.py's
 workload (resolved openat of /etc/passwd) from their bytes, decode included, through the same
 pipeline: that benchmark's daemon path without the kernel, the ring buffer or the noise of a
-loaded machine.
+loaded machine. Those records are decoded both by the compiled decoder (the daemon's default,
+probes/_fastrecords.c) and by records.py alone, each with and without the pipeline after it.
 
 The ratio is the share of the pipeline's time that is matching: what the rest of the event path
 (container, process table, taps, per-event isolation, load counting) costs on top. CPU time of
@@ -20,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,7 +93,21 @@ def rate(fn: Callable[[list[Event]], None], work: list[list[Event]], seconds: fl
             return done / elapsed
 
 
-async def measure(rounds: int, seconds: float) -> tuple[list[float], list[float], list[float]]:
+PATHS = {
+    "full": "EventPipeline.on_batch (whole path)",
+    "match": "RuleEngine.match alone",
+    "from_bytes": "openat records from their bytes: decode + on_batch",
+    "from_bytes_py": "the same, decoded by records.py alone",
+    "decode": "openat records: decode alone",
+    "decode_py": "the same, decoded by records.py alone",
+}
+
+
+async def measure(rounds: int, seconds: float) -> dict[str, list[float]]:
+    """Events per CPU-second of each of PATHS, `rounds` interleaved rounds."""
+    fast = records.compiled_decoder()
+    if fast is None:
+        raise SystemExit("the compiled record decoder is not built (python3 hatch_build.py)")
     with tempfile.TemporaryDirectory() as tmp:
         store = FindingStore(Path(tmp) / "findings.db", StoreConfig())
         await store.start()
@@ -106,41 +122,61 @@ async def measure(rounds: int, seconds: float) -> tuple[list[float], list[float]
                 for event in batch:
                     engine.match(event)
 
-            def from_bytes(batch: list[bytes]) -> None:
-                decode = records.decode
-                pipeline.on_batch([e for e in map(decode, batch) if e is not None])
+            def from_bytes(decode: records.Decoder) -> Callable[[list[bytes]], None]:
+                return lambda batch: pipeline.on_batch(
+                    [e for e in map(decode, batch) if e is not None])
+
+            def decode_only(decode: records.Decoder) -> Callable[[list[bytes]], None]:
+                def run(batch: list[bytes]) -> None:
+                    for raw in batch:
+                        decode(raw)
+                return run
 
             work, raw = batches(), open_records()
-            rate(pipeline.on_batch, work, 0.2)
-            rate(match_only, work, 0.2)
-            rate(from_bytes, raw, 0.2)
-            full, matching, decoded = [], [], []
+            paths: dict[str, tuple[Callable[[Any], None], list[Any]]] = {
+                "full": (pipeline.on_batch, work), "match": (match_only, work),
+                "from_bytes": (from_bytes(fast), raw),
+                "from_bytes_py": (from_bytes(records.decode), raw),
+                "decode": (decode_only(fast), raw), "decode_py": (decode_only(records.decode), raw),
+            }  # fmt: skip
+            for fn, items in paths.values():
+                rate(fn, items, 0.2)
+            rates: dict[str, list[float]] = {name: [] for name in paths}
             for _ in range(rounds):
-                full.append(rate(pipeline.on_batch, work, seconds))
-                matching.append(rate(match_only, work, seconds))
-                decoded.append(rate(from_bytes, raw, seconds))
+                for name, (fn, items) in paths.items():
+                    rates[name].append(rate(fn, items, seconds))
                 await asyncio.sleep(0)  # let the store's writer take what was found
         finally:
             await store.stop()
-    return full, matching, decoded
+    return rates
 
 
 def run(quick: bool) -> list[Result]:
     rounds, seconds = (5, 0.2) if quick else (15, 0.3)
-    full, matching, decoded = asyncio.run(measure(rounds, seconds))
-    ratios = sorted(f / m for f, m in zip(full, matching, strict=True))
+    rates = asyncio.run(measure(rounds, seconds))
+    ratios = sorted(f / m for f, m in zip(rates["full"], rates["match"], strict=True))
+    fast = sorted(f / p for f, p in zip(rates["decode"], rates["decode_py"], strict=True))
+    whole = sorted(f / p for f, p in zip(rates["from_bytes"], rates["from_bytes_py"],
+                                          strict=True))
+    share = {
+        "full": f"{median(ratios):.2f} matching (range {ratios[0]:.2f}-{ratios[-1]:.2f})",
+        "match": "1.00",
+        "from_bytes": f"{median(whole):.2f}x records.py's (range {whole[0]:.2f}-{whole[-1]:.2f})",
+        "from_bytes_py": "",
+        "decode": f"{median(fast):.2f}x records.py's (range {fast[0]:.2f}-{fast[-1]:.2f})",
+        "decode_py": "",
+    }
     result = Result(title=TITLE, columns=["path", "events per CPU-second", "share of the path"])
-    result.rows.append(["EventPipeline.on_batch (whole path)", f"{si(median(full))}/s",
-                        f"{median(ratios):.2f} matching (range {ratios[0]:.2f}-{ratios[-1]:.2f})"])
-    result.rows.append(["RuleEngine.match alone", f"{si(median(matching))}/s", "1.00"])
-    result.rows.append(["openat records from their bytes: decode + on_batch",
-                        f"{si(median(decoded))}/s", "(bench/throughput.py's workload)"])
+    for name, label in PATHS.items():
+        result.rows.append([label, f"{si(median(rates[name]))}/s", share[name]])
     result.notes.append(
         f"{sum(len(b) for b in batches())} synthetic syscall events of a busy web container "
         f"(bench_rules' workload without flows and DNS), batches of {BATCH}, default rules; "
-        f"median of {rounds} interleaved rounds of {seconds:g} CPU-seconds each.")
-    result.data["pipeline"] = {"full": median(full), "match": median(matching),
-                               "ratio": median(ratios), "from_bytes": median(decoded)}
+        f"median of {rounds} interleaved rounds of {seconds:g} CPU-seconds each. The openat "
+        "records are decoded by the compiled decoder unless the row says records.py.")
+    result.data["pipeline"] = {"full": median(rates["full"]), "match": median(rates["match"]),
+                               "ratio": median(ratios), "from_bytes": median(rates["from_bytes"]),
+                               "from_bytes_py": median(rates["from_bytes_py"])}
     return [result]
 
 

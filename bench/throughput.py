@@ -8,7 +8,9 @@ watches, so with the open filter on not one of its opens would leave the kernel 
 be nothing to measure. This is the user-space pipeline's capacity for events that do reach it,
 counted through GET /v1/stats (`probes.syscall.events` delivered past enrichment,
 `probes.syscall.lost` counted in the kernel plus `shed`, what the reader sheds from a container
-it cannot follow). Decode path: SyscallProbes in this process with
+it cannot follow). The daemon path runs twice: with the compiled record decoder (the default,
+cauditd/probes/_fastrecords.c) and with `probes.compiled_decoder = false` (records.py alone), its
+baseline in the same run. Decode path: SyscallProbes in this process with
 the same syscalls enabled and a sink that only counts (bench_consumer's live mode). Workload:
 `bench_loop open SECONDS RATE` in a --network none container, at fixed rates and then unpaced.
 """
@@ -89,13 +91,16 @@ def run(quick: bool) -> list[Result]:
         seconds, rounds = (1.5, 1) if quick else (3.0, 2)
         with Containers() as containers:
             containers.start(WORKLOAD, ["sleep", "900"], ["--network", "none"])
-            daemon_runs, syscalls = daemon_path(containers, rates, seconds, rounds)
+            daemon_runs, syscalls = daemon_path(containers, rates, seconds, rounds, "compiled")
+            python_runs, _ = daemon_path(containers, rates, seconds, rounds, "python")
             decode_runs = asyncio.run(decode_path(syscalls, rates, seconds, rounds))
     except Unavailable as exc:
         return [not_available(TITLE, str(exc))]
     return [
         table(
-            {"daemon (full rule set)": daemon_runs, "decode alone": decode_runs},
+            {"daemon (full rule set)": daemon_runs,
+             "daemon, records decoded in Python": python_runs,
+             "decode alone": decode_runs},
             seconds,
             rounds,
             syscalls,
@@ -107,12 +112,18 @@ def run(quick: bool) -> list[Result]:
 
 
 def daemon_path(
-    containers: Containers, rates: Sequence[int], seconds: float, rounds: int
+    containers: Containers, rates: Sequence[int], seconds: float, rounds: int, decoder: str
 ) -> tuple[list[Point], list[str]]:
     points: list[Point] = []
-    with CauditdProcess("[probes]\nkernel_filters = false\n") as daemon:
+    compiled = "true" if decoder == "compiled" else "false"
+    config = f"[probes]\nkernel_filters = false\ncompiled_decoder = {compiled}\n"
+    with CauditdProcess(config) as daemon:
         time.sleep(1.0)
-        syscalls = list(stats(daemon)["probes"]["syscall"]["syscalls_enabled"])
+        syscall = stats(daemon)["probes"]["syscall"]
+        if syscall["decoder"] != decoder:
+            raise Unavailable(f"the daemon decodes with {syscall['decoder']}, not {decoder} "
+                              "(is the compiled decoder built? python3 hatch_build.py)")
+        syscalls = list(syscall["syscalls_enabled"])
         if "openat" not in syscalls:
             raise Unavailable(f"the default rules do not enable openat ({syscalls})")
         for _ in range(rounds):
@@ -293,7 +304,8 @@ def plot(paths: dict[str, list[Point]]) -> str:
     link = save_plot("throughput")
     fig, ax = plt.subplots(figsize=(6.5, 4))
     top = 0.0
-    for (label, points), color in zip(paths.items(), ("tab:blue", "tab:orange"), strict=False):
+    colors = ("tab:blue", "tab:green", "tab:orange")
+    for (label, points), color in zip(paths.items(), colors, strict=False):
         ordered = sorted(points, key=lambda p: p.offered)
         xs = [p.offered / 1000 for p in ordered]
         top = max([top, *xs])
