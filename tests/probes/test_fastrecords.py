@@ -9,8 +9,10 @@ decoder hands to records.decode. In CI the module must be built (hatch_build.py)
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -182,3 +184,11 @@ def test_a_build_from_another_source_is_not_used(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(_fastrecords, "SOURCE_SHA", "0" * 64)
     assert records.compiled_decoder() is None
+
+
+def test_the_source_builds_without_warnings(tmp_path: Path) -> None:
+    import hatch_build
+
+    if shutil.which("gcc") is None:
+        unavailable("gcc is missing (scripts/bootstrap.sh installs it)")
+    assert hatch_build.build(tmp_path / "m.so", ("-Werror",)) is None

@@ -466,6 +466,10 @@ static PyObject *same_object(void *arg)
 static PyObject *Decoder_call(Decoder *self, PyObject *args, PyObject *kwds)
 {
     PyObject *raw;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError, "a Decoder is called with one record, no keywords");
+        return NULL;
+    }
     if (!PyArg_ParseTuple(args, "O", &raw))
         return NULL;
     Py_buffer buf;
