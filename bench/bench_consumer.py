@@ -30,6 +30,7 @@ from cauditd.probes.mmap_ringbuf import open_reader
 from cauditd.probes.syscall import SyscallProbes
 from common import TEST_IMAGE
 
+SETTLE_S = 2.0  # after the last drain, for the loop to take what it handed over
 CAPACITY_PAGES = 65536  # 256 MiB: ~400k openat records, enough to time a drain
 READERS = {"bcc": False, "mmap": True}
 TRANSPORT_RECORDS = 1_000_000
@@ -61,6 +62,7 @@ class Run:
     delivered: int = 0
     lost: int = 0
     seconds: float = 0.0
+    last_batch: float = 0.0  # monotonic time the loop took the last batch
 
     @property
     def rate(self) -> float:
@@ -81,7 +83,7 @@ async def workload(seconds: int, containers: int) -> None:
 async def traced(config: ProbesConfig, run: Run) -> SyscallProbes:
     def on_events(batch: list[Event]) -> None:
         run.delivered += len(batch)
-        run.seconds = time.monotonic()  # capacity: time of the last batch
+        run.last_batch = time.monotonic()
 
     probes = SyscallProbes(config, on_events)
     probes.set_syscalls({"openat"})
@@ -103,7 +105,8 @@ async def capacity(reader: str, containers: int) -> Run:
     run.delivered, started = 0, time.monotonic()
     await probes.stop()  # wakes the reader for its last drain, in a thread
     await registry.stop()
-    run.seconds, run.lost = run.seconds - started, probes.lost_total
+    await asyncio.sleep(SETTLE_S)  # the loop takes the batches the drain handed over
+    run.seconds, run.lost = run.last_batch - started, probes.lost_total
     return run
 
 
