@@ -101,6 +101,16 @@ BPF_TABLE("lru_hash", u64, u32, memfd_fds, 4096);
 /* Parent tgid of forked processes until they exit: fds are inherited, so a child's fexecve of
  * the parent's memfd (fork, then execveat(fd, "", AT_EMPTY_PATH)) is found under the parent. */
 BPF_TABLE("lru_hash", u32, u32, parent_of, 8192);
+#ifdef KERNEL_LAYOUT
+/* Processes that hold FIFOs they opened by path while a rule asks about pipes (opens.h): a
+ * relay that talks to a shell through FIFOs it opened itself, its own stdio on no pipe, is
+ * judged as a piped one (syscalls.c). A fork of one is one too (it holds them as well); an
+ * exec keeps the mark only while a FIFO is among the first FIFO_SCAN_FDS fds (process.c), so
+ * runc's init, which opens its exec FIFO and execs the container's first process, does not
+ * leave every container's process tree marked. By tgid, LRU-bounded (an evicted relay's
+ * connects are judged by its stdio). */
+BPF_TABLE("lru_hash", u32, u8, fifo_openers, 8192);
+#endif
 
 #define EVENT_EXEC 1
 #define EVENT_SYSCALL 2

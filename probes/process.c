@@ -447,11 +447,39 @@ int exec_emit(void *ctx)
 }
 #endif
 
+#ifdef KERNEL_LAYOUT
+#define FIFO_SCAN_FDS 64 /* every fd table has room for 64 (NR_OPEN_DEFAULT) */
+
+/* Whether one of the task's first FIFO_SCAN_FDS fds, past its stdio, is a FIFO (or a pipe: the
+ * same type). Stdio is left out: a container's first process gets pipes there from its
+ * runtime (and the pipes check judges stdio by itself). */
+static __always_inline int holds_fifo(u64 task)
+{
+    u64 fdt = BTF_LOAD(u64, BTF_LOAD(u64, task, OFF_TASK_FILES), OFF_FILES_FDT);
+    u64 fds = BTF_LOAD(u64, fdt, OFF_FDT_FD);
+    u64 chunk[8];
+#pragma unroll
+    for (int base = 0; base < FIFO_SCAN_FDS; base += 8) {
+        if (bpf_probe_read_kernel(chunk, sizeof(chunk), (void *)(fds + base * 8)))
+            return 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (base + i > 2 && chunk[i]
+                && (file_mode(chunk[i]) & S_IFMT_BITS) == S_IFIFO_BITS)
+                return 1;
+    }
+    return 0;
+}
+#endif
+
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     if (!cgroup_traced(bpf_get_current_cgroup_id()))
         return 0;
 #ifdef KERNEL_LAYOUT
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (fifo_openers.lookup(&tgid) && !holds_fifo(this_task()))
+        fifo_openers.delete(&tgid); /* its FIFOs were closed, by hand or at exec */
     int zero = 0;
     struct exec_chain *chain = exec_chains.lookup(&zero);
     if (!chain)
@@ -484,6 +512,13 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
         return 0;
     u32 child = args->child_pid, parent = args->parent_pid;
     parent_of.update(&child, &parent);
+#ifdef KERNEL_LAYOUT
+    u32 tgid = bpf_get_current_pid_tgid() >> 32; /* parent_pid is the forking thread's */
+    if (fifo_openers.lookup(&tgid)) {
+        u8 one = 1;
+        fifo_openers.update(&child, &one);
+    }
+#endif
     int zero = 0;
     struct held_fork *held = held_scratch.lookup(&zero);
     if (!held)

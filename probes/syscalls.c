@@ -161,11 +161,6 @@ static __always_inline u32 exec_flags(u64 tgid, u64 dirfd, u64 at_flags)
 }
 
 #ifdef KERNEL_LAYOUT
-/* Processes that opened a FIFO by path while a rule asks about pipes (opens.h): a relay that
- * talks to a shell through FIFOs it opened itself, its own stdio on no pipe, is judged as a
- * piped one. By tgid, LRU-bounded (an evicted relay's connects are judged by its stdio). */
-BPF_TABLE("lru_hash", u32, u8, fifo_openers, 8192);
-
 /* The server's ends of connections, by socket inode number: what makes a socket accepted
  * follows the socket wherever it is dup'd or inherited, and an fd number reused for another
  * socket (an accepted fd closed, then an outbound socket dup'd onto that number) is not taken

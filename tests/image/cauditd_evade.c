@@ -380,11 +380,20 @@ static int do_env_pad(const char *count, const char *size, const char *prog)
     return 1;
 }
 
-static int do_fifo_relay(const char *in, const char *out, const char *ip, const char *port)
+static int do_fifo_relay(const char *in, const char *out, const char *ip, const char *port,
+                         int forking)
 {
     int feed = open(in, O_WRONLY);
     int drain = open(out, O_RDONLY);
     usleep(300000);
+    /* forking: a child that holds the FIFOs only by inheritance connects and feeds the shell */
+    pid_t child = forking ? fork() : 0;
+    if (child > 0) {
+        close(drain);
+        close(feed);
+        waitpid(child, NULL, 0);
+        return 0;
+    }
     int sock = connected_socket(ip, port);
     if (feed >= 0 && write(feed, "exit\n", 5) < 0)
         perror("write");
@@ -440,6 +449,37 @@ static int do_accept_inherited(const char *port)
     if (child == 0) {
         close(accept(listener, NULL, NULL));
         _exit(0);
+    }
+    int sock = connected_socket("127.0.0.1", port);
+    waitpid(child, NULL, 0);
+    close(sock);
+    close(listener);
+    return 0;
+}
+
+/* A server that hands a shell the connection it accepted on fd 3, not on its stdio: the
+ * shell puts it there itself (`exec <&3 >&3 2>&3`), a dup of the server's end, which the
+ * redirect rule leaves out. The client, in this process, connects and waits. */
+static int do_accept_fd3(const char *port, const char *script)
+{
+    struct sockaddr_in addr = inet_addr_of("127.0.0.1", port);
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(listener, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(listener, 1) < 0)
+        perror("listen");
+    pid_t child = fork();
+    if (child == 0) {
+        int conn = accept(listener, NULL, NULL);
+        if (conn < 0)
+            _exit(1);
+        close(listener); /* before the dup2: the listener may be fd 3 */
+        if (conn != 3) {
+            dup2(conn, 3);
+            close(conn);
+        }
+        execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+        _exit(127);
     }
     int sock = connected_socket("127.0.0.1", port);
     waitpid(child, NULL, 0);
@@ -515,7 +555,9 @@ int main(int argc, char **argv)
         return do_socketpair_exec(a, b);
     if (!strcmp(mode, "accept-inherited"))
         return do_accept_inherited(a);
+    if (!strcmp(mode, "accept-fd3"))
+        return do_accept_fd3(a, b);
     if (!strcmp(mode, "fifo-relay") && argc > 5)
-        return do_fifo_relay(a, b, argv[4], argv[5]);
+        return do_fifo_relay(a, b, argv[4], argv[5], argc > 6 && !strcmp(argv[6], "fork"));
     return 2;
 }

@@ -293,6 +293,19 @@ def test_a_shell_on_a_unix_socket_from_a_networked_parent(
     assert ("Shell started with a network socket on its stdio" in fired(shell)) is expected
 
 
+@pytest.mark.parametrize(("parent_sockets", "stdio", "expected"), [
+    ((9001,), ("ipv4", "ipv4", "ipv4"), True),  # the shell ran `exec <&3 >&3 2>&3`, then cat
+    ((), ("ipv4", "ipv4", "file"), False),  # nc -l -e /bin/cat run by a shell: nc became cat
+    ((9001,), ("pipe", "pipe", "file"), False),
+])
+def test_a_command_of_a_shell_holding_a_network_socket(
+        fake_proc: FakeProc, parent_sockets: tuple[int, ...], stdio: tuple[str, ...],
+        expected: bool) -> None:
+    fake_proc.process(BASH.pid, vpid=5, sockets=parent_sockets, tcp=(9001,))
+    command = with_stdio(execve("/bin/cat", "cat", parent=BASH), *stdio)
+    assert ("Shell started with a network socket on its stdio" in fired(command)) is expected
+
+
 def test_every_default_rule_has_a_case() -> None:
     threshold_rules = {r.name for r in RULESET.rules if r.threshold is not None}
     covered = {name for name, _, _ in CASES} | {name for name, *_ in PROC_CASES} | threshold_rules

