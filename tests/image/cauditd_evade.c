@@ -403,15 +403,23 @@ static int do_fifo_relay(const char *in, const char *out, const char *ip, const 
     return 0;
 }
 
+/* A TCP socket listening on 127.0.0.1:port ("0": any free port). */
+static int listening_socket(const char *port)
+{
+    struct sockaddr_in addr = inet_addr_of("127.0.0.1", port);
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(listener, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(listener, 1) < 0)
+        perror("listen");
+    return listener;
+}
+
 static int do_socketpair_exec(const char *listening, const char *prog)
 {
     int listener = -1;
-    if (!strcmp(listening, "listen")) {
-        struct sockaddr_in addr = inet_addr_of("127.0.0.1", "0");
-        listener = socket(AF_INET, SOCK_STREAM, 0);
-        if (bind(listener, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(listener, 1) < 0)
-            perror("listen");
-    }
+    if (!strcmp(listening, "listen"))
+        listener = listening_socket("0");
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0) {
         perror("socketpair");
@@ -439,12 +447,7 @@ static int do_socketpair_exec(const char *listening, const char *prog)
 
 static int do_accept_inherited(const char *port)
 {
-    struct sockaddr_in addr = inet_addr_of("127.0.0.1", port);
-    int listener = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(listener, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(listener, 1) < 0)
-        perror("listen");
+    int listener = listening_socket(port);
     pid_t child = fork();
     if (child == 0) {
         close(accept(listener, NULL, NULL));
@@ -462,12 +465,7 @@ static int do_accept_inherited(const char *port)
  * redirect rule leaves out. The client, in this process, connects and waits. */
 static int do_accept_fd3(const char *port, const char *script)
 {
-    struct sockaddr_in addr = inet_addr_of("127.0.0.1", port);
-    int listener = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(listener, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(listener, 1) < 0)
-        perror("listen");
+    int listener = listening_socket(port);
     pid_t child = fork();
     if (child == 0) {
         int conn = accept(listener, NULL, NULL);
