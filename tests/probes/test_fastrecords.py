@@ -192,3 +192,11 @@ def test_the_source_builds_without_warnings(tmp_path: Path) -> None:
     if shutil.which("gcc") is None:
         unavailable("gcc is missing (scripts/bootstrap.sh installs it)")
     assert hatch_build.build(tmp_path / "m.so", ("-Werror",)) is None
+
+
+def test_records_it_was_not_written_for_leave_decoding_to_python(
+        monkeypatch: pytest.MonkeyPatch, fast: records.Decoder) -> None:
+    """A layout whose value types differ from what the C code reads (a field widened in
+    probes/*.c and records.py, not in _fastrecords.c) is refused, not misread."""
+    monkeypatch.setattr(records, "EXIT", struct.Struct(records.HEADER.format + "qI"))
+    assert records.compiled_decoder() is None

@@ -212,7 +212,6 @@ class MmapRingBuffer(DrainThread):
         log.error("%s: cannot decode a %d-byte record", self._name, size, exc_info=exc)
 
 
-
 def open_reader(
     bpf: Any,
     map_name: str,

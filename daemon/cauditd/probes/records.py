@@ -37,7 +37,7 @@ from cauditd.probes import catalog
 log = logging.getLogger(__name__)
 
 Record = bytes | memoryview  # one record's bytes; the mmap reader passes views of its batch copy
-Decoder = Callable[[Record], "Event | None"]
+Decoder = Callable[[Record], Event | None]
 
 # struct event_header: ts_ns, cgroup_id, kind, pid, tid, uid, gid, _pad, comm[16]
 HEADER = struct.Struct("<QQIIIIII16s")
@@ -492,16 +492,21 @@ def compiled_decoder() -> Decoder | None:
         log.warning("the compiled record decoder was built from another version of %s; "
                     "decoding in Python (reinstall the package to rebuild it)", source.name)
         return None
-    decoder: Decoder = fast.Decoder(
-        layouts=tuple((value_layout(s), s.size) for s in (OPEN, FORK, EXIT)),
-        kinds=(EVENT_OPEN, EVENT_FORK, EVENT_EXIT),
-        kind_offset=KIND_OFFSET,
-        open_bits=(OPEN_RESOLVED, OPEN_BASE, OPEN_TRUNCATED, OPEN_COMPAT, OPEN_IO_URING),
-        names={nr: spec.name for nr, spec in catalog.BY_NR.items()},
-        creat_flags=CREAT_FLAGS,
-        fork_types=_FORK_TYPES,
-        events=tuple((cls, _fields(cls)) for cls in (FileEvent, ForkEvent, ExitEvent)),
-        fallback=decode,
-        text_decode=text.decode,
-    )
+    try:
+        decoder: Decoder = fast.Decoder(
+            layouts=tuple((value_layout(s), s.size) for s in (OPEN, FORK, EXIT)),
+            kinds=(EVENT_OPEN, EVENT_FORK, EVENT_EXIT),
+            kind_offset=KIND_OFFSET,
+            open_bits=(OPEN_RESOLVED, OPEN_BASE, OPEN_TRUNCATED, OPEN_COMPAT, OPEN_IO_URING),
+            names={nr: spec.name for nr, spec in catalog.BY_NR.items()},
+            creat_flags=CREAT_FLAGS,
+            fork_types=_FORK_TYPES,
+            events=tuple((cls, _fields(cls)) for cls in (FileEvent, ForkEvent, ExitEvent)),
+            fallback=decode,
+            text_decode=text.decode,
+        )
+    except (TypeError, ValueError) as exc:  # a layout or class it was not written for
+        log.warning("the compiled record decoder refused this version's records (%s); "
+                    "decoding in Python", exc)
+        return None
     return decoder
