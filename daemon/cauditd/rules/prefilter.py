@@ -234,11 +234,14 @@ def _inherited(key: str, entries: Mapping[str, int]) -> int:
     return modes
 
 
+_ACCESS_MODES = (READ, WRITE, ANY_MODE, ANY_MODE)  # by O_ACCMODE: O_RDONLY, O_WRONLY, O_RDWR, 3
+
+
 def open_modes(evt_type: str, flags: int) -> int:
     """READ/WRITE of an open as the kernel computes it (fields evt.is_open_read/write)."""
     if evt_type == "creat":
         return WRITE
-    return {0: READ, 1: WRITE}.get(flags & 0o3, ANY_MODE)
+    return _ACCESS_MODES[flags & 0o3]
 
 
 @dataclass(frozen=True, slots=True)
