@@ -1,4 +1,5 @@
-/* io_uring.c: opens and connects submitted through io_uring rings, as the syscalls they stand for.
+/* io_uring.c: opens, connects and accepts submitted through io_uring rings, as the syscalls they
+ * stand for.
  *
  * An operation submitted through a ring never passes the syscall tracepoints: a ring's openat
  * of /etc/shadow is invisible to syscalls.c. The io_uring tracepoints see every request:
@@ -6,13 +7,16 @@
  * dirfd, open_how; a connect's user address), io_uring_complete with its result. Requests of
  * the kinds rules watch are kept from submission to completion (by request pointer), then sent
  * as the same records as the syscalls (an EVENT_OPEN judged and resolved by opens.h, a connect
- * syscall record), flagged as io_uring's. The open and connect filters apply as for syscalls.
+ * or accept4 syscall record), flagged as io_uring's. The open, connect and accept filters apply
+ * as for syscalls (an accept is sent only from a piped process when every rule about accepts
+ * asks that: a bind shell's relay).
  *
  * Needs the kernel's layout (io_kiocb and io_open are kernel-internal) and is compiled after
  * syscalls.c (its specs, records and opens.h). Other ring operations (renameat, unlinkat,
  * sendmsg, ...) are not followed yet. Cost: one opcode test per ring request on the host; a
  * map update and a 300-byte copy per followed request in a traced cgroup.
  */
+#define IORING_OP_ACCEPT 13
 #define IORING_OP_CONNECT 16
 #define IORING_OP_OPENAT 18
 #define IORING_OP_OPENAT2 28
@@ -32,6 +36,10 @@ BPF_PERCPU_ARRAY(uring_scratch, struct uring_request, 1);
 
 static __always_inline int uring_followed(u8 opcode)
 {
+    if (opcode == IORING_OP_ACCEPT) {
+        struct syscall_spec *spec = spec_of(SYSNR_ACCEPT4);
+        return spec && spec->emit;
+    }
     u32 nr = opcode == IORING_OP_CONNECT ? SYSNR_CONNECT
            : (opcode == IORING_OP_OPENAT2 ? SYSNR_OPENAT2 : SYSNR_OPENAT);
     struct syscall_spec *spec = spec_of(nr);
@@ -41,7 +49,8 @@ static __always_inline int uring_followed(u8 opcode)
 TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
 {
     u8 opcode = args->opcode;
-    if (opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2 && opcode != IORING_OP_CONNECT)
+    if (opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2 && opcode != IORING_OP_CONNECT
+        && opcode != IORING_OP_ACCEPT)
         return 0;
     if (!uring_followed(opcode) || !cgroup_traced(bpf_get_current_cgroup_id()))
         return 0;
@@ -53,7 +62,11 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     u64 cmd = req + OFF_REQ_CMD;
     r->opcode = opcode;
     r->data[0] = 0;
-    if (opcode == IORING_OP_CONNECT) {
+    r->addr_len = 0;
+    if (opcode == IORING_OP_ACCEPT) {
+        if (setting(SETTING_ACCEPT_FILTER) && !call_of_piped_process())
+            return count_filtered(FILTERED_ACCEPT);
+    } else if (opcode == IORING_OP_CONNECT) {
         u64 addr = kread_u64(cmd, OFF_CONNECT_ADDR);
         r->addr_len = kread_u32(cmd, OFF_CONNECT_ADDR_LEN) & 0x7f;
         if (!connect_wanted(addr) && !call_of_piped_process())
@@ -71,8 +84,16 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     return 0;
 }
 
-static __always_inline int uring_connect_done(struct uring_request *r, s64 res, u64 cgroup_id)
+/* A connect (its address as submitted) or an accept (the new socket, from the fd table; the
+ * server's end remembered as accept()'s is) as its syscall's record. */
+static __always_inline int uring_net_done(struct uring_request *r, s64 res, u64 cgroup_id)
 {
+    u32 nr = r->opcode == IORING_OP_ACCEPT ? SYSNR_ACCEPT4 : SYSNR_CONNECT;
+    u32 sock_info = 0;
+    if (nr == SYSNR_ACCEPT4 && res >= 0) {
+        remember_accepted(res);
+        sock_info = fd_sock_info(bpf_get_current_pid_tgid() >> 32, res);
+    }
     send_own_held_forks();
     struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
     if (!rec) {
@@ -80,7 +101,7 @@ static __always_inline int uring_connect_done(struct uring_request *r, s64 res, 
         return 0;
     }
     fill_header(&rec->h, EVENT_SYSCALL, cgroup_id);
-    rec->nr = SYSNR_CONNECT;
+    rec->nr = nr;
     rec->ret = res;
     __builtin_memset(rec->args, 0, sizeof(rec->args));
     rec->args[0] = (u64)-1; /* the ring names the socket by its request, not always an fd */
@@ -88,7 +109,7 @@ static __always_inline int uring_connect_done(struct uring_request *r, s64 res, 
     rec->info = SC_IO_URING;
     rec->fd_mode = 0;
     rec->_pad = 0;
-    rec->sock_info = 0;
+    rec->sock_info = sock_info;
     fill_exe(&rec->exe);
     rec->path1[0] = 0;
     rec->base[0] = 0;
@@ -116,8 +137,8 @@ TRACEPOINT_PROBE(io_uring, io_uring_complete)
     uring_requests.delete(&req);
     s64 res = args->res;
     u64 cgroup_id = bpf_get_current_cgroup_id();
-    if (r->opcode == IORING_OP_CONNECT)
-        return uring_connect_done(r, res, cgroup_id);
+    if (r->opcode == IORING_OP_CONNECT || r->opcode == IORING_OP_ACCEPT)
+        return uring_net_done(r, res, cgroup_id);
     u64 task = this_task();
     c->nr = r->opcode == IORING_OP_OPENAT2 ? SYSNR_OPENAT2 : SYSNR_OPENAT;
     c->info = OPEN_IO_URING;

