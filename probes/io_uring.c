@@ -25,7 +25,7 @@
 struct uring_request {
     u32 opcode;
     s32 dfd;
-    u32 file_slot; /* an open into the ring's fixed files (no fd to resolve) */
+    u32 file_slot; /* an open or accept into the ring's fixed files (no fd to resolve) */
     u32 addr_len;
     u64 flags;
     u64 mode;
@@ -63,9 +63,11 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     r->opcode = opcode;
     r->data[0] = 0;
     r->addr_len = 0;
+    r->file_slot = 0;
     if (opcode == IORING_OP_ACCEPT) {
         if (setting(SETTING_ACCEPT_FILTER) && !call_of_piped_process())
             return count_filtered(FILTERED_ACCEPT);
+        r->file_slot = kread_u32(cmd, OFF_ACCEPT_SLOT);
     } else if (opcode == IORING_OP_CONNECT) {
         u64 addr = kread_u64(cmd, OFF_CONNECT_ADDR);
         r->addr_len = kread_u32(cmd, OFF_CONNECT_ADDR_LEN) & 0x7f;
@@ -84,15 +86,22 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     return 0;
 }
 
-/* A connect (its address as submitted) or an accept (the new socket, from the fd table; the
- * server's end remembered as accept()'s is) as its syscall's record. */
-static __always_inline int uring_net_done(struct uring_request *r, s64 res, u64 cgroup_id)
+/* A connect (its address as submitted) or an accept as its syscall's record. An accept's
+ * socket is described by its listener (the request's file: same family and type); its result
+ * is an fd, remembered as the server's end as accept()'s is, only when it was not accepted into
+ * the ring's fixed-file table, where it is a slot number: read as an fd, it would name another
+ * socket of the process, and mark that one a server's end (which the dup filter drops). */
+static __always_inline int uring_net_done(struct uring_request *r, u64 req, s64 res,
+                                          u64 cgroup_id)
 {
     u32 nr = r->opcode == IORING_OP_ACCEPT ? SYSNR_ACCEPT4 : SYSNR_CONNECT;
     u32 sock_info = 0;
     if (nr == SYSNR_ACCEPT4 && res >= 0) {
-        remember_accepted(res);
-        sock_info = fd_sock_info(bpf_get_current_pid_tgid() >> 32, res);
+        u64 listener = kread_u64(req + OFF_REQ_CMD, OFF_ACCEPT_FILE);
+        if ((file_mode(listener) & S_IFMT_BITS) == S_IFSOCK_BITS)
+            sock_info = socket_info(listener);
+        if (!r->file_slot)
+            remember_accepted(res);
     }
     send_own_held_forks();
     struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
@@ -138,7 +147,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_complete)
     s64 res = args->res;
     u64 cgroup_id = bpf_get_current_cgroup_id();
     if (r->opcode == IORING_OP_CONNECT || r->opcode == IORING_OP_ACCEPT)
-        return uring_net_done(r, res, cgroup_id);
+        return uring_net_done(r, req, res, cgroup_id);
     u64 task = this_task();
     c->nr = r->opcode == IORING_OP_OPENAT2 ? SYSNR_OPENAT2 : SYSNR_OPENAT;
     c->info = OPEN_IO_URING;

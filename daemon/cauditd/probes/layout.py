@@ -110,6 +110,8 @@ IO_URING: dict[str, tuple[str, str]] = {
     "OFF_FILENAME_NAME": ("filename", "name"),
     "OFF_CONNECT_ADDR": ("io_connect", "addr"),
     "OFF_CONNECT_ADDR_LEN": ("io_connect", "addr_len"),
+    "OFF_ACCEPT_FILE": ("io_accept", "file"),
+    "OFF_ACCEPT_SLOT": ("io_accept", "file_slot"),
 }
 
 # overlayfs's inodes (when overlayfs is built in: a module's types are not in vmlinux's BTF):
