@@ -97,9 +97,7 @@ static __always_inline int uring_net_done(struct uring_request *r, u64 req, s64 
     u32 nr = r->opcode == IORING_OP_ACCEPT ? SYSNR_ACCEPT4 : SYSNR_CONNECT;
     u32 sock_info = 0;
     if (nr == SYSNR_ACCEPT4 && res >= 0) {
-        u64 listener = kread_u64(req + OFF_REQ_CMD, OFF_ACCEPT_FILE);
-        if ((file_mode(listener) & S_IFMT_BITS) == S_IFSOCK_BITS)
-            sock_info = socket_info(listener);
+        sock_info = file_sock_info(kread_u64(req + OFF_REQ_CMD, OFF_ACCEPT_FILE));
         if (!r->file_slot)
             remember_accepted(res);
     }

@@ -295,8 +295,7 @@ static __always_inline void read_strings(struct syscall_record *rec, struct sysc
 static __always_inline u32 fd_sock_info(u64 tgid, u64 fd)
 {
 #ifdef KERNEL_LAYOUT
-    u64 file = task_fd_file(this_task(), fd);
-    return (file_mode(file) & S_IFMT_BITS) == S_IFSOCK_BITS ? socket_info(file) : 0;
+    return file_sock_info(task_fd_file(this_task(), fd));
 #else
     u64 key = tgid << 32 | (u32)fd;
     u32 *known = socket_fds.lookup(&key);

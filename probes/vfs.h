@@ -157,6 +157,12 @@ static __always_inline u32 socket_info(u64 file)
     return sock_info_of(sock, kread_u64(sock, OFF_SOCKET_SK));
 }
 
+/* The same of any file: 0 unless it is a socket. */
+static __always_inline u32 file_sock_info(u64 file)
+{
+    return (file_mode(file) & S_IFMT_BITS) == S_IFSOCK_BITS ? socket_info(file) : 0;
+}
+
 static __always_inline struct rpath *rpath_buffer(void)
 {
     int zero = 0;
