@@ -270,7 +270,7 @@ typedef struct {
     PyObject *names[MAX_NR];      /* syscall name by number (catalog.BY_NR) */
     uint32_t creat_nr;
     PyObject *creat_flags;
-    PyObject *fork_types;         /* dict: syscall number -> fork event type */
+    PyObject *fork_names[MAX_NR]; /* a fork's event type by syscall number (else "clone") */
     PyObject *clone, *procexit;   /* type strings */
     PyObject *key_flags, *key_parent_tid;
     PyObject *fallback;           /* records.decode: every other record, and short ones */
@@ -389,13 +389,8 @@ static PyObject *decode_fork(Decoder *self, const char *rec)
     const Layout *l = &self->fork;
     const int *at = self->fork_at;
     PyObject *v[MAX_FIELDS] = {0};
-    PyObject *nr = int_at(rec, l, F_NR);
-    if (nr == NULL)
-        return NULL;
-    PyObject *type = PyDict_GetItemWithError(self->fork_types, nr);
-    Py_DECREF(nr);
-    if (type == NULL && PyErr_Occurred())
-        return NULL;
+    uint32_t nr = u32_at(rec, l, F_NR);
+    PyObject *type = nr < MAX_NR ? self->fork_names[nr] : NULL;
     if (header(self, rec, l, at, type == NULL ? self->clone : type, v) < 0)
         goto fail;
     PyObject *child = int_at(rec, l, F_CHILD);
@@ -589,6 +584,24 @@ static int template_arg(PyObject *arg, Template *t)
     return template_from(cls, fields, t);
 }
 
+/* A dict of syscall number -> str as a table indexed by number. */
+static int table_from(PyObject *dict, PyObject **table)
+{
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(dict, &pos, &key, &value)) {
+        long nr = PyLong_AsLong(key);
+        if (nr == -1 && PyErr_Occurred())
+            return -1;
+        if (nr < 0 || nr >= MAX_NR || !PyUnicode_Check(value)) {
+            PyErr_Format(PyExc_ValueError, "syscall %R: %R", key, value);
+            return -1;
+        }
+        Py_XSETREF(table[nr], Py_NewRef(value));
+    }
+    return 0;
+}
+
 static int Decoder_init(Decoder *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"layouts", "kinds", "kind_offset", "open_bits", "names",
@@ -634,22 +647,12 @@ static int Decoder_init(Decoder *self, PyObject *args, PyObject *kwds)
     self->open_compat = bits[3];
     self->open_io_uring = bits[4];
     self->creat_nr = UINT32_MAX;
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(names, &pos, &key, &value)) {
-        long nr = PyLong_AsLong(key);
-        if (nr == -1 && PyErr_Occurred())
-            return -1;
-        if (nr < 0 || nr >= MAX_NR || !PyUnicode_Check(value)) {
-            PyErr_Format(PyExc_ValueError, "syscall %R: %R", key, value);
-            return -1;
-        }
-        Py_XSETREF(self->names[nr], Py_NewRef(value));
-        if (PyUnicode_CompareWithASCIIString(value, "creat") == 0)
-            self->creat_nr = (uint32_t)nr;
-    }
+    if (table_from(names, self->names) < 0 || table_from(fork_types, self->fork_names) < 0)
+        return -1;
+    for (uint32_t nr = 0; nr < MAX_NR; nr++)
+        if (self->names[nr] && PyUnicode_CompareWithASCIIString(self->names[nr], "creat") == 0)
+            self->creat_nr = nr;
     self->creat_flags = Py_NewRef(creat_flags);
-    self->fork_types = Py_NewRef(fork_types);
     self->fallback = Py_NewRef(fallback);
     self->text_decode = Py_NewRef(text_decode);
     self->clone = PyUnicode_InternFromString("clone");
@@ -668,7 +671,6 @@ static int Decoder_traverse(Decoder *self, visitproc visit, void *arg)
     Py_VISIT(self->fallback);
     Py_VISIT(self->text_decode);
     Py_VISIT(self->keep);
-    Py_VISIT(self->fork_types);
     return 0;
 }
 
@@ -677,10 +679,11 @@ static int Decoder_clear(Decoder *self)
     template_clear(&self->file_t);
     template_clear(&self->fork_t);
     template_clear(&self->exit_t);
-    for (int i = 0; i < MAX_NR; i++)
+    for (int i = 0; i < MAX_NR; i++) {
         Py_CLEAR(self->names[i]);
+        Py_CLEAR(self->fork_names[i]);
+    }
     Py_CLEAR(self->creat_flags);
-    Py_CLEAR(self->fork_types);
     Py_CLEAR(self->clone);
     Py_CLEAR(self->procexit);
     Py_CLEAR(self->key_flags);
