@@ -124,7 +124,9 @@ async def test_503_and_429_are_retried_after_their_retry_after(
     daemon = daemon_factory([sink("otel", "otlp", collector.url)])
     await daemon.start()
     daemon.add(finding(rule="A"), finding(rule="B"))
-    await eventually(lambda: len(collector.records) == 2, "both records after the faults")
+    # the collector holds a record before the daemon has read its answer: wait on the daemon
+    await eventually(lambda: daemon.status("otel")["delivered"] == 2, "both delivered")
+    assert len(collector.records) == 2
     assert [json.loads(r.body.string_value)["rule"] for _, r, _ in collector.records] == \
         ["A", "B"]
     status = daemon.status("otel")
@@ -140,7 +142,8 @@ async def test_partial_success_that_rejects_the_record_is_kept_as_failed(
     daemon = daemon_factory([sink("otel", "otlp", collector.url)])
     await daemon.start()
     daemon.add(finding(rule="Rejected"), finding(rule="Accepted"))
-    await eventually(lambda: len(collector.records) == 1, "the next record")
+    await eventually(lambda: daemon.status("otel")["delivered"] == 1, "the next delivered")
+    assert len(collector.records) == 1
     status = daemon.status("otel")
     assert collector.requests == 2  # the rejected record was not sent again
     assert status["failed"] == 1 and status["delivered"] == 1

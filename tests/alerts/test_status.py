@@ -51,7 +51,11 @@ async def test_status_survives_a_restart_and_filters_route_findings(
     await daemon.start()
     daemon.add(finding(priority=Priority.CRITICAL), finding(), finding(rule="Write",
                container="db-1"), finding(rule="Write", container="web-1"))  # fmt: skip
-    await eventually(lambda: len(services.received) == 2, "two routed messages")
+    # a service holds each message before the daemon has read its answer: wait on the daemon
+    await eventually(
+        lambda: daemon.status("critical")["delivered"] + daemon.status("db")["delivered"] == 2,
+        "two routed messages delivered")
+    assert len(services.received) == 2
     await daemon.stop()
     await daemon.start()
 
