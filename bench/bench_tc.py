@@ -15,8 +15,6 @@ Run as root: .venv/bin/python bench/bench_tc.py [--quick]
 
 from __future__ import annotations
 
-import ctypes
-import os
 import socket
 import struct
 import sys
@@ -26,44 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "daemon"), str(REPO / "bench")]
 
 from cauditd.network.probes import NetProbes, ServedMode  # noqa: E402
-from cauditd.probes import catalog  # noqa: E402
+from cauditd.probes.bpf import prog_test_run  # noqa: E402
 from common import Result, median  # noqa: E402
 
 TITLE = "Network probe: kernel time per packet (BPF_PROG_TEST_RUN)"
-BPF_PROG_TEST_RUN = 10
 TCP_SYN, TCP_ACK = 0x02, 0x10
 EMPTY = "int empty(struct __sk_buff *skb) { return -1; }"  # TC_ACT_UNSPEC, as net.c returns
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class _TestRunAttr(ctypes.Structure):
-    """union bpf_attr's `test` member (include/uapi/linux/bpf.h)."""
-
-    _fields_ = [
-        ("prog_fd", ctypes.c_uint32), ("retval", ctypes.c_uint32),
-        ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32),
-        ("data_in", ctypes.c_uint64), ("data_out", ctypes.c_uint64),
-        ("repeat", ctypes.c_uint32), ("duration", ctypes.c_uint32),
-        ("ctx_size_in", ctypes.c_uint32), ("ctx_size_out", ctypes.c_uint32),
-        ("ctx_in", ctypes.c_uint64), ("ctx_out", ctypes.c_uint64),
-        ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32),
-        ("batch_size", ctypes.c_uint32), ("_pad", ctypes.c_uint32),
-    ]  # fmt: skip
-
-
-def test_run(prog_fd: int, packet: bytes, repeat: int) -> int:
-    """Mean nanoseconds per run of the program on `packet`, over `repeat` runs."""
-    data = ctypes.create_string_buffer(packet, len(packet))
-    out = ctypes.create_string_buffer(len(packet) + 256)
-    attr = _TestRunAttr(prog_fd=prog_fd, data_in=ctypes.addressof(data),
-                        data_size_in=len(packet), data_out=ctypes.addressof(out),
-                        data_size_out=len(out), repeat=repeat)
-    if _libc.syscall(catalog.BY_NAME["bpf"].nr, BPF_PROG_TEST_RUN, ctypes.byref(attr),
-                     ctypes.sizeof(attr)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
-    return int(attr.duration)
 
 
 def tcp_packet(src: str, sport: int, dst: str, dport: int, flags: int) -> bytes:
@@ -86,9 +52,9 @@ def measure(rounds: int, repeat: int) -> dict[str, list[int]]:
     container, server, client = "10.0.0.2", "10.0.0.3", "10.0.0.9"
     # The container answers a SYN on 8080 once (the kernel learns that it serves the port),
     # then the first packet of each conversation makes its entries; the measured ones find them.
-    test_run(fds["egress"], tcp_packet(container, 8080, server, 50000, TCP_SYN | TCP_ACK), 1)
-    test_run(fds["egress"], tcp_packet(container, 40000, server, 443, TCP_SYN), 1)
-    test_run(fds["ingress"], tcp_packet(client, 40001, container, 8080, TCP_SYN), 1)
+    prog_test_run(fds["egress"], tcp_packet(container, 8080, server, 50000, TCP_SYN | TCP_ACK), 1)
+    prog_test_run(fds["egress"], tcp_packet(container, 40000, server, 443, TCP_SYN), 1)
+    prog_test_run(fds["ingress"], tcp_packet(client, 40001, container, 8080, TCP_SYN), 1)
     cases = {
         "empty program (baseline)": (empty, tcp_packet(container, 40000, server, 443, TCP_ACK)),
         "a flow the container opened": (
@@ -102,7 +68,7 @@ def measure(rounds: int, repeat: int) -> dict[str, list[int]]:
     try:
         for _ in range(rounds):
             for name, (fd, packet) in cases.items():
-                found[name].append(test_run(fd, packet, repeat))
+                found[name].append(prog_test_run(fd, packet, repeat))
     finally:
         probes.close()
     return found

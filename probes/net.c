@@ -25,9 +25,10 @@
  *
  * Caveats: IPv6 extension headers are not walked (the flow takes the first next-header value
  * and ports 0); IPv4 fragments after the first have ports 0; ICMP flows have ports 0 (one flow per
- * peer and direction); ICMPv6 neighbour/router discovery is not counted. Headers are read with
- * bpf_skb_load_bytes (works on non-linear skbs, uapi header layouts only, no kernel structs).
- * Cost per packet: 2-4 small skb loads, one hash lookup and a read of the coarse clock; a new
+ * peer and direction); ICMPv6 neighbour/router discovery is not counted. Headers are read from
+ * the packet's linear data, or with bpf_skb_load_bytes where they are not in it (PKT_LOAD; uapi
+ * header layouts only, no kernel structs).
+ * Cost per packet: 2-3 header reads, one hash lookup and a read of the coarse clock; a new
  * flow adds the precise clock, one more lookup, an insert and a 72-byte record (or, inbound to a
  * served port, two lookups and no record; a container's answer, a served-port update); a packet
  * of an aggregated connection three lookups (its own flow, missing; the connection's membership;
@@ -147,6 +148,20 @@ static __always_inline void count_net_lost(int which)
         (*lost)++;
 }
 
+/* Copies sizeof(*to) bytes at off: straight from the packet's linear data when they are there
+ * (where a veth's packets have their headers: no helper call), else by bpf_skb_load_bytes.
+ * 0 on success. `off` must be bounded for the verifier (a constant, or a header length). */
+#define PKT_LOAD(skb, off, to) ({                                                          \
+    void *data_ = (void *)(long)(skb)->data;                                               \
+    void *end_ = (void *)(long)(skb)->data_end;                                            \
+    int err_ = 0;                                                                          \
+    if (data_ + (off) + sizeof(*(to)) <= end_)                                             \
+        __builtin_memcpy((to), data_ + (off), sizeof(*(to)));                              \
+    else                                                                                   \
+        err_ = bpf_skb_load_bytes((skb), (off), (to), sizeof(*(to)));                      \
+    err_;                                                                                  \
+})
+
 /* Fills the key's addresses, protocol and ports; returns the L4 payload offset, or 0 when the
  * packet is not IP (or is one we do not count). */
 static __always_inline u32 parse_packet(struct __sk_buff *skb, struct flow_key *key, u8 *tcp_flags)
@@ -154,7 +169,7 @@ static __always_inline u32 parse_packet(struct __sk_buff *skb, struct flow_key *
     u32 off = ETH_HLEN;
     if (skb->protocol == NET_HTONS(ETH_P_IP)) {
         struct iphdr ip;
-        if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
+        if (PKT_LOAD(skb, ETH_HLEN, &ip) < 0)
             return 0;
         key->family = 4;
         key->proto = ip.protocol;
@@ -165,7 +180,7 @@ static __always_inline u32 parse_packet(struct __sk_buff *skb, struct flow_key *
         off += ip.ihl * 4;
     } else if (skb->protocol == NET_HTONS(ETH_P_IPV6)) {
         struct ipv6hdr ip6;
-        if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
+        if (PKT_LOAD(skb, ETH_HLEN, &ip6) < 0)
             return 0;
         key->family = 6;
         key->proto = ip6.nexthdr;
@@ -177,7 +192,7 @@ static __always_inline u32 parse_packet(struct __sk_buff *skb, struct flow_key *
     }
     if (key->proto == IPPROTO_TCP) {
         u8 tcp[14];
-        if (bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)) < 0)
+        if (PKT_LOAD(skb, off, &tcp) < 0)
             return off;
         key->sport = (u16)tcp[0] << 8 | tcp[1];
         key->dport = (u16)tcp[2] << 8 | tcp[3];
@@ -186,7 +201,7 @@ static __always_inline u32 parse_packet(struct __sk_buff *skb, struct flow_key *
     }
     if (key->proto == IPPROTO_UDP) {
         u8 udp[4];
-        if (bpf_skb_load_bytes(skb, off, udp, sizeof(udp)) < 0)
+        if (PKT_LOAD(skb, off, &udp) < 0)
             return off;
         key->sport = (u16)udp[0] << 8 | udp[1];
         key->dport = (u16)udp[2] << 8 | udp[3];
