@@ -1,6 +1,7 @@
 """What watching costs real servers, per request: the servers' own CPU, cauditd's CPU, and the
 records cauditd receives, under busybox httpd (a fork per connection) and a pre-forked server
-(4 long-lived workers, keep-alive), beside bare and the floor.
+(4 long-lived workers, keep-alive), beside bare and the floor; and cauditd with its network
+probes off, which tells the veth programs' share (per packet) from the syscall probes' share.
 
 Per-request figures rather than throughput alone: the probes run in the server's context, so
 their cost is the server container's CPU time (its cgroup's cpu.stat), and the daemon's cost is
@@ -50,7 +51,8 @@ from overhead import PREFORK_SCRIPT, WEB_SCRIPT, install_wrk, reused_time_wait
 
 HERE = Path(__file__).resolve().parent
 TITLE = "Servers: CPU and records per request (watched / bare)"
-SETUPS = ("bare", "floor", "floor, per-syscall tracepoints", "cauditd")
+NO_NETWORK = "cauditd, network probes off"
+SETUPS = ("bare", "floor", "floor, per-syscall tracepoints", "cauditd", NO_NETWORK)
 # The flow table is read every 5 s (network.flow_scrape_interval_s) and a closed flow ends 2 s
 # after its last packet: a run's closed flows have all ended 7 s after it.
 SETTLE_S = 7.5
@@ -122,7 +124,9 @@ def watching(name: str) -> Iterator[Watch]:
             yield watch
     else:
         checkout = baseline_checkout() if name == BASELINE else contextlib.nullcontext()
-        with checkout, CauditdProcess() as daemon:
+        # without the veth programs: what the network view costs, apart from the syscalls'
+        extra = "[network]\nenabled = false\n" if name == NO_NETWORK else ""
+        with checkout, CauditdProcess(extra) as daemon:
             time.sleep(0.5)  # let the registry classify the running containers
             watch.daemon = daemon
             yield watch
@@ -162,7 +166,7 @@ def measure_one(watch: Watch, wrk_path: str, url: str, container_id: str, second
     per_k = 1000 / max(requests, 1)
     sample = {"rate": rate, "server_us": (cpu1 - cpu0) * 1e6 / max(requests, 1),
               "daemon_ms_per_k": max(daemon_s, 0.0) * 1e3 * per_k}
-    if records1:
+    if watch.daemon is not None:  # no record counted yet is 0 records, not "not measured"
         sample["records_per_req"] = (sum(records1.values()) - sum(records0.values())) / max(
             requests, 1)
         for key, value in records1.items():
