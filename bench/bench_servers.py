@@ -201,6 +201,7 @@ def table(samples: dict[str, dict[str, list[Sample]]], rounds: int, seconds: flo
             cpu = [s["server_us"] / b["server_us"] for s, b in zip(runs, base, strict=True)]
             daemon = [s["daemon_ms_per_k"] for s in runs]
             records = [s.get("records_per_req", 0.0) for s in runs]
+            result.data.setdefault("server_rates", {}).setdefault(server, {})[name] = median(rate)
             result.rows.append([server, name, ratio_text(rate), ratio_text(cpu),
                                 f"{median([b['server_us'] for b in base]):.0f}",
                                 f"{median(daemon):.1f} ({min(daemon):.1f}-{max(daemon):.1f})"

@@ -174,6 +174,7 @@ def closing_note(results: Sequence[Result]) -> str:
         )
     lines += ["", COST_EXPLANATION, ""]
     lines += filters_note(table)
+    lines += servers_note(results)
     lines += throughput_note(results)
     lines += latency_note(results)
     return "\n".join(lines)
@@ -191,6 +192,24 @@ def filters_note(table: dict[str, dict[str, float]]) -> list[str]:
     return ["The kernel's filters (the open loop opens /etc/passwd and the connect loop "
             "connects to a closed port, which no default rule watches): " + "; ".join(said)
             + ".", ""]
+
+
+def servers_note(results: Sequence[Result]) -> list[str]:
+    """The servers' rates with and without the network probes, beside the floor's."""
+    rates = next((r.data.get("server_rates") for r in results if r.data.get("server_rates")), {})
+    if not isinstance(rates, dict):
+        return []
+    said = []
+    for server, by_setup in rates.items():
+        figures = [by_setup.get(s) for s in ("cauditd", "cauditd, network probes off", "floor")]
+        if None not in figures:
+            on, off, floor = figures
+            said.append(f"{server} {on:.2f}x with them, {off:.2f}x without (floor {floor:.2f}x)")
+    if not said:
+        return []
+    return ["The network probes (the servers table, requests per second vs bare): "
+            + "; ".join(said) + ". What the veth programs cost is per packet (their flow "
+            "accounting), which the floor has no counterpart for.", ""]
 
 
 def throughput_note(results: Sequence[Result]) -> list[str]:
