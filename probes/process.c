@@ -39,6 +39,7 @@
 #define EXE_UPPER 256        /* ... and in its upper layer: written since the mount */
 #define EXE_ENV_WALKED 512   /* env_found holds every variable env_names names (see below) */
 #define EXE_ENV_UNWALKED 1024 /* ... and this one that the walk could not get through it */
+#define EXE_FIFOS_KEPT 2048  /* a FIFO opener still holding FIFOs past its stdio (holds_fifo) */
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define EXE_PATH_LEN 512
 /* ENV_CAPTURE (bytes of an environment a record holds, a power of two), ENV_FOUND_SLOTS and
@@ -256,6 +257,9 @@ static __always_inline void describe_exec(struct exec_record *rec)
     task_ns_pids(task, rec);
     rec->tty = task_tty(task);
     rec->exe_flags = EXE_RESOLVED;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (fifo_openers.lookup(&tgid)) /* kept by sched_process_exec's check */
+        rec->exe_flags |= EXE_FIFOS_KEPT;
     if (exe_from_foreign_mnt_ns(task, exe_file))
         rec->exe_flags |= EXE_FOREIGN_MNT_NS;
     u64 inode = kread_u64(exe_file, OFF_FILE_INODE);
@@ -450,12 +454,17 @@ int exec_emit(void *ctx)
 #ifdef KERNEL_LAYOUT
 #define FIFO_SCAN_FDS 64 /* every fd table has room for 64 (NR_OPEN_DEFAULT) */
 
-/* Whether one of the task's first FIFO_SCAN_FDS fds, past its stdio, is a FIFO (or a pipe: the
- * same type). Stdio is left out: a container's first process gets pipes there from its
- * runtime (and the pipes check judges stdio by itself). */
+/* Whether one of the task's fds past its stdio may be a FIFO (or a pipe: the same type). Stdio
+ * is left out: a container's first process gets pipes there from its runtime (and the pipes
+ * check judges stdio by itself). The first FIFO_SCAN_FDS are read; a table grown past them
+ * (an fd above 63 is or was open: a table never shrinks) counts as holding one unread, so
+ * that moving the FIFOs up before the exec keeps the mark (a mark costs records, never hides
+ * one). */
 static __always_inline int holds_fifo(u64 task)
 {
     u64 fdt = BTF_LOAD(u64, BTF_LOAD(u64, task, OFF_TASK_FILES), OFF_FILES_FDT);
+    if (BTF_LOAD(u32, fdt, OFF_FDT_MAX_FDS) > FIFO_SCAN_FDS)
+        return 1;
     u64 fds = BTF_LOAD(u64, fdt, OFF_FDT_FD);
     u64 chunk[8];
 #pragma unroll

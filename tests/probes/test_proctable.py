@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from cauditd.containers.runtime_binaries import RuntimeBinaries
 from cauditd.events import (
     ContainerInfo,
@@ -234,6 +236,29 @@ def test_a_shell_wired_to_the_network_through_a_fifo_and_pipes() -> None:
     table.apply(connect)
     assert connect.process is not None and "sh" in connect.process.stdio_wired
     assert shell.process.stdio_wired == connect.process.stdio_wired
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_the_fifos_a_relay_opened_stay_across_its_exec_while_the_kernel_sees_them(
+        kept: bool) -> None:
+    """sh < in > out & relay: it opens both FIFOs by path, execs the program that connects
+    (which opened nothing); the exec record says whether the FIFOs were still held past its
+    stdio (they may be on any fd, or closed on exec)."""
+    table = ProcessTable()
+    fifo_in, fifo_out = (50, 9001), (50, 9002)
+    shell = exec_of(GONE, "/bin/sh", "/bin/busybox", 1,
+                    stdio=(StdioFd("pipe", fifo_in), StdioFd("pipe", fifo_out), TTY))
+    table.apply(shell)
+    for fifo, flags in ((fifo_in, 1), (fifo_out, 0)):
+        table.apply(FileEvent(type="openat", ts_ns=5, container=C, pid=GONE + 1, path="/tmp/x",
+                              resolved=True, ret=3, flags=flags, file_mode=0o10644, dev=fifo[0],
+                              ino=fifo[1]))
+    table.apply(exec_of(GONE + 1, "/usr/bin/relay", "/usr/bin/relay", 2,
+                        stdio=(TTY, TTY, TTY), fifos_kept=kept))
+    table.apply(NetSyscallEvent(type="connect", ts_ns=7, container=C, pid=GONE + 1, fd=3,
+                                family=2, addr="10.0.0.1", port=4444))
+    assert shell.process is not None
+    assert shell.process.stdio_wired == (("sh",) if kept else ())
 
 
 def test_a_pipe_into_a_shell_is_not_a_reverse_shell() -> None:

