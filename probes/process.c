@@ -24,6 +24,7 @@
  */
 #include "common.h"
 #include "vfs.h"
+#include "filters.h"
 
 #define PATH_MAX_CAPTURE 256
 #define CLONE_THREAD_FLAG 0x00010000ULL
@@ -40,6 +41,8 @@
 #define EXE_ENV_WALKED 512   /* env_found holds every variable env_names names (see below) */
 #define EXE_ENV_UNWALKED 1024 /* ... and this one that the walk could not get through it */
 #define EXE_FIFOS_KEPT 2048  /* a FIFO opener still holding FIFOs past its stdio (holds_fifo) */
+#define EXE_PARENT_INET 4096 /* stdio holds an IPv4/IPv6 socket, and so does the parent (one of
+                                its first fds) at this exec: parent_holds_inet */
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define EXE_PATH_LEN 512
 /* ENV_CAPTURE (bytes of an environment a record holds, a power of two), ENV_FOUND_SLOTS and
@@ -128,6 +131,37 @@ struct exec_record {
 };
 
 #ifdef KERNEL_LAYOUT
+static __always_inline int inet_family(u32 sock_info)
+{
+    u16 family = (sock_info >> 16) & 0x3fff;
+    return family == FAMILY_INET || family == FAMILY_INET6;
+}
+
+#define PARENT_SCAN_FDS 64
+
+/* Whether one of the first PARENT_SCAN_FDS fds of `task` (every table has room for 64) is an
+ * IPv4 or IPv6 socket. Read at the exec of a program with one on its stdio, so that "run by a
+ * process that holds a network socket" is known when the parent is gone before user space
+ * could read its /proc (a shell that put an inherited connection on its own stdio, ran one
+ * command and exited). A socket on a higher fd is not seen here (user space's /proc read
+ * still may). */
+static __always_inline int parent_holds_inet(u64 task)
+{
+    u64 fdt = BTF_LOAD(u64, BTF_LOAD(u64, task, OFF_TASK_FILES), OFF_FILES_FDT);
+    u64 fds = BTF_LOAD(u64, fdt, OFF_FDT_FD);
+    u64 chunk[8];
+#pragma unroll
+    for (int base = 0; base < PARENT_SCAN_FDS; base += 8) {
+        if (bpf_probe_read_kernel(chunk, sizeof(chunk), (void *)(fds + base * 8)))
+            return 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (chunk[i] && inet_family(file_sock_info(chunk[i])))
+                return 1;
+    }
+    return 0;
+}
+
 /* ns_pid: the task's pid in the first pid namespace below the host's (level 1: where a
  * container of the host's runtime lives), 0 in the host's own. 1 is a container's first process,
  * known here whether or not the runtime has answered yet; a pid namespace nested inside a
@@ -286,6 +320,7 @@ static __always_inline void describe_exec(struct exec_record *rec)
         task_cwd(task, rp, rec);
     }
     task_env(task, rec);
+    int inet = 0;
 #pragma unroll
     for (int fd = 0; fd < 3; fd++) {
         u64 file = task_fd_file(task, fd);
@@ -294,9 +329,13 @@ static __always_inline void describe_exec(struct exec_record *rec)
         rec->stdio[fd].mode = stdio.mode;
         rec->stdio[fd].dev = stdio.dev;
         rec->stdio[fd].ino = stdio.ino;
-        if ((stdio.mode & S_IFMT_BITS) == S_IFSOCK_BITS)
+        if ((stdio.mode & S_IFMT_BITS) == S_IFSOCK_BITS) {
             rec->stdio[fd].sock_info = socket_info(file);
+            inet |= inet_family(rec->stdio[fd].sock_info);
+        }
     }
+    if (inet && parent_holds_inet(BTF_LOAD(u64, task, OFF_TASK_REAL_PARENT)))
+        rec->exe_flags |= EXE_PARENT_INET;
 }
 #endif
 

@@ -112,6 +112,7 @@ class ProcessInfo:
     exe_name: str = ""  # the program a directly executed dynamic loader runs (its name)
     stdio_wired: tuple[str, ...] = ()  # names of shells wired to the network with it (pipes.py)
     stdio: tuple[StdioFd, ...] = ()  # fds 0-2 at its last exec, when the kernel told
+    parent_inet: bool = False  # its parent held an IPv4/IPv6 socket at its exec (the kernel's)
     parent: ProcessInfo | None = None
 
     @property
@@ -217,6 +218,8 @@ class ExecEvent(SyscallEvent):
     stdio: tuple[StdioFd, ...] = ()  # fds 0-2 at exec, when the kernel told
     # the kernel saw the FIFOs it had opened by path still held past its stdio after the exec
     fifos_kept: bool = False
+    # an IPv4/IPv6 socket on its stdio, and the kernel saw its parent hold one too at the exec
+    parent_inet: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

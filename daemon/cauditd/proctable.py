@@ -294,7 +294,7 @@ class ProcessTable:
         proc.is_exe_upper_layer = event.is_exe_upper_layer
         proc.is_exe_from_memfd = event.is_exe_from_memfd
         proc.start_ns = proc.start_ns or event.ts_ns
-        proc.stdio = event.stdio
+        proc.stdio, proc.parent_inet = event.stdio, event.parent_inet
         if event.stdio:
             pipes = [fd.pipe for fd in event.stdio]
             self.pipes.set_stdio(proc.pid, pipes[0], pipes[1:], fifos_kept=event.fifos_kept)

@@ -20,7 +20,7 @@ from cauditd.events import FileEvent, NetSyscallEvent, SyscallEvent
 from cauditd.rules.fields import OPEN_TYPES
 from cauditd.rules.loader import load_ruleset
 from cauditd.rules.prefilter import READ, WRITE
-from tests.conftest import Containers, DaemonThread, daemon_config
+from tests.conftest import Containers, DaemonThread, daemon_config, unavailable
 
 pytestmark = pytest.mark.usefixtures("ebpf", "docker")
 
@@ -241,6 +241,30 @@ def test_with_the_filters_off_every_call_arrives(tmp_path: Path, containers: Con
                                "dup": "every dup onto fds 0-2", "socket": "every socket",
                                "accept": "every accept"}
     assert seen["filtered"] == {"open": 0, "connect": 0, "dup": 0, "socket": 0, "accept": 0}
+
+
+def test_the_probes_load_with_the_kernels_layout(ebpf: None) -> None:
+    """Where the kernel's BTF can be read (CI's machines), the probes that read its structs
+    load: a change the verifier refuses fails here, rather than leaving the daemon on paths as
+    written with a warning, and the tests that need the structs failing far from the cause."""
+    import asyncio
+
+    from cauditd.config import ProbesConfig
+    from cauditd.probes.layout import KernelLayout
+    from cauditd.probes.syscall import SyscallProbes
+
+    if KernelLayout.read() is None:
+        unavailable("the kernel's BTF cannot be read (/sys/kernel/btf/vmlinux)")
+
+    async def loaded_with_layout() -> bool:
+        probes = SyscallProbes(ProbesConfig(), lambda events: None)
+        await probes.start()
+        try:
+            return probes.layout is not None
+        finally:
+            await probes.stop()
+
+    assert asyncio.run(loaded_with_layout())
 
 
 def test_a_reload_replaces_the_kernel_tables(tmp_path: Path) -> None:

@@ -214,11 +214,14 @@ EVASIONS = [
     # a bind shell whose shell puts the connection it was handed on fd 3 onto its own stdio
     # (the server's end: no redirect rule) and runs commands (a real fork + exec each); the
     # shell lives on a while, as a session does (its sockets are read from /proc)
-    Evasion("shell-redirecting-its-own-stdio", "Shell started with a network socket on its stdio",
-            evade("accept-fd3", "4447", f"'exec <&3 >&3 2>&3; {READ_HOSTNAME}; sleep 1'"),
-            "proc.stdin.type", "ipv4",
-            evade("accept-fd3", "4447", f"'exec </dev/null; {READ_HOSTNAME}; sleep 1'"),
-            execd("/usr/bin/cauditd_evade", "read", "/etc/hostname")),
+    # ... or runs one and exits at once, gone before its /proc could be read
+    *(Evasion(f"shell-redirecting-its-own-stdio{suffix}",
+              "Shell started with a network socket on its stdio",
+              evade("accept-fd3", "4447", f"'exec <&3 >&3 2>&3; {READ_HOSTNAME}; {then}'"),
+              "proc.stdin.type", "ipv4",
+              evade("accept-fd3", "4447", f"'exec </dev/null; {READ_HOSTNAME}; {then}'"),
+              execd("/usr/bin/cauditd_evade", "read", "/etc/hostname"))
+      for then, suffix in (("sleep 1", ""), ("exit", "-then-exiting"))),
     # a bind shell that dups no socket: the relay accepts instead of connecting (the client is
     # in the same container, over its own loopback)
     Evasion("bind-shell-through-a-fifo", "Reverse shell through pipes",

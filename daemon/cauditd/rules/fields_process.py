@@ -84,14 +84,18 @@ def _proc_stdio_one_socket(ev: Event) -> Any:
 
 
 @_field("proc.pinet_socket", B, SYS, "The parent process holds an IPv4 or IPv6 socket (TCP or "
-        "UDP: listening, connected or bound), read from /proc when a rule asks (its fds against "
-        "its network namespace's socket tables): a shell on one unix socket both ways "
+        "UDP: listening, connected or bound): true when the kernel saw one among the parent's "
+        "first 64 fds at the exec of a process with such a socket on its stdio (known after "
+        "the parent is gone), else read from /proc when a rule asks (its fds against its "
+        "network namespace's socket tables): a shell on one unix socket both ways "
         "(proc.stdio_one_socket) from such a parent is a relay's (`socat TCP-LISTEN:4444 "
         "EXEC:/bin/sh` hands the shell one end of a socketpair). True when it cannot tell for "
         "the size (over 16,384 fds); <NA> once the parent is gone.", falco=False)
 def _proc_pinet_socket(ev: Event) -> Any:
     proc = _proc(ev)
-    return procfs.holds_inet_socket(proc.ppid) if proc is not None and proc.ppid else None
+    if proc is None or not proc.ppid:
+        return None
+    return True if proc.parent_inet else procfs.holds_inet_socket(proc.ppid)
 
 
 @_field("proc.exeline", S, SYS, "proc.exe and proc.args: the command line with argv[0] as "
