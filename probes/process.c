@@ -137,29 +137,42 @@ static __always_inline int inet_family(u32 sock_info)
     return family == FAMILY_INET || family == FAMILY_INET6;
 }
 
-#define PARENT_SCAN_FDS 64
+#define FD_SCAN 64   /* every fd table has room for 64 (NR_OPEN_DEFAULT) */
+#define HOLDS_FIFO 1 /* a FIFO (or a pipe: the same type) past fds 0-2 */
+#define HOLDS_INET 2 /* an IPv4 or IPv6 socket */
 
-/* Whether one of the first PARENT_SCAN_FDS fds of `task` (every table has room for 64) is an
- * IPv4 or IPv6 socket. Read at the exec of a program with one on its stdio, so that "run by a
- * process that holds a network socket" is known when the parent is gone before user space
- * could read its /proc (a shell that put an inherited connection on its own stdio, ran one
- * command and exited). A socket on a higher fd is not seen here (user space's /proc read
- * still may). */
-static __always_inline int parent_holds_inet(u64 task)
+/* Whether one of the first FD_SCAN fds of `task` is `what` (a constant). */
+static __always_inline int first_fds_hold(u64 task, int what)
 {
     u64 fdt = BTF_LOAD(u64, BTF_LOAD(u64, task, OFF_TASK_FILES), OFF_FILES_FDT);
     u64 fds = BTF_LOAD(u64, fdt, OFF_FDT_FD);
     u64 chunk[8];
 #pragma unroll
-    for (int base = 0; base < PARENT_SCAN_FDS; base += 8) {
+    for (int base = 0; base < FD_SCAN; base += 8) {
         if (bpf_probe_read_kernel(chunk, sizeof(chunk), (void *)(fds + base * 8)))
             return 0;
 #pragma unroll
-        for (int i = 0; i < 8; i++)
-            if (chunk[i] && inet_family(file_sock_info(chunk[i])))
+        for (int i = 0; i < 8; i++) {
+            u64 file = chunk[i];
+            if (!file)
+                continue;
+            if (what == HOLDS_FIFO ? base + i > 2
+                                     && (file_mode(file) & S_IFMT_BITS) == S_IFIFO_BITS
+                                   : inet_family(file_sock_info(file)))
                 return 1;
+        }
     }
     return 0;
+}
+
+/* Whether the parent `task` holds a network socket among its first fds. Read at the exec of a
+ * program with one on its stdio, so that "run by a process that holds a network socket" is
+ * known when the parent is gone before user space could read its /proc (a shell that put an
+ * inherited connection on its own stdio, ran one command and exited). A socket on a higher fd
+ * is not seen here (user space's /proc read still may). */
+static __always_inline int parent_holds_inet(u64 task)
+{
+    return first_fds_hold(task, HOLDS_INET);
 }
 
 /* ns_pid: the task's pid in the first pid namespace below the host's (level 1: where a
@@ -491,32 +504,15 @@ int exec_emit(void *ctx)
 #endif
 
 #ifdef KERNEL_LAYOUT
-#define FIFO_SCAN_FDS 64 /* every fd table has room for 64 (NR_OPEN_DEFAULT) */
-
-/* Whether one of the task's fds past its stdio may be a FIFO (or a pipe: the same type). Stdio
- * is left out: a container's first process gets pipes there from its runtime (and the pipes
- * check judges stdio by itself). The first FIFO_SCAN_FDS are read; a table grown past them
- * (an fd above 63 is or was open: a table never shrinks) counts as holding one unread, so
- * that moving the FIFOs up before the exec keeps the mark (a mark costs records, never hides
- * one). */
+/* Whether one of the task's fds past its stdio may be a FIFO. Stdio is left out: a container's
+ * first process gets pipes there from its runtime (and the pipes check judges stdio by itself).
+ * The first FD_SCAN are read; a table grown past them (an fd above 63 is or was open: a table
+ * never shrinks) counts as holding one unread, so that moving the FIFOs up before the exec
+ * keeps the mark (a mark costs records, never hides one). */
 static __always_inline int holds_fifo(u64 task)
 {
     u64 fdt = BTF_LOAD(u64, BTF_LOAD(u64, task, OFF_TASK_FILES), OFF_FILES_FDT);
-    if (BTF_LOAD(u32, fdt, OFF_FDT_MAX_FDS) > FIFO_SCAN_FDS)
-        return 1;
-    u64 fds = BTF_LOAD(u64, fdt, OFF_FDT_FD);
-    u64 chunk[8];
-#pragma unroll
-    for (int base = 0; base < FIFO_SCAN_FDS; base += 8) {
-        if (bpf_probe_read_kernel(chunk, sizeof(chunk), (void *)(fds + base * 8)))
-            return 0;
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-            if (base + i > 2 && chunk[i]
-                && (file_mode(chunk[i]) & S_IFMT_BITS) == S_IFIFO_BITS)
-                return 1;
-    }
-    return 0;
+    return BTF_LOAD(u32, fdt, OFF_FDT_MAX_FDS) > FD_SCAN || first_fds_hold(task, HOLDS_FIFO);
 }
 #endif
 
