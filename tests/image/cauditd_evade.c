@@ -53,6 +53,13 @@
  *   cauditd_evade uring-accept PORT      listen on 127.0.0.1:PORT and accept through a ring
  *                                        (IORING_OP_ACCEPT) a child's connection, then
  *                                        write "exit" to stdout (a FIFO bind shell's relay)
+ *   cauditd_evade uring-accept-fixed PORT dup|none
+ *                                        connect to its own listener on 127.0.0.1:PORT (the
+ *                                        shell's connection, on fd N), accept through a ring
+ *                                        into its fixed-file table, where the kernel picks slot
+ *                                        N (slots 0 to N-1 taken); with dup, put the connection
+ *                                        on fds 0 and 1 (a probe that read the slot as an fd
+ *                                        would take fd N for a server's end: a dup it drops)
  *
  * Exits 0 when the syscalls were made, whatever they returned (the call is the point).
  */
@@ -244,6 +251,25 @@ static int do_connect6(const char *ip, const char *port)
 
 /* A minimal ring without liburing: set up, map the SQ ring and SQEs, submit one entry and
  * wait for its completion. */
+#ifndef IORING_FILE_INDEX_ALLOC
+#define IORING_FILE_INDEX_ALLOC (~0U)
+#endif
+
+/* Slots of the ring's fixed-file table taken before uring_one submits (the next slot is the
+ * one the kernel allocates); -1: no table. */
+static int uring_taken_slots = -1;
+
+static void register_slots(int ring, int taken)
+{
+    int files[64];
+    if (taken >= 63)
+        return;
+    for (int i = 0; i <= taken; i++)
+        files[i] = i < taken ? open("/dev/null", O_RDONLY) : -1; /* -1: an empty slot */
+    if (syscall(__NR_io_uring_register, ring, IORING_REGISTER_FILES, files, taken + 1) < 0)
+        perror("io_uring_register");
+}
+
 static int uring_one(void (*fill)(struct io_uring_sqe *, void *), void *arg)
 {
     struct io_uring_params params;
@@ -253,6 +279,8 @@ static int uring_one(void (*fill)(struct io_uring_sqe *, void *), void *arg)
         perror("io_uring_setup");
         return 0;
     }
+    if (uring_taken_slots >= 0)
+        register_slots(ring, uring_taken_slots);
     if (!fill)
         return 0;
     size_t sq_size = params.sq_off.array + params.sq_entries * sizeof(unsigned);
@@ -302,6 +330,12 @@ static void fill_accept(struct io_uring_sqe *sqe, void *fd)
     sqe->fd = *(int *)fd;
 }
 
+static void fill_accept_fixed(struct io_uring_sqe *sqe, void *fd)
+{
+    fill_accept(sqe, fd);
+    sqe->file_index = IORING_FILE_INDEX_ALLOC;
+}
+
 static int listening_socket(const char *port);
 
 static int do_uring_accept(const char *port)
@@ -323,6 +357,18 @@ static int do_uring_accept(const char *port)
     if (write(1, "exit\n", 5) < 0)
         perror("write");
     waitpid(child, NULL, 0);
+    return 0;
+}
+
+static int do_uring_accept_fixed(const char *port, const char *dup)
+{
+    static int listener;
+    listener = listening_socket(port);
+    int shell = connected_socket("127.0.0.1", port);
+    uring_taken_slots = shell; /* the accept's slot number is the shell connection's fd */
+    uring_one(fill_accept_fixed, &listener);
+    if (!strcmp(dup, "dup") && (dup2(shell, 0) < 0 || dup2(shell, 1) < 0))
+        perror("dup2");
     return 0;
 }
 
@@ -603,6 +649,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(mode, "uring-accept"))
         return do_uring_accept(a);
+    if (!strcmp(mode, "uring-accept-fixed"))
+        return do_uring_accept_fixed(a, b);
     if (!strcmp(mode, "tmpfile-exec"))
         return do_tmpfile_exec(a, b);
     if (!strcmp(mode, "fd-exec"))

@@ -43,6 +43,7 @@ FIFO_RELAY = ("mkfifo /tmp/in /tmp/out; {prog} < /tmp/in > /tmp/out &"
               " {how} < /dev/null > /dev/null")
 URING_LISTENER = ("mkfifo /tmp/f; /usr/bin/cauditd_evade uring-accept 4448 < /tmp/f"
                   " | {prog} > /tmp/f")
+FIXED_ACCEPT = "echo | /usr/bin/cauditd_evade uring-accept-fixed 4449 {dup} | /bin/cat"
 READ_HOSTNAME = "/usr/bin/cauditd_evade read /etc/hostname"
 FIFO_LISTENER = ("mkfifo /tmp/f; /usr/bin/nc -l -p 4445 < /tmp/f | {prog} > /tmp/f &"
                  " /bin/sleep 0.5; echo exit | /usr/bin/nc -w 2 127.0.0.1 4445")
@@ -231,6 +232,13 @@ EVASIONS = [
     Evasion("bind-shell-accepting-through-io-uring", "Reverse shell through pipes",
             sh(URING_LISTENER.format(prog="/bin/sh")), "container.image", TEST_IMAGE,
             sh(URING_LISTENER.format(prog="/bin/cat")), exec_asked("/bin/cat")),
+    # a reverse shell's dup onto stdio after a ring accept into the fixed-file table whose slot
+    # number is the shell connection's fd (piped, so that its accepts are followed): the slot
+    # must not be taken for an fd, or the connection would pass for a server's end
+    Evasion("dup-after-a-ring-accept-into-the-slot-of-its-fd", STDIO,
+            sh(FIXED_ACCEPT.format(dup="dup")), "evt.type", "dup2",
+            sh(FIXED_ACCEPT.format(dup="none")),
+            execd("/usr/bin/cauditd_evade", "uring-accept-fixed", "4449", "none")),
 ]  # fmt: skip
 INT80_SIGPROCMASK = evade("int80-sigprocmask")
 
