@@ -281,6 +281,7 @@ class Daemon:
                     ),
                     "lost": self.probes.lost_total,
                     "decoder": self.probes.decoder,
+                    "kernel_structs": self.probes.kernel_structs,
                     "syscalls_enabled": sorted(self.probes.enabled_syscalls),
                     "filters": self.probes.filters,
                     "filtered": self.probes.filtered,

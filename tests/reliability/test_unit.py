@@ -147,6 +147,7 @@ def test_locked_by_default(installed: Installed) -> None:
     status, stats = installed.api("/v1/stats")
     assert status == 200
     assert stats["probes"]["syscall"]["decoder"] == "compiled"  # install.sh built it (gcc)
+    assert stats["probes"]["syscall"]["kernel_structs"] is True  # BTF read under its sandbox
     cauditctl = f"{PREFIX}/venv/bin/cauditctl"
     assert "daemon: ready" in machine.run(cauditctl, "status").stdout
     assert installed.api("/v1/rules/reload", method="POST")[0] == 403

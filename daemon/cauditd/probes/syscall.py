@@ -332,6 +332,13 @@ class SyscallProbes:
                                      if cgroups else self._decode)
 
     @property
+    def kernel_structs(self) -> bool:
+        """Whether the loaded probes read the kernel's structs (opens judged by the file the
+        kernel opened, fd kinds, compat syscalls) rather than paths as written: false when
+        the kernel has no BTF, or when those probes did not load and these fell back."""
+        return self._bpf is not None and self._layout is not None
+
+    @property
     def decoder(self) -> str:
         """What decodes the records: "compiled" (open, fork and exit in C) or "python"."""
         return "python" if self._decode is records.decode else "compiled"
