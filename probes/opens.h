@@ -234,7 +234,7 @@ static __always_inline u32 socket_peer(u64 file, char *out, u32 *sock_info)
     u64 sock = kread_u64(file, OFF_FILE_PRIVATE);
     u64 sk = kread_u64(sock, OFF_SOCKET_SK);
     *sock_info = sock_info_of(sock, sk);
-    u16 family = (*sock_info >> 16) & 0x3fff;
+    u16 family = sock_family(*sock_info);
     u16 port = kread_u16(sk, OFF_SK_DPORT); /* network order, as in a sockaddr */
     __builtin_memcpy(out, &family, 2);
     __builtin_memcpy(out + 2, &port, 2);

@@ -133,7 +133,7 @@ struct exec_record {
 #ifdef KERNEL_LAYOUT
 static __always_inline int inet_family(u32 sock_info)
 {
-    u16 family = (sock_info >> 16) & 0x3fff;
+    u16 family = sock_family(sock_info);
     return family == FAMILY_INET || family == FAMILY_INET6;
 }
 

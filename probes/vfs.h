@@ -150,6 +150,12 @@ static __always_inline u32 sock_info_of(u64 sock, u64 sk)
     return SOCKET_KNOWN | (u32)family << 16 | (type & 0xff);
 }
 
+/* The address family a sock_info holds (0: not a socket). */
+static __always_inline u16 sock_family(u32 sock_info)
+{
+    return (sock_info >> 16) & 0x3fff;
+}
+
 /* The same of a socket's file. */
 static __always_inline u32 socket_info(u64 file)
 {
