@@ -102,14 +102,15 @@ BPF_TABLE("lru_hash", u64, u32, memfd_fds, 4096);
  * the parent's memfd (fork, then execveat(fd, "", AT_EMPTY_PATH)) is found under the parent. */
 BPF_TABLE("lru_hash", u32, u32, parent_of, 8192);
 #ifdef KERNEL_LAYOUT
-/* Processes that hold FIFOs they opened by path while a rule asks about pipes (opens.h): a
- * relay that talks to a shell through FIFOs it opened itself, its own stdio on no pipe, is
- * judged as a piped one (syscalls.c). A fork of one is one too (it holds them as well); an
- * exec keeps the mark only while a FIFO is among the first FIFO_SCAN_FDS fds (process.c), so
- * runc's init, which opens its exec FIFO and execs the container's first process, does not
- * leave every container's process tree marked. By tgid, LRU-bounded (an evicted relay's
- * connects are judged by its stdio). */
-BPF_TABLE("lru_hash", u32, u8, fifo_openers, 8192);
+/* Processes that may relay a shell's pipes with no pipe on their own stdio, while a rule asks
+ * about pipes: those that opened a FIFO by path (opens.h), and those that held the other ends
+ * of a child's stdin or stdout pipe at its exec (process.c: socat EXEC:sh,pipes). Their
+ * connects and accepts are judged as a piped process's (syscalls.c). A fork of one is one too
+ * (it holds the same); an exec keeps the mark only while a pipe or FIFO is among its fds past
+ * its stdio (process.c's holds_fifo), so runc's init, which opens its exec FIFO and execs the
+ * container's first process, does not leave every container's process tree marked. By tgid,
+ * LRU-bounded (an evicted relay's connects are judged by its stdio). */
+BPF_TABLE("lru_hash", u32, u8, pipe_relays, 8192);
 #endif
 
 #define EVENT_EXEC 1

@@ -99,7 +99,7 @@ static __always_inline int open_target(struct open_call *c, u64 task, s64 ret, i
             c->free = 1;
             u32 tgid = bpf_get_current_pid_tgid() >> 32;
             u8 one = 1;
-            fifo_openers.update(&tgid, &one);
+            pipe_relays.update(&tgid, &one);
         }
         c->mnt = SPAN_U64(f, SPAN_FILE, OFF_FILE_PATH + OFF_PATH_MNT);
         c->dentry = SPAN_U64(f, SPAN_FILE, OFF_FILE_PATH + OFF_PATH_DENTRY);

@@ -41,8 +41,10 @@
 #define EXE_ENV_WALKED 512   /* env_found holds every variable env_names names (see below) */
 #define EXE_ENV_UNWALKED 1024 /* ... and this one that the walk could not get through it */
 #define EXE_FIFOS_KEPT 2048  /* a FIFO opener still holding FIFOs past its stdio (holds_fifo) */
-#define EXE_PARENT_INET 4096 /* stdio holds an IPv4/IPv6 socket, and so does the parent (one of
-                                its first fds) at this exec: parent_holds_inet */
+#define EXE_PARENT_INET 4096  /* the parent holds an IPv4/IPv6 socket (one of its first fds) at
+                                  this exec; read when stdio holds one, or a pipe: parent_fds */
+#define EXE_PARENT_FEEDS 8192  /* stdin is a pipe whose write end the parent holds */
+#define EXE_PARENT_DRAINS 16384 /* stdout is a pipe whose read end the parent holds */
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
 #define EXE_PATH_LEN 512
 /* ENV_CAPTURE (bytes of an environment a record holds, a power of two), ENV_FOUND_SLOTS and
@@ -138,13 +140,19 @@ static __always_inline int inet_family(u32 sock_info)
 }
 
 #define FD_SCAN 64   /* every fd table has room for 64 (NR_OPEN_DEFAULT) */
-#define HOLDS_FIFO 1 /* a FIFO (or a pipe: the same type) past fds 0-2 */
-#define HOLDS_INET 2 /* an IPv4 or IPv6 socket */
+#define FMODE_READ_BIT 0x1 /* struct file's f_mode: FMODE_READ, FMODE_WRITE */
+#define FMODE_WRITE_BIT 0x2
 
-/* Whether one of the first FD_SCAN fds of `task` is `what` (a constant). */
-static __always_inline int first_fds_hold(u64 task, int what)
+/* Whether one of the task's fds past its stdio may be a FIFO (or a pipe: the same type).
+ * Stdio is left out: a container's first process gets pipes there from its runtime (and the
+ * pipes check judges stdio by itself). The first FD_SCAN are read; a table grown past them (an
+ * fd above 63 is or was open: a table never shrinks) counts as holding one unread, so that
+ * moving the FIFOs up before the exec keeps the mark (a mark costs records, never hides one). */
+static __always_inline int holds_fifo(u64 task)
 {
     u64 fdt = BTF_LOAD(u64, BTF_LOAD(u64, task, OFF_TASK_FILES), OFF_FILES_FDT);
+    if (BTF_LOAD(u32, fdt, OFF_FDT_MAX_FDS) > FD_SCAN)
+        return 1;
     u64 fds = BTF_LOAD(u64, fdt, OFF_FDT_FD);
     u64 chunk[8];
 #pragma unroll
@@ -153,26 +161,55 @@ static __always_inline int first_fds_hold(u64 task, int what)
             return 0;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            u64 file = chunk[i];
-            if (!file)
-                continue;
-            if (what == HOLDS_FIFO ? base + i > 2
-                                     && (file_mode(file) & S_IFMT_BITS) == S_IFIFO_BITS
-                                   : inet_family(file_sock_info(file)))
+            if (base + i > 2 && chunk[i]
+                && (file_mode(chunk[i]) & S_IFMT_BITS) == S_IFIFO_BITS)
                 return 1;
         }
     }
     return 0;
 }
 
-/* Whether the parent `task` holds a network socket among its first fds. Read at the exec of a
- * program with one on its stdio, so that "run by a process that holds a network socket" is
- * known when the parent is gone before user space could read its /proc (a shell that put an
- * inherited connection on its own stdio, ran one command and exited). A socket on a higher fd
- * is not seen here (user space's /proc read still may). */
-static __always_inline int parent_holds_inet(u64 task)
+/* What the parent `task` of a process at its exec holds among its first fds: EXE_PARENT_INET
+ * an IPv4/IPv6 socket, EXE_PARENT_FEEDS the write end of the pipe whose inode is
+ * `stdin_inode` (the child's stdin; 0: not a pipe), EXE_PARENT_DRAINS the read end of
+ * `stdout_inode`'s. Read at the exec of a program with a network socket or a pipe on its stdio,
+ * so that user space knows:
+ * - that it was run by a process holding a network socket when the parent is gone before its
+ *   /proc could be read (a shell that put an inherited connection on its own stdio, ran one
+ *   command and exited);
+ * - who holds the other ends of its pipes when the holder made them itself and execs nothing
+ *   after: a relay running a shell through pipes (socat TCP:host:port EXEC:sh,pipes, a script's
+ *   subprocess with both piped), which no record of its own shows holding them.
+ * Sockets and pipes on higher fds are not seen here (user space's /proc read still may). */
+static __always_inline u32 parent_fds(u64 task, u64 stdin_inode, u64 stdout_inode)
 {
-    return first_fds_hold(task, HOLDS_INET);
+    u64 fdt = BTF_LOAD(u64, BTF_LOAD(u64, task, OFF_TASK_FILES), OFF_FILES_FDT);
+    u64 fds = BTF_LOAD(u64, fdt, OFF_FDT_FD);
+    u64 chunk[8];
+    u32 found = 0;
+#pragma unroll
+    for (int base = 0; base < FD_SCAN; base += 8) {
+        if (bpf_probe_read_kernel(chunk, sizeof(chunk), (void *)(fds + base * 8)))
+            break;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            u64 file = chunk[i];
+            if (!file)
+                continue;
+            u64 inode = kread_u64(file, OFF_FILE_INODE);
+            if (inode == stdin_inode || inode == stdout_inode) {
+                u32 fmode = kread_u32(file, OFF_FILE_MODE);
+                if (inode == stdin_inode && (fmode & FMODE_WRITE_BIT))
+                    found |= EXE_PARENT_FEEDS;
+                if (inode == stdout_inode && (fmode & FMODE_READ_BIT))
+                    found |= EXE_PARENT_DRAINS;
+            } else if ((kread_u16(inode, OFF_INODE_MODE) & S_IFMT_BITS) == S_IFSOCK_BITS
+                       && inet_family(socket_info(file))) {
+                found |= EXE_PARENT_INET;
+            }
+        }
+    }
+    return found;
 }
 
 /* ns_pid: the task's pid in the first pid namespace below the host's (level 1: where a
@@ -305,7 +342,7 @@ static __always_inline void describe_exec(struct exec_record *rec)
     rec->tty = task_tty(task);
     rec->exe_flags = EXE_RESOLVED;
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (fifo_openers.lookup(&tgid)) /* kept by sched_process_exec's check */
+    if (pipe_relays.lookup(&tgid)) /* kept by sched_process_exec's check */
         rec->exe_flags |= EXE_FIFOS_KEPT;
     if (exe_from_foreign_mnt_ns(task, exe_file))
         rec->exe_flags |= EXE_FOREIGN_MNT_NS;
@@ -334,6 +371,7 @@ static __always_inline void describe_exec(struct exec_record *rec)
     }
     task_env(task, rec);
     int inet = 0;
+    u64 pipes[2] = {}; /* the inodes of stdin and stdout when they are pipes */
 #pragma unroll
     for (int fd = 0; fd < 3; fd++) {
         u64 file = task_fd_file(task, fd);
@@ -345,10 +383,21 @@ static __always_inline void describe_exec(struct exec_record *rec)
         if ((stdio.mode & S_IFMT_BITS) == S_IFSOCK_BITS) {
             rec->stdio[fd].sock_info = socket_info(file);
             inet |= inet_family(rec->stdio[fd].sock_info);
+        } else if (fd < 2 && (stdio.mode & S_IFMT_BITS) == S_IFIFO_BITS) {
+            pipes[fd] = kread_u64(file, OFF_FILE_INODE);
         }
     }
-    if (inet && parent_holds_inet(BTF_LOAD(u64, task, OFF_TASK_REAL_PARENT)))
-        rec->exe_flags |= EXE_PARENT_INET;
+    if (!inet && !pipes[0] && !pipes[1])
+        return;
+    u64 parent = BTF_LOAD(u64, task, OFF_TASK_REAL_PARENT);
+    u32 held = parent_fds(parent, pipes[0], pipes[1]);
+    rec->exe_flags |= held;
+    if ((held & (EXE_PARENT_FEEDS | EXE_PARENT_DRAINS)) && setting(SETTING_PIPES)) {
+        /* its connects and accepts are a relay's from now on (syscalls.c) */
+        u32 parent_tgid = BTF_LOAD(u32, parent, OFF_TASK_TGID);
+        u8 one = 1;
+        pipe_relays.update(&parent_tgid, &one);
+    }
 }
 #endif
 
@@ -503,27 +552,14 @@ int exec_emit(void *ctx)
 }
 #endif
 
-#ifdef KERNEL_LAYOUT
-/* Whether one of the task's fds past its stdio may be a FIFO. Stdio is left out: a container's
- * first process gets pipes there from its runtime (and the pipes check judges stdio by itself).
- * The first FD_SCAN are read; a table grown past them (an fd above 63 is or was open: a table
- * never shrinks) counts as holding one unread, so that moving the FIFOs up before the exec
- * keeps the mark (a mark costs records, never hides one). */
-static __always_inline int holds_fifo(u64 task)
-{
-    u64 fdt = BTF_LOAD(u64, BTF_LOAD(u64, task, OFF_TASK_FILES), OFF_FILES_FDT);
-    return BTF_LOAD(u32, fdt, OFF_FDT_MAX_FDS) > FD_SCAN || first_fds_hold(task, HOLDS_FIFO);
-}
-#endif
-
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     if (!cgroup_traced(bpf_get_current_cgroup_id()))
         return 0;
 #ifdef KERNEL_LAYOUT
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (fifo_openers.lookup(&tgid) && !holds_fifo(this_task()))
-        fifo_openers.delete(&tgid); /* its FIFOs were closed, by hand or at exec */
+    if (pipe_relays.lookup(&tgid) && !holds_fifo(this_task()))
+        pipe_relays.delete(&tgid); /* its pipes were closed, by hand or at exec */
     int zero = 0;
     struct exec_chain *chain = exec_chains.lookup(&zero);
     if (!chain)
@@ -558,9 +594,9 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     parent_of.update(&child, &parent);
 #ifdef KERNEL_LAYOUT
     u32 tgid = bpf_get_current_pid_tgid() >> 32; /* parent_pid is the forking thread's */
-    if (fifo_openers.lookup(&tgid)) {
+    if (pipe_relays.lookup(&tgid)) {
         u8 one = 1;
-        fifo_openers.update(&child, &one);
+        pipe_relays.update(&child, &one);
     }
 #endif
     int zero = 0;

@@ -314,8 +314,8 @@ static __always_inline int dup_wanted(u64 tgid, u64 oldfd)
 }
 
 /* A connect or accept by a process whose stdin and stdout are both pipes or FIFOs (a relay
- * such as nc between a shell and the network), or that opened a FIFO by path, when a rule asks
- * for those (SETTING_PIPES). */
+ * such as nc between a shell and the network), or marked a relay (pipe_relays: it opened a
+ * FIFO by path, or holds a child's stdio pipes), when a rule asks for those (SETTING_PIPES). */
 static __always_inline int call_of_piped_process(void)
 {
 #ifdef KERNEL_LAYOUT
@@ -326,7 +326,7 @@ static __always_inline int call_of_piped_process(void)
         && (file_mode(task_fd_file(task, 1)) & S_IFMT_BITS) == S_IFIFO_BITS)
         return 1;
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    return fifo_openers.lookup(&tgid) != NULL;
+    return pipe_relays.lookup(&tgid) != NULL;
 #else
     return 0;
 #endif

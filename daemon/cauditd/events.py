@@ -220,6 +220,10 @@ class ExecEvent(SyscallEvent):
     fifos_kept: bool = False
     # an IPv4/IPv6 socket on its stdio, and the kernel saw its parent hold one too at the exec
     parent_inet: bool = False
+    # its stdin (stdout) is a pipe, and the kernel saw its parent hold the end that writes
+    # into it (reads from it) at the exec
+    parent_feeds: bool = False
+    parent_drains: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

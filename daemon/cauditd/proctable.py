@@ -298,6 +298,10 @@ class ProcessTable:
         if event.stdio:
             pipes = [fd.pipe for fd in event.stdio]
             self.pipes.set_stdio(proc.pid, pipes[0], pipes[1:], fifos_kept=event.fifos_kept)
+            if event.parent_feeds or event.parent_drains:
+                self.pipes.parent_ends(proc.ppid, feeds=pipes[0] if event.parent_feeds else None,
+                                       drains=pipes[1] if event.parent_drains else None,
+                                       networked=event.parent_inet)
         return proc
 
     def _dir(self, pid: int) -> Path:

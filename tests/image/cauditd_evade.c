@@ -44,6 +44,13 @@
  *                                        child's fds 0-2 as it execs PROG, the other kept and
  *                                        fed "exit" after 0.5 s; with listen, it first
  *                                        listens on 127.0.0.1 (a bind shell's relay)
+ *   cauditd_evade pipe-exec first|after|none IP PORT PROG
+ *                                        what socat EXEC:PROG,pipes does: a pipe to the
+ *                                        child's stdin and one from its stdout and stderr as
+ *                                        it execs PROG, the other ends kept, "exit" written
+ *                                        after 0.5 s; with first, it connects to IP:PORT
+ *                                        before the fork (socat TCP:IP:PORT EXEC:sh,pipes),
+ *                                        with after, 0.3 s after it; none connects nowhere
  *   cauditd_evade accept-inherited PORT  listen on 127.0.0.1:PORT, fork: the child accepts
  *                                        (no address asked) on the listener it inherited,
  *                                        the parent connects to it
@@ -553,6 +560,44 @@ static int do_socketpair_exec(const char *listening, const char *prog)
     return 0;
 }
 
+static int do_pipe_exec(const char *when, const char *ip, const char *port, const char *prog)
+{
+    int sock = -1;
+    if (!strcmp(when, "first"))
+        sock = connected_socket(ip, port);
+    int in[2], out[2];
+    if (pipe(in) < 0 || pipe(out) < 0) {
+        perror("pipe");
+        return 0;
+    }
+    pid_t child = fork();
+    if (child == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(out[1], 2);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execl(prog, prog, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    usleep(300000);
+    if (!strcmp(when, "after"))
+        sock = connected_socket(ip, port);
+    usleep(200000);
+    if (write(in[1], "exit\n", 5) < 0)
+        perror("write");
+    close(in[1]);
+    waitpid(child, NULL, 0);
+    close(out[0]);
+    if (sock >= 0)
+        close(sock);
+    return 0;
+}
+
 static int do_accept_inherited(const char *port)
 {
     int listener = listening_socket(port);
@@ -663,6 +708,8 @@ int main(int argc, char **argv)
         return do_env_pad(a, b, argc > 4 ? argv[4] : "/bin/true");
     if (!strcmp(mode, "socketpair-exec"))
         return do_socketpair_exec(a, b);
+    if (!strcmp(mode, "pipe-exec") && argc > 5)
+        return do_pipe_exec(a, b, argv[4], argv[5]);
     if (!strcmp(mode, "accept-inherited"))
         return do_accept_inherited(a);
     if (!strcmp(mode, "accept-fd3"))

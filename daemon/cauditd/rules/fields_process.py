@@ -85,9 +85,9 @@ def _proc_stdio_one_socket(ev: Event) -> Any:
 
 @_field("proc.pinet_socket", B, SYS, "The parent process holds an IPv4 or IPv6 socket (TCP or "
         "UDP: listening, connected or bound): true when the kernel saw one among the parent's "
-        "first 64 fds at the exec of a process with such a socket on its stdio (known after "
-        "the parent is gone), else read from /proc when a rule asks (its fds against its "
-        "network namespace's socket tables): a shell on one unix socket both ways "
+        "first 64 fds at the exec of a process with such a socket or a pipe on its stdio "
+        "(known after the parent is gone), else read from /proc when a rule asks (its fds "
+        "against its network namespace's socket tables): a shell on one unix socket both ways "
         "(proc.stdio_one_socket) from such a parent is a relay's (`socat TCP-LISTEN:4444 "
         "EXEC:/bin/sh` hands the shell one end of a socketpair). True when it cannot tell for "
         "the size (over 16,384 fds); <NA> once the parent is gone.", falco=False)
