@@ -1,25 +1,33 @@
-/* io_uring.c: opens, connects and accepts submitted through io_uring rings, as the syscalls they
- * stand for.
+/* io_uring.c: opens, connects, accepts and path operations (rename, unlink, mkdir, symlink,
+ * link) submitted through io_uring rings, as the syscalls they stand for.
  *
  * An operation submitted through a ring never passes the syscall tracepoints: a ring's openat
- * of /etc/shadow is invisible to syscalls.c. The io_uring tracepoints see every request:
- * io_uring_submit_req once it is prepared (its struct io_kiocb holds the copied path, the
- * dirfd, open_how; a connect's user address), io_uring_complete with its result. Requests of
- * the kinds rules watch are kept from submission to completion (by request pointer), then sent
- * as the same records as the syscalls (an EVENT_OPEN judged and resolved by opens.h, a connect
- * or accept4 syscall record), flagged as io_uring's. The open, connect and accept filters apply
- * as for syscalls (an accept is sent only from a piped process when every rule about accepts
- * asks that: a bind shell's relay).
+ * of /etc/shadow, or its unlinkat of a shell history, is invisible to syscalls.c. The io_uring
+ * tracepoints see every request: io_uring_submit_req once it is prepared (its struct io_kiocb
+ * holds the copied paths, the dirfds, open_how; a connect's user address), io_uring_complete
+ * with its result. Requests of the kinds rules watch are kept from submission to completion (by
+ * request pointer), then sent as the same records as the syscalls (an EVENT_OPEN judged and
+ * resolved by opens.h; a connect, accept4, renameat2, unlinkat, mkdirat, symlinkat or linkat
+ * syscall record with its arguments and paths where the syscall has them, and the directory of
+ * a relative first path resolved), flagged as io_uring's. The open, connect and accept filters
+ * apply as for syscalls (an accept is sent only from a piped process when every rule about
+ * accepts asks that).
  *
- * Needs the kernel's layout (io_kiocb and io_open are kernel-internal) and is compiled after
- * syscalls.c (its specs, records and opens.h). Other ring operations (renameat, unlinkat,
- * sendmsg, ...) are not followed yet. Cost: one opcode test per ring request on the host; a
- * map update and a 300-byte copy per followed request in a traced cgroup.
+ * Needs the kernel's layout (io_kiocb and its commands are kernel-internal) and is compiled after
+ * syscalls.c (its specs, records and opens.h); the path operations where the kernel has their
+ * commands (IO_URING_FILE_OPS: 5.15 and later). Other ring operations (sendmsg, send with an
+ * address, ...) are not followed yet. Cost: one opcode test per ring request on the host; a map
+ * update and a copy of up to two paths per followed request in a traced cgroup.
  */
 #define IORING_OP_ACCEPT 13
 #define IORING_OP_CONNECT 16
 #define IORING_OP_OPENAT 18
 #define IORING_OP_OPENAT2 28
+#define IORING_OP_RENAMEAT 35 /* ... to IORING_OP_LINKAT: the path operations */
+#define IORING_OP_UNLINKAT 36
+#define IORING_OP_MKDIRAT 37
+#define IORING_OP_SYMLINKAT 38
+#define IORING_OP_LINKAT 39
 #define SC_IO_URING 8 /* syscall_record.info: submitted through io_uring */
 
 struct uring_request {
@@ -29,13 +37,45 @@ struct uring_request {
     u32 addr_len;
     u64 flags;
     u64 mode;
-    char data[STR_LEN]; /* the path, or the socket address */
+    struct pending_syscall call; /* a path operation as its syscall (number, arguments) */
+    char data[STR_LEN]; /* the path (a path operation's first), or the socket address */
+    char data2[STR_LEN]; /* a path operation's second path */
 };
 BPF_TABLE("lru_hash", u64, struct uring_request, uring_requests, 4096);
 BPF_PERCPU_ARRAY(uring_scratch, struct uring_request, 1);
 
+static __always_inline int is_path_op(u8 opcode)
+{
+#ifdef IO_URING_FILE_OPS
+    return opcode >= IORING_OP_RENAMEAT && opcode <= IORING_OP_LINKAT;
+#else
+    return 0;
+#endif
+}
+
+/* The syscall a path operation stands for. */
+static __always_inline u32 path_op_nr(u8 opcode)
+{
+    switch (opcode) {
+    case IORING_OP_RENAMEAT:
+        return SYSNR_RENAMEAT2;
+    case IORING_OP_UNLINKAT:
+        return SYSNR_UNLINKAT;
+    case IORING_OP_MKDIRAT:
+        return SYSNR_MKDIRAT;
+    case IORING_OP_SYMLINKAT:
+        return SYSNR_SYMLINKAT;
+    default:
+        return SYSNR_LINKAT;
+    }
+}
+
 static __always_inline int uring_followed(u8 opcode)
 {
+    if (is_path_op(opcode)) {
+        struct syscall_spec *spec = spec_of(path_op_nr(opcode));
+        return spec && spec->emit;
+    }
     if (opcode == IORING_OP_ACCEPT) {
         struct syscall_spec *spec = spec_of(SYSNR_ACCEPT4);
         return spec && spec->emit;
@@ -46,11 +86,58 @@ static __always_inline int uring_followed(u8 opcode)
     return spec && (opcode == IORING_OP_CONNECT ? spec->enter : spec->exit);
 }
 
+#ifdef IO_URING_FILE_OPS
+/* A path operation's command as its syscall's arguments (in their syscall positions: renameat2
+ * olddirfd, oldpath, newdirfd, newpath, flags; unlinkat dirfd, path, flags; mkdirat dirfd, path,
+ * mode; symlinkat target, newdirfd, linkpath; linkat olddirfd, oldpath, newdirfd, newpath,
+ * flags; the paths' own are left 0) and its paths (the kernel's copies) into data and data2. */
+static __always_inline void read_path_op(struct uring_request *r, u64 cmd, u8 opcode)
+{
+    struct pending_syscall *call = &r->call;
+    __builtin_memset(call, 0, sizeof(*call));
+    call->nr = path_op_nr(opcode);
+    call->id = call->nr;
+    u64 first = 0, second = 0;
+    if (opcode == IORING_OP_UNLINKAT) {
+        call->args[0] = (s64)(s32)kread_u32(cmd, OFF_UNLINK_DFD);
+        call->args[2] = kread_u32(cmd, OFF_UNLINK_FLAGS);
+        first = kread_u64(cmd, OFF_UNLINK_FILENAME);
+    } else if (opcode == IORING_OP_MKDIRAT) {
+        call->args[0] = (s64)(s32)kread_u32(cmd, OFF_MKDIR_DFD);
+        call->args[2] = kread_u16(cmd, OFF_MKDIR_MODE);
+        first = kread_u64(cmd, OFF_MKDIR_FILENAME);
+    } else if (opcode == IORING_OP_RENAMEAT) {
+        call->args[0] = (s64)(s32)kread_u32(cmd, OFF_RENAME_OLD_DFD);
+        call->args[2] = (s64)(s32)kread_u32(cmd, OFF_RENAME_NEW_DFD);
+        call->args[4] = kread_u32(cmd, OFF_RENAME_FLAGS);
+        first = kread_u64(cmd, OFF_RENAME_OLDPATH);
+        second = kread_u64(cmd, OFF_RENAME_NEWPATH);
+    } else { /* symlinkat and linkat share io_link */
+        s64 new_dfd = (s32)kread_u32(cmd, OFF_LINK_NEW_DFD);
+        if (opcode == IORING_OP_SYMLINKAT) {
+            call->args[1] = new_dfd;
+        } else {
+            call->args[0] = (s64)(s32)kread_u32(cmd, OFF_LINK_OLD_DFD);
+            call->args[2] = new_dfd;
+            call->args[4] = kread_u32(cmd, OFF_LINK_FLAGS);
+        }
+        first = kread_u64(cmd, OFF_LINK_OLDPATH);
+        second = kread_u64(cmd, OFF_LINK_NEWPATH);
+    }
+    bpf_probe_read_kernel_str(r->data, STR_LEN,
+                              (void *)kread_u64(first, OFF_FILENAME_NAME));
+    r->data2[0] = 0;
+    if (second)
+        bpf_probe_read_kernel_str(r->data2, STR_LEN,
+                                  (void *)kread_u64(second, OFF_FILENAME_NAME));
+}
+#endif
+
 TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
 {
     u8 opcode = args->opcode;
     if (opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2 && opcode != IORING_OP_CONNECT
-        && opcode != IORING_OP_ACCEPT)
+        && opcode != IORING_OP_ACCEPT && !is_path_op(opcode))
         return 0;
     if (!uring_followed(opcode) || !cgroup_traced(bpf_get_current_cgroup_id()))
         return 0;
@@ -74,6 +161,10 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
         if (!connect_wanted(addr) && !call_of_piped_process())
             return count_filtered(FILTERED_CONNECT);
         read_user(r->data, 28, (void *)addr); /* sockaddr_in6 at most */
+#ifdef IO_URING_FILE_OPS
+    } else if (is_path_op(opcode)) {
+        read_path_op(r, cmd, opcode);
+#endif
     } else {
         r->dfd = (s32)kread_u32(cmd, OFF_OPEN_DFD);
         r->file_slot = kread_u32(cmd, OFF_OPEN_SLOT);
@@ -126,6 +217,43 @@ static __always_inline int uring_net_done(struct uring_request *r, u64 req, s64 
     return 0;
 }
 
+#ifdef IO_URING_FILE_OPS
+/* A path operation as its syscall's record: its arguments and paths (path1, and path2 in the
+ * tail, as read_strings places a syscall's), the directory a relative first path was relative
+ * to (resolve_base, in the submitter's fd table and cwd, which a ring's workers share). */
+static __always_inline int uring_path_done(struct uring_request *r, s64 res, u64 cgroup_id)
+{
+    struct syscall_spec *spec = spec_of(r->call.nr);
+    if (!spec)
+        return 0;
+    send_own_held_forks();
+    struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
+    if (!rec) {
+        count_lost();
+        return 0;
+    }
+    fill_header(&rec->h, EVENT_SYSCALL, cgroup_id);
+    rec->nr = r->call.nr;
+    rec->ret = res;
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        rec->args[i] = r->call.args[i];
+    rec->deref = 0;
+    rec->info = SC_IO_URING;
+    rec->fd_mode = 0;
+    rec->_pad = 0;
+    rec->sock_info = 0;
+    fill_exe(&rec->exe);
+    rec->addr_len = 0;
+    rec->base[0] = 0;
+    bpf_probe_read_kernel_str(rec->path1, STR_LEN, r->data);
+    bpf_probe_read_kernel_str(rec->tail, STR_LEN, r->data2);
+    resolve_base(rec, spec, &r->call);
+    events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
+    return 0;
+}
+#endif
+
 TRACEPOINT_PROBE(io_uring, io_uring_complete)
 {
     u64 req = (u64)args->req;
@@ -146,6 +274,10 @@ TRACEPOINT_PROBE(io_uring, io_uring_complete)
     u64 cgroup_id = bpf_get_current_cgroup_id();
     if (r->opcode == IORING_OP_CONNECT || r->opcode == IORING_OP_ACCEPT)
         return uring_net_done(r, req, res, cgroup_id);
+#ifdef IO_URING_FILE_OPS
+    if (is_path_op(r->opcode))
+        return uring_path_done(r, res, cgroup_id);
+#endif
     u64 task = this_task();
     c->nr = r->opcode == IORING_OP_OPENAT2 ? SYSNR_OPENAT2 : SYSNR_OPENAT;
     c->info = OPEN_IO_URING;

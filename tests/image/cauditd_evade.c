@@ -21,6 +21,13 @@
  *   cauditd_evade uring-setup            io_uring_setup only
  *   cauditd_evade uring-open PATH        IORING_OP_OPENAT of PATH through a ring
  *   cauditd_evade uring-connect IP PORT  IORING_OP_CONNECT through a ring
+ *   cauditd_evade uring-unlink PATH      IORING_OP_UNLINKAT of PATH
+ *   cauditd_evade uring-mkdir PATH       IORING_OP_MKDIRAT of PATH (mode 0755)
+ *   cauditd_evade uring-rename OLD NEW   IORING_OP_RENAMEAT of OLD to NEW
+ *   cauditd_evade uring-symlink TARGET LINK
+ *                                        IORING_OP_SYMLINKAT: LINK pointing at TARGET
+ *   cauditd_evade uring-link OLD NEW     IORING_OP_LINKAT: NEW a hard link of OLD
+ *                                        (relative paths: to the working directory)
  *   cauditd_evade tmpfile-exec DIR PROG  copy PROG into an O_TMPFILE in DIR and execute it
  *                                        through /proc/self/fd/N (argv: "true")
  *   cauditd_evade fd-exec PROG           execute PROG (a file of the image) through
@@ -319,6 +326,31 @@ static void fill_open(struct io_uring_sqe *sqe, void *path)
     sqe->fd = AT_FDCWD;
     sqe->addr = (unsigned long)path;
     sqe->open_flags = O_RDONLY;
+}
+
+/* A path operation (opcode) on uring_paths: the first path, and the second where it has one. */
+static const char *uring_paths[2];
+
+static void fill_path_op(struct io_uring_sqe *sqe, void *opcode)
+{
+    sqe->opcode = *(int *)opcode;
+    sqe->fd = AT_FDCWD; /* the (first) dirfd: symlinkat's only one */
+    sqe->addr = (unsigned long)uring_paths[0];
+    if (sqe->opcode == IORING_OP_MKDIRAT)
+        sqe->len = 0755;
+    else if (sqe->opcode != IORING_OP_UNLINKAT)
+        sqe->addr2 = (unsigned long)uring_paths[1];
+    if (sqe->opcode == IORING_OP_RENAMEAT || sqe->opcode == IORING_OP_LINKAT)
+        sqe->len = (unsigned)AT_FDCWD; /* the second dirfd */
+}
+
+static int uring_path_op(int opcode, const char *first, const char *second)
+{
+    static int op;
+    op = opcode;
+    uring_paths[0] = first;
+    uring_paths[1] = second;
+    return uring_one(fill_path_op, &op);
 }
 
 static struct sockaddr_in uring_addr;
@@ -692,6 +724,16 @@ int main(int argc, char **argv)
         fd = socket(AF_INET, SOCK_STREAM, 0);
         return uring_one(fill_connect, &fd);
     }
+    if (!strcmp(mode, "uring-unlink"))
+        return uring_path_op(IORING_OP_UNLINKAT, a, NULL);
+    if (!strcmp(mode, "uring-mkdir"))
+        return uring_path_op(IORING_OP_MKDIRAT, a, NULL);
+    if (!strcmp(mode, "uring-rename") && argc > 3)
+        return uring_path_op(IORING_OP_RENAMEAT, a, b);
+    if (!strcmp(mode, "uring-symlink") && argc > 3)
+        return uring_path_op(IORING_OP_SYMLINKAT, a, b);
+    if (!strcmp(mode, "uring-link") && argc > 3)
+        return uring_path_op(IORING_OP_LINKAT, a, b);
     if (!strcmp(mode, "uring-accept"))
         return do_uring_accept(a);
     if (!strcmp(mode, "uring-accept-fixed"))

@@ -38,6 +38,9 @@ SENSITIVE = "Read sensitive file untrusted"
 STDIO = "Redirect stdio to network connection"
 METADATA_RULE = "Contact cloud metadata service from container"
 SETID = "Set setuid or setgid bit"
+HISTORY = "Delete or truncate shell history"
+HISTORY_SH = "echo ls >> /root/.ash_history; /usr/bin/cauditd_evade "
+NOTES_SH = "echo x > /tmp/notes; /usr/bin/cauditd_evade "
 FIFO_RELAY = ("mkfifo /tmp/in /tmp/out; {prog} < /tmp/in > /tmp/out &"
               f" /usr/bin/cauditd_evade fifo-relay /tmp/in /tmp/out {NOWHERE} 4445"
               " {how} < /dev/null > /dev/null")
@@ -139,6 +142,30 @@ EVASIONS = [
     Evasion("io-uring-openat", SENSITIVE, evade("uring-open", "/etc/shadow"), "fd.name",
             "/etc/shadow", evade("uring-open", "/etc/passwd"),
             opened_by("/etc/passwd", "uring-open", "/etc/passwd")),
+    # ring path operations (an io_uring rootkit's spellings): the same records as the syscalls
+    Evasion("io-uring-unlinkat", HISTORY, sh(HISTORY_SH + "uring-unlink /root/.ash_history"),
+            "fd.name", "/root/.ash_history", sh(NOTES_SH + "uring-unlink /tmp/notes"),
+            file_op(("unlinkat",), "/tmp/notes")),
+    Evasion("io-uring-unlinkat-relative", HISTORY,
+            sh("cd /root; " + HISTORY_SH + "uring-unlink .ash_history"), "fd.name",
+            "/root/.ash_history", sh("cd /tmp; " + NOTES_SH + "uring-unlink notes"),
+            file_op(("unlinkat",), "/tmp/notes")),
+    Evasion("io-uring-renameat", "Write below binary dir",
+            sh(NOTES_SH + "uring-rename /tmp/notes /usr/bin/cauditd-dropped"),
+            "evt.arg.newpath", "/usr/bin/cauditd-dropped",
+            sh(NOTES_SH + "uring-rename /tmp/notes /tmp/notes2"),
+            file_op(("renameat2",), "/tmp/notes")),
+    Evasion("io-uring-mkdirat", "Directory created below binary dir",
+            evade("uring-mkdir", "/usr/bin/.cache"), "fd.name", "/usr/bin/.cache",
+            evade("uring-mkdir", "/tmp/.cache"), file_op(("mkdirat",), "/tmp/.cache")),
+    Evasion("io-uring-symlinkat", "Create symlink over sensitive files",
+            evade("uring-symlink", "/etc/shadow", "/tmp/cauditd-link"), "evt.arg.target",
+            "/etc/shadow", evade("uring-symlink", "/etc/passwd", "/tmp/cauditd-link"),
+            file_op(("symlinkat",), "/etc/passwd")),
+    Evasion("io-uring-linkat", "Create hardlink over sensitive files",
+            evade("uring-link", "/etc/shadow", "/tmp/cauditd-hard"), "evt.arg.oldpath",
+            "/etc/shadow", evade("uring-link", "/etc/passwd", "/tmp/cauditd-hard"),
+            file_op(("linkat",), "/etc/passwd")),
     Evasion("int80-socketcall-connect", "Connection to mining pool port",
             evade("int80-connect", NOWHERE, "3333"), "fd.dport", "3333",
             evade("int80-connect", NOWHERE, "8080"),

@@ -116,6 +116,26 @@ IO_URING: dict[str, tuple[str, str]] = {
     "OFF_ACCEPT_SLOT": ("io_accept", "file_slot"),
 }
 
+# io_uring's path operations (IORING_OP_RENAMEAT to IORING_OP_LINKAT; kernels from 5.15).
+IO_URING_FILES: dict[str, tuple[str, str]] = {
+    "OFF_RENAME_OLD_DFD": ("io_rename", "old_dfd"),
+    "OFF_RENAME_NEW_DFD": ("io_rename", "new_dfd"),
+    "OFF_RENAME_OLDPATH": ("io_rename", "oldpath"),
+    "OFF_RENAME_NEWPATH": ("io_rename", "newpath"),
+    "OFF_RENAME_FLAGS": ("io_rename", "flags"),
+    "OFF_UNLINK_DFD": ("io_unlink", "dfd"),
+    "OFF_UNLINK_FLAGS": ("io_unlink", "flags"),
+    "OFF_UNLINK_FILENAME": ("io_unlink", "filename"),
+    "OFF_MKDIR_DFD": ("io_mkdir", "dfd"),
+    "OFF_MKDIR_MODE": ("io_mkdir", "mode"),
+    "OFF_MKDIR_FILENAME": ("io_mkdir", "filename"),
+    "OFF_LINK_OLD_DFD": ("io_link", "old_dfd"),
+    "OFF_LINK_NEW_DFD": ("io_link", "new_dfd"),
+    "OFF_LINK_OLDPATH": ("io_link", "oldpath"),
+    "OFF_LINK_NEWPATH": ("io_link", "newpath"),
+    "OFF_LINK_FLAGS": ("io_link", "flags"),
+}
+
 # overlayfs's inodes (when overlayfs is built in: a module's types are not in vmlinux's BTF):
 # whether a container's executable was written since it started, from the file itself.
 OVERLAY: dict[str, tuple[str, str]] = {
@@ -131,6 +151,7 @@ class KernelLayout:
     offsets: dict[str, int]
     io_uring: bool
     overlay: bool = False
+    io_uring_files: bool = False  # ... and its path operations
 
     @classmethod
     def read(cls, path: Path = VMLINUX) -> KernelLayout | None:
@@ -150,6 +171,14 @@ class KernelLayout:
         except BtfError as exc:
             log.info("io_uring requests not readable (%s): io_uring operations not traced", exc)
             io_uring = False
+        io_uring_files = False
+        if io_uring:
+            try:
+                offsets.update({name: btf.offset(*where) for name, where in IO_URING_FILES.items()})
+                io_uring_files = True
+            except BtfError as exc:
+                log.info("io_uring path operations not readable (%s): ring renames, unlinks, "
+                         "mkdirs and links not traced", exc)
         try:
             offsets.update({name: btf.offset(*where) for name, where in OVERLAY.items()})
             overlay = True
@@ -157,13 +186,15 @@ class KernelLayout:
             log.info("overlayfs inodes not readable (%s): an executable's layer is looked up "
                      "in the container's upper directory", exc)
             overlay = False
-        return cls(offsets, io_uring, overlay)
+        return cls(offsets, io_uring, overlay, io_uring_files)
 
     def defines(self) -> dict[str, int | str]:
         """The #defines that switch the kernel-struct parts of the probes on."""
         found: dict[str, int | str] = {"KERNEL_LAYOUT": 1, **self.offsets}
         if self.io_uring:
             found["IO_URING_REQUESTS"] = 1
+        if self.io_uring_files:
+            found["IO_URING_FILE_OPS"] = 1
         if self.overlay:
             found["OVERLAY_INODES"] = 1
         return found
