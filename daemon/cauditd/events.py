@@ -109,7 +109,8 @@ class ProcessInfo:
     is_exe_from_memfd: bool = False
     is_container_runtime: bool = False  # the host's runtime binary (runtime_binaries.py)
     exe_known: bool = False  # an event named the executable by identity (decides the above)
-    exe_name: str = ""  # the program a directly executed dynamic loader runs (its name)
+    # the program a directly executed dynamic loader, or busybox, runs (proctable.program_name)
+    exe_name: str = ""
     stdio_wired: tuple[str, ...] = ()  # names of shells wired to the network with it (pipes.py)
     stdio: tuple[StdioFd, ...] = ()  # fds 0-2 at its last exec, when the kernel told
     parent_inet: bool = False  # its parent held an IPv4/IPv6 socket at its exec (the kernel's)
@@ -119,7 +120,7 @@ class ProcessInfo:
     def name(self) -> str:
         """Falco's proc.name: the kernel's comm (15 characters at most), else the executable's
         basename cut as the kernel would; for a program run by the dynamic loader
-        (`ld.so /bin/nc`), the program's name (`exe_name`)."""
+        (`ld.so /bin/nc`) or a busybox applet (`busybox sh`), the program's name (`exe_name`)."""
         return self.exe_name or self.comm or self.exe.rsplit("/", 1)[-1][:COMM_LEN]
 
     @property

@@ -23,6 +23,7 @@ from cauditd import text
 from cauditd.containers.cgroups import container_from_path
 from cauditd.containers.runtime_binaries import RuntimeBinaries, kernel_dev
 from cauditd.events import (
+    COMM_LEN,
     HOST_ID,
     Event,
     ExecEvent,
@@ -328,10 +329,10 @@ class ProcessTable:
             proc.comm = proc.comm or event.comm
         else:
             proc.comm = event.comm
-        program = loaded_program(event.exe, event.argv)
-        # `ld.so /bin/nc -e sh`: the kernel runs the loader, which maps the program; the
-        # process is named by the program it runs (exepath stays the loader).
-        proc.exe_name = program.rsplit("/", 1)[-1] if program else ""
+        # `ld.so /bin/nc -e sh`: the kernel runs the loader, which maps the program; `busybox
+        # sh`: busybox runs its sh. The process is named by the program it runs (the comm says
+        # "busybox", or whatever path was exec'd; exepath stays the file the kernel runs).
+        proc.exe_name = program_name(event.exe, event.argv)
         return event.exe
 
     def _exec_by_path(self, event: ExecEvent, proc: ProcessInfo, base: Path, cwd: str,
@@ -359,7 +360,7 @@ class ProcessTable:
             # would be named "6"); the table keeps no exe, so proc.name is the kernel's comm.
             exe = ""
         proc.comm = proc.comm if same_image and proc.comm else event.comm
-        proc.exe_name = ""
+        proc.exe_name = program_name(exe, event.argv)
         return exe
 
     def _in_upper_layer(self, container_id: str, exe: str) -> bool:
@@ -456,6 +457,7 @@ class ProcessTable:
 
 
 _LOADER_NAMES = ("ld-linux", "ld-musl-", "ld.so", "ld64.so")
+_MULTICALL_NAMES = ("busybox", "toybox")
 # ld.so's options that take a value, and those that mean it will not run the program.
 _LOADER_VALUE_OPTIONS = frozenset(("--library-path", "--preload", "--argv0", "--audit",
                                    "--inhibit-rpath", "--glibc-hwcaps-prepend",
@@ -464,10 +466,28 @@ _LOADER_NO_RUN = frozenset(("--list", "--verify", "--help", "--version", "--list
                             "--list-diagnostics"))
 
 
-def loaded_program(exe: str, argv: tuple[str, ...]) -> str:
-    """The program a directly executed dynamic loader runs (its first non-option argument),
-    or "" when `exe` is not a loader or it runs nothing."""
-    if not exe.rsplit("/", 1)[-1].startswith(_LOADER_NAMES):
+def program_name(exe: str, argv: tuple[str, ...]) -> str:
+    """The name of the program a process runs when it is not its executable's: what a directly
+    executed dynamic loader maps (`ld.so /opt/dyn/nc -e sh`: nc), or the applet a multi-call
+    binary runs (busybox and toybox run the one argv[0] names, whatever the path exec'd: /bin/sh
+    with argv[0] "nc" runs nc; or argv[1] when argv[0] names the binary: `busybox sh`), cut as
+    the kernel cuts a comm. "" for any other program, and for a loader or binary that runs
+    nothing."""
+    binary = exe.rsplit("/", 1)[-1]
+    if binary.startswith(_MULTICALL_NAMES):
+        applet = argv[0].rsplit("/", 1)[-1].removeprefix("-") if argv else ""  # -sh: a login
+        if applet.startswith(_MULTICALL_NAMES):
+            applet = argv[1].rsplit("/", 1)[-1] if len(argv) > 1 else ""
+        program = "" if applet.startswith("-") else applet
+    else:
+        program = _loaded_program(binary, argv).rsplit("/", 1)[-1]
+    return program[:COMM_LEN]
+
+
+def _loaded_program(binary: str, argv: tuple[str, ...]) -> str:
+    """The program a directly executed dynamic loader (`binary`, its file name) runs: its
+    first non-option argument, or "" when it is not a loader or runs nothing."""
+    if not binary.startswith(_LOADER_NAMES):
         return ""
     args = iter(argv[1:])
     for arg in args:

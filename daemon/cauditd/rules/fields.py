@@ -310,7 +310,10 @@ def _proc_ppid(ev: Event) -> Any:
 
 
 @_field("proc.name", S, SYS, "Process name as the kernel keeps it (the comm, at most 15 "
-        'characters: "unattended-upgr"), as in Falco.')
+        'characters: "unattended-upgr"), as in Falco; except that a program run by a directly '
+        "executed dynamic loader (`ld.so /opt/dyn/nc`) or a busybox or toybox applet is named "
+        "by what runs, not by the file exec'd (`busybox sh` is sh; /bin/sh exec'd with argv[0] "
+        '"nc" is nc; Falco says busybox and sh).')
 def _proc_name(ev: Event) -> Any:
     proc = _proc(ev)
     if proc is not None and proc.name:
