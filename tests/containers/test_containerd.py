@@ -203,7 +203,8 @@ class CtrNamespace:
         for container_id in self.container_ids:
             ctr(self.name, "tasks", "rm", "-f", container_id, check=False)
             ctr(self.name, "containers", "rm", container_id, check=False)
-        ctr(self.name, "images", "rm", IMAGE_REF, check=False)
+        # --sync: returns once the GC dropped its blobs (it may lag a minute on a loaded host)
+        ctr(self.name, "images", "rm", "--sync", IMAGE_REF, check=False)
         deadline = time.monotonic() + GC_WAIT_S
         while time.monotonic() < deadline:  # containerd's GC drops blobs and snapshots after
             if self.name not in ctr("default", "namespaces", "ls", "-q", check=False).split():
