@@ -31,6 +31,9 @@
  *   cauditd_evade argv0 NAME PROG [ARG...]
  *                                        execute PROG with argv[0] NAME (a busybox applet
  *                                        is chosen by it, whatever the path exec'd)
+ *   cauditd_evade handle-open PATH       name_to_handle_at(PATH), then open_by_handle_at of the
+ *                                        handle (mount fd: PATH's directory), read 1 byte
+ *   cauditd_evade handle-name PATH       name_to_handle_at(PATH) only (a look-alike)
  *   cauditd_evade tmpfile-exec DIR PROG  copy PROG into an O_TMPFILE in DIR and execute it
  *                                        through /proc/self/fd/N (argv: "true")
  *   cauditd_evade fd-exec PROG           execute PROG (a file of the image) through
@@ -595,6 +598,40 @@ static int do_socketpair_exec(const char *listening, const char *prog)
     return 0;
 }
 
+/* The handle of PATH; with open, the file opened again by it (what Shocker did with guessed
+ * handles of the host's files). */
+static int do_handle(const char *path, int open_it)
+{
+    struct {
+        struct file_handle fh;
+        unsigned char bytes[MAX_HANDLE_SZ];
+    } h;
+    int mount_id;
+    h.fh.handle_bytes = MAX_HANDLE_SZ;
+    if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mount_id, 0) < 0) {
+        perror("name_to_handle_at");
+        return 0;
+    }
+    if (!open_it)
+        return 0;
+    char dir[256];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = 0;
+    int mount_fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
+    int fd = open_by_handle_at(mount_fd, &h.fh, O_RDONLY);
+    if (fd < 0) {
+        perror("open_by_handle_at");
+        return 0;
+    }
+    char c;
+    if (read(fd, &c, 1) < 0)
+        perror("read");
+    printf("opened by handle: fd %d\n", fd);
+    return 0;
+}
+
 static int do_pipe_exec(const char *when, const char *ip, const char *port, const char *prog)
 {
     int sock = -1;
@@ -733,6 +770,8 @@ int main(int argc, char **argv)
         perror("execv");
         return 1;
     }
+    if (!strcmp(mode, "handle-open") || !strcmp(mode, "handle-name"))
+        return do_handle(a, !strcmp(mode, "handle-open"));
     if (!strcmp(mode, "uring-unlink"))
         return uring_path_op(IORING_OP_UNLINKAT, a, NULL);
     if (!strcmp(mode, "uring-mkdir"))

@@ -150,6 +150,10 @@ CASES: list[tuple[str, Event, Event]] = [
      file_event("fchmodat2", "/tmp/sh", mode=0o755)),
     ("io_uring set up in container", syscall("io_uring_setup", {"entries": 8}),
      syscall("io_uring_setup", {"entries": 8}, container=HOST)),
+    ("Open file by handle in container",
+     syscall("open_by_handle_at", {"mount_fd": 3, "handle": 0x7FFC0000, "flags": 0}),
+     syscall("open_by_handle_at", {"mount_fd": 3, "handle": 0x7FFC0000, "flags": 0},
+             container=HOST)),
     ("Shell started with a network socket on its stdio",  # nc -l -p 4444 -e /bin/sh
      with_stdio(execve("/bin/sh", "sh", parent=proc("/bin/nc", "nc")), "ipv4", "ipv4", "file"),
      with_stdio(execve("/bin/cat", "cat", parent=proc("/bin/nc", "nc")), "ipv4", "ipv4", "file")),

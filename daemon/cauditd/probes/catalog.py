@@ -136,6 +136,7 @@ SYSCALLS: tuple[Syscall, ...] = (
     _s("memfd_create", 319, "name flags", "priv", 356, path1=0, opts=OPT_MEMFD_RESULT),
     _s("userfaultfd", 323, "flags", "priv", 374),
     _s("io_uring_setup", 425, "entries params", "priv", 425),
+    _s("open_by_handle_at", 304, "mount_fd handle flags", "priv", 342),
     # descriptors placed on stdio: dup*, fcntl(F_DUPFD*)
     _s("dup", 32, "oldfd", "fd", 41, opts=OPT_LOW_NEWFD | OPT_SOCK_FD0),
     _s("dup2", 33, "oldfd newfd", "fd", 63, opts=OPT_LOW_NEWFD | OPT_SOCK_FD0),
