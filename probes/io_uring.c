@@ -192,25 +192,12 @@ static __always_inline int uring_net_done(struct uring_request *r, u64 req, s64 
         if (!r->file_slot)
             remember_accepted(res);
     }
-    send_own_held_forks();
-    struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
-    if (!rec) {
-        count_lost();
+    struct pending_syscall call = {.nr = nr, .info = SC_IO_URING};
+    call.args[0] = (u64)-1; /* the ring names the socket by its request, not always an fd */
+    struct syscall_record *rec = syscall_record_begin(&call, res, cgroup_id);
+    if (!rec)
         return 0;
-    }
-    fill_header(&rec->h, EVENT_SYSCALL, cgroup_id);
-    rec->nr = nr;
-    rec->ret = res;
-    __builtin_memset(rec->args, 0, sizeof(rec->args));
-    rec->args[0] = (u64)-1; /* the ring names the socket by its request, not always an fd */
-    rec->deref = 0;
-    rec->info = SC_IO_URING;
-    rec->fd_mode = 0;
-    rec->_pad = 0;
     rec->sock_info = sock_info;
-    fill_exe(&rec->exe);
-    rec->path1[0] = 0;
-    rec->base[0] = 0;
     rec->addr_len = r->addr_len > 28 ? 28 : r->addr_len;
     bpf_probe_read_kernel(rec->tail, 28, r->data);
     events.ringbuf_submit(rec, BPF_RB_NO_WAKEUP);
@@ -226,26 +213,10 @@ static __always_inline int uring_path_done(struct uring_request *r, s64 res, u64
     struct syscall_spec *spec = spec_of(r->call.nr);
     if (!spec)
         return 0;
-    send_own_held_forks();
-    struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
-    if (!rec) {
-        count_lost();
+    r->call.info = SC_IO_URING;
+    struct syscall_record *rec = syscall_record_begin(&r->call, res, cgroup_id);
+    if (!rec)
         return 0;
-    }
-    fill_header(&rec->h, EVENT_SYSCALL, cgroup_id);
-    rec->nr = r->call.nr;
-    rec->ret = res;
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        rec->args[i] = r->call.args[i];
-    rec->deref = 0;
-    rec->info = SC_IO_URING;
-    rec->fd_mode = 0;
-    rec->_pad = 0;
-    rec->sock_info = 0;
-    fill_exe(&rec->exe);
-    rec->addr_len = 0;
-    rec->base[0] = 0;
     bpf_probe_read_kernel_str(rec->path1, STR_LEN, r->data);
     bpf_probe_read_kernel_str(rec->tail, STR_LEN, r->data2);
     resolve_base(rec, spec, &r->call);

@@ -269,13 +269,41 @@ static __always_inline u32 read_addr(struct syscall_record *rec, struct syscall_
     return len;
 }
 
-static __always_inline void read_strings(struct syscall_record *rec, struct syscall_spec *spec,
-                                         struct pending_syscall *p)
+/* A syscall record reserved for the call `p` (its number, arguments, deref and info) and its
+ * result, with the header and the executable filled and the rest zeroed (the strings empty);
+ * NULL, the loss counted, when the ring buffer is full. This process's held forks go first. */
+static __always_inline struct syscall_record *syscall_record_begin(struct pending_syscall *p,
+                                                                  s64 ret, u64 cgroup_id)
 {
+    send_own_held_forks();
+    struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
+    if (!rec) {
+        count_lost();
+        return NULL;
+    }
+    fill_header(&rec->h, EVENT_SYSCALL, cgroup_id);
+    rec->nr = p->nr;
+    rec->ret = ret;
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        rec->args[i] = p->args[i];
+    rec->deref = p->deref;
+    rec->info = p->info;
+    rec->sock_info = 0;
+    rec->addr_len = 0;
+    rec->fd_mode = 0;
+    rec->_pad = 0;
+    fill_exe(&rec->exe);
     rec->path1[0] = 0;
     rec->tail[0] = 0;
     rec->base[0] = 0;
-    rec->addr_len = 0;
+    return rec;
+}
+
+/* The call's strings, or its socket address, into a record syscall_record_begin made. */
+static __always_inline void read_strings(struct syscall_record *rec, struct syscall_spec *spec,
+                                         struct pending_syscall *p)
+{
     if (spec->path1 < 6)
         read_user_str(rec->path1, STR_LEN, (void *)arg_at(p->args, spec->path1));
     if (spec->str3 < 6) {
@@ -696,23 +724,9 @@ RAW_TRACEPOINT_PROBE(sys_exit)
         if (ret < 0 || newfd < 0 || newfd > 2)
             return 0;
     }
-    send_own_held_forks();
-    struct syscall_record *rec = events.ringbuf_reserve(sizeof(*rec));
-    if (!rec) {
-        count_lost();
+    struct syscall_record *rec = syscall_record_begin(&p, ret, bpf_get_current_cgroup_id());
+    if (!rec)
         return 0;
-    }
-    fill_header(&rec->h, EVENT_SYSCALL, bpf_get_current_cgroup_id());
-    rec->nr = p.nr;
-    rec->ret = ret;
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        rec->args[i] = p.args[i];
-    rec->deref = p.deref;
-    rec->info = p.info;
-    rec->fd_mode = 0;
-    rec->_pad = 0;
-    fill_exe(&rec->exe);
     rec->sock_info = spec->opts & OPT_SOCK_FD0 ? fd_sock_info(tgid, p.args[0]) : 0;
     read_strings(rec, spec, &p);
 #ifdef KERNEL_LAYOUT
