@@ -40,7 +40,8 @@
 #define EXE_UPPER 256        /* ... and in its upper layer: written since the mount */
 #define EXE_ENV_WALKED 512   /* env_found holds every variable env_names names (see below) */
 #define EXE_ENV_UNWALKED 1024 /* ... and this one that the walk could not get through it */
-#define EXE_FIFOS_KEPT 2048  /* a FIFO opener still holding FIFOs past its stdio (holds_fifo) */
+#define EXE_FIFOS_KEPT 2048  /* a marked relay (pipe_relays) still holding pipes or FIFOs past
+                                its stdio (holds_fifo) */
 #define EXE_PARENT_INET 4096  /* the parent holds an IPv4/IPv6 socket (one of its first fds) at
                                   this exec; read when stdio holds one, or a pipe: parent_fds */
 #define EXE_PARENT_FEEDS 8192  /* stdin is a pipe whose write end the parent holds */

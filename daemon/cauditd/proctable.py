@@ -299,7 +299,9 @@ class ProcessTable:
         if event.stdio:
             pipes = [fd.pipe for fd in event.stdio]
             self.pipes.set_stdio(proc.pid, pipes[0], pipes[1:], fifos_kept=event.fifos_kept)
-            if event.parent_feeds or event.parent_drains:
+            # a parent the table does not follow (the runtime's, on the host) would never be
+            # forgotten: its exit is not seen
+            if (event.parent_feeds or event.parent_drains) and proc.ppid in self._procs:
                 self.pipes.parent_ends(proc.ppid, feeds=pipes[0] if event.parent_feeds else None,
                                        drains=pipes[1] if event.parent_drains else None,
                                        networked=event.parent_inet)
@@ -453,7 +455,9 @@ class ProcessTable:
         """Make room for one: exited processes go first, then the oldest entries."""
         self.expire(float("inf"))
         while len(self._procs) >= self.max_size:
-            del self._procs[next(iter(self._procs))]
+            pid = next(iter(self._procs))
+            del self._procs[pid]
+            self.pipes.forget(pid)
 
 
 _LOADER_NAMES = ("ld-linux", "ld-musl-", "ld.so", "ld64.so")

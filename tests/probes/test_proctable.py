@@ -14,6 +14,7 @@ from cauditd.events import (
     FileEvent,
     ForkEvent,
     NetSyscallEvent,
+    ProcessInfo,
     StdioFd,
     SyscallEvent,
 )
@@ -285,6 +286,20 @@ def test_a_relay_that_made_the_shells_pipes_itself(
     table.apply(connect)  # socat EXEC:sh,pipes TCP:host:port: connects after the fork
     assert connect.process is not None
     assert shell.process.stdio_wired == (("sh",) if feeds and drains else ())
+
+
+def test_the_pipe_graph_keeps_nothing_of_processes_the_table_let_go() -> None:
+    """A parent the table does not follow (the runtime's, on the host: its exit is never seen)
+    gets no ends; a process the full table evicts takes its ends with it."""
+    table = ProcessTable(max_size=4)
+    table.seed({GONE: ProcessInfo(pid=GONE, ppid=GONE + 100)})  # its parent: not in the table
+    shell = exec_of(GONE, "/bin/sh", "/bin/busybox", 1, stdio=(pipe(30), pipe(31), pipe(31)),
+                    parent_feeds=True, parent_drains=True, parent_inet=True)
+    table.apply(shell)
+    assert len(table.pipes) == 2  # the shell's read and write ends, none of its parent's
+    for pid in range(GONE + 1, GONE + 5):
+        table.apply(exec_of(pid, "/bin/true", "/bin/busybox", 2))
+    assert table.get(GONE) is None and len(table.pipes) == 0
 
 
 def test_a_pipe_into_a_shell_is_not_a_reverse_shell() -> None:
