@@ -9,7 +9,8 @@
  * request pointer), then sent as the same records as the syscalls (an EVENT_OPEN judged and
  * resolved by opens.h; a connect, accept4, renameat2, unlinkat, mkdirat, symlinkat or linkat
  * syscall record with its arguments and paths where the syscall has them, and the directory of
- * a relative first path resolved), flagged as io_uring's. The open, connect and accept filters
+ * a relative first path resolved), flagged as io_uring's; a multishot accept sends one accept4
+ * record per connection it accepts. The open, connect and accept filters
  * apply as for syscalls (an accept is sent only from a piped process when every rule about
  * accepts asks that).
  *
@@ -43,6 +44,15 @@ struct uring_request {
 };
 BPF_TABLE("lru_hash", u64, struct uring_request, uring_requests, 4096);
 BPF_PERCPU_ARRAY(uring_scratch, struct uring_request, 1);
+/* A followed accept's request by its ring and user_data: a multishot accept (one request, a
+ * completion per connection) posts its completions without the request (io_uring_complete's
+ * req is NULL for them); the entry goes with the request's last completion. */
+struct uring_key {
+    u64 ctx;
+    u64 user_data;
+};
+BPF_TABLE("lru_hash", struct uring_key, u64, uring_accepts, 1024);
+#define IORING_CQE_F_MORE 2 /* more completions of the same request follow */
 
 static __always_inline int is_path_op(u8 opcode)
 {
@@ -174,6 +184,10 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
         bpf_probe_read_kernel_str(r->data, STR_LEN, (void *)name);
     }
     uring_requests.update(&req, r);
+    if (opcode == IORING_OP_ACCEPT) {
+        struct uring_key key = {.ctx = (u64)args->ctx, .user_data = args->user_data};
+        uring_accepts.update(&key, &req);
+    }
     return 0;
 }
 
@@ -228,6 +242,13 @@ static __always_inline int uring_path_done(struct uring_request *r, s64 res, u64
 TRACEPOINT_PROBE(io_uring, io_uring_complete)
 {
     u64 req = (u64)args->req;
+    struct uring_key key = {.ctx = (u64)args->ctx, .user_data = args->user_data};
+    if (!req) { /* a completion posted without its request: a multishot accept's */
+        u64 *accept = uring_accepts.lookup(&key);
+        if (!accept)
+            return 0;
+        req = *accept;
+    }
     struct uring_request *kept = uring_requests.lookup(&req);
     if (!kept)
         return 0;
@@ -240,7 +261,11 @@ TRACEPOINT_PROBE(io_uring, io_uring_complete)
         return 0;
     }
     __builtin_memcpy(r, kept, sizeof(*r));
-    uring_requests.delete(&req);
+    if (!(args->cflags & IORING_CQE_F_MORE)) { /* its last completion */
+        uring_requests.delete(&req);
+        if (r->opcode == IORING_OP_ACCEPT)
+            uring_accepts.delete(&key);
+    }
     s64 res = args->res;
     u64 cgroup_id = bpf_get_current_cgroup_id();
     if (r->opcode == IORING_OP_CONNECT || r->opcode == IORING_OP_ACCEPT)

