@@ -284,6 +284,12 @@ class ProcessTable:
         if not event.exe_layer_known or event.container.id == HOST_ID:
             event.is_exe_upper_layer = self._in_upper_layer(event.container.id, exe)
         event.is_exe_upper_layer |= event.is_exe_unlinked and not event.is_exe_from_memfd
+        # `ld.so /bin/nc -e sh`: the kernel runs the loader, which maps the program; `busybox
+        # sh`: busybox runs its sh. The process is named by the program it runs (the comm says
+        # "busybox", or whatever path was exec'd; exepath stays the file the kernel runs). By
+        # the kernel's argv only: /proc's may already be a later image's (`sh -c 'cmd; sleep
+        # 1'` execs sleep in place), and would name the shell "sleep".
+        proc.exe_name = program_name(exe, event.argv)
         if not event.argv:
             # argv strings on a page not yet faulted in (a forked child's fexecve) cannot be
             # read in the probe; the new image's argv is in /proc while the process lives.
@@ -331,10 +337,6 @@ class ProcessTable:
             proc.comm = proc.comm or event.comm
         else:
             proc.comm = event.comm
-        # `ld.so /bin/nc -e sh`: the kernel runs the loader, which maps the program; `busybox
-        # sh`: busybox runs its sh. The process is named by the program it runs (the comm says
-        # "busybox", or whatever path was exec'd; exepath stays the file the kernel runs).
-        proc.exe_name = program_name(event.exe, event.argv)
         return event.exe
 
     def _exec_by_path(self, event: ExecEvent, proc: ProcessInfo, base: Path, cwd: str,
@@ -362,7 +364,6 @@ class ProcessTable:
             # would be named "6"); the table keeps no exe, so proc.name is the kernel's comm.
             exe = ""
         proc.comm = proc.comm if same_image and proc.comm else event.comm
-        proc.exe_name = program_name(exe, event.argv)
         return exe
 
     def _in_upper_layer(self, container_id: str, exe: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -335,6 +336,19 @@ def test_a_busybox_applet_is_named_by_the_applet_that_runs(
     table.apply(ev)
     assert ev.process is not None and ev.process.name == name
     assert ev.process.exe == exe  # exepath stays the file the kernel runs
+
+
+def test_an_applet_is_not_named_from_an_argv_proc_gave(tmp_path: Path) -> None:
+    """argv the kernel could not read comes from /proc, which may already show a later image:
+    `sh -c 'cmd; sleep 1'` execs sleep in place. The shell stays named by its comm."""
+    (tmp_path / str(GONE)).mkdir()
+    (tmp_path / str(GONE) / "cmdline").write_bytes(b"sleep\x001\0")
+    table = ProcessTable(proc_root=str(tmp_path))
+    ev = ExecEvent(type="execve", ts_ns=1, container=C, pid=GONE, exe="/bin/busybox",
+                   filename="/bin/sh", exe_ino=5, exe_dev=1, comm="sh")
+    table.apply(ev)
+    assert ev.argv == ("sleep", "1")  # what /proc said, kept as the args
+    assert ev.process is not None and ev.process.name == "sh"
 
 
 def test_a_program_run_through_the_dynamic_loader_is_named_by_the_program() -> None:
