@@ -159,36 +159,58 @@ static __always_inline int open_wanted(u32 nr, u64 flags, u64 mode, u64 path, in
  * IPv4 branch writes into a stack key would keep the verifier from merging the two branches,
  * and in sendmmsg's loop over messages that multiplies. */
 struct connect_scratch {
-    u8 head[8]; /* family, port (network order), IPv4 address or IPv6 flow info */
+    u8 sa[24]; /* family, port (network order), IPv4 address or IPv6 flow info and address */
     struct net_key net;
 };
 BPF_PERCPU_ARRAY(connect_scratch, struct connect_scratch, 1);
 
+/* The judgement of the socket address copied into c->sa. */
+static __always_inline int scratch_addr_wanted(struct connect_scratch *c)
+{
+    u16 family = c->sa[0] | (u16)c->sa[1] << 8;
+    c->net.prefixlen = 128;
+    if (family == FAMILY_INET) {
+        __builtin_memset(c->net.addr, 0, 10);
+        c->net.addr[10] = 0xff;
+        c->net.addr[11] = 0xff;
+        __builtin_memcpy(&c->net.addr[12], &c->sa[4], 4);
+    } else if (family == FAMILY_INET6) {
+        __builtin_memcpy(c->net.addr, &c->sa[8], 16);
+    } else {
+        return 1;
+    }
+    u16 port = (u16)c->sa[2] << 8 | c->sa[3];
+    if (connect_ports.lookup(&port))
+        return 1;
+    return connect_nets.lookup(&c->net) != NULL;
+}
+
+/* Whether some rule may want a connect or send to the user's socket address at `ptr`. */
 static __always_inline int connect_wanted(u64 ptr)
 {
     if (!setting(SETTING_CONNECT_FILTER))
         return 1;
     int zero = 0;
     struct connect_scratch *c = connect_scratch.lookup(&zero);
-    if (!c || !ptr || read_user(c->head, sizeof(c->head), (void *)ptr))
+    if (!c || !ptr || read_user(c->sa, 8, (void *)ptr))
         return 1;
-    u16 family = c->head[0] | (u16)c->head[1] << 8;
-    c->net.prefixlen = 128;
-    if (family == FAMILY_INET) {
-        __builtin_memset(c->net.addr, 0, 10);
-        c->net.addr[10] = 0xff;
-        c->net.addr[11] = 0xff;
-        __builtin_memcpy(&c->net.addr[12], &c->head[4], 4);
-    } else if (family == FAMILY_INET6) {
-        if (read_user(c->net.addr, sizeof(c->net.addr), (void *)(ptr + 8)))
-            return 1;
-    } else {
+    if ((c->sa[0] | (u16)c->sa[1] << 8) == FAMILY_INET6
+        && read_user(&c->sa[8], 16, (void *)(ptr + 8)))
         return 1;
-    }
-    u16 port = (u16)c->head[2] << 8 | c->head[3];
-    if (connect_ports.lookup(&port))
+    return scratch_addr_wanted(c);
+}
+
+/* The same of a socket address in kernel memory (an io_uring send's, copied at its
+ * preparation). */
+static __always_inline int kernel_addr_wanted(u64 addr)
+{
+    if (!setting(SETTING_CONNECT_FILTER))
         return 1;
-    return connect_nets.lookup(&c->net) != NULL;
+    int zero = 0;
+    struct connect_scratch *c = connect_scratch.lookup(&zero);
+    if (!c || bpf_probe_read_kernel(c->sa, sizeof(c->sa), (void *)addr))
+        return 1;
+    return scratch_addr_wanted(c);
 }
 
 /* Whether some rule may want the socket() of `domain` that returned `fd`. */

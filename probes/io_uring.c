@@ -1,6 +1,10 @@
 /* io_uring.c: opens, connects, accepts and path operations (rename, unlink, mkdir, symlink,
  * link) submitted through io_uring rings, as the syscalls they stand for.
  *
+ * Sends with an address (IORING_OP_SEND with one, SENDMSG and their zero-copy kinds) are
+ * followed where the kernel copies the address at preparation (IO_URING_SENDS), as sendto and
+ * sendmsg records filtered as a connect's destination.
+ *
  * An operation submitted through a ring never passes the syscall tracepoints: a ring's openat
  * of /etc/shadow, or its unlinkat of a shell history, is invisible to syscalls.c. The io_uring
  * tracepoints see every request: io_uring_submit_req once it is prepared (its struct io_kiocb
@@ -16,14 +20,18 @@
  *
  * Needs the kernel's layout (io_kiocb and its commands are kernel-internal) and is compiled after
  * syscalls.c (its specs, records and opens.h); the path operations where the kernel has their
- * commands (IO_URING_FILE_OPS: 5.15 and later). Other ring operations (sendmsg, send with an
- * address, ...) are not followed yet. Cost: one opcode test per ring request on the host; a map
+ * commands (IO_URING_FILE_OPS: 5.15 and later). Other ring operations (xattrs, socket,
+ * ...) are not followed yet. Cost: one opcode test per ring request on the host; a map
  * update and a copy of up to two paths per followed request in a traced cgroup.
  */
+#define IORING_OP_SENDMSG 9
 #define IORING_OP_ACCEPT 13
 #define IORING_OP_CONNECT 16
 #define IORING_OP_OPENAT 18
 #define IORING_OP_OPENAT2 28
+#define IORING_OP_SEND 26
+#define IORING_OP_SEND_ZC 47
+#define IORING_OP_SENDMSG_ZC 48
 #define IORING_OP_RENAMEAT 35 /* ... to IORING_OP_LINKAT: the path operations */
 #define IORING_OP_UNLINKAT 36
 #define IORING_OP_MKDIRAT 37
@@ -80,8 +88,25 @@ static __always_inline u32 path_op_nr(u8 opcode)
     }
 }
 
+/* A send, and what it stands for: sendmsg's kinds SYSNR_SENDMSG, send's SYSNR_SENDTO; 0 for
+ * any other operation. */
+static __always_inline u32 send_nr(u8 opcode)
+{
+#ifdef IO_URING_SENDS
+    if (opcode == IORING_OP_SENDMSG || opcode == IORING_OP_SENDMSG_ZC)
+        return SYSNR_SENDMSG;
+    if (opcode == IORING_OP_SEND || opcode == IORING_OP_SEND_ZC)
+        return SYSNR_SENDTO;
+#endif
+    return 0;
+}
+
 static __always_inline int uring_followed(u8 opcode)
 {
+    if (send_nr(opcode)) {
+        struct syscall_spec *spec = spec_of(send_nr(opcode));
+        return spec && spec->emit;
+    }
     if (is_path_op(opcode)) {
         struct syscall_spec *spec = spec_of(path_op_nr(opcode));
         return spec && spec->emit;
@@ -147,7 +172,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
 {
     u8 opcode = args->opcode;
     if (opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2 && opcode != IORING_OP_CONNECT
-        && opcode != IORING_OP_ACCEPT && !is_path_op(opcode))
+        && opcode != IORING_OP_ACCEPT && !is_path_op(opcode) && !send_nr(opcode))
         return 0;
     if (!uring_followed(opcode) || !cgroup_traced(bpf_get_current_cgroup_id()))
         return 0;
@@ -171,6 +196,19 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
         if (!connect_wanted(addr) && !call_of_piped_process())
             return count_filtered(FILTERED_CONNECT);
         read_user(r->data, 28, (void *)addr); /* sockaddr_in6 at most */
+#ifdef IO_URING_SENDS
+    } else if (send_nr(opcode)) {
+        /* the destination its preparation copied (none: a send on a connected socket, which
+         * no rule asks for, as sendto without an address) */
+        u64 msg = kread_u64(req, OFF_REQ_ASYNC_DATA);
+        s32 namelen = msg ? (s32)kread_u32(msg, OFF_MSG_NAMELEN) : 0;
+        if (namelen <= 0)
+            return 0;
+        r->addr_len = namelen > 28 ? 28 : namelen;
+        if (!kernel_addr_wanted(msg + OFF_MSG_ADDR) && !call_of_piped_process())
+            return count_filtered(FILTERED_CONNECT);
+        bpf_probe_read_kernel(r->data, 28, (void *)(msg + OFF_MSG_ADDR));
+#endif
 #ifdef IO_URING_FILE_OPS
     } else if (is_path_op(opcode)) {
         read_path_op(r, cmd, opcode);
@@ -191,7 +229,8 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     return 0;
 }
 
-/* A connect (its address as submitted) or an accept as its syscall's record. An accept's
+/* A connect (its address as submitted), a send with an address (as its preparation copied it:
+ * sendto's record, sendmsg's) or an accept as its syscall's record. An accept's
  * socket is described by its listener (the request's file: same family and type); its result
  * is an fd, remembered as the server's end as accept()'s is, only when it was not accepted into
  * the ring's fixed-file table, where it is a slot number: read as an fd, it would name another
@@ -199,7 +238,8 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
 static __always_inline int uring_net_done(struct uring_request *r, u64 req, s64 res,
                                           u64 cgroup_id)
 {
-    u32 nr = r->opcode == IORING_OP_ACCEPT ? SYSNR_ACCEPT4 : SYSNR_CONNECT;
+    u32 nr = r->opcode == IORING_OP_ACCEPT ? SYSNR_ACCEPT4
+           : (r->opcode == IORING_OP_CONNECT ? SYSNR_CONNECT : send_nr(r->opcode));
     u32 sock_info = 0;
     if (nr == SYSNR_ACCEPT4 && res >= 0) {
         sock_info = file_sock_info(kread_u64(req + OFF_REQ_CMD, OFF_ACCEPT_FILE));
@@ -261,14 +301,17 @@ TRACEPOINT_PROBE(io_uring, io_uring_complete)
         return 0;
     }
     __builtin_memcpy(r, kept, sizeof(*r));
-    if (!(args->cflags & IORING_CQE_F_MORE)) { /* its last completion */
+    /* a multishot accept's entries stay until its last completion (a zero-copy send's "more"
+     * is its buffer's release, posted by another request: nothing to keep for) */
+    if (r->opcode != IORING_OP_ACCEPT) {
         uring_requests.delete(&req);
-        if (r->opcode == IORING_OP_ACCEPT)
-            uring_accepts.delete(&key);
+    } else if (!(args->cflags & IORING_CQE_F_MORE)) {
+        uring_requests.delete(&req);
+        uring_accepts.delete(&key);
     }
     s64 res = args->res;
     u64 cgroup_id = bpf_get_current_cgroup_id();
-    if (r->opcode == IORING_OP_CONNECT || r->opcode == IORING_OP_ACCEPT)
+    if (r->opcode == IORING_OP_CONNECT || r->opcode == IORING_OP_ACCEPT || send_nr(r->opcode))
         return uring_net_done(r, req, res, cgroup_id);
 #ifdef IO_URING_FILE_OPS
     if (is_path_op(r->opcode))

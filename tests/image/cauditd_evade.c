@@ -21,6 +21,9 @@
  *   cauditd_evade uring-setup            io_uring_setup only
  *   cauditd_evade uring-open PATH        IORING_OP_OPENAT of PATH through a ring
  *   cauditd_evade uring-connect IP PORT  IORING_OP_CONNECT through a ring
+ *   cauditd_evade uring-send IP PORT     a UDP datagram to IP:PORT by IORING_OP_SEND with an
+ *                                        address (unconnected socket)
+ *   cauditd_evade uring-sendmsg IP PORT  the same by IORING_OP_SENDMSG (msg_name)
  *   cauditd_evade uring-unlink PATH      IORING_OP_UNLINKAT of PATH
  *   cauditd_evade uring-mkdir PATH       IORING_OP_MKDIRAT of PATH (mode 0755)
  *   cauditd_evade uring-rename OLD NEW   IORING_OP_RENAMEAT of OLD to NEW
@@ -362,6 +365,29 @@ static int uring_path_op(int opcode, const char *first, const char *second)
 }
 
 static struct sockaddr_in uring_addr;
+
+/* A datagram on the UDP socket *fd to uring_addr: SEND with its address, or SENDMSG. */
+static char datagram[] = "x";
+static struct iovec datagram_iov = {datagram, 1};
+static struct msghdr datagram_msg = {&uring_addr, sizeof(uring_addr), &datagram_iov, 1};
+
+static void fill_send(struct io_uring_sqe *sqe, void *fd)
+{
+    sqe->opcode = IORING_OP_SEND;
+    sqe->fd = *(int *)fd;
+    sqe->addr = (unsigned long)datagram;
+    sqe->len = 1;
+    sqe->addr2 = (unsigned long)&uring_addr;
+    sqe->addr_len = sizeof(uring_addr);
+}
+
+static void fill_sendmsg(struct io_uring_sqe *sqe, void *fd)
+{
+    sqe->opcode = IORING_OP_SENDMSG;
+    sqe->fd = *(int *)fd;
+    sqe->addr = (unsigned long)&datagram_msg;
+    sqe->len = 1;
+}
 
 static void fill_connect(struct io_uring_sqe *sqe, void *fd)
 {
@@ -778,6 +804,12 @@ int main(int argc, char **argv)
     }
     if (!strcmp(mode, "handle-open") || !strcmp(mode, "handle-name"))
         return do_handle(a, !strcmp(mode, "handle-open"));
+    if (!strcmp(mode, "uring-send") || !strcmp(mode, "uring-sendmsg")) {
+        static int fd;
+        uring_addr = inet_addr_of(a, b);
+        fd = socket(AF_INET, SOCK_DGRAM, 0);
+        return uring_one(strcmp(mode, "uring-send") ? fill_sendmsg : fill_send, &fd);
+    }
     if (!strcmp(mode, "uring-unlink"))
         return uring_path_op(IORING_OP_UNLINKAT, a, NULL);
     if (!strcmp(mode, "uring-mkdir"))

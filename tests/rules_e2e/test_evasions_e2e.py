@@ -177,6 +177,12 @@ EVASIONS = [
             evade("uring-link", "/etc/shadow", "/tmp/cauditd-hard"), "evt.arg.oldpath",
             "/etc/shadow", evade("uring-link", "/etc/passwd", "/tmp/cauditd-hard"),
             file_op(("linkat",), "/etc/passwd")),
+    # ring sends with an address (UDP: a TCP send needs the connect the rule already sees)
+    *(Evasion(f"io-uring-{op}", "Connection to mining pool port",
+              evade(f"uring-{op}", NOWHERE, "3333"), "fd.dport", "3333",
+              evade(f"uring-{op}", NOWHERE, "8080"),
+              execd("/usr/bin/cauditd_evade", f"uring-{op}", NOWHERE, "8080"))
+      for op in ("send", "sendmsg")),
     Evasion("int80-socketcall-connect", "Connection to mining pool port",
             evade("int80-connect", NOWHERE, "3333"), "fd.dport", "3333",
             evade("int80-connect", NOWHERE, "8080"),

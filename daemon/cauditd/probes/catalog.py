@@ -202,7 +202,7 @@ def nr_defines() -> dict[str, int | str]:
     syscall_spec.exit modes."""
     names = ("execve", "execveat", "exit", "exit_group", "clone", "clone3", "socket", "dup",
              "open", "openat", "openat2", "creat", "connect", "accept", "accept4",
-             "renameat2", "unlinkat", "mkdirat", "symlinkat", "linkat")
+             "renameat2", "unlinkat", "mkdirat", "symlinkat", "linkat", "sendto", "sendmsg")
     defines: dict[str, int | str] = {f"SYSNR_{n.upper()}": BY_NAME[n].nr for n in names}
     defines["SYSCALL_MAX"] = SYSCALL_MAX
     defines["EXIT_OPEN"], defines["EXIT_LATE"] = EXIT_OPEN, EXIT_LATE

@@ -136,6 +136,15 @@ IO_URING_FILES: dict[str, tuple[str, str]] = {
     "OFF_LINK_FLAGS": ("io_link", "flags"),
 }
 
+# io_uring sends with an address (IORING_OP_SEND with one, SENDMSG, and their zero-copy kinds):
+# kernels that copy the message header at preparation (6.10 on) hold the address in the
+# request's async data by submission; earlier ones leave these sends unfollowed.
+IO_URING_SENDS: dict[str, tuple[str, str]] = {
+    "OFF_REQ_ASYNC_DATA": ("io_kiocb", "async_data"),
+    "OFF_MSG_NAMELEN": ("io_async_msghdr", "msg.msg_namelen"),
+    "OFF_MSG_ADDR": ("io_async_msghdr", "addr"),
+}
+
 # overlayfs's inodes (when overlayfs is built in: a module's types are not in vmlinux's BTF):
 # whether a container's executable was written since it started, from the file itself.
 OVERLAY: dict[str, tuple[str, str]] = {
@@ -152,6 +161,7 @@ class KernelLayout:
     io_uring: bool
     overlay: bool = False
     io_uring_files: bool = False  # ... and its path operations
+    io_uring_sends: bool = False  # ... and its sends' addresses
 
     @classmethod
     def read(cls, path: Path = VMLINUX) -> KernelLayout | None:
@@ -165,28 +175,17 @@ class KernelLayout:
             log.warning("kernel BTF unusable (%s): paths as written, no fd kinds, no compat "
                         "syscalls", exc)
             return None
-        try:
-            offsets.update({name: btf.offset(*where) for name, where in IO_URING.items()})
-            io_uring = True
-        except BtfError as exc:
-            log.info("io_uring requests not readable (%s): io_uring operations not traced", exc)
-            io_uring = False
-        io_uring_files = False
-        if io_uring:
-            try:
-                offsets.update({name: btf.offset(*where) for name, where in IO_URING_FILES.items()})
-                io_uring_files = True
-            except BtfError as exc:
-                log.info("io_uring path operations not readable (%s): ring renames, unlinks, "
-                         "mkdirs and links not traced", exc)
-        try:
-            offsets.update({name: btf.offset(*where) for name, where in OVERLAY.items()})
-            overlay = True
-        except BtfError as exc:
-            log.info("overlayfs inodes not readable (%s): an executable's layer is looked up "
-                     "in the container's upper directory", exc)
-            overlay = False
-        return cls(offsets, io_uring, overlay, io_uring_files)
+        io_uring = _read_group(btf, IO_URING, offsets, "io_uring requests not readable: "
+                               "io_uring operations not traced")
+        io_uring_files = io_uring and _read_group(
+            btf, IO_URING_FILES, offsets, "io_uring path operations not readable: ring "
+            "renames, unlinks, mkdirs and links not traced")
+        io_uring_sends = io_uring and _read_group(
+            btf, IO_URING_SENDS, offsets, "io_uring send messages not readable: ring sends "
+            "with an address not traced")
+        overlay = _read_group(btf, OVERLAY, offsets, "overlayfs inodes not readable: an "
+                              "executable's layer is looked up in the container's upper directory")
+        return cls(offsets, io_uring, overlay, io_uring_files, io_uring_sends)
 
     def defines(self) -> dict[str, int | str]:
         """The #defines that switch the kernel-struct parts of the probes on."""
@@ -195,9 +194,22 @@ class KernelLayout:
             found["IO_URING_REQUESTS"] = 1
         if self.io_uring_files:
             found["IO_URING_FILE_OPS"] = 1
+        if self.io_uring_sends:
+            found["IO_URING_SENDS"] = 1
         if self.overlay:
             found["OVERLAY_INODES"] = 1
         return found
+
+
+def _read_group(btf: Btf, group: dict[str, tuple[str, str]], offsets: dict[str, int],
+                unavailable: str) -> bool:
+    """Add an optional group's offsets; False (and `unavailable` logged) when one is missing."""
+    try:
+        offsets.update({name: btf.offset(*where) for name, where in group.items()})
+    except BtfError as exc:
+        log.info("%s (%s)", unavailable, exc)
+        return False
+    return True
 
 
 def spans(offsets: dict[str, int]) -> dict[str, int]:

@@ -258,8 +258,8 @@ FIELDS["evt.arg"] = Field(
     "evt.arg.oldfd_is_socket, evt.arg.newfd, evt.arg.source, evt.arg.target, evt.arg.fstype, "
     "evt.arg.newpath, evt.arg.linkpath; evt.arg.compat (true for a 32-bit syscall made through "
     "int 0x80, already mapped to the x86_64 syscall it is) and evt.arg.io_uring (true for an "
-    "open, connect, accept, rename, unlink, mkdir, symlink or link submitted through an "
-    "io_uring ring).",
+    "open, connect, accept, send with an address, rename, unlink, mkdir, symlink or link "
+    "submitted through an io_uring ring).",
     SYS, _no_arg, arg="name", make=_make_arg(False),
 )
 FIELDS["evt.rawarg"] = Field(
