@@ -71,10 +71,27 @@ static __always_inline int is_path_op(u8 opcode)
 #endif
 }
 
-/* The syscall a path operation stands for. */
-static __always_inline u32 path_op_nr(u8 opcode)
+/* The syscall a ring operation stands for (its record's number); 0 for one not followed. */
+static __always_inline u32 uring_nr(u8 opcode)
 {
     switch (opcode) {
+    case IORING_OP_OPENAT:
+        return SYSNR_OPENAT;
+    case IORING_OP_OPENAT2:
+        return SYSNR_OPENAT2;
+    case IORING_OP_CONNECT:
+        return SYSNR_CONNECT;
+    case IORING_OP_ACCEPT:
+        return SYSNR_ACCEPT4;
+#ifdef IO_URING_SENDS
+    case IORING_OP_SEND:
+    case IORING_OP_SEND_ZC:
+        return SYSNR_SENDTO;
+    case IORING_OP_SENDMSG:
+    case IORING_OP_SENDMSG_ZC:
+        return SYSNR_SENDMSG;
+#endif
+#ifdef IO_URING_FILE_OPS
     case IORING_OP_RENAMEAT:
         return SYSNR_RENAMEAT2;
     case IORING_OP_UNLINKAT:
@@ -83,42 +100,33 @@ static __always_inline u32 path_op_nr(u8 opcode)
         return SYSNR_MKDIRAT;
     case IORING_OP_SYMLINKAT:
         return SYSNR_SYMLINKAT;
-    default:
+    case IORING_OP_LINKAT:
         return SYSNR_LINKAT;
+#endif
+    default:
+        return 0;
     }
 }
 
-/* A send, and what it stands for: sendmsg's kinds SYSNR_SENDMSG, send's SYSNR_SENDTO; 0 for
- * any other operation. */
-static __always_inline u32 send_nr(u8 opcode)
+static __always_inline int is_send(u8 opcode)
 {
-#ifdef IO_URING_SENDS
-    if (opcode == IORING_OP_SENDMSG || opcode == IORING_OP_SENDMSG_ZC)
-        return SYSNR_SENDMSG;
-    if (opcode == IORING_OP_SEND || opcode == IORING_OP_SEND_ZC)
-        return SYSNR_SENDTO;
-#endif
-    return 0;
+    u32 nr = uring_nr(opcode);
+    return nr == SYSNR_SENDTO || nr == SYSNR_SENDMSG;
 }
 
+/* Whether a rule wants what the operation stands for: opens are judged at exit and connects
+ * filtered at entry, as syscalls.c traces them; the rest are followed when they are sent. */
 static __always_inline int uring_followed(u8 opcode)
 {
-    if (send_nr(opcode)) {
-        struct syscall_spec *spec = spec_of(send_nr(opcode));
-        return spec && spec->emit;
-    }
-    if (is_path_op(opcode)) {
-        struct syscall_spec *spec = spec_of(path_op_nr(opcode));
-        return spec && spec->emit;
-    }
-    if (opcode == IORING_OP_ACCEPT) {
-        struct syscall_spec *spec = spec_of(SYSNR_ACCEPT4);
-        return spec && spec->emit;
-    }
-    u32 nr = opcode == IORING_OP_CONNECT ? SYSNR_CONNECT
-           : (opcode == IORING_OP_OPENAT2 ? SYSNR_OPENAT2 : SYSNR_OPENAT);
-    struct syscall_spec *spec = spec_of(nr);
-    return spec && (opcode == IORING_OP_CONNECT ? spec->enter : spec->exit);
+    u32 nr = uring_nr(opcode);
+    struct syscall_spec *spec = nr ? spec_of(nr) : NULL;
+    if (!spec)
+        return 0;
+    if (opcode == IORING_OP_CONNECT)
+        return spec->enter;
+    if (opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2)
+        return spec->exit;
+    return spec->emit;
 }
 
 #ifdef IO_URING_FILE_OPS
@@ -130,7 +138,7 @@ static __always_inline void read_path_op(struct uring_request *r, u64 cmd, u8 op
 {
     struct pending_syscall *call = &r->call;
     __builtin_memset(call, 0, sizeof(*call));
-    call->nr = path_op_nr(opcode);
+    call->nr = uring_nr(opcode);
     call->id = call->nr;
     u64 first = 0, second = 0;
     if (opcode == IORING_OP_UNLINKAT) {
@@ -171,9 +179,6 @@ static __always_inline void read_path_op(struct uring_request *r, u64 cmd, u8 op
 TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
 {
     u8 opcode = args->opcode;
-    if (opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2 && opcode != IORING_OP_CONNECT
-        && opcode != IORING_OP_ACCEPT && !is_path_op(opcode) && !send_nr(opcode))
-        return 0;
     if (!uring_followed(opcode) || !cgroup_traced(bpf_get_current_cgroup_id()))
         return 0;
     int zero = 0;
@@ -197,7 +202,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
             return count_filtered(FILTERED_CONNECT);
         read_user(r->data, 28, (void *)addr); /* sockaddr_in6 at most */
 #ifdef IO_URING_SENDS
-    } else if (send_nr(opcode)) {
+    } else if (is_send(opcode)) {
         /* the destination its preparation copied (none: a send on a connected socket, which
          * no rule asks for, as sendto without an address) */
         u64 msg = kread_u64(req, OFF_REQ_ASYNC_DATA);
@@ -238,8 +243,7 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
 static __always_inline int uring_net_done(struct uring_request *r, u64 req, s64 res,
                                           u64 cgroup_id)
 {
-    u32 nr = r->opcode == IORING_OP_ACCEPT ? SYSNR_ACCEPT4
-           : (r->opcode == IORING_OP_CONNECT ? SYSNR_CONNECT : send_nr(r->opcode));
+    u32 nr = uring_nr(r->opcode);
     u32 sock_info = 0;
     if (nr == SYSNR_ACCEPT4 && res >= 0) {
         sock_info = file_sock_info(kread_u64(req + OFF_REQ_CMD, OFF_ACCEPT_FILE));
@@ -311,14 +315,14 @@ TRACEPOINT_PROBE(io_uring, io_uring_complete)
     }
     s64 res = args->res;
     u64 cgroup_id = bpf_get_current_cgroup_id();
-    if (r->opcode == IORING_OP_CONNECT || r->opcode == IORING_OP_ACCEPT || send_nr(r->opcode))
+    if (r->opcode == IORING_OP_CONNECT || r->opcode == IORING_OP_ACCEPT || is_send(r->opcode))
         return uring_net_done(r, req, res, cgroup_id);
 #ifdef IO_URING_FILE_OPS
     if (is_path_op(r->opcode))
         return uring_path_done(r, res, cgroup_id);
 #endif
     u64 task = this_task();
-    c->nr = r->opcode == IORING_OP_OPENAT2 ? SYSNR_OPENAT2 : SYSNR_OPENAT;
+    c->nr = uring_nr(r->opcode);
     c->info = OPEN_IO_URING;
     c->dirfd = r->dfd;
     c->flags = r->flags;
